@@ -1,0 +1,85 @@
+// The few fused operations the TRM spends its time in. Each has a composite implementation
+// from plain tf ops, which runs on every backend; a backend that registers a kernel of the
+// same name (the native CPU backend does) runs that instead, with its registered gradient.
+import * as tf from "@tensorflow/tfjs-core";
+
+export interface RopeTables {
+  /** [S, hd] cosines and sines in the rotate-half layout: cat(freqs, freqs). */
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
+}
+
+/** x @ w for x [..., in] and w [in, out] (weights are stored transposed from torch's [out, in]). */
+export function linear(x: tf.Tensor, w: tf.Tensor2D): tf.Tensor {
+  const shape = x.shape;
+  const inDim = shape[shape.length - 1];
+  const x2 = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, inDim]);
+  const y = tf.matMul(x2 as tf.Tensor2D, w);
+  return x.rank === 2 ? y : tf.reshape(y, [...shape.slice(0, -1), w.shape[1]]);
+}
+
+/** Parameter-free RMSNorm over the last axis: x * rsqrt(mean(x^2) + eps). */
+export function rmsNorm(x: tf.Tensor, eps: number): tf.Tensor {
+  return tf.tidy(() => {
+    const ms = tf.mean(tf.square(x), -1, true);
+    return tf.mul(x, tf.rsqrt(tf.add(ms, eps)));
+  });
+}
+
+/** SwiGLU activation on the fused gate|up projection [..., 2I] -> silu(gate) * up, [..., I]. */
+export function siluGateMul(gateUp: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const [g, u] = tf.split(gateUp, 2, -1);
+    return tf.mul(tf.mul(g, tf.sigmoid(g)), u);
+  });
+}
+
+/** Rotate-half RoPE on x [B, S, H, hd]. */
+export function applyRope(x: tf.Tensor4D, rope: RopeTables): tf.Tensor4D {
+  return tf.tidy(() => {
+    const hd = x.shape[3];
+    const half = hd / 2;
+    const [a, b] = tf.split(x, [half, half], 3);
+    const rot = tf.concat([tf.neg(b), a], 3);
+    const cos = tf.reshape(rope.cos, [1, rope.cos.shape[0], 1, hd]);
+    const sin = tf.reshape(rope.sin, [1, rope.sin.shape[0], 1, hd]);
+    return tf.add(tf.mul(x, cos), tf.mul(rot, sin)) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Bidirectional multi-head attention on a fused projection qkv [B, S, 3D] (q | k | v, each
+ * head-major), with optional RoPE on q and k. Returns the heads merged back: [B, S, D].
+ */
+export function attention(qkv: tf.Tensor3D, numHeads: number, rope: RopeTables | null): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [B, S, D3] = qkv.shape;
+    const D = D3 / 3;
+    const hd = D / numHeads;
+    const parts = tf.split(tf.reshape(qkv, [B, S, 3, numHeads, hd]), 3, 2);
+    let q = tf.reshape(parts[0], [B, S, numHeads, hd]) as tf.Tensor4D;
+    let k = tf.reshape(parts[1], [B, S, numHeads, hd]) as tf.Tensor4D;
+    const v = tf.reshape(parts[2], [B, S, numHeads, hd]) as tf.Tensor4D;
+    if (rope) {
+      q = applyRope(q, rope);
+      k = applyRope(k, rope);
+    }
+    const qh = tf.transpose(q, [0, 2, 1, 3]); // [B, H, S, hd]
+    const kh = tf.transpose(k, [0, 2, 1, 3]);
+    const vh = tf.transpose(v, [0, 2, 1, 3]);
+    const scores = tf.mul(tf.matMul(qh, kh, false, true), 1 / Math.sqrt(hd));
+    const out = tf.matMul(tf.softmax(scores), vh); // [B, H, S, hd]
+    return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B, S, D]) as tf.Tensor3D;
+  });
+}
+
+/** log(stablemax(x)) over the last axis: s(x) = x + 1 for x >= 0, 1 / (1 - x) for x < 0. */
+export function logStablemax(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const pos = tf.add(x, 1);
+    // 1e-30 guards the division exactly as the reference does.
+    const neg = tf.div(1, tf.add(tf.sub(1, x), 1e-30));
+    const s = tf.where(tf.less(x, 0), neg, pos);
+    return tf.sub(tf.log(s), tf.log(tf.sum(s, -1, true)));
+  });
+}

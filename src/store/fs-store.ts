@@ -1,0 +1,122 @@
+// The local-directory store. Puts go through a temporary file and a rename, so a crash never
+// leaves a torn object visible; temporaries are skipped by list().
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { dirname, join, relative, sep } from "node:path";
+import { atomicWrite, sha256 } from "../util/fs.js";
+import {
+  checkKey,
+  checkPrefix,
+  NotFoundError,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+} from "./types.js";
+
+export class FsStore implements ObjectStore {
+  readonly kind = "fs" as const;
+  readonly description: string;
+
+  constructor(readonly root: string) {
+    this.description = `local directory ${root}`;
+  }
+
+  pathOf(key: string): string {
+    return join(this.root, ...checkKey(key).split("/"));
+  }
+
+  async put(key: string, data: Uint8Array | string, _opts?: PutOptions) {
+    const path = this.pathOf(key);
+    await atomicWrite(path, data);
+    return {
+      sha256: sha256(data),
+      size: typeof data === "string" ? Buffer.byteLength(data) : data.byteLength,
+    };
+  }
+
+  async putFile(key: string, path: string, _opts?: PutOptions) {
+    const dest = this.pathOf(key);
+    await mkdir(dirname(dest), { recursive: true });
+    const tmp = `${dest}.tmp-${process.pid}-${Date.now()}`;
+    await copyFile(path, tmp);
+    await rename(tmp, dest);
+    const h = createHash("sha256");
+    let size = 0;
+    for await (const chunk of createReadStream(dest)) {
+      h.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    return { sha256: h.digest("hex"), size };
+  }
+
+  async get(key: string): Promise<Buffer> {
+    try {
+      return await readFile(this.pathOf(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(key);
+      throw err;
+    }
+  }
+
+  async getFile(key: string, path: string): Promise<void> {
+    await atomicWrite(path, await this.get(key));
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    try {
+      const s = await stat(this.pathOf(key));
+      return s.isFile() ? { key, size: s.size, mtimeMs: s.mtimeMs } : null;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.stat(key)) !== null;
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    const p = checkPrefix(prefix);
+    const base = p ? join(this.root, ...p.slice(0, -1).split("/")) : this.root;
+    const out: ObjectInfo[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      let entries: import("node:fs").Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (
+          (err as NodeJS.ErrnoException).code === "ENOENT" ||
+          (err as NodeJS.ErrnoException).code === "ENOTDIR"
+        )
+          return;
+        throw err;
+      }
+      for (const e of entries) {
+        const full = join(dir, e.name);
+        if (e.isDirectory()) await walk(full);
+        else if (e.isFile() && !e.name.includes(".tmp-")) {
+          const s = await stat(full);
+          out.push({ key: relative(this.root, full).split(sep).join("/"), size: s.size, mtimeMs: s.mtimeMs });
+        }
+      }
+    };
+    await walk(base);
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.pathOf(key), { force: true });
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    const p = checkPrefix(prefix);
+    if (!p) throw new Error("refusing to delete the whole store");
+    await rm(join(this.root, ...p.slice(0, -1).split("/")), { recursive: true, force: true });
+  }
+
+  async presign(): Promise<string | null> {
+    return null;
+  }
+}
