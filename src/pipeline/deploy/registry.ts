@@ -1,0 +1,611 @@
+// The model registry: immutable versions under models/<agent>/<version>/ and one index,
+// models/<agent>/registry.json, with the aliases (champion, challenger) and an append-only
+// history of every alias move (who, when, why).
+//
+// A version is written artifacts first, then its manifest.json (sha256 and size of each
+// artifact), then every artifact is read back and checked, and only then is it added to
+// registry.json. So the index never names an incomplete version; a crash in between leaves an
+// orphan prefix that nothing points to. Loading checks every sha256 against the manifest and the
+// manifest's against the index, so a tampered or truncated file is refused by name.
+//
+// Index writes are read-modify-write under a lock (in-process, plus a lock file in the data
+// directory when one is given). Writers on other hosts are not coordinated: one writer per agent.
+import { EventEmitter } from "node:events";
+import * as z from "zod";
+import { WorkError } from "../../errors.js";
+import { log } from "../../log.js";
+import { gateResult, servedModelInfo } from "../../metrics.js";
+import { checkKey, NotFoundError, type ObjectStore } from "../../store/index.js";
+import { sha256 } from "../../util/fs.js";
+import { timeId, timeOfId } from "../run/ids.js";
+import { lockPath, withLock } from "../run/lock.js";
+
+export const ALIASES = ["champion", "challenger"] as const;
+export type Alias = (typeof ALIASES)[number];
+
+const Sha = z.string().regex(/^[0-9a-f]{64}$/);
+const ARTIFACT_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const VERSION_RE = /^v\d{8}-\d{6}-\d{3}$/;
+
+export const ArtifactEntry = z
+  .object({
+    name: z.string().regex(ARTIFACT_NAME_RE),
+    sha256: Sha,
+    size: z.number().int().min(0),
+    content_type: z.string().optional(),
+  })
+  .strict();
+export type ArtifactEntry = z.infer<typeof ArtifactEntry>;
+
+export const Lineage = z
+  .object({
+    run_id: z.string().nullable(),
+    dataset_id: z.string().nullable(),
+    /** The raw segments the dataset was built from, with their sha256. */
+    raw_segments: z.array(z.object({ key: z.string(), sha256: Sha }).strict()),
+    code_version: z.string(),
+    /** The version this one was fine-tuned from; null when trained from scratch. */
+    parent_version: z.string().nullable(),
+  })
+  .strict();
+export type Lineage = z.infer<typeof Lineage>;
+
+export const GateSummary = z
+  .object({
+    passed: z.boolean(),
+    reasons: z.array(z.string()),
+  })
+  .strict();
+export type GateSummary = z.infer<typeof GateSummary>;
+
+export const VersionManifest = z
+  .object({
+    schema: z.literal(1),
+    agent: z.string(),
+    version: z.string().regex(VERSION_RE),
+    created_at: z.string(),
+    created_by: z.string(),
+    artifacts: z.array(ArtifactEntry),
+    lineage: Lineage,
+    /** null when the version was never evaluated: such a version is never promoted without force. */
+    gate: GateSummary.nullable(),
+    /** Headline score per task (the task's primary metric), for listings. */
+    scores: z.record(z.string(), z.number()),
+  })
+  .strict();
+export type VersionManifest = z.infer<typeof VersionManifest>;
+
+export const VersionEntry = z
+  .object({
+    version: z.string().regex(VERSION_RE),
+    created_at: z.string(),
+    manifest_sha256: Sha,
+    gate_passed: z.boolean().nullable(),
+    run_id: z.string().nullable(),
+    parent_version: z.string().nullable(),
+    scores: z.record(z.string(), z.number()),
+  })
+  .strict();
+export type VersionEntry = z.infer<typeof VersionEntry>;
+
+export const AliasMove = z
+  .object({
+    seq: z.number().int().min(1),
+    at: z.string(),
+    alias: z.enum(ALIASES),
+    from: z.string().nullable(),
+    to: z.string().nullable(),
+    /** promote: a normal move; rollback: back to the previous champion; clear: alias removed. */
+    action: z.enum(["promote", "rollback", "clear"]),
+    /** Who moved it: "cli:<user>", "run:<run-id>", "mcp:<identity>", "schedule". */
+    actor: z.string().min(1),
+    reason: z.string(),
+    /** True when the gate was overridden. */
+    forced: z.boolean(),
+  })
+  .strict();
+export type AliasMove = z.infer<typeof AliasMove>;
+
+export const RegistryIndex = z
+  .object({
+    schema: z.literal(1),
+    agent: z.string(),
+    updated_at: z.string(),
+    versions: z.array(VersionEntry),
+    aliases: z.object({ champion: z.string().nullable(), challenger: z.string().nullable() }).strict(),
+    history: z.array(AliasMove),
+  })
+  .strict();
+export type RegistryIndex = z.infer<typeof RegistryIndex>;
+
+export interface ArtifactInput {
+  name: string;
+  data: Uint8Array | string;
+  contentType?: string;
+}
+
+export interface RegisterInput {
+  artifacts: ArtifactInput[];
+  lineage: Lineage;
+  gate: GateSummary | null;
+  scores?: Record<string, number>;
+  /** Who registers it, e.g. "run:<run-id>". */
+  createdBy: string;
+  /** Stops before the index is written; uploaded files are removed. */
+  signal?: AbortSignal;
+}
+
+export interface LoadedVersion {
+  manifest: VersionManifest;
+  /** Verified artifact bytes by name. */
+  files: Map<string, Buffer>;
+}
+
+export class RegistryError extends WorkError {
+  override name = "RegistryError";
+}
+
+/** An artifact (or manifest) whose bytes do not match the recorded sha256 or size. */
+export class IntegrityError extends WorkError {
+  override name = "IntegrityError";
+}
+
+/** A promotion refused because the version did not pass its gate (and force was not given). */
+export class GateRefusedError extends WorkError {
+  override name = "GateRefusedError";
+}
+
+export interface AliasEvent {
+  agent: string;
+  alias: Alias;
+  from: string | null;
+  to: string | null;
+  action: AliasMove["action"];
+}
+
+/** In-process notice of alias moves, for the server's hot swap (other processes poll registry.json). */
+export const registryEvents = new EventEmitter<{ alias: [AliasEvent] }>();
+
+export interface RegistryOptions {
+  /** The data directory: its locks/ folder serialises index writes across processes on this host. */
+  dataDir?: string;
+  now?: () => Date;
+}
+
+export function registryKey(agent: string): string {
+  return checkKey(`models/${agent}/registry.json`);
+}
+
+export function versionPrefix(agent: string, version: string): string {
+  return checkKey(`models/${agent}/${version}`);
+}
+
+export function artifactKey(agent: string, version: string, name: string): string {
+  return `${versionPrefix(agent, version)}/${name}`;
+}
+
+export class ModelRegistry {
+  private readonly now: () => Date;
+
+  constructor(
+    readonly store: ObjectStore,
+    private readonly opts: RegistryOptions = {},
+  ) {
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** The index; an empty one when the agent has never registered a version. */
+  async read(agent: string): Promise<RegistryIndex> {
+    const key = registryKey(agent);
+    let body: Buffer;
+    try {
+      body = await this.store.get(key);
+    } catch (err) {
+      if (err instanceof NotFoundError) return emptyIndex(agent, this.now());
+      throw err;
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(body.toString("utf8"));
+    } catch {
+      throw new IntegrityError(
+        `${key} is not valid JSON (${body.length} bytes); the registry file is damaged`,
+      );
+    }
+    const r = RegistryIndex.safeParse(raw);
+    if (!r.success) {
+      const i = r.error.issues[0];
+      throw new IntegrityError(`${key} is not a valid registry: ${i.path.join(".")}: ${i.message}`);
+    }
+    if (r.data.agent !== agent) throw new IntegrityError(`${key} belongs to agent "${r.data.agent}"`);
+    return r.data;
+  }
+
+  async listVersions(agent: string): Promise<VersionEntry[]> {
+    return (await this.read(agent)).versions;
+  }
+
+  /** A version id for "champion", "challenger", "latest" or a version id; throws when unknown. */
+  async resolve(agent: string, ref: string): Promise<string> {
+    const index = await this.read(agent);
+    return resolveIn(index, ref);
+  }
+
+  /** The manifest, checked against the sha256 the index recorded for it. */
+  async getManifest(agent: string, version: string, index?: RegistryIndex): Promise<VersionManifest> {
+    const idx = index ?? (await this.read(agent));
+    const entry = idx.versions.find((v) => v.version === version);
+    if (!entry) throw new RegistryError(unknownVersionMessage(idx, version));
+    const key = artifactKey(agent, version, "manifest.json");
+    let body: Buffer;
+    try {
+      body = await this.store.get(key);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new IntegrityError(`${key} is missing from the store`);
+      throw err;
+    }
+    const got = sha256(body);
+    if (got !== entry.manifest_sha256)
+      throw new IntegrityError(
+        `${key} was modified: sha256 ${got.slice(0, 12)}… but the registry recorded ${entry.manifest_sha256.slice(0, 12)}…`,
+      );
+    return VersionManifest.parse(JSON.parse(body.toString("utf8")));
+  }
+
+  /** Reads one artifact and checks its size and sha256 against the manifest. */
+  async readArtifact(
+    agent: string,
+    version: string,
+    name: string,
+    manifest?: VersionManifest,
+  ): Promise<Buffer> {
+    const m = manifest ?? (await this.getManifest(agent, version));
+    const entry = m.artifacts.find((a) => a.name === name);
+    if (!entry)
+      throw new RegistryError(
+        `version ${version} of ${agent} has no artifact "${name}" (it has ${m.artifacts.map((a) => a.name).join(", ")})`,
+      );
+    const key = artifactKey(agent, version, name);
+    let body: Buffer;
+    try {
+      body = await this.store.get(key);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new IntegrityError(`${key} is missing from the store`);
+      throw err;
+    }
+    checkBytes(key, body, entry);
+    return body;
+  }
+
+  /** Loads a version's artifacts (all, or the named ones), each verified. */
+  async load(agent: string, ref: string, names?: string[]): Promise<LoadedVersion> {
+    const index = await this.read(agent);
+    const version = resolveIn(index, ref);
+    const manifest = await this.getManifest(agent, version, index);
+    const files = new Map<string, Buffer>();
+    for (const a of manifest.artifacts) {
+      if (names && !names.includes(a.name)) continue;
+      files.set(a.name, await this.readArtifact(agent, version, a.name, manifest));
+    }
+    for (const n of names ?? []) {
+      if (!files.has(n)) throw new RegistryError(`version ${version} of ${agent} has no artifact "${n}"`);
+    }
+    return { manifest, files };
+  }
+
+  /**
+   * Registers a new immutable version: upload, write the manifest, read everything back, and only
+   * then add it to the index. On any failure the uploaded prefix is removed and the index is unchanged.
+   */
+  async register(agent: string, input: RegisterInput): Promise<VersionManifest> {
+    checkKey(`models/${agent}`);
+    const names = new Set<string>();
+    for (const a of input.artifacts) {
+      if (!ARTIFACT_NAME_RE.test(a.name) || a.name === "manifest.json")
+        throw new RegistryError(`bad artifact name "${a.name}"`);
+      if (names.has(a.name)) throw new RegistryError(`artifact "${a.name}" given twice`);
+      names.add(a.name);
+    }
+    const lineage = Lineage.parse(input.lineage);
+    const version = await this.newVersionId(agent);
+    const prefix = versionPrefix(agent, version);
+    if ((await this.store.list(prefix)).length > 0)
+      throw new RegistryError(`${prefix}/ already holds objects; versions are immutable`);
+    const createdAt = this.now().toISOString();
+    try {
+      const entries: ArtifactEntry[] = [];
+      for (const a of input.artifacts) {
+        input.signal?.throwIfAborted();
+        const data = typeof a.data === "string" ? Buffer.from(a.data, "utf8") : a.data;
+        const digest = sha256(data);
+        await this.store.put(`${prefix}/${a.name}`, data, {
+          contentType: a.contentType ?? contentTypeOf(a.name),
+          meta: { sha256: digest, agent, version },
+        });
+        entries.push({
+          name: a.name,
+          sha256: digest,
+          size: data.byteLength,
+          content_type: a.contentType ?? contentTypeOf(a.name),
+        });
+      }
+      const manifest: VersionManifest = VersionManifest.parse({
+        schema: 1,
+        agent,
+        version,
+        created_at: createdAt,
+        created_by: input.createdBy,
+        artifacts: entries,
+        lineage,
+        gate: input.gate,
+        scores: input.scores ?? {},
+      });
+      const manifestBody = `${JSON.stringify(manifest, null, 2)}\n`;
+      await this.store.put(`${prefix}/manifest.json`, manifestBody, {
+        contentType: "application/json",
+        meta: { agent, version },
+      });
+      // Read everything back: an upload that the store mangled must not become a version.
+      for (const e of entries) {
+        const back = await this.store.get(`${prefix}/${e.name}`);
+        checkBytes(`${prefix}/${e.name}`, back, e);
+      }
+      const manifestSha = sha256(manifestBody);
+      if (sha256(await this.store.get(`${prefix}/manifest.json`)) !== manifestSha)
+        throw new IntegrityError(`${prefix}/manifest.json did not read back as written`);
+      input.signal?.throwIfAborted();
+      await this.updateIndex(agent, (index) => {
+        if (index.versions.some((v) => v.version === version))
+          throw new RegistryError(`version ${version} already registered`);
+        index.versions.push({
+          version,
+          created_at: createdAt,
+          manifest_sha256: manifestSha,
+          gate_passed: input.gate ? input.gate.passed : null,
+          run_id: lineage.run_id,
+          parent_version: lineage.parent_version,
+          scores: manifest.scores,
+        });
+      });
+      if (input.gate) gateResult.set({ agent, version }, input.gate.passed ? 1 : 0);
+      log.info({ agent, version, artifacts: entries.length }, "model version registered");
+      return manifest;
+    } catch (err) {
+      await this.store.deletePrefix(`${prefix}/`).catch((e) => {
+        log.warn({ err: e, prefix }, "could not remove the uploads of a failed registration");
+      });
+      throw err;
+    }
+  }
+
+  /**
+   * Points an alias at a version. A version that did not pass its gate (or was never evaluated)
+   * needs force. Promoting the challenger to champion clears the challenger. Returns the moves
+   * appended to the history (empty when the alias already points there).
+   */
+  async promote(
+    agent: string,
+    ref: string,
+    opts: { alias?: Alias; actor: string; reason: string; force?: boolean },
+  ): Promise<AliasMove[]> {
+    const alias = opts.alias ?? "champion";
+    return this.updateIndex(agent, (index) => {
+      const version = resolveIn(index, ref);
+      const entry = index.versions.find((v) => v.version === version)!;
+      if (index.aliases[alias] === version) return [];
+      const passed = entry.gate_passed === true;
+      if (!passed && !opts.force) {
+        const why = entry.gate_passed === false ? "failed its evaluation gate" : "was never evaluated";
+        throw new GateRefusedError(
+          `version ${version} of ${agent} ${why}; refusing to make it ${alias} (use force to override)`,
+        );
+      }
+      const moves: AliasMove[] = [
+        move(index, alias, version, "promote", opts.actor, opts.reason, !passed, this.now()),
+      ];
+      if (alias === "champion" && index.aliases.challenger === version)
+        moves.push(
+          move(
+            index,
+            "challenger",
+            null,
+            "clear",
+            opts.actor,
+            `${version} became champion`,
+            false,
+            this.now(),
+          ),
+        );
+      return moves;
+    });
+  }
+
+  /** Re-points champion to the champion before the current one, as the history records it. */
+  async rollback(agent: string, opts: { actor: string; reason: string }): Promise<AliasMove> {
+    const moves = await this.updateIndex(agent, (index) => {
+      const stack = championStack(index.history);
+      if (stack.length < 2)
+        throw new RegistryError(`agent ${agent} has no previous champion to roll back to`);
+      const target = stack[stack.length - 2];
+      return [move(index, "champion", target, "rollback", opts.actor, opts.reason, false, this.now())];
+    });
+    return moves[0];
+  }
+
+  /** Removes an alias (e.g. a challenger that lost); recorded in the history. */
+  async clearAlias(
+    agent: string,
+    alias: Alias,
+    opts: { actor: string; reason: string },
+  ): Promise<AliasMove[]> {
+    return this.updateIndex(agent, (index) => {
+      if (index.aliases[alias] === null) return [];
+      return [move(index, alias, null, "clear", opts.actor, opts.reason, false, this.now())];
+    });
+  }
+
+  /** The champion before the current one (the rollback target), or null. */
+  async previousChampion(agent: string): Promise<string | null> {
+    const stack = championStack((await this.read(agent)).history);
+    return stack.length >= 2 ? stack[stack.length - 2] : null;
+  }
+
+  private async newVersionId(agent: string): Promise<string> {
+    const index = await this.read(agent);
+    let at = this.now();
+    const last = index.versions.at(-1)?.version;
+    const lastAt = last ? timeOfId(last) : null;
+    if (lastAt && at.getTime() <= lastAt.getTime()) at = new Date(lastAt.getTime() + 1);
+    return timeId("v", at, false);
+  }
+
+  /** Read-modify-write of the index under the lock; mutate may return a value (e.g. the moves). */
+  private async updateIndex<T>(agent: string, mutate: (index: RegistryIndex) => T): Promise<T> {
+    const key = registryKey(agent);
+    const work = async () => {
+      const before = await this.read(agent);
+      const index = structuredClone(before);
+      const result = mutate(index);
+      const moves = Array.isArray(result) ? (result as unknown[]).filter(isMove) : [];
+      if (moves.length === 0 && index.versions.length === before.versions.length) return result;
+      checkAppendOnly(before, index);
+      index.updated_at = this.now().toISOString();
+      await this.store.put(key, `${JSON.stringify(RegistryIndex.parse(index), null, 2)}\n`, {
+        contentType: "application/json",
+      });
+      for (const m of moves) {
+        if (m.from) servedModelInfo.remove({ agent, alias: m.alias, version: m.from });
+        if (m.to) servedModelInfo.set({ agent, alias: m.alias, version: m.to }, 1);
+        registryEvents.emit("alias", { agent, alias: m.alias, from: m.from, to: m.to, action: m.action });
+        log.info(
+          { agent, alias: m.alias, from: m.from, to: m.to, actor: m.actor, reason: m.reason },
+          "alias moved",
+        );
+      }
+      return result;
+    };
+    const lockFile = this.opts.dataDir ? lockPath(this.opts.dataDir, `registry-${agent}`) : `mem:${key}`;
+    if (!this.opts.dataDir) return withMemLock(lockFile, work);
+    return withLock(lockFile, `registry ${agent}`, work);
+  }
+}
+
+function isMove(x: unknown): x is AliasMove {
+  return typeof x === "object" && x !== null && "alias" in x && "seq" in x;
+}
+
+const memLocks = new Map<string, Promise<unknown>>();
+async function withMemLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const prev = memLocks.get(name) ?? Promise.resolve();
+  const run = prev.catch(() => undefined).then(fn);
+  memLocks.set(
+    name,
+    run.catch(() => undefined),
+  );
+  return run;
+}
+
+function move(
+  index: RegistryIndex,
+  alias: Alias,
+  to: string | null,
+  action: AliasMove["action"],
+  actor: string,
+  reason: string,
+  forced: boolean,
+  at: Date,
+): AliasMove {
+  const m: AliasMove = {
+    seq: (index.history.at(-1)?.seq ?? 0) + 1,
+    at: at.toISOString(),
+    alias,
+    from: index.aliases[alias],
+    to,
+    action,
+    actor,
+    reason,
+    forced,
+  };
+  index.history.push(m);
+  index.aliases[alias] = to;
+  return m;
+}
+
+/** Champions in order, replaying promotions (push) and rollbacks (pop) from the history. */
+export function championStack(history: AliasMove[]): string[] {
+  const stack: string[] = [];
+  for (const m of history) {
+    if (m.alias !== "champion") continue;
+    if (m.action === "rollback") stack.pop();
+    else if (m.action === "promote" && m.to) stack.push(m.to);
+    else if (m.action === "clear") stack.length = 0;
+    if (m.action === "rollback" && m.to && stack.at(-1) !== m.to) stack.push(m.to);
+  }
+  return stack;
+}
+
+function checkAppendOnly(before: RegistryIndex, after: RegistryIndex): void {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (
+    after.history.length < before.history.length ||
+    !same(after.history.slice(0, before.history.length), before.history)
+  )
+    throw new RegistryError("refusing to rewrite the alias history (it is append-only)");
+  if (
+    after.versions.length < before.versions.length ||
+    !same(after.versions.slice(0, before.versions.length), before.versions)
+  )
+    throw new RegistryError("refusing to change registered versions (they are immutable)");
+}
+
+function resolveIn(index: RegistryIndex, ref: string): string {
+  if (ref === "champion" || ref === "challenger") {
+    const v = index.aliases[ref];
+    if (!v) throw new RegistryError(`agent ${index.agent} has no ${ref}`);
+    return v;
+  }
+  if (ref === "latest") {
+    const v = index.versions.at(-1)?.version;
+    if (!v) throw new RegistryError(`agent ${index.agent} has no model versions yet`);
+    return v;
+  }
+  if (!index.versions.some((v) => v.version === ref))
+    throw new RegistryError(unknownVersionMessage(index, ref));
+  return ref;
+}
+
+function unknownVersionMessage(index: RegistryIndex, ref: string): string {
+  const known = index.versions.slice(-5).map((v) => v.version);
+  return `agent ${index.agent} has no model version "${ref}"${known.length ? ` (latest: ${known.join(", ")})` : " (none registered)"}`;
+}
+
+function checkBytes(key: string, body: Buffer, entry: ArtifactEntry): void {
+  if (body.length !== entry.size)
+    throw new IntegrityError(
+      `${key} is ${body.length} bytes but the manifest recorded ${entry.size}: the file is truncated or was replaced`,
+    );
+  const got = sha256(body);
+  if (got !== entry.sha256)
+    throw new IntegrityError(
+      `${key} was modified: sha256 ${got.slice(0, 12)}… does not match the recorded ${entry.sha256.slice(0, 12)}…`,
+    );
+}
+
+function emptyIndex(agent: string, now: Date): RegistryIndex {
+  return {
+    schema: 1,
+    agent,
+    updated_at: now.toISOString(),
+    versions: [],
+    aliases: { champion: null, challenger: null },
+    history: [],
+  };
+}
+
+function contentTypeOf(name: string): string {
+  if (name.endsWith(".json")) return "application/json";
+  if (name.endsWith(".md")) return "text/markdown; charset=utf-8";
+  if (name.endsWith(".html")) return "text/html; charset=utf-8";
+  if (name.endsWith(".jinja") || name.endsWith(".txt")) return "text/plain; charset=utf-8";
+  return "application/octet-stream";
+}
