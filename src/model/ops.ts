@@ -1,12 +1,34 @@
 // The few fused operations the TRM spends its time in. Each has a composite implementation
 // from plain tf ops, which runs on every backend; a backend that registers a kernel of the
-// same name (the native CPU backend does) runs that instead, with its registered gradient.
+// same name (the native CPU backend does) runs that instead, with the gradient registered here.
 import * as tf from "@tensorflow/tfjs-core";
+import "./gradients.js";
 
 export interface RopeTables {
   /** [S, hd] cosines and sines in the rotate-half layout: cat(freqs, freqs). */
   cos: tf.Tensor2D;
   sin: tf.Tensor2D;
+}
+
+/** Kernel names a backend may register to run the fused ops natively (forward and backward). */
+export const FusedKernel = {
+  RmsNorm: "TrmRmsNorm",
+  RmsNormGrad: "TrmRmsNormGrad",
+  SiluGateMul: "TrmSiluGateMul",
+  SiluGateMulGrad: "TrmSiluGateMulGrad",
+  Attention: "TrmAttention",
+  AttentionRope: "TrmAttentionRope",
+  AttentionGrad: "TrmAttentionGrad",
+  LogStablemax: "TrmLogStablemax",
+  LogStablemaxGrad: "TrmLogStablemaxGrad",
+} as const;
+
+function hasKernel(name: string, x: tf.Tensor): boolean {
+  return x.dtype === "float32" && tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
+function run(name: string, inputs: tf.NamedTensorMap, attrs: Record<string, number> = {}): tf.Tensor {
+  return tf.engine().runKernel(name, inputs, attrs) as tf.Tensor;
 }
 
 /** x @ w for x [..., in] and w [in, out] (weights are stored transposed from torch's [out, in]). */
@@ -20,6 +42,7 @@ export function linear(x: tf.Tensor, w: tf.Tensor2D): tf.Tensor {
 
 /** Parameter-free RMSNorm over the last axis: x * rsqrt(mean(x^2) + eps). */
 export function rmsNorm(x: tf.Tensor, eps: number): tf.Tensor {
+  if (hasKernel(FusedKernel.RmsNorm, x)) return run(FusedKernel.RmsNorm, { x }, { eps });
   return tf.tidy(() => {
     const ms = tf.mean(tf.square(x), -1, true);
     return tf.mul(x, tf.rsqrt(tf.add(ms, eps)));
@@ -28,6 +51,7 @@ export function rmsNorm(x: tf.Tensor, eps: number): tf.Tensor {
 
 /** SwiGLU activation on the fused gate|up projection [..., 2I] -> silu(gate) * up, [..., I]. */
 export function siluGateMul(gateUp: tf.Tensor): tf.Tensor {
+  if (hasKernel(FusedKernel.SiluGateMul, gateUp)) return run(FusedKernel.SiluGateMul, { gateUp });
   return tf.tidy(() => {
     const [g, u] = tf.split(gateUp, 2, -1);
     return tf.mul(tf.mul(g, tf.sigmoid(g)), u);
@@ -52,6 +76,12 @@ export function applyRope(x: tf.Tensor4D, rope: RopeTables): tf.Tensor4D {
  * head-major), with optional RoPE on q and k. Returns the heads merged back: [B, S, D].
  */
 export function attention(qkv: tf.Tensor3D, numHeads: number, rope: RopeTables | null): tf.Tensor3D {
+  if (rope && hasKernel(FusedKernel.AttentionRope, qkv)) {
+    return run(FusedKernel.AttentionRope, { qkv, cos: rope.cos, sin: rope.sin }, { numHeads }) as tf.Tensor3D;
+  }
+  if (!rope && hasKernel(FusedKernel.Attention, qkv)) {
+    return run(FusedKernel.Attention, { qkv }, { numHeads }) as tf.Tensor3D;
+  }
   return tf.tidy(() => {
     const [B, S, D3] = qkv.shape;
     const D = D3 / 3;
@@ -75,6 +105,7 @@ export function attention(qkv: tf.Tensor3D, numHeads: number, rope: RopeTables |
 
 /** log(stablemax(x)) over the last axis: s(x) = x + 1 for x >= 0, 1 / (1 - x) for x < 0. */
 export function logStablemax(x: tf.Tensor): tf.Tensor {
+  if (hasKernel(FusedKernel.LogStablemax, x)) return run(FusedKernel.LogStablemax, { x });
   return tf.tidy(() => {
     const pos = tf.add(x, 1);
     // 1e-30 guards the division exactly as the reference does.
@@ -83,3 +114,52 @@ export function logStablemax(x: tf.Tensor): tf.Tensor {
     return tf.sub(tf.log(s), tf.log(tf.sum(s, -1, true)));
   });
 }
+
+// Gradients of the fused kernels: each backward is a kernel of its own on the same backend.
+// Only inputs that need a gradient are differentiated (rope tables are constants).
+tf.registerGradient({
+  kernelName: FusedKernel.RmsNorm,
+  inputsToSave: ["x"],
+  gradFunc: (dy, saved, attrs) => ({
+    x: () => run(FusedKernel.RmsNormGrad, { dy: dy as tf.Tensor, x: saved[0] }, attrs as { eps: number }),
+  }),
+});
+
+tf.registerGradient({
+  kernelName: FusedKernel.SiluGateMul,
+  inputsToSave: ["gateUp"],
+  gradFunc: (dy, saved) => ({
+    gateUp: () => run(FusedKernel.SiluGateMulGrad, { dy: dy as tf.Tensor, gateUp: saved[0] }),
+  }),
+});
+
+tf.registerGradient({
+  kernelName: FusedKernel.Attention,
+  inputsToSave: ["qkv"],
+  gradFunc: (dy, saved, attrs) => ({
+    qkv: () =>
+      run(FusedKernel.AttentionGrad, { dy: dy as tf.Tensor, qkv: saved[0] }, attrs as { numHeads: number }),
+  }),
+});
+
+tf.registerGradient({
+  kernelName: FusedKernel.AttentionRope,
+  inputsToSave: ["qkv", "cos", "sin"],
+  gradFunc: (dy, saved, attrs) => {
+    const [qkv, cos, sin] = saved;
+    return {
+      qkv: () =>
+        run(FusedKernel.AttentionGrad, { dy: dy as tf.Tensor, qkv, cos, sin }, attrs as { numHeads: number }),
+      cos: () => tf.zerosLike(cos),
+      sin: () => tf.zerosLike(sin),
+    };
+  },
+});
+
+tf.registerGradient({
+  kernelName: FusedKernel.LogStablemax,
+  inputsToSave: ["x"],
+  gradFunc: (dy, saved) => ({
+    x: () => run(FusedKernel.LogStablemaxGrad, { dy: dy as tf.Tensor, x: saved[0] }),
+  }),
+});

@@ -1,0 +1,124 @@
+// Loads the project's N-API addon (built at install by scripts/build-native.mjs) and says why
+// when it cannot: the build status file records the install-time reason.
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+/** The addon's functions; see addon.cc for the argument order and the checks each makes. */
+export interface NativeAddon {
+  gemm(
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    lda: number,
+    strideA: number,
+    B: Float32Array,
+    ldb: number,
+    strideB: number,
+    beta: number,
+    C: Float32Array,
+    ldc: number,
+    strideC: number,
+    batch: number,
+  ): void;
+  rmsNorm(x: Float32Array, y: Float32Array, rows: number, n: number, eps: number): void;
+  rmsNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    dx: Float32Array,
+    rows: number,
+    n: number,
+    eps: number,
+  ): void;
+  siluGateMul(gu: Float32Array, y: Float32Array, rows: number, w: number): void;
+  siluGateMulGrad(dy: Float32Array, gu: Float32Array, dgu: Float32Array, rows: number, w: number): void;
+  attention(
+    qkv: Float32Array,
+    out: Float32Array,
+    B: number,
+    S: number,
+    H: number,
+    hd: number,
+    cos: Float32Array | null,
+    sin: Float32Array | null,
+  ): void;
+  attentionGrad(
+    dout: Float32Array,
+    qkv: Float32Array,
+    dqkv: Float32Array,
+    B: number,
+    S: number,
+    H: number,
+    hd: number,
+    cos: Float32Array | null,
+    sin: Float32Array | null,
+  ): void;
+  logStablemax(x: Float32Array, y: Float32Array, rows: number, n: number): void;
+  logStablemaxGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, rows: number, n: number): void;
+  add(a: Float32Array, b: Float32Array, y: Float32Array, n: number): void;
+  /** 0 leaves a setting unchanged. */
+  setThreads(kernelThreads: number, blasThreads: number): void;
+  info(): NativeInfo;
+}
+
+export interface NativeInfo {
+  /** openblas_get_config(), e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64". */
+  blasConfig: string;
+  blasCore: string;
+  blasThreads: number;
+  blasProcs: number;
+  /** 0 sequential, 1 pthreads, 2 OpenMP. */
+  blasParallel: number;
+  kernelThreads: number;
+}
+
+/** What scripts/build-native.mjs recorded at install. */
+export interface BuildStatus {
+  built: boolean;
+  reason: string;
+  at?: string;
+}
+
+export type NativeLoad = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
+
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+export const addonPath = `${root}build/Release/trm_native.node`;
+export const buildStatusPath = `${root}build/native-status.json`;
+
+export function readBuildStatus(): BuildStatus | null {
+  try {
+    const raw = JSON.parse(readFileSync(buildStatusPath, "utf8")) as Partial<BuildStatus>;
+    if (typeof raw.built !== "boolean") return null;
+    return { built: raw.built, reason: String(raw.reason ?? ""), at: raw.at };
+  } catch {
+    return null;
+  }
+}
+
+let cached: NativeLoad | undefined;
+
+/** Loads the addon once per process; the failure reason is meant for a person (doctor, tests). */
+export function loadNative(): NativeLoad {
+  if (cached) return cached;
+  if (!existsSync(addonPath)) {
+    const status = readBuildStatus();
+    const why = status
+      ? status.built
+        ? "the build reported success but the addon file is missing"
+        : status.reason
+      : "it was never built (run npm rebuild or node scripts/build-native.mjs)";
+    cached = { ok: false, reason: `native addon not built: ${why}` };
+    return cached;
+  }
+  try {
+    const addon = createRequire(import.meta.url)(addonPath) as NativeAddon;
+    cached = { ok: true, addon, path: addonPath };
+  } catch (err) {
+    cached = { ok: false, reason: `native addon failed to load: ${(err as Error).message.split("\n")[0]}` };
+  }
+  return cached;
+}

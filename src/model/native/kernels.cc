@@ -1,0 +1,278 @@
+#include "kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace trm {
+
+static int g_threads = 1;
+
+void set_threads(int n) { g_threads = std::max(1, std::min(n, 64)); }
+int threads() { return g_threads; }
+
+// Runs fn(begin, end) over [0, n) split into contiguous chunks, one per thread. Work below
+// `grain` items per thread runs inline: a thread start costs more than a small loop.
+template <typename F>
+static void parallel_for(int64_t n, int64_t grain, F fn) {
+  int64_t parts = std::min<int64_t>(g_threads, grain > 0 ? n / grain : n);
+  if (parts <= 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(parts - 1);
+  int64_t chunk = (n + parts - 1) / parts;
+  for (int64_t p = 1; p < parts; p++) {
+    int64_t b = p * chunk, e = std::min(n, b + chunk);
+    if (b < e) pool.emplace_back([=] { fn(b, e); });
+  }
+  fn(int64_t(0), std::min(n, chunk));
+  for (auto& t : pool) t.join();
+}
+
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          int64_t strideA, const float* B, int64_t ldb, int64_t strideB, float beta, float* C, int64_t ldc,
+          int64_t strideC, int64_t batch) {
+  if (M == 0 || N == 0) return;
+  for (int64_t i = 0; i < batch; i++) {
+    float* c = C + i * strideC;
+    if (K == 0) {  // BLAS rejects K = 0 with lda = 0; the product is empty
+      for (int64_t r = 0; r < M; r++)
+        for (int64_t j = 0; j < N; j++) c[r * ldc + j] = beta == 0.f ? 0.f : beta * c[r * ldc + j];
+      continue;
+    }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, (int)M,
+                (int)N, (int)K, alpha, A + i * strideA, (int)lda, B + i * strideB, (int)ldb, beta, c, (int)ldc);
+  }
+}
+
+void rms_norm(const float* x, float* y, int64_t rows, int64_t n, float eps) {
+  parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * n;
+      float* yr = y + r * n;
+      double ss = 0;
+      for (int64_t j = 0; j < n; j++) ss += double(xr[j]) * xr[j];
+      float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+      for (int64_t j = 0; j < n; j++) yr[j] = xr[j] * inv;
+    }
+  });
+}
+
+// y = x r with r = (mean(x^2) + eps)^-1/2, so dx = r (dy - y mean(dy y)).
+void rms_norm_grad(const float* dy, const float* x, float* dx, int64_t rows, int64_t n, float eps) {
+  parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * n;
+      const float* gr = dy + r * n;
+      float* dr = dx + r * n;
+      double ss = 0, dot = 0;
+      for (int64_t j = 0; j < n; j++) {
+        ss += double(xr[j]) * xr[j];
+        dot += double(gr[j]) * xr[j];
+      }
+      double inv = 1.0 / std::sqrt(ss / double(n) + double(eps));
+      // mean(dy * y) = inv * mean(dy * x); dx = inv * dy - inv^3 * x * mean(dy * x)
+      float a = float(inv);
+      float b = float(inv * inv * inv * dot / double(n));
+      for (int64_t j = 0; j < n; j++) dr[j] = a * gr[j] - b * xr[j];
+    }
+  });
+}
+
+void silu_gate_mul(const float* gu, float* y, int64_t rows, int64_t w) {
+  parallel_for(rows, 65536 / std::max<int64_t>(1, w) + 1, [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* g = gu + r * 2 * w;
+      const float* u = g + w;
+      float* yr = y + r * w;
+      for (int64_t j = 0; j < w; j++) {
+        float s = 1.f / (1.f + std::exp(-g[j]));
+        yr[j] = g[j] * s * u[j];
+      }
+    }
+  });
+}
+
+// d silu(g)/dg = s (1 + g (1 - s)) with s = sigmoid(g).
+void silu_gate_mul_grad(const float* dy, const float* gu, float* dgu, int64_t rows, int64_t w) {
+  parallel_for(rows, 65536 / std::max<int64_t>(1, w) + 1, [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* g = gu + r * 2 * w;
+      const float* u = g + w;
+      const float* d = dy + r * w;
+      float* dg = dgu + r * 2 * w;
+      float* du = dg + w;
+      for (int64_t j = 0; j < w; j++) {
+        float s = 1.f / (1.f + std::exp(-g[j]));
+        du[j] = d[j] * g[j] * s;
+        dg[j] = d[j] * u[j] * s * (1.f + g[j] * (1.f - s));
+      }
+    }
+  });
+}
+
+// Copies one head's rows (stride ld) into a contiguous [S, hd] buffer, rotating when cos/sin are given:
+// rot(x) = cat(-x2, x1); x' = x cos + rot(x) sin. `scale` multiplies the result.
+static void load_head(const float* src, int64_t ld, float* dst, int64_t S, int64_t hd, const float* cos,
+                      const float* sin, float scale) {
+  int64_t half = hd / 2;
+  for (int64_t s = 0; s < S; s++) {
+    const float* x = src + s * ld;
+    float* o = dst + s * hd;
+    if (!cos) {
+      for (int64_t j = 0; j < hd; j++) o[j] = x[j] * scale;
+      continue;
+    }
+    const float* c = cos + s * hd;
+    const float* n = sin + s * hd;
+    for (int64_t j = 0; j < half; j++) {
+      o[j] = (x[j] * c[j] - x[j + half] * n[j]) * scale;
+      o[j + half] = (x[j + half] * c[j + half] + x[j] * n[j + half]) * scale;
+    }
+  }
+}
+
+// The transpose of load_head: dst rows (stride ld) = rot^T applied to g, i.e. the gradient w.r.t. x.
+static void store_head_grad(const float* g, float* dst, int64_t ld, int64_t S, int64_t hd, const float* cos,
+                            const float* sin, float scale) {
+  int64_t half = hd / 2;
+  for (int64_t s = 0; s < S; s++) {
+    const float* gr = g + s * hd;
+    float* o = dst + s * ld;
+    if (!cos) {
+      for (int64_t j = 0; j < hd; j++) o[j] = gr[j] * scale;
+      continue;
+    }
+    const float* c = cos + s * hd;
+    const float* n = sin + s * hd;
+    for (int64_t j = 0; j < half; j++) {
+      o[j] = (gr[j] * c[j] + gr[j + half] * n[j + half]) * scale;
+      o[j + half] = (gr[j + half] * c[j + half] - gr[j] * n[j]) * scale;
+    }
+  }
+}
+
+static void softmax_rows(float* p, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; r++) {
+    float* x = p + r * n;
+    float mx = x[0];
+    for (int64_t j = 1; j < n; j++) mx = std::max(mx, x[j]);
+    double sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+      x[j] = std::exp(x[j] - mx);
+      sum += x[j];
+    }
+    float inv = float(1.0 / sum);
+    for (int64_t j = 0; j < n; j++) x[j] *= inv;
+  }
+}
+
+// Per (batch, head): Q' = rope(q)/sqrt(hd), K' = rope(k), P = softmax(Q' K'^T), out_h = P V.
+// V and out are read and written in place through their row strides (3D and D): no transposes.
+void attention(const float* qkv, float* out, int64_t B, int64_t S, int64_t H, int64_t hd, const float* cos,
+               const float* sin) {
+  const int64_t D = H * hd, ld = 3 * D;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  std::vector<float> q(S * hd), k(S * hd), p(S * S);
+  for (int64_t b = 0; b < B; b++) {
+    const float* base = qkv + b * S * ld;
+    for (int64_t h = 0; h < H; h++) {
+      load_head(base + h * hd, ld, q.data(), S, hd, cos, sin, scale);
+      load_head(base + D + h * hd, ld, k.data(), S, hd, cos, sin, 1.f);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, q.data(), (int)hd,
+                  k.data(), (int)hd, 0.f, p.data(), (int)S);
+      softmax_rows(p.data(), S, S);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, p.data(), (int)S,
+                  base + 2 * D + h * hd, (int)ld, 0.f, out + b * S * D + h * hd, (int)D);
+    }
+  }
+}
+
+// dV = P^T dO; dP = dO V^T; dS = P (dP - rowsum(P dP)); dQ' = dS K'; dK' = dS^T Q'.
+void attention_grad(const float* dout, const float* qkv, float* dqkv, int64_t B, int64_t S, int64_t H,
+                    int64_t hd, const float* cos, const float* sin) {
+  const int64_t D = H * hd, ld = 3 * D;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  std::vector<float> q(S * hd), k(S * hd), p(S * S), dp(S * S), dq(S * hd), dk(S * hd);
+  for (int64_t b = 0; b < B; b++) {
+    const float* base = qkv + b * S * ld;
+    float* dbase = dqkv + b * S * ld;
+    const float* dO = dout + b * S * D;
+    for (int64_t h = 0; h < H; h++) {
+      const float* v = base + 2 * D + h * hd;
+      const float* dOh = dO + h * hd;
+      load_head(base + h * hd, ld, q.data(), S, hd, cos, sin, scale);
+      load_head(base + D + h * hd, ld, k.data(), S, hd, cos, sin, 1.f);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, q.data(), (int)hd,
+                  k.data(), (int)hd, 0.f, p.data(), (int)S);
+      softmax_rows(p.data(), S, S);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, p.data(), (int)S, dOh,
+                  (int)D, 0.f, dbase + 2 * D + h * hd, (int)ld);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, dOh, (int)D, v, (int)ld,
+                  0.f, dp.data(), (int)S);
+      for (int64_t r = 0; r < S; r++) {
+        float* pr = p.data() + r * S;
+        float* gr = dp.data() + r * S;
+        double dot = 0;
+        for (int64_t j = 0; j < S; j++) dot += double(pr[j]) * gr[j];
+        float fd = float(dot);
+        for (int64_t j = 0; j < S; j++) gr[j] = pr[j] * (gr[j] - fd);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, dp.data(), (int)S,
+                  k.data(), (int)hd, 0.f, dq.data(), (int)hd);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, dp.data(), (int)S,
+                  q.data(), (int)hd, 0.f, dk.data(), (int)hd);
+      store_head_grad(dq.data(), dbase + h * hd, ld, S, hd, cos, sin, scale);
+      store_head_grad(dk.data(), dbase + D + h * hd, ld, S, hd, cos, sin, 1.f);
+    }
+  }
+}
+
+static inline double stablemax_s(float x) { return x >= 0.f ? double(x) + 1.0 : 1.0 / (1.0 - double(x)); }
+
+void log_stablemax(const float* x, float* y, int64_t rows, int64_t n) {
+  parallel_for(rows, 4096 / std::max<int64_t>(1, n) + 1, [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * n;
+      double sum = 0;
+      for (int64_t j = 0; j < n; j++) sum += stablemax_s(xr[j]);
+      double ls = std::log(sum);
+      for (int64_t j = 0; j < n; j++) y[r * n + j] = float(std::log(stablemax_s(xr[j])) - ls);
+    }
+  });
+}
+
+// d log s_j / dx_j = s'_j / s_j (1/s for x >= 0, s for x < 0 since s' = s^2 there);
+// d log sum(s) / dx_j = s'_j / sum(s).
+void log_stablemax_grad(const float* dy, const float* x, float* dx, int64_t rows, int64_t n) {
+  parallel_for(rows, 4096 / std::max<int64_t>(1, n) + 1, [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * n;
+      const float* gr = dy + r * n;
+      double sum = 0, gsum = 0;
+      for (int64_t j = 0; j < n; j++) {
+        sum += stablemax_s(xr[j]);
+        gsum += gr[j];
+      }
+      for (int64_t j = 0; j < n; j++) {
+        double s = stablemax_s(xr[j]);
+        double ds = xr[j] >= 0.f ? 1.0 : s * s;
+        dx[r * n + j] = float(gr[j] * ds / s - gsum * ds / sum);
+      }
+    }
+  });
+}
+
+void add(const float* a, const float* b, float* y, int64_t n) {
+  parallel_for(n, 1 << 18, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) y[i] = a[i] + b[i];
+  });
+}
+
+}  // namespace trm

@@ -1,0 +1,41 @@
+// The math behind the native kernels: plain C++ over float32 row-major buffers, sgemm from the
+// system BLAS. No N-API here (addon.cc is the glue), so the kernels read like their formulas.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace trm {
+
+// Worker threads for the elementwise kernels (the BLAS has its own); 1 runs everything inline.
+void set_threads(int n);
+int threads();
+
+// C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i] for i < batch, with element strides between items.
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          int64_t strideA, const float* B, int64_t ldb, int64_t strideB, float beta, float* C, int64_t ldc,
+          int64_t strideC, int64_t batch);
+
+// Parameter-free RMSNorm over rows of length n: y = x / sqrt(mean(x^2) + eps).
+void rms_norm(const float* x, float* y, int64_t rows, int64_t n, float eps);
+void rms_norm_grad(const float* dy, const float* x, float* dx, int64_t rows, int64_t n, float eps);
+
+// SwiGLU activation on a fused [rows, 2w] gate|up buffer: y = silu(gate) * up, [rows, w].
+void silu_gate_mul(const float* gu, float* y, int64_t rows, int64_t w);
+void silu_gate_mul_grad(const float* dy, const float* gu, float* dgu, int64_t rows, int64_t w);
+
+// Bidirectional attention on the fused projection qkv [B, S, 3D] (q | k | v, head-major), with
+// rotate-half RoPE on q and k when cos/sin ([S, hd]) are given. out is [B, S, D].
+void attention(const float* qkv, float* out, int64_t B, int64_t S, int64_t H, int64_t hd, const float* cos,
+               const float* sin);
+// Recomputes the probabilities from qkv (nothing but qkv is kept for backward) and writes dqkv.
+void attention_grad(const float* dout, const float* qkv, float* dqkv, int64_t B, int64_t S, int64_t H,
+                    int64_t hd, const float* cos, const float* sin);
+
+// log(stablemax(x)) over rows of length n, computed in double as the reference does.
+void log_stablemax(const float* x, float* y, int64_t rows, int64_t n);
+void log_stablemax_grad(const float* dy, const float* x, float* dx, int64_t rows, int64_t n);
+
+// Same-shape float32 a + b (the residual and injection adds of every net call).
+void add(const float* a, const float* b, float* y, int64_t n);
+
+}  // namespace trm

@@ -1,0 +1,267 @@
+// Every native kernel against the composite implementation on the plain cpu backend: forward
+// values and gradients, on random shapes including odd sizes. Skips, saying why, without the addon.
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadNative } from "../../src/model/native/index.js";
+import { NATIVE_BACKEND, registerNativeBackend } from "../../src/model/native/kernels.js";
+import * as ops from "../../src/model/ops.js";
+
+const native = loadNative();
+
+/** A deterministic pseudo-random Float32Array in [lo, hi). */
+function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = lo + ((s >>> 0) / 4294967296) * (hi - lo);
+  }
+  return out;
+}
+
+function size(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** max|got - want| / max|want| over the tensor. */
+function relErr(got: Float32Array, want: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num = Math.max(num, Math.abs(got[i] - want[i]));
+    den = Math.max(den, Math.abs(want[i]));
+  }
+  return den === 0 ? num : num / den;
+}
+
+interface Outcome {
+  value: Float32Array;
+  grads: Float32Array[];
+  shape: number[];
+}
+
+/**
+ * Runs f on `backend` with inputs built from `data`; returns f's value and the gradients of
+ * sum(f(...) * w) for a fixed random w (so every output element carries weight) with respect to
+ * the first `differentiate` inputs (the rest are constants, like RoPE tables).
+ */
+async function runOn(
+  backend: string,
+  data: Array<{ values: Float32Array; shape: number[] }>,
+  f: (...xs: tf.Tensor[]) => tf.Tensor,
+  differentiate: number,
+): Promise<Outcome> {
+  await tf.setBackend(backend);
+  const xs = data.map((d) => tf.tensor(d.values, d.shape, "float32"));
+  const y = f(...xs);
+  const w = tf.tensor(rand(y.size, 99), y.shape, "float32");
+  const consts = xs.slice(differentiate);
+  const g = tf.grads((...args: tf.Tensor[]) => tf.sum(tf.mul(f(...args, ...consts), w)));
+  const grads = g(xs.slice(0, differentiate));
+  const out: Outcome = {
+    value: y.dataSync() as Float32Array,
+    grads: grads.map((t) => t.dataSync() as Float32Array),
+    shape: y.shape,
+  };
+  tf.dispose([...xs, y, w, ...grads]);
+  return out;
+}
+
+async function expectSame(
+  data: Array<{ values: Float32Array; shape: number[] }>,
+  f: (...xs: tf.Tensor[]) => tf.Tensor,
+  differentiate = data.length,
+  tol = 1e-5,
+) {
+  const want = await runOn("cpu", data, f, differentiate);
+  const got = await runOn(NATIVE_BACKEND, data, f, differentiate);
+  expect(got.shape).toEqual(want.shape);
+  expect(relErr(got.value, want.value)).toBeLessThan(tol);
+  expect(got.grads.length).toBe(want.grads.length);
+  want.grads.forEach((gw, i) => {
+    expect(relErr(got.grads[i], gw), `gradient of input ${i}`).toBeLessThan(tol);
+  });
+}
+
+function input(shape: number[], seed: number, lo = -1, hi = 1) {
+  return { values: rand(size(shape), seed, lo, hi), shape };
+}
+
+if (!native.ok) {
+  describe("native kernels", () => {
+    it(`needs the native addon (CI builds it): ${native.reason}`, (ctx) => {
+      if (process.env.CI === "true") throw new Error(`the native addon must build in CI: ${native.reason}`);
+      ctx.skip();
+    });
+  });
+} else {
+  describe("native kernels match the composite cpu implementation", () => {
+    beforeAll(() => registerNativeBackend(native.addon));
+
+    const matmulCases: Array<[number[], number[], boolean, boolean]> = [
+      [[5, 7], [7, 3], false, false],
+      [[7, 5], [7, 3], true, false],
+      [[5, 7], [3, 7], false, true],
+      [[7, 5], [3, 7], true, true],
+      [[3, 5, 7], [7, 9], false, false], // batch x shared weight: one collapsed gemm
+      [[3, 7, 5], [7, 9], true, false],
+      [[5, 7], [3, 7, 9], false, false], // broadcast on the left
+      [[2, 3, 5, 7], [2, 3, 4, 7], false, true],
+      [[2, 3, 7, 5], [2, 3, 7, 4], true, false],
+      [[1, 1], [1, 1], false, false],
+      [[33, 129], [129, 65], false, false],
+    ];
+    for (const [sa, sb, ta, tb] of matmulCases) {
+      it(`matMul [${sa}] x [${sb}] transposeA=${ta} transposeB=${tb}`, async () => {
+        await expectSame([input(sa, 1), input(sb, 2)], (a, b) => tf.matMul(a, b, ta, tb));
+      });
+    }
+
+    it("fused matMul with a bias vector", async () => {
+      await expectSame([input([6, 5], 3), input([5, 4], 4), input([4], 5)], (a, b, bias) =>
+        tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias }),
+      );
+    });
+
+    it("add on same shapes, and broadcasting through the cpu kernel", async () => {
+      await expectSame([input([3, 5, 7], 6), input([3, 5, 7], 7)], (a, b) => tf.add(a, b));
+      await expectSame([input([3, 5, 7], 6), input([7], 7)], (a, b) => tf.add(a, b));
+    });
+
+    // (A single-element row is left out: its gradient is eps-sized and all rounding.)
+    for (const shape of [
+      [3, 5, 7],
+      [2, 97, 64],
+      [1, 3],
+      [4, 129],
+    ]) {
+      it(`rmsNorm over the last axis of [${shape}]`, async () => {
+        await expectSame([input(shape, 8, -3, 3)], (x) => ops.rmsNorm(x, 1e-5));
+      });
+    }
+
+    for (const shape of [
+      [3, 5, 2 * 7],
+      [2, 9, 2 * 384],
+      [1, 2],
+    ]) {
+      it(`siluGateMul on [${shape}]`, async () => {
+        await expectSame([input(shape, 9, -4, 4)], (x) => ops.siluGateMul(x));
+      });
+    }
+
+    const attnCases: Array<[number, number, number, number, boolean]> = [
+      [2, 7, 3, 6, true],
+      [2, 7, 3, 6, false],
+      [1, 1, 1, 2, true],
+      [3, 13, 4, 8, true],
+      [2, 9, 2, 5, false], // odd head size works without RoPE
+      [2, 33, 8, 16, true],
+    ];
+    for (const [B, S, H, hd, useRope] of attnCases) {
+      it(`attention B=${B} S=${S} heads=${H} hd=${hd} rope=${useRope}`, async () => {
+        const half = hd / 2;
+        const cos = new Float32Array(S * hd);
+        const sin = new Float32Array(S * hd);
+        for (let s = 0; s < S; s++) {
+          for (let j = 0; j < hd; j++) {
+            const ang = s * 10000 ** (-(2 * (j % half)) / hd);
+            cos[s * hd + j] = Math.cos(ang);
+            sin[s * hd + j] = Math.sin(ang);
+          }
+        }
+        const data = [input([B, S, 3 * H * hd], 10, -2, 2)];
+        if (useRope) data.push({ values: cos, shape: [S, hd] }, { values: sin, shape: [S, hd] });
+        await expectSame(
+          data,
+          (qkv, c, s) =>
+            ops.attention(
+              qkv as tf.Tensor3D,
+              H,
+              useRope ? { cos: c as tf.Tensor2D, sin: s as tf.Tensor2D } : null,
+            ),
+          1,
+        );
+      });
+    }
+
+    for (const shape of [
+      [2, 9, 11],
+      [3, 260],
+      [1, 1],
+    ]) {
+      it(`logStablemax over the last axis of [${shape}]`, async () => {
+        await expectSame([input(shape, 11, -6, 6)], (x) => ops.logStablemax(x));
+      });
+    }
+
+    it("the fused ops run the native kernels on the native backend and not on cpu", async () => {
+      await tf.setBackend(NATIVE_BACKEND);
+      expect(tf.getKernel(ops.FusedKernel.Attention, NATIVE_BACKEND)).toBeDefined();
+      expect(tf.getKernel(ops.FusedKernel.Attention, "cpu")).toBeUndefined();
+      // A composite rmsNorm would leave its intermediates on the tape; the kernel is one node.
+      const x = tf.ones([2, 3]);
+      const kernels: string[] = [];
+      const prof = await tf.profile(() => ops.rmsNorm(x, 1e-5));
+      for (const k of prof.kernels) kernels.push(k.name);
+      expect(kernels).toEqual([ops.FusedKernel.RmsNorm]);
+      tf.dispose([x, prof.result as tf.Tensor]);
+    });
+
+    it("leaves no tensors behind over repeated forward and backward passes", async () => {
+      await tf.setBackend(NATIVE_BACKEND);
+      const qkv = tf.tensor(rand(2 * 9 * 24, 12), [2, 9, 24]);
+      const w = tf.tensor(rand(8 * 16, 13), [8, 16]);
+      const step = () =>
+        tf.tidy(() => {
+          const g = tf.grads((q: tf.Tensor, ww: tf.Tensor) => {
+            const a = ops.attention(q as tf.Tensor3D, 2, null);
+            const h = ops.rmsNorm(tf.add(a, a), 1e-5);
+            const up = ops.linear(h, ww as tf.Tensor2D);
+            return tf.sum(ops.logStablemax(ops.siluGateMul(up)));
+          });
+          return g([qkv, w]);
+        });
+      tf.dispose(step());
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 20; i++) tf.dispose(step());
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([qkv, w]);
+    });
+
+    it("the addon rejects buffers too small for the shapes it is given", () => {
+      const a = native.addon;
+      expect(() => a.rmsNorm(new Float32Array(5), new Float32Array(6), 2, 3, 1e-5)).toThrow(/needs 6/);
+      expect(() =>
+        a.gemm(
+          false,
+          false,
+          2,
+          2,
+          2,
+          1,
+          new Float32Array(4),
+          2,
+          0,
+          new Float32Array(3),
+          2,
+          0,
+          0,
+          new Float32Array(4),
+          2,
+          0,
+          1,
+        ),
+      ).toThrow(/B: buffer holds 3/);
+      expect(() => a.attention(new Float32Array(10), new Float32Array(10), 1, 2, 1, 2, null, null)).toThrow(
+        RangeError,
+      );
+      expect(() =>
+        a.add([1, 2] as unknown as Float32Array, new Float32Array(2), new Float32Array(2), 2),
+      ).toThrow(/Float32Array/);
+    });
+  });
+}
