@@ -85,6 +85,8 @@ export const TraceRecord = z
     start_ns: z.string().regex(/^\d{1,20}$/),
     duration_ms: z.number().min(0),
     spans: z.array(SpanRecord),
+    /** Tempo said the trace is PARTIAL (some blocks not searched); absent means complete. */
+    partial: z.boolean().optional(),
   })
   .strict();
 export type TraceRecord = z.infer<typeof TraceRecord>;

@@ -1,0 +1,319 @@
+// The HTTP client every observability source shares: auth, tenant header, extra CA, a timeout
+// per request, retries with exponential backoff and jitter, and one AbortSignal that cancels it all.
+// Built on node:http(s) rather than fetch because fetch cannot take an extra CA without undici.
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
+import { rootCertificates } from "node:tls";
+import { gunzipSync } from "node:zlib";
+import { ConfigError, WorkError } from "../../errors.js";
+import { resolveSecretRef as resolveSecret, type SecretRef } from "../../util/secret-ref.js";
+
+export type SourceErrorKind = "network" | "timeout" | "http" | "malformed" | "cancelled";
+
+/** A source failed for one query; the message names both and says what came back. */
+export class SourceError extends WorkError {
+  override name = "SourceError";
+  constructor(
+    readonly source: string,
+    readonly query: string,
+    readonly kind: SourceErrorKind,
+    detail: string,
+    readonly status?: number,
+  ) {
+    super(`${source} query "${query}": ${detail}`);
+  }
+}
+
+export interface HttpAuth {
+  bearer?: SecretRef;
+  basic?: { username: string; password: SecretRef };
+}
+
+export interface HttpSourceOptions {
+  source: string;
+  url: string;
+  auth?: HttpAuth;
+  tenant?: string;
+  caFile?: string;
+  timeoutMs: number;
+  retries: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  maxResponseBytes: number;
+  /** Sockets kept per host. */
+  maxSockets?: number;
+  signal?: AbortSignal;
+  /** Where config key paths are reported from, e.g. "agents.agent-sre.sources.loki". */
+  configPath?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface HttpResponse {
+  status: number;
+  contentType: string;
+  body: Buffer;
+  /** From a Retry-After header, in ms. */
+  retryAfterMs?: number;
+}
+
+export interface RequestStats {
+  requests: number;
+  retries: number;
+}
+
+export interface QueryClient {
+  readonly source: string;
+  readonly query: string;
+  readonly stats: RequestStats;
+  readonly baseUrl: string;
+  get(
+    path: string,
+    params: Record<string, string | number | undefined>,
+    headers?: Record<string, string>,
+  ): Promise<HttpResponse>;
+  getJson(
+    path: string,
+    params: Record<string, string | number | undefined>,
+  ): Promise<{ status: number; json: unknown; res: HttpResponse }>;
+  /** A SourceError that names this source and query. */
+  error(kind: SourceErrorKind, detail: string, status?: number): SourceError;
+}
+
+const RETRYABLE_STATUS = (s: number) => s === 429 || (s >= 500 && s !== 501);
+
+export class HttpSourceClient {
+  readonly stats: RequestStats = { requests: 0, retries: 0 };
+  private readonly base: URL;
+  private readonly headers: Record<string, string>;
+  private readonly agent: http.Agent;
+  private readonly lib: typeof http | typeof https;
+
+  constructor(private readonly opts: HttpSourceOptions) {
+    this.base = new URL(opts.url.endsWith("/") ? opts.url : `${opts.url}/`);
+    const where = opts.configPath ?? opts.source;
+    this.headers = { "accept-encoding": "gzip", "user-agent": "trm-forge" };
+    if (opts.auth?.bearer)
+      this.headers.authorization = `Bearer ${resolveSecret(opts.auth.bearer, `${where}.auth.bearer`, opts.env)}`;
+    else if (opts.auth?.basic) {
+      const pw = resolveSecret(opts.auth.basic.password, `${where}.auth.basic.password`, opts.env);
+      this.headers.authorization = `Basic ${Buffer.from(`${opts.auth.basic.username}:${pw}`).toString("base64")}`;
+    }
+    if (opts.tenant) this.headers["x-scope-orgid"] = opts.tenant;
+    const https_ = this.base.protocol === "https:";
+    this.lib = https_ ? https : http;
+    let ca: string[] | undefined;
+    if (opts.caFile) {
+      try {
+        ca = [...rootCertificates, readFileSync(opts.caFile, "utf8")];
+      } catch (err) {
+        throw new ConfigError(`${where}.ca_file: cannot read ${opts.caFile}: ${(err as Error).message}`);
+      }
+    }
+    const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 8 };
+    this.agent = https_ ? new https.Agent({ ...agentOpts, ca }) : new http.Agent(agentOpts);
+  }
+
+  /** The base URL without any query, for messages. */
+  get baseUrl(): string {
+    return this.base.href.replace(/\/$/, "");
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /**
+   * GET base/path?params. Retries network errors, timeouts, 429 and 5xx; returns any other
+   * response (the caller decides what a 4xx means). Throws SourceError when retries run out.
+   */
+  async get(
+    path: string,
+    params: Record<string, string | number | undefined>,
+    query: string,
+    headers: Record<string, string> = {},
+    stats: RequestStats = this.stats,
+  ): Promise<HttpResponse> {
+    const url = new URL(path.replace(/^\//, ""), this.base);
+    for (const [k, v] of Object.entries(params)) if (v !== undefined) url.searchParams.set(k, String(v));
+    let attempt = 0;
+    for (;;) {
+      this.checkAborted(query);
+      let failure: { kind: SourceErrorKind; detail: string; status?: number; retryAfterMs?: number };
+      try {
+        stats.requests++;
+        const res = await this.once(url, headers);
+        if (!RETRYABLE_STATUS(res.status)) return res;
+        failure = {
+          kind: "http",
+          status: res.status,
+          detail: `HTTP ${res.status} from ${url.pathname}: ${bodyExcerpt(res)}`,
+          retryAfterMs: res.retryAfterMs,
+        };
+      } catch (err) {
+        if (err instanceof SourceError) throw err;
+        if (this.opts.signal?.aborted) throw this.cancelled(query);
+        const e = err as NodeJS.ErrnoException;
+        failure =
+          e.name === "TimeoutError" || e.code === "ETIMEDOUT"
+            ? { kind: "timeout", detail: `no response from ${url.pathname} within ${this.opts.timeoutMs} ms` }
+            : { kind: "network", detail: `${e.code ?? e.name}: ${e.message} (${url.origin})` };
+      }
+      if (attempt >= this.opts.retries) {
+        const tries = attempt + 1;
+        throw new SourceError(
+          this.opts.source,
+          query,
+          failure.kind,
+          `${failure.detail} (after ${tries} attempt${tries > 1 ? "s" : ""})`,
+          failure.status,
+        );
+      }
+      attempt++;
+      stats.retries++;
+      await this.sleep(
+        failure.retryAfterMs ?? backoffMs(attempt, this.opts.backoffBaseMs, this.opts.backoffMaxMs),
+        query,
+      );
+    }
+  }
+
+  /** GET and parse JSON; a body that is not JSON becomes a "malformed" SourceError. */
+  async getJson(
+    path: string,
+    params: Record<string, string | number | undefined>,
+    query: string,
+    stats: RequestStats = this.stats,
+  ): Promise<{ status: number; json: unknown; res: HttpResponse }> {
+    const res = await this.get(path, params, query, { accept: "application/json" }, stats);
+    if (res.status >= 400) return { status: res.status, json: tryJson(res.body), res };
+    try {
+      return { status: res.status, json: JSON.parse(res.body.toString("utf8")), res };
+    } catch (err) {
+      throw new SourceError(
+        this.opts.source,
+        query,
+        "malformed",
+        `response from ${path} is not valid JSON (${(err as Error).message}); it began: ${bodyExcerpt(res)}`,
+        res.status,
+      );
+    }
+  }
+
+  /** A view of this client for one query: errors name the query, and requests are counted apart. */
+  forQuery(query: string): QueryClient {
+    const stats: RequestStats = { requests: 0, retries: 0 };
+    return {
+      source: this.opts.source,
+      query,
+      stats,
+      baseUrl: this.baseUrl,
+      get: (path, params, headers) => this.get(path, params, query, headers, stats),
+      getJson: (path, params) => this.getJson(path, params, query, stats),
+      error: (kind, detail, status) => new SourceError(this.opts.source, query, kind, detail, status),
+    };
+  }
+
+  private once(url: URL, extra: Record<string, string>): Promise<HttpResponse> {
+    const signals = [AbortSignal.timeout(this.opts.timeoutMs)];
+    if (this.opts.signal) signals.push(this.opts.signal);
+    const signal = AbortSignal.any(signals);
+    return new Promise<HttpResponse>((resolve, reject) => {
+      const req = this.lib.request(
+        url,
+        { method: "GET", agent: this.agent, headers: { ...this.headers, ...extra }, signal },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (c: Buffer) => {
+            size += c.length;
+            if (size > this.opts.maxResponseBytes) {
+              req.destroy(new Error(`response larger than ${this.opts.maxResponseBytes} bytes`));
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on("error", reject);
+          res.on("end", () => {
+            let body = Buffer.concat(chunks);
+            if (/gzip/i.test(String(res.headers["content-encoding"] ?? ""))) {
+              try {
+                body = gunzipSync(body);
+              } catch (err) {
+                reject(err);
+                return;
+              }
+            }
+            resolve({
+              status: res.statusCode ?? 0,
+              contentType: String(res.headers["content-type"] ?? ""),
+              body,
+              retryAfterMs: parseRetryAfter(res.headers["retry-after"], this.opts.backoffMaxMs),
+            });
+          });
+        },
+      );
+      req.on("error", (err) => {
+        // The timeout signal's reason is a TimeoutError; surface it rather than a bare AbortError.
+        reject(signal.aborted && signal.reason instanceof Error ? signal.reason : err);
+      });
+      req.end();
+    });
+  }
+
+  private checkAborted(query: string): void {
+    if (this.opts.signal?.aborted) throw this.cancelled(query);
+  }
+
+  private cancelled(query: string): SourceError {
+    return new SourceError(this.opts.source, query, "cancelled", "cancelled");
+  }
+
+  private sleep(ms: number, query: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const signal = this.opts.signal;
+      const t = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, ms);
+      const onAbort = () => {
+        clearTimeout(t);
+        reject(this.cancelled(query));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+/** Exponential backoff with "equal jitter": half fixed, half random, so retries spread out. */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
+  const d = Math.min(maxMs, baseMs * 2 ** (attempt - 1));
+  return d / 2 + Math.random() * (d / 2);
+}
+
+/** Retry-After in seconds or as an HTTP date, in ms; capped by the caller's backoff limit. */
+function parseRetryAfter(value: string | undefined, maxMs: number): number | undefined {
+  if (!value) return undefined;
+  const secs = Number(value);
+  const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), maxMs) : undefined;
+}
+
+/** The first bytes of a body, on one line, for error messages. */
+export function bodyExcerpt(res: HttpResponse, max = 300): string {
+  const text = res.body
+    .subarray(0, max * 4)
+    .toString("utf8")
+    .replace(/\s+/g, " ")
+    .trim();
+  if (!text) return "(empty body)";
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+function tryJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}
