@@ -103,7 +103,9 @@ define("Sqrt", (dy, [y]) => ({ x: () => tf.div(one(dy), tf.mul(y!, 2)) }), { out
 define("Rsqrt", (dy, [x]) => ({ x: () => tf.mul(one(dy), tf.div(tf.mul(tf.rsqrt(x!), -0.5), x!)) }), {
   inputs: ["x"],
 });
-define("Sigmoid", (dy, [y]) => ({ x: () => tf.mul(one(dy), tf.mul(y!, tf.sub(1, y!))) }), { outputs: [true] });
+define("Sigmoid", (dy, [y]) => ({ x: () => tf.mul(one(dy), tf.mul(y!, tf.sub(1, y!))) }), {
+  outputs: [true],
+});
 define("Exp", (dy, [y]) => ({ x: () => tf.mul(one(dy), y!) }), { outputs: [true] });
 define("Log", (dy, [x]) => ({ x: () => tf.div(one(dy), x!) }), { inputs: ["x"] });
 define("Log1p", (dy, [x]) => ({ x: () => tf.div(one(dy), tf.add(x!, 1)) }), { inputs: ["x"] });
@@ -129,14 +131,12 @@ define(
   (dy, saved, attrs) => {
     const rank = saved[0]!.rank;
     const axis = normAxes(attrs.axis, rank)[0]!;
-    const sizes = saved.map((t) => t.shape[axis]!);
     const grads: GradMap = {};
-    let parts: tf.Tensor[] | null = null;
-    saved.forEach((_t, i) => {
-      grads[i] = () => {
-        parts ??= tf.split(one(dy), sizes, axis);
-        return tf.clone(parts[i]!);
-      };
+    let offset = 0;
+    saved.forEach((t, i) => {
+      const begin = t.shape.map((_, k) => (k === axis ? offset : 0));
+      offset += t.shape[axis]!;
+      grads[i] = () => tf.slice(one(dy), begin, t.shape);
     });
     return grads;
   },
@@ -222,12 +222,20 @@ define(
     // With C = op(A) @ op(B): dA = dC @ op(B)^T (then transposed back if A was), dB likewise.
     const da = () =>
       unbroadcast(
-        ta ? (tb ? tf.matMul(b!, g, true, true) : tf.matMul(b!, g, false, true)) : tf.matMul(g, b!, false, !tb),
+        ta
+          ? tb
+            ? tf.matMul(b!, g, true, true)
+            : tf.matMul(b!, g, false, true)
+          : tf.matMul(g, b!, false, !tb),
         a!.shape,
       );
     const db = () =>
       unbroadcast(
-        tb ? (ta ? tf.matMul(g, a!, true, true) : tf.matMul(g, a!, true, false)) : tf.matMul(a!, g, !ta, false),
+        tb
+          ? ta
+            ? tf.matMul(g, a!, true, true)
+            : tf.matMul(g, a!, true, false)
+          : tf.matMul(a!, g, !ta, false),
         b!.shape,
       );
     return { a: da, b: db };
