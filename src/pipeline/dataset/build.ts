@@ -1,0 +1,593 @@
+// The dataset build: raw segments in, datasets/<agent>/<id>/ out. One pass over the window's
+// segments, one segment in memory at a time; each task keeps a seeded bottom-k sample per split,
+// so memory is bounded by the caps, not by the data. The same segments and config always give
+// the same id and the same bytes.
+import type { DatasetSection } from "../../config/schema.js";
+import { WorkError } from "../../errors.js";
+import { log } from "../../log.js";
+import { datasetExamples } from "../../metrics.js";
+import type { ObjectStore } from "../../store/index.js";
+import { sha256 } from "../../util/fs.js";
+import {
+  CorruptSegmentError,
+  dayOf,
+  listSegments,
+  readSegment,
+  type SegmentRef,
+} from "../collect/raw-store.js";
+import { type RecordOf, SOURCES, type SourceName } from "../collect/records.js";
+import { durationMs, IncidentIndex, IncidentJoin, incidentSettings } from "../incidents.js";
+import { fillSlots, getOrAdd } from "../tasks/common.js";
+import { hashParts } from "../tasks/hash.js";
+import { scoreBaselines, TASKS } from "../tasks/index.js";
+import { logFacts } from "../tasks/log-triage.js";
+import {
+  type BuildContext,
+  type Draft,
+  type DraftSink,
+  type Example,
+  NUM_PUZZLE_IDENTIFIERS,
+  PUZZLE_IDENTIFIER_NAMES,
+  type RecordConsumer,
+  TASK_NAMES,
+  type TaskModule,
+  type TaskName,
+} from "../tasks/types.js";
+import { BIN_BASE, type EncodingSpec, IGNORE, Vocab } from "../tasks/vocab.js";
+import { encodeSplit } from "./format.js";
+import {
+  DATASET_FORMAT,
+  DATASET_VERSION,
+  Manifest,
+  type QualityReport,
+  type TaskQuality,
+} from "./manifest.js";
+import { BottomK } from "./sample.js";
+
+const DAY = 86_400_000;
+/** Segments a day either side of the window are read too: a segment's day need not be its records' day. */
+const MARGIN_DAYS = 1;
+const MAX_REASON_EXAMPLES = 5;
+
+export interface BuildOptions {
+  store: ObjectStore;
+  agent: string;
+  config: DatasetSection;
+  /** Overrides config.window (ms). */
+  windowMs?: number;
+  /** Window end (ms, exclusive). Default: the end of the newest day in the agent's raw store. */
+  end?: number;
+  /** Sources switched off in the agent's config (false); unset means on. */
+  sources?: Partial<Record<SourceName, boolean>>;
+  /** The served model's vocabulary when fine-tuning: every old id is kept. */
+  baseVocab?: Vocab;
+  signal?: AbortSignal;
+  onProgress?: (p: { source: SourceName; done: number; total: number }) => void;
+}
+
+export interface BuildResult {
+  id: string;
+  /** Store prefix of the dataset, ending in "/". */
+  prefix: string;
+  manifest: Manifest;
+  vocab: Vocab;
+  /** True when a dataset with this id already existed and was kept as it was. */
+  reused: boolean;
+}
+
+/** The build refused the data; `report` says why, task by task. */
+export class DatasetQualityError extends WorkError {
+  override name = "DatasetQualityError";
+  constructor(
+    message: string,
+    readonly report: QualityReport,
+  ) {
+    super(message);
+  }
+}
+
+type Split = "train" | "val";
+
+interface TaskState {
+  task: TaskModule;
+  enabled: boolean;
+  skipReason?: string;
+  consumer?: RecordConsumer<RecordOf<SourceName>>;
+  records: number;
+  invalid: Map<string, { count: number; examples: string[] }>;
+  skipped: Map<string, number>;
+  notes: Map<string, number>;
+  candidates: Record<Split, number>;
+  heaps: Record<Split, BottomK<Draft>>;
+  valKeys: Set<number>;
+  leaks: number;
+}
+
+function taskSettings(config: DatasetSection, name: TaskName): Record<string, unknown> {
+  const s = { ...config.tasks[name] } as Record<string, unknown>;
+  if (name === "metric_forecast") s.stepMs = durationMs(config.tasks.metric_forecast.step);
+  return s;
+}
+
+export function encodingSpecOf(config: DatasetSection): EncodingSpec {
+  const m = config.tasks.metric_forecast;
+  return {
+    seq_len: config.seq_len,
+    metric_forecast: { points: m.points, step_ms: durationMs(m.step), z_max: m.z_max },
+  };
+}
+
+export function datasetPrefix(agent: string, id: string): string {
+  return `datasets/${agent}/${id}/`;
+}
+
+export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
+  const { store, agent, config } = opts;
+  const windowMs = opts.windowMs ?? durationMs(config.window);
+  const enabledSource = (s: SourceName) => opts.sources?.[s] !== false;
+
+  const all = new Map<SourceName, SegmentRef[]>();
+  for (const s of SOURCES) all.set(s, enabledSource(s) ? await listSegments(store, agent, s) : []);
+  let end = opts.end;
+  if (end === undefined) {
+    const days = [...all.values()].flat().map((r) => r.day);
+    if (!days.length)
+      throw new WorkError(
+        `no raw data for agent "${agent}": run \`trm-forge collect --agent ${agent}\` first`,
+      );
+    end = Date.parse(`${days.sort()[days.length - 1]}T00:00:00Z`) + DAY;
+  }
+  const start = end - windowMs;
+  const splitAt = end - config.val_fraction * windowMs;
+  const fromDay = dayOf(start - MARGIN_DAYS * DAY);
+  const toDay = dayOf(end - 1 + MARGIN_DAYS * DAY);
+  const inWindow = (s: SourceName) =>
+    (all.get(s) ?? []).filter((r) => r.day <= toDay && (s === "code" || r.day >= fromDay));
+
+  const numBins = opts.baseVocab?.numBins ?? config.num_bins;
+  const spec = encodingSpecOf(config);
+  const seed = config.seed;
+  const cap = (t: TaskName): Record<Split, number> => {
+    const total = config.tasks[t].max_examples;
+    const train = Math.round(total * (1 - config.val_fraction));
+    return { train, val: total - train };
+  };
+
+  const states = new Map<TaskName, TaskState>();
+  for (const name of TASK_NAMES) {
+    const task = TASKS[name];
+    const caps = cap(name);
+    const st: TaskState = {
+      task,
+      enabled: config.tasks[name].enabled,
+      records: 0,
+      invalid: new Map(),
+      skipped: new Map(),
+      notes: new Map(),
+      candidates: { train: 0, val: 0 },
+      heaps: { train: new BottomK(caps.train), val: new BottomK(caps.val) },
+      valKeys: new Set(),
+      leaks: 0,
+    };
+    if (!st.enabled) st.skipReason = `disabled in the config (dataset.tasks.${name}.enabled)`;
+    else if (!enabledSource(task.source))
+      st.skipReason = `the ${task.source} source is disabled for agent ${agent}`;
+    else if (!inWindow(task.source).length) st.skipReason = `no ${task.source} data in the window`;
+    else {
+      const ctx: BuildContext = {
+        window: { start, end },
+        vocabSpec: { seqLen: config.seq_len, numBins },
+        seed,
+        serviceLabels: config.service_labels,
+        settings: taskSettings(config, name),
+      };
+      st.consumer = task.builder(ctx, sinkFor(st, name));
+    }
+    states.set(name, st);
+  }
+
+  function sinkFor(st: TaskState, name: TaskName): DraftSink {
+    const byPath = name === "code_infill";
+    return {
+      example(d) {
+        let split: Split;
+        if (byPath)
+          split =
+            (hashParts(seed, d.group ?? 0) % 1_000_000) / 1_000_000 < config.val_fraction ? "val" : "train";
+        else if (d.time >= splitAt) split = "val";
+        else if ((d.until ?? d.time) < splitAt) split = "train";
+        else {
+          bump(st.skipped, "straddles the train/validation boundary");
+          return;
+        }
+        st.candidates[split]++;
+        if (split === "val") st.valKeys.add(d.key);
+        else if (config.drop_shared_inputs && st.valKeys.has(d.key)) {
+          st.leaks++;
+          return;
+        }
+        st.heaps[split].offer(hashParts(seed, d.uid), d.key, compact(d));
+      },
+      invalid(reason, ref) {
+        const e = getOrAdd(st.invalid, reason, () => ({ count: 0, examples: [] as string[] }));
+        e.count++;
+        if (ref && e.examples.length < MAX_REASON_EXAMPLES) e.examples.push(`${ref.segment}#${ref.line}`);
+      },
+      skipped(reason, n = 1) {
+        bump(st.skipped, reason, n);
+      },
+      note(what, n = 1) {
+        bump(st.notes, what, n);
+      },
+    };
+  }
+
+  const incidentCfg = incidentSettings(config.incidents);
+  const join = new IncidentJoin(incidentCfg, { start, end }, config.service_labels);
+  const segmentsRead: Manifest["segments"] = [];
+  const sourceInfo: Manifest["sources"] = {};
+
+  // Event sources newest first: validation keys are then known before most train candidates
+  // arrive, so a leaking train input is dropped before it takes a place in the sample.
+  // Code newest first too: the first version of a path seen is the one used.
+  for (const source of ["loki", "tempo", "prometheus", "code"] as const) {
+    const segs = inWindow(source).reverse();
+    sourceInfo[source] = { enabled: enabledSource(source), segments: segs.length };
+    const consumers = [...states.values()].filter((s) => s.task.source === source && s.consumer);
+    let done = 0;
+    for (const seg of segs) {
+      opts.signal?.throwIfAborted();
+      let records: RecordOf<typeof source>[];
+      try {
+        const read = await readSegment(store, seg as SegmentRef & { source: typeof source });
+        records = read.records;
+        segmentsRead.push({ key: seg.key, sha256: read.sha256, records: records.length });
+      } catch (err) {
+        if (!(err instanceof CorruptSegmentError)) throw err;
+        const body = await store.get(seg.key);
+        segmentsRead.push({ key: seg.key, sha256: sha256(body), records: 0 });
+        for (const st of consumers) {
+          st.records++;
+          sinkFor(st, st.task.name).invalid(`unreadable segment (${err.message.slice(seg.key.length + 2)})`, {
+            segment: seg.key,
+            line: 0,
+          });
+        }
+        continue;
+      }
+      for (let i = 0; i < records.length; i++) {
+        const rec = records[i];
+        if (rec.kind === "trace") join.addTrace(rec);
+        else if (rec.kind === "metric_series") join.addSeries(rec);
+        else if (rec.kind === "log_entry") join.addLog(logFacts(rec, config.service_labels));
+        for (const st of consumers) {
+          st.records++;
+          st.consumer!.add(rec, { segment: seg.key, line: i + 1 });
+        }
+      }
+      opts.onProgress?.({ source, done: ++done, total: segs.length });
+    }
+    for (const st of consumers) st.consumer!.finish();
+  }
+
+  const incidents = join.windows();
+  const index = new IncidentIndex(incidents, incidentCfg.windowMs);
+
+  // Take the samples, drop train inputs that validation holds, settle deferred classes.
+  const kept = new Map<TaskName, Record<Split, Draft[]>>();
+  for (const [name, st] of states) {
+    if (!st.consumer) continue;
+    const val = st.heaps.val.items();
+    const train = st.heaps.train.items().filter((d) => {
+      if (!config.drop_shared_inputs || !st.valKeys.has(d.key)) return true;
+      st.leaks++;
+      return false;
+    });
+    if (st.task.resolve) for (const d of [...train, ...val]) st.task.resolve(d, index);
+    kept.set(name, { train, val });
+  }
+
+  const vocab = buildVocab(opts.baseVocab, spec, numBins, config.max_services, kept);
+  const examples: Record<Split, Example[]> = { train: [], val: [] };
+  const byTask = new Map<TaskName, Record<Split, Example[]>>();
+  for (const name of TASK_NAMES) {
+    const k = kept.get(name);
+    if (!k) continue;
+    const task = TASKS[name];
+    const out: Record<Split, Example[]> = { train: [], val: [] };
+    for (const split of ["train", "val"] as const) {
+      const ds = [...k[split]].sort((a, b) => a.time - b.time || a.uid - b.uid || a.key - b.key);
+      for (const d of ds) {
+        const ex = expand(d, name, config.seq_len);
+        if (task.slots.length)
+          fillSlots(name, task.slots, ex.labels, d.classes, vocab, (slot, cls) => {
+            if (slot.namespace === "service") return "service:<other>";
+            throw new Error(`${name}: no class ${cls}`);
+          });
+        out[split].push(ex);
+      }
+      examples[split].push(...out[split]);
+    }
+    byTask.set(name, out);
+  }
+
+  const quality = qualityReport(states, byTask, vocab, config);
+  if (!quality.passed) {
+    throw new DatasetQualityError(
+      `dataset build for ${agent} refused: ${quality.failures.join("; ")}`,
+      quality,
+    );
+  }
+
+  const idInput = {
+    format: DATASET_VERSION,
+    agent,
+    window: { start, end },
+    config: { ...config, window_ms: windowMs },
+    sources: sourceInfo,
+    segments: segmentsRead.map((s) => [s.key, s.sha256]).sort(),
+    base_vocab: opts.baseVocab?.sha256() ?? null,
+  };
+  const id = `ds-${dayOf(end - 1).replaceAll("-", "")}-${sha256(JSON.stringify(idInput)).slice(0, 12)}`;
+  const prefix = datasetPrefix(agent, id);
+
+  const existing = await store.stat(`${prefix}manifest.json`);
+  if (existing) {
+    const manifest = Manifest.parse(JSON.parse((await store.get(`${prefix}manifest.json`)).toString("utf8")));
+    await store.put(`datasets/${agent}/latest.json`, `${JSON.stringify({ id }, null, 2)}\n`);
+    log.info({ agent, id }, "dataset already built; reusing it");
+    return { id, prefix, manifest, vocab, reused: true };
+  }
+
+  const files: Record<string, Uint8Array | string> = {
+    "train.bin": encodeSplit("train", examples.train, config.seq_len, TASK_NAMES),
+    "val.bin": encodeSplit("val", examples.val, config.seq_len, TASK_NAMES),
+    "vocab.json": vocab.serialize(),
+    "incidents.json": `${JSON.stringify(
+      {
+        window: { start: iso(start), end: iso(end) },
+        settings: config.incidents,
+        incidents: incidents.map((w) => ({ ...w, start: iso(w.start), end: iso(w.end) })),
+      },
+      null,
+      2,
+    )}\n`,
+  };
+  const fileEntries: Manifest["files"] = {};
+  for (const [name, body] of Object.entries(files)) {
+    const put = await store.put(`${prefix}${name}`, body);
+    fileEntries[name] = { sha256: put.sha256, bytes: put.size };
+  }
+  const countsByTask: Manifest["counts"]["by_task"] = {};
+  const splitBy: Manifest["split"]["by_task"] = {};
+  for (const name of TASK_NAMES) {
+    const t = byTask.get(name);
+    countsByTask[name] = { train: t?.train.length ?? 0, val: t?.val.length ?? 0 };
+    splitBy[name] = name === "code_infill" ? "file path" : "time";
+  }
+  const manifest: Manifest = Manifest.parse({
+    format: DATASET_FORMAT,
+    version: DATASET_VERSION,
+    id,
+    agent,
+    window: { start: iso(start), end: iso(end), split_at: iso(splitAt), days: windowMs / DAY },
+    seq_len: config.seq_len,
+    tasks: [...TASK_NAMES],
+    puzzle_identifiers: [...PUZZLE_IDENTIFIER_NAMES],
+    num_puzzle_identifiers: NUM_PUZZLE_IDENTIFIERS,
+    config: { ...config, window: config.window, window_ms: windowMs },
+    sources: sourceInfo,
+    segments: [...segmentsRead].sort((a, b) => (a.key < b.key ? -1 : 1)),
+    vocab: { size: vocab.size, revision: vocab.revision, sha256: vocab.sha256() },
+    counts: { train: examples.train.length, val: examples.val.length, by_task: countsByTask },
+    split: { val_fraction: config.val_fraction, split_at: iso(splitAt), by_task: splitBy },
+    incidents: incidents.length,
+    files: fileEntries,
+    quality,
+  });
+  // The manifest goes last: a dataset without one is incomplete and never read.
+  await store.put(`${prefix}manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`);
+  await store.put(`datasets/${agent}/latest.json`, `${JSON.stringify({ id }, null, 2)}\n`);
+  for (const name of TASK_NAMES) {
+    datasetExamples.set({ agent, task: name, split: "train" }, countsByTask[name].train);
+    datasetExamples.set({ agent, task: name, split: "val" }, countsByTask[name].val);
+  }
+  log.info({ agent, id, train: examples.train.length, val: examples.val.length }, "dataset built");
+  return { id, prefix, manifest, vocab, reused: false };
+}
+
+/** Drafts kept in the sample hold 16-bit token arrays: half the memory of int32. */
+interface CompactDraft extends Draft {
+  packed: Uint16Array;
+}
+
+function compact(d: Draft): Draft {
+  const S = d.inputs.length;
+  const packed = new Uint16Array(2 * S);
+  for (let i = 0; i < S; i++) {
+    packed[i] = d.inputs[i];
+    packed[S + i] = d.labels[i] === IGNORE ? 0xffff : d.labels[i];
+  }
+  const c: CompactDraft = { ...d, inputs: new Int32Array(0), labels: new Int32Array(0), packed };
+  return c;
+}
+
+function expand(d: Draft, task: TaskName, S: number): Example {
+  const packed = (d as CompactDraft).packed;
+  const inputs = new Int32Array(S);
+  const labels = new Int32Array(S);
+  for (let i = 0; i < S; i++) {
+    inputs[i] = packed[i];
+    labels[i] = packed[S + i] === 0xffff ? IGNORE : packed[S + i];
+  }
+  return { task, inputs, labels, time: d.time, aux: d.aux };
+}
+
+function buildVocab(
+  base: Vocab | undefined,
+  spec: EncodingSpec,
+  numBins: number,
+  maxServices: number,
+  kept: Map<TaskName, Record<Split, Draft[]>>,
+): Vocab {
+  const counts = new Map<string, number>();
+  for (const k of kept.values())
+    for (const d of [...k.train, ...k.val]) for (const c of d.classes) if (c) bump(counts, c);
+  const start = base ? base.withEncoding(spec) : Vocab.create({ numBins, encoding: spec });
+  const known = (c: string) => start.classId(c) !== undefined;
+  const newServices = [...counts.entries()]
+    .filter(([c]) => c.startsWith("service:") && !known(c))
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  const room = Math.max(0, maxServices - start.namespaceIds("service").length + 1);
+  const add = [
+    ...[...counts.keys()].filter((c) => !c.startsWith("service:") && !known(c)),
+    ...newServices.slice(0, room).map(([c]) => c),
+  ];
+  return start.extend(add);
+}
+
+function qualityReport(
+  states: Map<TaskName, TaskState>,
+  byTask: Map<TaskName, Record<Split, Example[]>>,
+  vocab: Vocab,
+  config: DatasetSection,
+): QualityReport {
+  const failures: string[] = [];
+  const tasks: Record<string, TaskQuality> = {};
+  let read = 0;
+  let valid = 0;
+  for (const [name, st] of states) {
+    const ex = byTask.get(name);
+    const invalidCount = [...st.invalid.values()].reduce((a, e) => a + e.count, 0);
+    const q: TaskQuality = {
+      status: ex ? "built" : "skipped",
+      split_by: name === "code_infill" ? "file path" : "time",
+      records_read: st.records,
+      records_valid: st.records - invalidCount,
+      invalid: [...st.invalid.entries()]
+        .map(([reason, e]) => ({ reason, count: e.count, examples: e.examples }))
+        .sort((a, b) => b.count - a.count || (a.reason < b.reason ? -1 : 1)),
+      skipped: Object.fromEntries([...st.skipped.entries()].sort()),
+      notes: Object.fromEntries([...st.notes.entries()].sort()),
+      candidates: st.candidates,
+      examples: { train: ex?.train.length ?? 0, val: ex?.val.length ?? 0 },
+      dropped_as_leaks: st.leaks,
+      label_distribution: ex ? labelDistribution(st.task, [...ex.train, ...ex.val], vocab) : {},
+      baselines: {},
+      best_baseline: null,
+      primary_metric: st.task.primary,
+    };
+    if (!ex) q.reason = st.skipReason;
+    else if (!st.records) {
+      q.status = "skipped";
+      q.reason = `no ${st.task.source} records in the window`;
+    }
+    if (q.status === "built" && ex) {
+      read += st.records;
+      valid += q.records_valid;
+      const total = ex.train.length + ex.val.length;
+      const min = config.tasks[name].min_examples;
+      const leaks = st.leaks
+        ? ` (${st.leaks} train examples were dropped because their input also occurs in validation; see dataset.drop_shared_inputs)`
+        : "";
+      if (total < min)
+        failures.push(
+          `${name} has ${total} examples, fewer than its minimum ${min} (dataset.tasks.${name}.min_examples)${leaks}`,
+        );
+      else if (!ex.train.length) failures.push(`${name} has no training examples${leaks}`);
+      else if (!ex.val.length)
+        failures.push(
+          `${name} has no validation examples (nothing in the newest ${pct(config.val_fraction)} of the window)`,
+        );
+      if (ex.train.length && ex.val.length) {
+        const b = scoreBaselines(name, ex.train, ex.val, vocab);
+        for (const [bn, s] of Object.entries(b.scores)) q.baselines[bn] = s.metrics;
+        q.best_baseline = b.best;
+      }
+    }
+    tasks[name] = q;
+  }
+  const built = Object.values(tasks).filter((t) => t.status === "built");
+  if (!built.length)
+    failures.push(
+      `no task has data (${Object.entries(tasks)
+        .map(([n, t]) => `${n}: ${t.reason}`)
+        .join("; ")})`,
+    );
+  const validRatio = read ? valid / read : 1;
+  if (built.length && validRatio < config.min_valid_ratio) {
+    const worst = built
+      .flatMap((t) => t.invalid.slice(0, 2).map((i) => `${i.count} × ${i.reason}`))
+      .slice(0, 4)
+      .join(", ");
+    failures.push(
+      `only ${pct(validRatio)} of records are valid, below ${pct(config.min_valid_ratio)} (dataset.min_valid_ratio): ${worst}`,
+    );
+  }
+  return { passed: !failures.length, failures, valid_ratio: validRatio, tasks };
+}
+
+function labelDistribution(
+  task: TaskModule,
+  examples: Example[],
+  vocab: Vocab,
+): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  if (task.slots.length) {
+    for (const s of task.slots) {
+      const m = new Map<string, number>();
+      for (const ex of examples)
+        bump(m, vocab.className(ex.labels[s.position])?.replace(/^[^:]*:/, "") ?? "?");
+      out[s.name] = Object.fromEntries(
+        [...m.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)),
+      );
+    }
+    return out;
+  }
+  if (task.name === "code_infill") {
+    const spans = new Map<string, number>();
+    const masked = new Map<string, number>();
+    for (const ex of examples) {
+      let n = 0;
+      let runs = 0;
+      for (let i = 0; i < ex.labels.length; i++) {
+        if (ex.labels[i] === IGNORE) continue;
+        n++;
+        if (i === 0 || ex.labels[i - 1] === IGNORE) runs++;
+      }
+      bump(spans, String(runs));
+      bump(masked, `${Math.min(50, Math.floor((100 * n) / ex.labels.length / 5) * 5)}%`);
+    }
+    return {
+      spans_per_example: Object.fromEntries([...spans].sort()),
+      masked_share: Object.fromEntries([...masked].sort()),
+    };
+  }
+  // metric_forecast: label bins in eight groups.
+  const groups = new Map<string, number>();
+  const width = Math.ceil(vocab.numBins / 8);
+  for (const ex of examples) {
+    for (const l of ex.labels) {
+      if (!vocab.isBin(l)) continue;
+      const g = Math.floor((l - BIN_BASE) / width);
+      bump(groups, `bins ${g * width}-${Math.min(vocab.numBins, (g + 1) * width) - 1}`);
+    }
+  }
+  return {
+    label_bins: Object.fromEntries(
+      [...groups].sort((a, b) => parseInt(a[0].slice(5), 10) - parseInt(b[0].slice(5), 10)),
+    ),
+  };
+}
+
+function bump(m: Map<string, number>, k: string, n = 1): void {
+  m.set(k, (m.get(k) ?? 0) + n);
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function pct(x: number): string {
+  return `${Math.round(x * 1000) / 10}%`;
+}

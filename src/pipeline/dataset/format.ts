@@ -1,0 +1,194 @@
+// The binary form of one split (train.bin, val.bin): a magic, a JSON header that names each
+// array with its dtype, offset and length, then the little-endian arrays, 8-byte aligned.
+//   inputs  uint16 [N*S]   token ids
+//   labels  uint16 [N*S]   token ids, 0xFFFF where the loss ignores the position (-100)
+//   task    uint8  [N]     index into the header's task list
+//   time    float64[N]     event time, ms
+//   aux_offsets uint32 [N+1], aux float64 [...]   task numbers (metric_forecast scale, targets)
+import * as z from "zod";
+import type { Example, TaskName } from "../tasks/types.js";
+import { IGNORE } from "../tasks/vocab.js";
+
+export const SPLIT_MAGIC = Buffer.from("TRMFDS\x01\n", "latin1");
+const IGNORE_U16 = 0xffff;
+
+const DTYPES = { uint8: 1, uint16: 2, uint32: 4, float64: 8 } as const;
+type DType = keyof typeof DTYPES;
+
+const ArrayEntry = z
+  .object({
+    name: z.string(),
+    dtype: z.enum(["uint8", "uint16", "uint32", "float64"]),
+    offset: z.number().int().min(0),
+    length: z.number().int().min(0),
+  })
+  .strict();
+
+export const SplitHeader = z
+  .object({
+    version: z.literal(1),
+    split: z.string(),
+    count: z.number().int().min(0),
+    seq_len: z.number().int().min(1),
+    tasks: z.array(z.string()).min(1),
+    arrays: z.array(ArrayEntry),
+  })
+  .strict();
+export type SplitHeader = z.infer<typeof SplitHeader>;
+
+export class DatasetFormatError extends Error {
+  override name = "DatasetFormatError";
+}
+
+/** Serialises examples (all of length seqLen) to the split format. */
+export function encodeSplit(
+  split: string,
+  examples: readonly Example[],
+  seqLen: number,
+  tasks: readonly TaskName[],
+): Buffer {
+  const N = examples.length;
+  let auxTotal = 0;
+  for (const ex of examples) auxTotal += ex.aux.length;
+  const specs: [string, DType, number][] = [
+    ["inputs", "uint16", N * seqLen],
+    ["labels", "uint16", N * seqLen],
+    ["task", "uint8", N],
+    ["time", "float64", N],
+    ["aux_offsets", "uint32", N + 1],
+    ["aux", "float64", auxTotal],
+  ];
+  // Offsets are relative to the data section, which starts 8-aligned after the header.
+  const arrays: z.infer<typeof ArrayEntry>[] = [];
+  let off = 0;
+  for (const [name, dtype, length] of specs) {
+    arrays.push({ name, dtype, offset: off, length });
+    off = align8(off + length * DTYPES[dtype]);
+  }
+  const header: SplitHeader = { version: 1, split, count: N, seq_len: seqLen, tasks: [...tasks], arrays };
+  const headerBytes = Buffer.from(JSON.stringify(header), "utf8");
+  const dataStart = align8(SPLIT_MAGIC.length + 4 + headerBytes.length);
+  const buf = Buffer.alloc(dataStart + off);
+  SPLIT_MAGIC.copy(buf, 0);
+  buf.writeUInt32LE(headerBytes.length, SPLIT_MAGIC.length);
+  headerBytes.copy(buf, SPLIT_MAGIC.length + 4);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const at = (name: string) => dataStart + arrays.find((a) => a.name === name)!.offset;
+  let p = at("inputs");
+  let q = at("labels");
+  for (const ex of examples) {
+    if (ex.inputs.length !== seqLen || ex.labels.length !== seqLen)
+      throw new DatasetFormatError(`example of length ${ex.inputs.length}, expected ${seqLen}`);
+    for (let i = 0; i < seqLen; i++) {
+      const t = ex.inputs[i];
+      const l = ex.labels[i];
+      if (t < 0 || t >= IGNORE_U16) throw new DatasetFormatError(`token id ${t} does not fit the format`);
+      if (l !== IGNORE && (l < 0 || l >= IGNORE_U16))
+        throw new DatasetFormatError(`label id ${l} does not fit`);
+      view.setUint16(p, t, true);
+      view.setUint16(q, l === IGNORE ? IGNORE_U16 : l, true);
+      p += 2;
+      q += 2;
+    }
+  }
+  p = at("task");
+  for (const ex of examples) {
+    const ti = tasks.indexOf(ex.task);
+    if (ti < 0) throw new DatasetFormatError(`task ${ex.task} not in the split's task list`);
+    buf[p++] = ti;
+  }
+  p = at("time");
+  for (const ex of examples) {
+    view.setFloat64(p, ex.time, true);
+    p += 8;
+  }
+  p = at("aux_offsets");
+  q = at("aux");
+  let acc = 0;
+  view.setUint32(p, 0, true);
+  p += 4;
+  for (const ex of examples) {
+    for (const v of ex.aux) {
+      view.setFloat64(q, v, true);
+      q += 8;
+    }
+    acc += ex.aux.length;
+    view.setUint32(p, acc, true);
+    p += 4;
+  }
+  return buf;
+}
+
+/** A decoded split: flat arrays, labels widened to int32 with -100 for ignored positions. */
+export interface SplitArrays {
+  header: SplitHeader;
+  inputs: Int32Array;
+  labels: Int32Array;
+  task: Uint8Array;
+  time: Float64Array;
+  auxOffsets: Uint32Array;
+  aux: Float64Array;
+}
+
+export function decodeSplit(buf: Uint8Array, what = "split"): SplitArrays {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (b.length < SPLIT_MAGIC.length + 4 || !b.subarray(0, SPLIT_MAGIC.length).equals(SPLIT_MAGIC))
+    throw new DatasetFormatError(`${what}: not a trm-forge split file`);
+  const hlen = b.readUInt32LE(SPLIT_MAGIC.length);
+  const hstart = SPLIT_MAGIC.length + 4;
+  if (hstart + hlen > b.length) throw new DatasetFormatError(`${what}: header runs past the end of the file`);
+  let header: SplitHeader;
+  try {
+    header = SplitHeader.parse(JSON.parse(b.subarray(hstart, hstart + hlen).toString("utf8")));
+  } catch (err) {
+    throw new DatasetFormatError(`${what}: bad header (${(err as Error).message.split("\n")[0]})`);
+  }
+  const dataStart = align8(hstart + hlen);
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const N = header.count;
+  const S = header.seq_len;
+  const get = (name: string, dtype: DType, length: number) => {
+    const e = header.arrays.find((a) => a.name === name);
+    if (!e || e.dtype !== dtype || e.length !== length)
+      throw new DatasetFormatError(`${what}: array ${name} missing or of the wrong type or length`);
+    const start = dataStart + e.offset;
+    if (start + length * DTYPES[dtype] > b.length)
+      throw new DatasetFormatError(`${what}: array ${name} runs past the end of the file`);
+    return start;
+  };
+  const inputs = new Int32Array(N * S);
+  const labels = new Int32Array(N * S);
+  let p = get("inputs", "uint16", N * S);
+  let q = get("labels", "uint16", N * S);
+  for (let i = 0; i < N * S; i++) {
+    inputs[i] = view.getUint16(p, true);
+    const l = view.getUint16(q, true);
+    labels[i] = l === IGNORE_U16 ? IGNORE : l;
+    p += 2;
+    q += 2;
+  }
+  p = get("task", "uint8", N);
+  const task = Uint8Array.from(b.subarray(p, p + N));
+  for (const t of task)
+    if (t >= header.tasks.length) throw new DatasetFormatError(`${what}: task index ${t} out of range`);
+  p = get("time", "float64", N);
+  const time = new Float64Array(N);
+  for (let i = 0; i < N; i++) time[i] = view.getFloat64(p + 8 * i, true);
+  p = get("aux_offsets", "uint32", N + 1);
+  const auxOffsets = new Uint32Array(N + 1);
+  for (let i = 0; i <= N; i++) auxOffsets[i] = view.getUint32(p + 4 * i, true);
+  const auxEntry = header.arrays.find((a) => a.name === "aux");
+  const auxLen = auxEntry?.length ?? -1;
+  if (auxOffsets[0] !== 0 || auxOffsets[N] !== auxLen)
+    throw new DatasetFormatError(`${what}: aux offsets do not match the aux array`);
+  for (let i = 0; i < N; i++)
+    if (auxOffsets[i + 1] < auxOffsets[i]) throw new DatasetFormatError(`${what}: aux offsets go backwards`);
+  p = get("aux", "float64", auxLen);
+  const aux = new Float64Array(auxLen);
+  for (let i = 0; i < auxLen; i++) aux[i] = view.getFloat64(p + 8 * i, true);
+  return { header, inputs, labels, task, time, auxOffsets, aux };
+}
+
+function align8(n: number): number {
+  return (n + 7) & ~7;
+}

@@ -1,0 +1,22 @@
+// The dataset stage: build from the raw store, read back, export to the reference format.
+export {
+  type BuildOptions,
+  type BuildResult,
+  buildDataset,
+  DatasetQualityError,
+  datasetPrefix,
+  encodingSpecOf,
+} from "./build.js";
+export { exportTrmNpy, npyBytes, type TrmNpyMetadata } from "./export-npy.js";
+export { DatasetFormatError, decodeSplit, encodeSplit } from "./format.js";
+export { DATASET_FORMAT, DATASET_VERSION, Manifest, QualityReport, TaskQuality } from "./manifest.js";
+export {
+  type Batch,
+  type Dataset,
+  DatasetSplit,
+  latestDatasetId,
+  listDatasets,
+  openDataset,
+  readDatasetManifest,
+  type SplitName,
+} from "./reader.js";

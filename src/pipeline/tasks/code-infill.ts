@@ -1,0 +1,386 @@
+// code_infill: a window of a source file with one to three spans masked (about 15% of its
+// bytes, identifiers and values first); the labels are the masked bytes.
+import type { CodeFileRecord } from "../collect/records.js";
+import { checkPredictions, ignoreLabels, readAt, tokensToText, utf8 } from "./common.js";
+import { hash53, hashParts, hashText, rng } from "./hash.js";
+import {
+  type Answer,
+  type Baseline,
+  type BuildContext,
+  type DraftSink,
+  type Encoded,
+  type Example,
+  PUZZLE_IDS,
+  type Readout,
+  type RecordConsumer,
+  TaskInputError,
+  type TaskModule,
+} from "./types.js";
+import { BYTE_BASE, IGNORE, MASK, type Vocab } from "./vocab.js";
+
+export interface CodeInfillQuery {
+  /** The code, at most seq_len UTF-8 bytes. */
+  text: string;
+  /** Spans to fill, as UTF-8 byte offsets into text (the bytes there are ignored). */
+  spans: { start: number; length: number }[];
+}
+
+export interface CodeInfillAnswer {
+  spans: { start: number; length: number; text: string; confidence: number }[];
+}
+
+export interface CodeInfillSettings {
+  mask_fraction: number;
+  max_spans: number;
+  max_windows_per_file: number;
+}
+
+const DEFAULTS: CodeInfillSettings = { mask_fraction: 0.15, max_spans: 3, max_windows_per_file: 16 };
+
+function isWordByte(b: number): boolean {
+  return (
+    (b >= 0x30 && b <= 0x39) ||
+    (b >= 0x41 && b <= 0x5a) ||
+    (b >= 0x61 && b <= 0x7a) ||
+    b === 0x5f ||
+    b === 0x24 ||
+    b >= 0x80
+  );
+}
+
+function isSpace(b: number): boolean {
+  return b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
+}
+
+/** Line-aligned windows spread over the file, at most `max` of them. */
+export function codeWindows(bytes: Uint8Array, seqLen: number, max: number): [number, number][] {
+  const total = bytes.length;
+  if (!total) return [];
+  const n = Math.min(max, Math.ceil(total / seqLen));
+  const out: [number, number][] = [];
+  let prevEnd = 0;
+  for (let k = 0; k < n; k++) {
+    let start = Math.max(prevEnd, Math.floor((k * total) / n));
+    if (start > 0 && bytes[start - 1] !== 0x0a) {
+      const nl = bytes.indexOf(0x0a, start);
+      if (nl >= 0 && nl - start < seqLen / 2) start = nl + 1;
+    }
+    if (start >= total) break;
+    let end = Math.min(start + seqLen, total);
+    if (end < total) {
+      const nl = bytes.lastIndexOf(0x0a, end - 1);
+      if (nl >= start + (seqLen * 3) / 4) end = nl + 1;
+    }
+    out.push([start, end]);
+    prevEnd = end;
+  }
+  return out;
+}
+
+/**
+ * Spans to mask in a window: word runs (identifiers, numbers) in a seeded random order, added
+ * until about mask_fraction of the bytes are covered or max_spans are chosen. Spans never
+ * touch, so each is a separate span for exact-span scoring.
+ */
+export function chooseMask(window: Uint8Array, seed: number, s: CodeInfillSettings): [number, number][] {
+  const n = window.length;
+  const budget = Math.max(1, Math.round(s.mask_fraction * n));
+  const runs: [number, number][] = [];
+  for (let i = 0; i < n; ) {
+    if (!isWordByte(window[i])) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < n && isWordByte(window[j])) j++;
+    runs.push([i, j]);
+    i = j;
+  }
+  const random = rng(hashParts(seed, hash53(window)));
+  if (!runs.length) {
+    // No identifiers or values: mask a stretch of non-blank bytes instead.
+    const solid: number[] = [];
+    for (let i = 0; i < n; i++) if (!isSpace(window[i])) solid.push(i);
+    if (!solid.length) return [];
+    const a = solid[Math.floor(random() * solid.length)];
+    let b = a;
+    while (b < n && b - a < budget && !isSpace(window[b])) b++;
+    return [[a, b]];
+  }
+  for (let i = runs.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [runs[i], runs[j]] = [runs[j], runs[i]];
+  }
+  const chosen: [number, number][] = [];
+  let left = budget;
+  for (const [a, b] of runs) {
+    if (chosen.length >= s.max_spans || left <= 0) break;
+    const end = Math.min(b, a + left);
+    if (chosen.some(([x, y]) => a <= y && end >= x)) continue;
+    chosen.push([a, end]);
+    left -= end - a;
+  }
+  return chosen.sort((x, y) => x[0] - y[0]);
+}
+
+function encodeWindow(window: Uint8Array, spans: [number, number][], seqLen: number) {
+  const inputs = new Int32Array(seqLen);
+  const labels = ignoreLabels(seqLen);
+  for (let i = 0; i < window.length; i++) inputs[i] = BYTE_BASE + window[i];
+  for (const [a, b] of spans) {
+    for (let i = a; i < b; i++) {
+      labels[i] = inputs[i];
+      inputs[i] = MASK;
+    }
+  }
+  return { inputs, labels };
+}
+
+function settingsOf(raw: Record<string, unknown>): CodeInfillSettings {
+  return { ...DEFAULTS, ...(raw as Partial<CodeInfillSettings>) };
+}
+
+function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<CodeFileRecord> {
+  const S = ctx.vocabSpec.seqLen;
+  const s = settingsOf(ctx.settings);
+  // The build feeds code newest first: the first version of a path seen is its newest.
+  const seen = new Set<string>();
+  return {
+    add(rec, ref) {
+      const time = Date.parse(rec.collected_at);
+      if (!Number.isFinite(time)) return sink.invalid("collected_at is not a date", ref);
+      if (time >= ctx.window.end) return sink.skipped("collected after the window");
+      if (seen.has(rec.path)) return sink.skipped("older version of a file");
+      seen.add(rec.path);
+      if (!rec.content.length) return sink.skipped("empty file");
+      let bad = 0;
+      const scan = Math.min(rec.content.length, 65536);
+      for (let i = 0; i < scan; i++) {
+        const c = rec.content.charCodeAt(i);
+        if (c === 0 || c === 0xfffd) bad++;
+      }
+      if (bad / scan > 0.05) return sink.invalid("binary or undecodable content", ref);
+      const bytes = utf8.encode(rec.content);
+      const group = hashText(rec.path);
+      let made = 0;
+      for (const [a, b] of codeWindows(bytes, S, s.max_windows_per_file)) {
+        const w = bytes.subarray(a, b);
+        let solid = 0;
+        for (const x of w) if (!isSpace(x)) solid++;
+        if (solid < 16) {
+          sink.skipped("window is nearly blank");
+          continue;
+        }
+        const spans = chooseMask(w, ctx.seed, s);
+        if (!spans.length) {
+          sink.skipped("nothing to mask");
+          continue;
+        }
+        const { inputs, labels } = encodeWindow(w, spans, S);
+        made++;
+        sink.example({
+          inputs,
+          labels,
+          classes: [],
+          time,
+          aux: new Float64Array(0),
+          // Masks follow from the bytes, so the window's hash identifies the input.
+          key: hash53(w, 0xc0de),
+          uid: hashParts(group, a),
+          group,
+        });
+      }
+      if (!made) sink.skipped("file gave no window");
+    },
+    finish() {},
+  };
+}
+
+/** Masked spans of an example: maximal runs of supervised positions. */
+export function labelSpans(labels: Int32Array): [number, number][] {
+  const out: [number, number][] = [];
+  for (let i = 0; i < labels.length; ) {
+    if (labels[i] === IGNORE) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < labels.length && labels[j] !== IGNORE) j++;
+    out.push([i, j]);
+    i = j;
+  }
+  return out;
+}
+
+function originalByte(ex: Example, i: number): number {
+  const t = ex.labels[i] !== IGNORE ? ex.labels[i] : ex.inputs[i];
+  return t >= BYTE_BASE && t < BYTE_BASE + 256 ? t - BYTE_BASE : -1;
+}
+
+function baselines(train: readonly Example[]): Baseline[] {
+  // counts[prev * 256 + next]; prev 256 stands for "no byte before".
+  const counts = new Uint32Array(257 * 256);
+  for (const ex of train) {
+    let prev = 256;
+    for (let i = 0; i < ex.inputs.length; i++) {
+      const b = originalByte(ex, i);
+      if (b < 0) {
+        prev = 256;
+        continue;
+      }
+      counts[prev * 256 + b]++;
+      prev = b;
+    }
+  }
+  const best = new Int32Array(257);
+  const overall = new Float64Array(256);
+  for (let p = 0; p < 257; p++) for (let b = 0; b < 256; b++) overall[b] += counts[p * 256 + b];
+  const globalBest = argmax(overall);
+  for (let p = 0; p < 257; p++) {
+    let top = -1;
+    let topN = 0;
+    for (let b = 0; b < 256; b++) {
+      if (counts[p * 256 + b] > topN) {
+        topN = counts[p * 256 + b];
+        top = b;
+      }
+    }
+    best[p] = top < 0 ? globalBest : top;
+  }
+  return [
+    {
+      name: "byte_bigram",
+      predict(ex) {
+        const out = new Int32Array(ex.inputs.length);
+        let prev = 256;
+        for (let i = 0; i < ex.inputs.length; i++) {
+          const t = ex.inputs[i];
+          if (t === MASK) {
+            const b = best[prev];
+            out[i] = BYTE_BASE + b;
+            prev = b;
+          } else if (t >= BYTE_BASE && t < BYTE_BASE + 256) {
+            out[i] = t;
+            prev = t - BYTE_BASE;
+          } else {
+            out[i] = t;
+            prev = 256;
+          }
+        }
+        return out;
+      },
+    },
+  ];
+}
+
+function argmax(v: ArrayLike<number>): number {
+  let bi = 0;
+  for (let i = 1; i < v.length; i++) if (v[i] > v[bi]) bi = i;
+  return bi;
+}
+
+export const codeInfill: TaskModule<CodeInfillQuery, CodeInfillAnswer> = {
+  name: "code_infill",
+  source: "code",
+  puzzleId: PUZZLE_IDS.code_infill,
+  slots: [],
+  metrics: { masked_token_accuracy: "higher", exact_span_accuracy: "higher" },
+  primary: "masked_token_accuracy",
+  builder: builder as TaskModule["builder"],
+  encode(query, vocab) {
+    const S = vocab.encoding.seq_len;
+    if (typeof query?.text !== "string" || !Array.isArray(query.spans))
+      throw new TaskInputError("code_infill needs { text: string, spans: [{ start, length }] }");
+    const bytes = utf8.encode(query.text);
+    if (bytes.length > S)
+      throw new TaskInputError(`code_infill: the text is ${bytes.length} bytes, over the ${S}-byte window`);
+    if (!query.spans.length) throw new TaskInputError("code_infill: no span to fill");
+    const spans: [number, number][] = [];
+    for (const sp of [...query.spans].sort((x, y) => x.start - y.start)) {
+      if (!Number.isInteger(sp.start) || !Number.isInteger(sp.length) || sp.length < 1 || sp.start < 0)
+        throw new TaskInputError("code_infill: a span needs an integer start >= 0 and length >= 1");
+      if (sp.start + sp.length > bytes.length)
+        throw new TaskInputError(`code_infill: span ${sp.start}+${sp.length} runs past the text`);
+      if (spans.length && sp.start < spans[spans.length - 1][1])
+        throw new TaskInputError("code_infill: spans overlap");
+      spans.push([sp.start, sp.start + sp.length]);
+    }
+    const { inputs } = encodeWindow(bytes, spans, S);
+    const readouts: Readout[] = [];
+    spans.forEach(([a, b], k) => {
+      for (let i = a; i < b; i++) readouts.push({ position: i, kind: "byte", name: `span${k}` });
+    });
+    return {
+      task: "code_infill",
+      puzzleId: PUZZLE_IDS.code_infill,
+      inputs,
+      readouts,
+      aux: new Float64Array(0),
+    };
+  },
+  decode(output, encoded: Encoded, vocab: Vocab): CodeInfillAnswer {
+    const spans: CodeInfillAnswer["spans"] = [];
+    let cur: { start: number; bytes: number[]; conf: number[]; name: string } | null = null;
+    const flush = () => {
+      if (!cur) return;
+      const known = cur.bytes.filter((b) => b >= 0);
+      spans.push({
+        start: cur.start,
+        length: cur.bytes.length,
+        text: Buffer.from(known).toString("utf8"),
+        confidence: cur.conf.reduce((a, b) => a + b, 0) / cur.conf.length,
+      });
+    };
+    for (const r of encoded.readouts) {
+      if (!cur || cur.name !== r.name) {
+        flush();
+        cur = { start: r.position, bytes: [], conf: [], name: r.name };
+      }
+      const a: Answer<number> = readAt(output, r, vocab);
+      cur.bytes.push(a.value === null ? -1 : a.value - BYTE_BASE);
+      cur.conf.push(a.confidence);
+    }
+    flush();
+    return { spans };
+  },
+  baselines,
+  score(examples, predictions) {
+    checkPredictions(examples, predictions);
+    let tokens = 0;
+    let right = 0;
+    let spans = 0;
+    let exact = 0;
+    examples.forEach((ex, k) => {
+      const pred = predictions[k];
+      for (const [a, b] of labelSpans(ex.labels)) {
+        spans++;
+        let all = true;
+        for (let i = a; i < b; i++) {
+          tokens++;
+          if (pred[i] === ex.labels[i]) right++;
+          else all = false;
+        }
+        if (all) exact++;
+      }
+    });
+    return {
+      task: "code_infill",
+      examples: examples.length,
+      primary: "masked_token_accuracy",
+      metrics: {
+        masked_token_accuracy: tokens ? right / tokens : 0,
+        exact_span_accuracy: spans ? exact / spans : 0,
+      },
+    };
+  },
+  describe(ex, vocab) {
+    const spans = labelSpans(ex.labels).map(([a, b]) =>
+      Buffer.from(Array.from(ex.labels.subarray(a, b), (t) => t - BYTE_BASE)).toString("utf8"),
+    );
+    const labels: Record<string, string> = {};
+    spans.forEach((s, i) => {
+      labels[`span${i}`] = s;
+    });
+    return { input: tokensToText(ex.inputs, vocab), labels };
+  },
+};

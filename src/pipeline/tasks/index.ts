@@ -1,0 +1,149 @@
+// The four training tasks behind one interface, and the scoring that evaluation uses for the
+// model and the baselines alike.
+import { codeInfill } from "./code-infill.js";
+import { logTriage } from "./log-triage.js";
+import { metricForecast } from "./metric-forecast.js";
+import { traceOutcome } from "./trace-outcome.js";
+import { type Example, TASK_NAMES, type TaskModule, type TaskName, type TaskScore } from "./types.js";
+import type { Vocab } from "./vocab.js";
+
+export const TASKS: Record<TaskName, TaskModule<any, any>> = {
+  code_infill: codeInfill,
+  log_triage: logTriage,
+  metric_forecast: metricForecast,
+  trace_outcome: traceOutcome,
+};
+
+export function getTask(name: string): TaskModule<any, any> {
+  const t = TASKS[name as TaskName];
+  if (!t) throw new Error(`unknown task "${name}" (tasks: ${TASK_NAMES.join(", ")})`);
+  return t;
+}
+
+/** Scores predictions (argmax token ids per position) of one task's examples. */
+export function scoreTask(
+  task: TaskName,
+  examples: readonly Example[],
+  predictions: readonly Int32Array[],
+  vocab: Vocab,
+): TaskScore {
+  return getTask(task).score(examples, predictions, vocab);
+}
+
+/** Whether score a is better than score b on the task's primary metric. */
+export function beats(a: TaskScore, b: TaskScore): boolean {
+  const dir = getTask(a.task).metrics[a.primary];
+  const x = a.metrics[a.primary];
+  const y = b.metrics[b.primary];
+  return dir === "lower" ? x < y : x > y;
+}
+
+export interface BaselineScores {
+  scores: Record<string, TaskScore>;
+  /** The baseline the model has to beat: the best on the primary metric. */
+  best: string;
+}
+
+/** Fits the task's baselines on train and scores each on `examples` with scoreTask. */
+export function scoreBaselines(
+  task: TaskName,
+  train: readonly Example[],
+  examples: readonly Example[],
+  vocab: Vocab,
+): BaselineScores {
+  const t = getTask(task);
+  const scores: Record<string, TaskScore> = {};
+  let best = "";
+  for (const b of t.baselines(train, vocab)) {
+    scores[b.name] = t.score(
+      examples,
+      examples.map((ex) => b.predict(ex)),
+      vocab,
+    );
+    if (!best || beats(scores[b.name], scores[best])) best = b.name;
+  }
+  return { scores, best };
+}
+
+export {
+  type BuildExamplesOptions,
+  type BuiltExamples,
+  buildExamples,
+  DEFAULT_SERVICE_LABELS,
+} from "./build-examples.js";
+export {
+  type CodeInfillAnswer,
+  type CodeInfillQuery,
+  chooseMask,
+  codeInfill,
+  codeWindows,
+  labelSpans,
+} from "./code-infill.js";
+export { allowedIds, readAt, tokensToText } from "./common.js";
+export { LEVELS, type Level, logLevel, normaliseLogLine } from "./log-normalize.js";
+export {
+  type LogFacts,
+  type LogTriageAnswer,
+  type LogTriageQuery,
+  logFacts,
+  logTriage,
+  nsToMs,
+} from "./log-triage.js";
+export {
+  fromBin,
+  identityText,
+  type MetricForecastAnswer,
+  type MetricForecastQuery,
+  metricForecast,
+  robustScale,
+  toBin,
+} from "./metric-forecast.js";
+export {
+  analyseTrace,
+  LATENCY_BUCKETS,
+  type LatencyBucket,
+  latencyBucket,
+  type TraceFacts,
+  type TraceOutcomeAnswer,
+  type TraceOutcomeQuery,
+  traceOutcome,
+  tracePath,
+} from "./trace-outcome.js";
+export {
+  type Answer,
+  type Baseline,
+  type BuildContext,
+  type Draft,
+  type DraftSink,
+  type Encoded,
+  type Example,
+  type LabelSlot,
+  type ModelOutput,
+  NUM_PUZZLE_IDENTIFIERS,
+  PUZZLE_IDENTIFIER_NAMES,
+  PUZZLE_IDS,
+  type Readout,
+  type RecordRef,
+  TASK_NAMES,
+  TaskInputError,
+  type TaskModule,
+  type TaskName,
+  type TaskScore,
+} from "./types.js";
+export {
+  BIN_BASE,
+  BYTE_BASE,
+  EncodingSpec,
+  FIXED_CLASSES,
+  IGNORE,
+  MASK,
+  PAD,
+  SEP,
+  SPECIALS,
+  UNK,
+  Vocab,
+  VocabError,
+  VocabFile,
+  type VocabGrowth,
+  vocabGrowth,
+} from "./vocab.js";

@@ -1,0 +1,412 @@
+// metric_forecast: a series' identity and its last K points in, its next K points out, each
+// point a bin of the series' robust scale (median and IQR of the history). The scale rides
+// with the example, so a predicted bin decodes back to the metric's units.
+//
+// Layout: [identity text, PAD-filled][SEP][K history bins][SEP][K forecast slots].
+import type { MetricSeriesRecord, SampleValue } from "../collect/records.js";
+import { checkPredictions, ignoreLabels, putText, readAt, tokensToText } from "./common.js";
+import { hash53, hashParts, hashText } from "./hash.js";
+import {
+  type Answer,
+  type Baseline,
+  type BuildContext,
+  type DraftSink,
+  type Example,
+  PUZZLE_IDS,
+  type Readout,
+  type RecordConsumer,
+  TaskInputError,
+  type TaskModule,
+} from "./types.js";
+import { BIN_BASE, IGNORE, MASK, SEP, UNK, type Vocab } from "./vocab.js";
+
+export interface MetricForecastQuery {
+  /** The collector's query name (used when the labels have no __name__). */
+  query: string;
+  labels: Record<string, string>;
+  /** The last K points at the dataset's step, oldest first; null or NaN where missing. */
+  points: (number | null)[];
+}
+
+export interface MetricForecastAnswer {
+  /** The next K points, in the metric's units. */
+  points: { value: number | null; bin: number | null; confidence: number }[];
+  center: number;
+  scale: number;
+}
+
+export interface MetricForecastSettings {
+  points: number;
+  stepMs: number;
+  stride: number;
+  zMax: number;
+  maxMissing: number;
+}
+
+/** Labels that name one pod or container instance rather than the series' role. */
+const NOISY_LABELS = new Set(["pod", "pod_template_hash", "uid", "id", "container_id", "image_id"]);
+
+/** aux layout: [center, scale, last, target x K, seasonal x K]. */
+export const AUX_CENTER = 0;
+export const AUX_SCALE = 1;
+export const AUX_LAST = 2;
+const AUX_TARGET = 3;
+
+export function auxWidth(k: number): number {
+  return 3 + 2 * k;
+}
+
+export function identityText(query: string, labels: Record<string, string>): string {
+  const name = labels.__name__ || query;
+  const parts = Object.keys(labels)
+    .filter((k) => k !== "__name__" && !NOISY_LABELS.has(k))
+    .sort()
+    .map((k) => `${k}=${labels[k]}`);
+  return `${name}{${parts.join(",")}}`;
+}
+
+export function sampleValue(v: SampleValue): number {
+  return typeof v === "number" && Number.isFinite(v) ? v : Number.NaN;
+}
+
+function quantile(sorted: Float64Array, q: number): number {
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+/** Robust centre and scale of the finite values: median and IQR, with floors for flat series. */
+export function robustScale(values: ArrayLike<number>): { center: number; scale: number } | null {
+  const finite: number[] = [];
+  for (let i = 0; i < values.length; i++) if (Number.isFinite(values[i])) finite.push(values[i]);
+  if (!finite.length) return null;
+  const sorted = Float64Array.from(finite).sort();
+  const center = quantile(sorted, 0.5);
+  const iqr = quantile(sorted, 0.75) - quantile(sorted, 0.25);
+  const range = sorted[sorted.length - 1] - sorted[0];
+  const scale = iqr > 0 ? iqr : range > 0 ? range : Math.max(Math.abs(center) * 0.1, 1e-3);
+  return { center, scale };
+}
+
+/** Bins are uniform in asinh(z), z = (x - center) / scale, over [-asinh(z_max), asinh(z_max)]. */
+export function toBin(x: number, center: number, scale: number, numBins: number, zMax: number): number {
+  const u = Math.asinh((x - center) / scale);
+  const U = Math.asinh(zMax);
+  const b = Math.floor(((Math.max(-U, Math.min(U, u)) + U) / (2 * U)) * numBins);
+  return Math.max(0, Math.min(numBins - 1, b));
+}
+
+export function fromBin(bin: number, center: number, scale: number, numBins: number, zMax: number): number {
+  const U = Math.asinh(zMax);
+  const u = -U + ((bin + 0.5) * 2 * U) / numBins;
+  return center + scale * Math.sinh(u);
+}
+
+interface Layout {
+  identityLen: number;
+  histFrom: number;
+  predFrom: number;
+}
+
+function layoutOf(seqLen: number, k: number): Layout {
+  const identityLen = seqLen - 2 * k - 2;
+  if (identityLen < 8)
+    throw new TaskInputError(
+      `metric_forecast: seq_len ${seqLen} leaves no room for ${k} + ${k} points and a name`,
+    );
+  return { identityLen, histFrom: identityLen + 1, predFrom: identityLen + 2 + k };
+}
+
+/** Encodes a history; returns the inputs, the scale and the last finite value. */
+function encodeHistory(
+  identity: string,
+  hist: ArrayLike<number>,
+  seqLen: number,
+  numBins: number,
+  zMax: number,
+) {
+  const k = hist.length;
+  const L = layoutOf(seqLen, k);
+  const sc = robustScale(hist);
+  if (!sc) return null;
+  const inputs = new Int32Array(seqLen);
+  putText(inputs, 0, identity, L.identityLen);
+  inputs[L.identityLen] = SEP;
+  let last = Number.NaN;
+  for (let i = 0; i < k; i++) {
+    const v = hist[i];
+    if (Number.isFinite(v)) {
+      inputs[L.histFrom + i] = BIN_BASE + toBin(v, sc.center, sc.scale, numBins, zMax);
+      last = v;
+    } else inputs[L.histFrom + i] = UNK;
+  }
+  inputs[L.histFrom + k] = SEP;
+  for (let i = 0; i < k; i++) inputs[L.predFrom + i] = MASK;
+  return { inputs, layout: L, ...sc, last };
+}
+
+export function settingsOf(raw: Record<string, unknown>, stepMs?: number): MetricForecastSettings {
+  return {
+    points: (raw.points as number) ?? 24,
+    stepMs: stepMs ?? (raw.stepMs as number) ?? 3_600_000,
+    stride: (raw.stride as number) ?? 6,
+    zMax: (raw.z_max as number) ?? 20,
+    maxMissing: (raw.max_missing as number) ?? 0.25,
+  };
+}
+
+interface Series {
+  query: string;
+  labels: Record<string, string>;
+  values: Float64Array;
+  times: Float64Array;
+}
+
+function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<MetricSeriesRecord> {
+  const S = ctx.vocabSpec.seqLen;
+  const nb = ctx.vocabSpec.numBins;
+  const s = settingsOf(ctx.settings);
+  const K = s.points;
+  layoutOf(S, K);
+  const { start, end } = ctx.window;
+  const n = Math.floor((end - start) / s.stepMs);
+  const perDay = Math.round(86_400_000 / s.stepMs);
+  const series = new Map<string, Series>();
+  return {
+    add(rec, ref) {
+      if (!rec.points.length) return sink.invalid("series chunk has no points", ref);
+      const key = `${rec.query}\u0000${JSON.stringify(Object.entries(rec.labels).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
+      let finite = 0;
+      let outside = 0;
+      let ser = series.get(key);
+      for (const [t, raw] of rec.points) {
+        const v = sampleValue(raw);
+        if (!Number.isFinite(v)) continue;
+        finite++;
+        const ms = t * 1000;
+        const i = Math.floor((ms - start) / s.stepMs);
+        if (!(i >= 0 && i < n)) {
+          outside++;
+          continue;
+        }
+        if (!ser) {
+          ser = {
+            query: rec.query,
+            labels: rec.labels,
+            values: new Float64Array(n).fill(Number.NaN),
+            times: new Float64Array(n).fill(Number.NEGATIVE_INFINITY),
+          };
+          series.set(key, ser);
+        }
+        // The newest sample in a step stands for the step, whatever order chunks come in.
+        if (ms > ser.times[i] || (ms === ser.times[i] && v > ser.values[i])) {
+          ser.times[i] = ms;
+          ser.values[i] = v;
+        }
+      }
+      if (!finite) return sink.invalid("series has no finite values (NaN or Inf only)", ref);
+      if (outside === finite) sink.skipped("series chunk outside the window");
+    },
+    finish() {
+      for (const key of [...series.keys()].sort()) {
+        const ser = series.get(key)!;
+        const identity = identityText(ser.query, ser.labels);
+        const seriesHash = hashText(key);
+        for (let o = K; o + K <= n; o += s.stride) {
+          const hist = ser.values.subarray(o - K, o);
+          let missing = 0;
+          for (const v of hist) if (!Number.isFinite(v)) missing++;
+          if (missing === K || missing > s.maxMissing * K) {
+            sink.skipped("too many missing points in the history");
+            continue;
+          }
+          let targets = 0;
+          for (let i = o; i < o + K; i++) if (Number.isFinite(ser.values[i])) targets++;
+          if (!targets) {
+            sink.skipped("no point to forecast");
+            continue;
+          }
+          const enc = encodeHistory(identity, hist, S, nb, s.zMax)!;
+          const labels = ignoreLabels(S);
+          const aux = new Float64Array(auxWidth(K));
+          aux[AUX_CENTER] = enc.center;
+          aux[AUX_SCALE] = enc.scale;
+          aux[AUX_LAST] = enc.last;
+          for (let i = 0; i < K; i++) {
+            const v = ser.values[o + i];
+            aux[AUX_TARGET + i] = v;
+            const prior = o + i - perDay;
+            aux[AUX_TARGET + K + i] = prior >= 0 ? ser.values[prior] : Number.NaN;
+            if (Number.isFinite(v))
+              labels[enc.layout.predFrom + i] = BIN_BASE + toBin(v, enc.center, enc.scale, nb, s.zMax);
+          }
+          sink.example({
+            inputs: enc.inputs,
+            labels,
+            classes: [],
+            time: start + o * s.stepMs,
+            until: start + (o + K - 1) * s.stepMs,
+            aux,
+            key: hash53(enc.inputs, 0x3e7),
+            uid: hashParts(seriesHash, o),
+          });
+        }
+      }
+      series.clear();
+    },
+  };
+}
+
+function kOf(ex: Example): number {
+  return (ex.aux.length - 3) / 2;
+}
+
+function predictFromValues(ex: Example, vocab: Vocab, value: (i: number) => number): Int32Array {
+  const K = kOf(ex);
+  const L = layoutOf(ex.inputs.length, K);
+  const zMax = vocab.encoding.metric_forecast.z_max;
+  const out = new Int32Array(ex.inputs.length);
+  for (let i = 0; i < K; i++) {
+    const v = value(i);
+    out[L.predFrom + i] = Number.isFinite(v)
+      ? BIN_BASE + toBin(v, ex.aux[AUX_CENTER], ex.aux[AUX_SCALE], vocab.numBins, zMax)
+      : -1;
+  }
+  return out;
+}
+
+export const metricForecast: TaskModule<MetricForecastQuery, MetricForecastAnswer> = {
+  name: "metric_forecast",
+  source: "prometheus",
+  puzzleId: PUZZLE_IDS.metric_forecast,
+  slots: [],
+  metrics: { within1_accuracy: "higher", bin_accuracy: "higher", mae: "lower", scaled_mae: "lower" },
+  primary: "within1_accuracy",
+  builder: builder as TaskModule["builder"],
+  encode(query, vocab) {
+    const spec = vocab.encoding.metric_forecast;
+    const K = spec.points;
+    if (typeof query?.query !== "string" || typeof query.labels !== "object" || !Array.isArray(query.points))
+      throw new TaskInputError("metric_forecast needs { query, labels, points: number[] }");
+    const pts = query.points
+      .slice(-K)
+      .map((v) => (typeof v === "number" && Number.isFinite(v) ? v : Number.NaN));
+    while (pts.length < K) pts.unshift(Number.NaN);
+    const enc = encodeHistory(
+      identityText(query.query, query.labels),
+      pts,
+      vocab.encoding.seq_len,
+      vocab.numBins,
+      spec.z_max,
+    );
+    if (!enc) throw new TaskInputError("metric_forecast: the history has no finite point");
+    const aux = new Float64Array(auxWidth(K)).fill(Number.NaN);
+    aux[AUX_CENTER] = enc.center;
+    aux[AUX_SCALE] = enc.scale;
+    aux[AUX_LAST] = enc.last;
+    const readouts: Readout[] = [];
+    for (let i = 0; i < K; i++)
+      readouts.push({ position: enc.layout.predFrom + i, kind: "bin", name: `t+${i + 1}` });
+    return {
+      task: "metric_forecast",
+      puzzleId: PUZZLE_IDS.metric_forecast,
+      inputs: enc.inputs,
+      readouts,
+      aux,
+    };
+  },
+  decode(output, encoded, vocab): MetricForecastAnswer {
+    const center = encoded.aux[AUX_CENTER];
+    const scale = encoded.aux[AUX_SCALE];
+    const zMax = vocab.encoding.metric_forecast.z_max;
+    const points = encoded.readouts.map((r) => {
+      const a: Answer<number> = readAt(output, r, vocab);
+      if (a.value === null) return { value: null, bin: null, confidence: 0 };
+      const bin = a.value - BIN_BASE;
+      return { value: fromBin(bin, center, scale, vocab.numBins, zMax), bin, confidence: a.confidence };
+    });
+    return { points, center, scale };
+  },
+  baselines(train, vocab): Baseline[] {
+    void train;
+    return [
+      { name: "persistence", predict: (ex) => predictFromValues(ex, vocab, () => ex.aux[AUX_LAST]) },
+      {
+        name: "seasonal_naive",
+        predict: (ex) =>
+          predictFromValues(ex, vocab, (i) => {
+            const v = ex.aux[AUX_TARGET + kOf(ex) + i];
+            return Number.isFinite(v) ? v : ex.aux[AUX_LAST];
+          }),
+      },
+    ];
+  },
+  score(examples, predictions, vocab) {
+    checkPredictions(examples, predictions);
+    const zMax = vocab.encoding.metric_forecast.z_max;
+    let n = 0;
+    let within = 0;
+    let exact = 0;
+    let absErr = 0;
+    let scaledErr = 0;
+    let nErr = 0;
+    examples.forEach((ex, k) => {
+      const K = kOf(ex);
+      const L = layoutOf(ex.inputs.length, K);
+      const center = ex.aux[AUX_CENTER];
+      const scale = ex.aux[AUX_SCALE];
+      for (let i = 0; i < K; i++) {
+        const pos = L.predFrom + i;
+        const label = ex.labels[pos];
+        if (label === IGNORE) continue;
+        n++;
+        const p = predictions[k][pos];
+        const isBin = vocab.isBin(p);
+        if (isBin && Math.abs(p - label) <= 1) within++;
+        if (p === label) exact++;
+        const target = ex.aux[AUX_TARGET + i];
+        if (Number.isFinite(target)) {
+          // An answer that is not a bin counts as forecasting the history's median.
+          const v = isBin ? fromBin(p - BIN_BASE, center, scale, vocab.numBins, zMax) : center;
+          absErr += Math.abs(v - target);
+          scaledErr += Math.abs(v - target) / scale;
+          nErr++;
+        }
+      }
+    });
+    return {
+      task: "metric_forecast",
+      examples: examples.length,
+      primary: "within1_accuracy",
+      metrics: {
+        within1_accuracy: n ? within / n : 0,
+        bin_accuracy: n ? exact / n : 0,
+        mae: nErr ? absErr / nErr : 0,
+        scaled_mae: nErr ? scaledErr / nErr : 0,
+      },
+    };
+  },
+  describe(ex, vocab) {
+    const K = kOf(ex);
+    const L = layoutOf(ex.inputs.length, K);
+    const center = ex.aux[AUX_CENTER];
+    const scale = ex.aux[AUX_SCALE];
+    const zMax = vocab.encoding.metric_forecast.z_max;
+    const hist = Array.from(ex.inputs.subarray(L.histFrom, L.histFrom + K), (t) =>
+      vocab.isBin(t) ? fmt(fromBin(t - BIN_BASE, center, scale, vocab.numBins, zMax)) : "?",
+    );
+    const next = Array.from({ length: K }, (_, i) => fmt(ex.aux[AUX_TARGET + i]));
+    return {
+      input: `${tokensToText(ex.inputs, vocab, 0, L.identityLen)} last ${K}: ${hist.join(" ")}`,
+      labels: { next: next.join(" "), scale: `median ${fmt(center)}, iqr ${fmt(scale)}` },
+    };
+  },
+};
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return "?";
+  return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0)
+    ? v.toExponential(2)
+    : v.toFixed(2).replace(/\.?0+$/, "");
+}

@@ -1,0 +1,186 @@
+import { describe, expect, it } from "vitest";
+import type { LogEntryRecord } from "../../../src/pipeline/collect/records.js";
+import { IncidentIndex } from "../../../src/pipeline/incidents.js";
+import {
+  buildExamples,
+  IGNORE,
+  logLevel,
+  logTriage,
+  MASK,
+  normaliseLogLine,
+  SEP,
+  scoreBaselines,
+  scoreTask,
+  TaskInputError,
+} from "../../../src/pipeline/tasks/index.js";
+
+const T0 = Date.parse("2026-01-10T00:00:00Z");
+const window = { start: T0, end: T0 + 86_400_000 };
+
+function entry(
+  minute: number,
+  service: string | null,
+  line: string,
+  labels: Record<string, string> = {},
+): LogEntryRecord {
+  return {
+    kind: "log_entry",
+    query: "q",
+    ts_ns: `${T0 + minute * 60_000}000000`,
+    labels: service ? { service_name: service, ...labels } : labels,
+    line,
+  };
+}
+
+describe("log normalisation", () => {
+  it("turns variable parts into placeholders and keeps words", () => {
+    expect(
+      normaliseLogLine(
+        "2026-01-10T12:00:01.123Z GET /api/v2/users/42 from 10.0.3.7:8080 id=550e8400-e29b-41d4-a716-446655440000 span=af3d9c2b1e7f took 12ms http2",
+      ),
+    ).toBe("<ts> GET /api/v2/users/<num> from <ip> id=<uuid> span=<hex> took <num>ms http2");
+    expect(normaliseLogLine("  retry 3 of 5 at 12:30:45 deadbeef  ")).toBe(
+      "retry <num> of <num> at <ts> deadbeef",
+    );
+    expect(normaliseLogLine("token <redacted:jwt> rejected")).toBe("token <redacted:jwt> rejected");
+  });
+
+  it("reads the level from labels first, then the line", () => {
+    expect(logLevel("whatever", { level: "WARNING" })).toBe("warn");
+    expect(logLevel('{"level":"error","msg":"x"}', {})).toBe("error");
+    expect(logLevel('ts=1 level=debug msg="x"', {})).toBe("debug");
+    expect(logLevel("[FATAL] disk gone", {})).toBe("fatal");
+    expect(logLevel("E0110 12:00:00.000000 1 controller.go:42] sync failed", {})).toBe("error");
+    expect(logLevel("2026-01-10 INFO started", {})).toBe("info");
+    expect(logLevel("nothing here", {}, { detected_level: "err" })).toBe("error");
+    expect(logLevel("nothing here", {})).toBe("unknown");
+  });
+});
+
+describe("log_triage", () => {
+  const records = [
+    entry(10, "api", 'level=info msg="GET /orders 200"'),
+    entry(20, "api", 'level=info msg="GET /orders 200"'),
+    entry(30, "db", 'level=error msg="checkpoint failed"'),
+    entry(40, "db", ""), // empty
+    entry(50, "db", "\u0000\u0001\ufffd\ufffd\ufffd\ufffdok"), // binary
+    entry(60, null, "level=info no service"),
+    entry(-5, "api", "before the window"),
+    entry(70, "api", `level=warn ${"x".repeat(100_000)}`), // huge
+  ];
+
+  it("labels level, service and incident at fixed slots, everything else ignored", () => {
+    const incidents = new IncidentIndex(
+      [{ service: "db", start: T0 + 25 * 60_000, end: T0 + 35 * 60_000, evidence: [] }],
+      0,
+    );
+    const built = buildExamples(logTriage, records, { window, seqLen: 64, incidents });
+    expect(built.examples).toHaveLength(4);
+    const [a, , c, huge] = built.examples;
+    const v = built.vocab;
+    expect(Array.from(a.inputs.slice(0, 4))).toEqual([MASK, MASK, MASK, SEP]);
+    expect(a.labels[0]).toBe(v.classId("level:info"));
+    expect(a.labels[1]).toBe(v.classId("service:api"));
+    expect(a.labels[2]).toBe(v.classId("incident:no"));
+    expect(Array.from(a.labels.slice(3)).every((l) => l === IGNORE)).toBe(true);
+    expect(c.labels[0]).toBe(v.classId("level:error"));
+    expect(c.labels[2]).toBe(v.classId("incident:yes"));
+    expect(logTriage.describe(c, v)).toEqual({
+      input: 'level=error msg="checkpoint failed"',
+      labels: { level: "error", service: "db", incident: "yes" },
+    });
+    // A huge line is cut to the sequence length.
+    expect(huge.inputs).toHaveLength(64);
+    expect(logTriage.describe(huge, v).input).toBe(`level=warn ${"x".repeat(64 - 4 - 11)}`);
+    expect(built.invalid.map((i) => i.reason)).toEqual([
+      "empty line",
+      "not text (undecodable or control bytes)",
+      expect.stringMatching(/^no service label \(looked for service_name/),
+    ]);
+    expect(built.invalid[0].ref).toEqual({ segment: "(memory)", line: 4 });
+    expect(built.skipped).toEqual({ "outside the window": 1 });
+  });
+
+  it("encodes a live query exactly as the build does, and decodes answers with confidence", () => {
+    const built = buildExamples(logTriage, records.slice(0, 3), { window, seqLen: 64 });
+    const v = built.vocab;
+    const enc = logTriage.encode({ line: records[2].line }, v);
+    expect(Array.from(enc.inputs)).toEqual(Array.from(built.examples[2].inputs));
+    expect(enc.puzzleId).toBe(2);
+    // Token output: the labels themselves decode to the labelled answer.
+    expect(logTriage.decode({ tokens: built.examples[2].labels }, enc, v)).toEqual({
+      level: { value: "error", confidence: 1 },
+      service: { value: "db", confidence: 1 },
+      incident: { value: false, confidence: 1 },
+    });
+    // Probabilities: the answer is the most likely class of the slot's namespace, its
+    // probability renormalised over that namespace.
+    const probs = new Float32Array(64 * v.size);
+    const set = (pos: number, id: number, p: number) => {
+      probs[pos * v.size + id] = p;
+    };
+    set(0, v.classId("level:warn")!, 0.6);
+    set(0, v.classId("level:info")!, 0.2);
+    set(0, v.byte(65), 0.2); // not a level: ignored
+    set(1, v.classId("service:api")!, 0.9);
+    set(1, v.classId("service:db")!, 0.1);
+    set(2, v.classId("incident:yes")!, 0.3);
+    set(2, v.classId("incident:no")!, 0.1);
+    const a = logTriage.decode({ probs }, enc, v);
+    expect(a.level.value).toBe("warn");
+    expect(a.level.confidence).toBeCloseTo(0.75, 6);
+    expect(a.service).toEqual({ value: "api", confidence: expect.closeTo(0.9, 6) });
+    expect(a.incident.value).toBe(true);
+    expect(a.incident.confidence).toBeCloseTo(0.75, 6);
+    // A byte where a class belongs decodes to "no answer".
+    const bad = Int32Array.from(built.examples[2].labels);
+    bad[0] = v.byte(65);
+    expect(logTriage.decode({ tokens: bad }, enc, v).level).toEqual({ value: null, confidence: 0 });
+    expect(() => logTriage.encode({ line: "  " }, v)).toThrow(TaskInputError);
+    expect(() => logTriage.encode({} as never, v)).toThrow(TaskInputError);
+  });
+
+  it("has a majority baseline per label, scored like the model", () => {
+    const train = buildExamples(
+      logTriage,
+      [entry(1, "api", "level=info a"), entry(2, "api", "level=info b"), entry(3, "db", "level=error c")],
+      { window, seqLen: 64 },
+    );
+    const v = train.vocab;
+    const val = buildExamples(
+      logTriage,
+      [entry(4, "api", "level=info d"), entry(5, "db", "level=info e"), entry(6, "db", "level=error f")],
+      { window, seqLen: 64, vocab: v },
+    ).examples;
+    const [majority] = logTriage.baselines(train.examples, v);
+    const p = majority.predict(val[0]);
+    expect([p[0], p[1], p[2]]).toEqual([
+      v.classId("level:info"),
+      v.classId("service:api"),
+      v.classId("incident:no"),
+    ]);
+    const score = scoreTask(
+      "log_triage",
+      val,
+      val.map((ex) => majority.predict(ex)),
+      v,
+    );
+    expect(score.primary).toBe("exact_all");
+    expect(score.metrics.level_accuracy).toBeCloseTo(2 / 3);
+    expect(score.metrics.service_accuracy).toBeCloseTo(1 / 3);
+    expect(score.metrics.incident_accuracy).toBe(1);
+    expect(score.metrics.exact_all).toBeCloseTo(1 / 3);
+    // Perfect predictions score 1 everywhere.
+    const perfect = scoreTask(
+      "log_triage",
+      val,
+      val.map((ex) => ex.labels),
+      v,
+    );
+    expect(perfect.metrics.exact_all).toBe(1);
+    const b = scoreBaselines("log_triage", train.examples, val, v);
+    expect(b.best).toBe("majority");
+    expect(b.scores.majority.metrics).toEqual(score.metrics);
+    expect(() => scoreTask("log_triage", val, [], v)).toThrow(/predictions/);
+  });
+});
