@@ -1,0 +1,721 @@
+// Runs the pipeline for one agent: collect -> build -> train -> evaluate -> deploy. The same
+// Pipeline backs the CLI (`trm-forge run`), the scheduler and the MCP tools.
+//
+// - One run per agent at a time, across processes: a lock file in <data_dir>/locks. A second
+//   trigger gets the running run's id back instead of a new run.
+// - The run record (runs/<agent>/<run-id>/run.json) is rewritten atomically on every change.
+// - Resume: a run that was interrupted (its process died) continues from its first unfinished
+//   stage; the train stage continues from its last checkpoint.
+// - Cancel: an AbortSignal (or `cancel(runId)`, also from another process) stops the run at the
+//   next step boundary and marks it cancelled.
+// - Retries: a stage that fails for a transient reason is retried with exponential backoff;
+//   every attempt is kept in the record.
+import { existsSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { hostname, userInfo } from "node:os";
+import { join } from "node:path";
+import type { Config } from "../config/index.js";
+import { UsageError, WorkError } from "../errors.js";
+import { childLogger } from "../log.js";
+import { runLastSuccess, runStageDuration, runsTotal } from "../metrics.js";
+import type { ObjectStore } from "../store/index.js";
+import { ModelRegistry } from "./deploy/registry.js";
+import { codeVersion } from "./run/code-version.js";
+import { timeId } from "./run/ids.js";
+import { lockPath, tryLock } from "./run/lock.js";
+import {
+  isTerminal,
+  LOG_LINES_KEPT,
+  type LogLine,
+  listRunIds,
+  type Progress,
+  RunNotFoundError,
+  type RunRecord,
+  type RunStatus,
+  readRun,
+  STAGES,
+  type StageName,
+  type StageRecord,
+  type StageStatus,
+  type Trigger,
+  writeRun,
+} from "./run/record.js";
+import { backoffMs, CancelledError, isCancel, isTransient, sleep } from "./run/retry.js";
+
+export type {
+  Attempt,
+  Progress,
+  RunRecord,
+  RunStatus,
+  StageRecord,
+  StageStatus,
+  Trigger,
+} from "./run/record.js";
+export { STAGES, type StageName } from "./run/record.js";
+export { CancelledError, isTransient, TransientError } from "./run/retry.js";
+
+/** Events a run emits while it works; the CLI draws them, the MCP server forwards them. */
+export type RunEvent =
+  | { type: "run"; runId: string; agent: string; status: RunStatus; error: string | null; at: string }
+  | {
+      type: "stage";
+      runId: string;
+      agent: string;
+      stage: StageName;
+      status: StageStatus;
+      attempt: number;
+      error: string | null;
+      at: string;
+    }
+  | {
+      type: "retry";
+      runId: string;
+      agent: string;
+      stage: StageName;
+      attempt: number;
+      delay_ms: number;
+      error: string;
+      at: string;
+    }
+  | { type: "progress"; runId: string; agent: string; progress: Progress; detail?: unknown }
+  | { type: "log"; runId: string; agent: string; line: LogLine };
+
+/** What a stage sees. */
+export interface StageContext {
+  runId: string;
+  agent: string;
+  stage: StageName;
+  attempt: number;
+  config: Config;
+  store: ObjectStore;
+  registry: ModelRegistry;
+  signal: AbortSignal;
+  fromScratch: boolean;
+  /** The record as it stands (outputs of earlier stages, dataset id, parent version). */
+  record: Readonly<RunRecord>;
+  now(): Date;
+  log(level: LogLine["level"], msg: string): void;
+  /** Live progress; persisted to run.json at most every few seconds, forwarded as an event always. */
+  progress(p: Omit<Progress, "stage" | "at">, detail?: unknown): void;
+  /** Sets run-level fields as soon as they are known (the dataset id after build, for example). */
+  setRunFields(
+    fields: Partial<Pick<RunRecord, "dataset_id" | "parent_version" | "model_version">>,
+  ): Promise<void>;
+}
+
+/** A stage returns what it produced; it lands in stages[i].output. */
+export type StageFn = (ctx: StageContext) => Promise<Record<string, unknown> | void>;
+export type StageFns = Record<StageName, StageFn>;
+
+export interface PipelineOptions {
+  config: Config;
+  store: ObjectStore;
+  /** The stage implementations; tests and other runners (e.g. a Kubernetes Job) inject their own. */
+  stages: StageFns;
+  now?: () => Date;
+  /** Waiting between retries; tests inject one that does not wait. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Writes report.html when a run ends; failures are logged, never fail the run. */
+  onRunEnd?: (record: RunRecord, pipeline: Pipeline) => Promise<void>;
+  /** How often a running process looks for a cancel request from another process. */
+  cancelPollMs?: number;
+}
+
+export interface StartRunOptions {
+  agent: string;
+  /** Stages to run, in pipeline order; default all five. */
+  stages?: StageName[];
+  /** Continue this run from its first unfinished stage. */
+  resume?: string;
+  /** Train from fresh weights instead of fine-tuning the champion. */
+  fromScratch?: boolean;
+  /** Train/evaluate on this dataset instead of the newest (when build is not run). */
+  datasetId?: string;
+  signal?: AbortSignal;
+  onEvent?: (e: RunEvent) => void;
+  trigger?: Partial<Trigger>;
+}
+
+export interface StartedRun {
+  runId: string;
+  agent: string;
+  /** False when another run of the agent was already running: runId is that run's. */
+  started: boolean;
+  /** Settles with the final record (also for a run started elsewhere: it is polled). */
+  done: Promise<RunRecord>;
+}
+
+interface ActiveRun {
+  agent: string;
+  controller: AbortController;
+  done: Promise<RunRecord>;
+  listeners: Set<(e: RunEvent) => void>;
+}
+
+const PROGRESS_WRITE_MS = 2000;
+
+export class Pipeline {
+  readonly config: Config;
+  readonly store: ObjectStore;
+  readonly registry: ModelRegistry;
+  private readonly stages: StageFns;
+  private readonly now: () => Date;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  private readonly active = new Map<string, ActiveRun>();
+
+  constructor(private readonly opts: PipelineOptions) {
+    this.config = opts.config;
+    this.store = opts.store;
+    this.stages = opts.stages;
+    this.now = opts.now ?? (() => new Date());
+    this.sleep = opts.sleep ?? sleep;
+    this.registry = new ModelRegistry(opts.store, { dataDir: opts.config.data_dir, now: this.now });
+  }
+
+  /**
+   * Starts a run (or resumes one) and returns at once with its id; `done` settles when it ends.
+   * When the agent already has a running run, returns that run's id with started: false.
+   */
+  async startRun(opts: StartRunOptions): Promise<StartedRun> {
+    const agent = this.checkAgent(opts.agent);
+    const requested = normaliseStages(opts.stages);
+    const runId = opts.resume ?? timeId("r", this.now());
+    const lock = await tryLock(this.lockFile(agent), `run ${agent}`, runId);
+    if (!lock.acquired) {
+      const holder = lock.owner?.holder;
+      if (!holder)
+        throw new WorkError(`agent ${agent} is locked by an unknown owner (${this.lockFile(agent)})`);
+      const mine = this.active.get(holder);
+      if (mine && opts.onEvent) mine.listeners.add(opts.onEvent);
+      const done = mine ? mine.done : this.waitForRun(holder, agent);
+      done.catch(() => undefined); // the caller may not wait for it
+      return { runId: holder, agent, started: false, done };
+    }
+    let record: RunRecord;
+    try {
+      record = opts.resume
+        ? await this.prepareResume(agent, opts.resume, opts.trigger)
+        : this.newRecord(agent, runId, requested, opts);
+      if (isTerminal(record.status)) {
+        await lock.release();
+        return { runId, agent, started: false, done: Promise.resolve(record) };
+      }
+      await writeRun(this.store, record);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+    const controller = new AbortController();
+    const listeners = new Set<(e: RunEvent) => void>();
+    if (opts.onEvent) listeners.add(opts.onEvent);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, controller.signal]) : controller.signal;
+    const done = this.execute(record, signal, listeners).finally(async () => {
+      this.active.delete(runId);
+      await rm(this.cancelFile(runId), { force: true });
+      await lock.release();
+    });
+    this.active.set(runId, { agent, controller, done, listeners });
+    return { runId, agent, started: true, done };
+  }
+
+  /** A run's record. Without an agent, every configured agent is searched. */
+  async getRun(runId: string, agent?: string): Promise<RunRecord> {
+    if (agent) return readRun(this.store, this.checkAgent(agent), runId);
+    const active = this.active.get(runId);
+    if (active) return readRun(this.store, active.agent, runId);
+    for (const a of Object.keys(this.config.agents)) {
+      if (await this.store.exists(`runs/${a}/${runId}/run.json`)) return readRun(this.store, a, runId);
+    }
+    throw new WorkError(`no run "${runId}" for any configured agent`);
+  }
+
+  /** An agent's runs, newest first. */
+  async listRuns(agent: string, opts: { limit?: number; status?: RunStatus } = {}): Promise<RunRecord[]> {
+    const out: RunRecord[] = [];
+    for (const id of await listRunIds(this.store, this.checkAgent(agent))) {
+      const r = await readRun(this.store, agent, id);
+      if (opts.status && r.status !== opts.status) continue;
+      out.push(r);
+      if (opts.limit && out.length >= opts.limit) break;
+    }
+    return out;
+  }
+
+  /** Ids of runs executing in this process. */
+  activeRuns(): { runId: string; agent: string }[] {
+    return [...this.active.entries()].map(([runId, a]) => ({ runId, agent: a.agent }));
+  }
+
+  /** Adds a listener to a run executing in this process; returns false when it runs elsewhere. */
+  subscribe(runId: string, fn: (e: RunEvent) => void): () => void {
+    const a = this.active.get(runId);
+    if (!a) return () => {};
+    a.listeners.add(fn);
+    return () => a.listeners.delete(fn);
+  }
+
+  /**
+   * Asks a running run to stop at its next step boundary. In this process it aborts at once;
+   * a run in another process sees the request within a second or so. Returns false when the
+   * run is not running.
+   */
+  async cancel(runId: string, agent?: string): Promise<boolean> {
+    const a = this.active.get(runId);
+    if (a) {
+      a.controller.abort(new CancelledError("cancelled on request"));
+      return true;
+    }
+    const record = await this.getRun(runId, agent);
+    if (isTerminal(record.status)) return false;
+    await mkdir(join(this.config.data_dir, "cancel"), { recursive: true });
+    await writeFile(this.cancelFile(runId), `${this.now().toISOString()}\n`);
+    return true;
+  }
+
+  /** Settles with the final record; polls the store for a run in another process. */
+  async waitForRun(runId: string, agent: string, pollMs = 1000): Promise<RunRecord> {
+    const a = this.active.get(runId);
+    if (a) return a.done;
+    for (;;) {
+      let r: RunRecord | null = null;
+      try {
+        r = await readRun(this.store, agent, runId);
+      } catch (err) {
+        // The holder takes the lock a moment before it writes the record.
+        if (!(err instanceof RunNotFoundError)) throw err;
+      }
+      if (r && isTerminal(r.status)) return r;
+      const lock = await tryLock(this.lockFile(agent), `probe ${agent}`, null);
+      if (lock.acquired) {
+        // Nobody holds the agent: the run's process died. Report it as it stands.
+        await lock.release();
+        if (!r) throw new RunNotFoundError(`agent ${agent} has no run "${runId}"`);
+        return r;
+      }
+      await new Promise((res) => setTimeout(res, pollMs));
+    }
+  }
+
+  /**
+   * Resumes runs whose process died mid-run (status still "running", agent lock free). Called
+   * at start-up by the server and the scheduler. Returns the runs it resumed.
+   */
+  async resumeInterrupted(
+    opts: { onEvent?: (e: RunEvent) => void; agents?: string[] } = {},
+  ): Promise<StartedRun[]> {
+    const out: StartedRun[] = [];
+    for (const agent of opts.agents ?? Object.keys(this.config.agents)) {
+      const running = await this.listRuns(agent, { status: "running" });
+      if (running.length === 0) continue;
+      const probe = await tryLock(this.lockFile(agent), `probe ${agent}`, null);
+      if (!probe.acquired) continue;
+      await probe.release();
+      // Only the newest can be continued; an older one still marked running was abandoned.
+      for (const old of running.slice(1)) {
+        old.status = "failed";
+        old.error = "abandoned: a newer run of this agent started after it was interrupted";
+        old.ended_at = this.now().toISOString();
+        old.updated_at = old.ended_at;
+        await writeRun(this.store, old);
+      }
+      const started = await this.startRun({
+        agent,
+        resume: running[0].id,
+        onEvent: opts.onEvent,
+        trigger: { kind: "resume", actor: "startup", reason: "interrupted run resumed at start-up" },
+      });
+      if (started.started) out.push(started);
+    }
+    return out;
+  }
+
+  private checkAgent(agent: string): string {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(agent)) throw new UsageError(`bad agent name "${agent}"`);
+    if (!(agent in this.config.agents)) {
+      const known = Object.keys(this.config.agents);
+      throw new UsageError(
+        `unknown agent "${agent}"${known.length ? ` (configured: ${known.join(", ")})` : " (no agents are configured)"}`,
+      );
+    }
+    return agent;
+  }
+
+  private lockFile(agent: string): string {
+    return lockPath(this.config.data_dir, `run-${agent}`);
+  }
+
+  private cancelFile(runId: string): string {
+    return join(this.config.data_dir, "cancel", `${runId}`);
+  }
+
+  private newRecord(agent: string, runId: string, requested: StageName[], opts: StartRunOptions): RunRecord {
+    const at = this.now().toISOString();
+    return {
+      schema: 1,
+      id: runId,
+      agent,
+      status: "running",
+      trigger: {
+        kind: opts.trigger?.kind ?? "api",
+        actor: opts.trigger?.actor ?? defaultActor(),
+        reason: opts.trigger?.reason ?? null,
+      },
+      created_at: at,
+      updated_at: at,
+      ended_at: null,
+      options: { from_scratch: Boolean(opts.fromScratch), dataset_id: opts.datasetId ?? null },
+      stages: STAGES.map(
+        (name): StageRecord => ({
+          name,
+          requested: requested.includes(name),
+          status: requested.includes(name) ? "pending" : "skipped",
+          started_at: null,
+          ended_at: null,
+          attempts: [],
+          error: null,
+          output: {},
+        }),
+      ),
+      config: this.config,
+      code_version: codeVersion(),
+      dataset_id: opts.datasetId ?? null,
+      parent_version: null,
+      model_version: null,
+      progress: null,
+      resumes: [],
+      log: [],
+      error: null,
+    };
+  }
+
+  private async prepareResume(agent: string, runId: string, trigger?: Partial<Trigger>): Promise<RunRecord> {
+    const r = await readRun(this.store, agent, runId);
+    if (r.status === "succeeded") return r;
+    const at = this.now().toISOString();
+    let from: StageName | null = null;
+    for (const s of r.stages) {
+      if (!s.requested || s.status === "succeeded" || s.status === "partial" || s.status === "skipped")
+        continue;
+      from ??= s.name;
+      for (const a of s.attempts) {
+        if (a.status === "running") {
+          a.status = "interrupted";
+          a.ended_at = at;
+          a.error = "the process stopped during this attempt";
+        }
+      }
+      s.status = "pending";
+      s.error = null;
+    }
+    r.resumes.push({
+      at,
+      pid: process.pid,
+      from_stage: from,
+      reason: trigger?.reason ?? (r.status === "running" ? "interrupted" : `resumed after ${r.status}`),
+    });
+    r.status = "running";
+    r.error = null;
+    r.ended_at = null;
+    r.updated_at = at;
+    return r;
+  }
+
+  /** Runs the pending stages in order; always settles with the final record (never rejects). */
+  private async execute(
+    record: RunRecord,
+    signal: AbortSignal,
+    listeners: Set<(e: RunEvent) => void>,
+  ): Promise<RunRecord> {
+    const log = childLogger({ agent: record.agent, run: record.id });
+    const emit = (e: RunEvent) => {
+      for (const fn of listeners) {
+        try {
+          fn(e);
+        } catch (err) {
+          log.warn({ err }, "run event listener failed");
+        }
+      }
+    };
+    const writer = new RecordWriter(this.store, record, () => this.now());
+    const poll = setInterval(() => {
+      if (existsSync(this.cancelFile(record.id)) && !signal.aborted) {
+        this.active.get(record.id)?.controller.abort(new CancelledError("cancelled on request"));
+      }
+    }, this.opts.cancelPollMs ?? 1000);
+    poll.unref();
+    emit({
+      type: "run",
+      runId: record.id,
+      agent: record.agent,
+      status: "running",
+      error: null,
+      at: this.now().toISOString(),
+    });
+    try {
+      for (const stage of record.stages) {
+        if (stage.status !== "pending") continue;
+        if (signal.aborted) {
+          stage.status = "cancelled";
+          throw new CancelledError("cancelled");
+        }
+        await this.runStage(record, stage, signal, writer, emit, log);
+      }
+      record.status = "succeeded";
+    } catch (err) {
+      if (isCancel(err, signal)) {
+        record.status = "cancelled";
+        record.error = "cancelled";
+      } else {
+        record.status = "failed";
+        record.error = (err as Error).message ?? String(err);
+      }
+      if (record.status === "cancelled")
+        for (const s of record.stages) if (s.status === "pending") s.status = "cancelled";
+    } finally {
+      clearInterval(poll);
+    }
+    record.ended_at = this.now().toISOString();
+    record.progress = null;
+    try {
+      await writer.flush(true);
+    } catch (err) {
+      log.error({ err }, "could not write the final run record");
+    }
+    runsTotal.inc({ agent: record.agent, result: record.status });
+    if (record.status === "succeeded")
+      runLastSuccess.set({ agent: record.agent }, Date.parse(record.ended_at) / 1000);
+    log.info({ status: record.status, error: record.error }, "run ended");
+    if (this.opts.onRunEnd) {
+      try {
+        await this.opts.onRunEnd(record, this);
+      } catch (err) {
+        log.warn({ err }, "run-end hook failed (report)");
+      }
+    }
+    emit({
+      type: "run",
+      runId: record.id,
+      agent: record.agent,
+      status: record.status,
+      error: record.error,
+      at: record.ended_at,
+    });
+    return record;
+  }
+
+  private async runStage(
+    record: RunRecord,
+    stage: StageRecord,
+    signal: AbortSignal,
+    writer: RecordWriter,
+    emit: (e: RunEvent) => void,
+    log: ReturnType<typeof childLogger>,
+  ): Promise<void> {
+    const fn = this.stages[stage.name];
+    const maxAttempts = 1 + this.config.runs.retries;
+    const base = parseMs(this.config.runs.backoff);
+    const cap = parseMs(this.config.runs.backoff_max);
+    let lastProgressWrite = 0;
+    stage.started_at ??= this.now().toISOString();
+    for (let tries = 1; ; tries++) {
+      const n = stage.attempts.length + 1;
+      const t0 = performance.now();
+      stage.status = "running";
+      stage.attempts.push({
+        n,
+        started_at: this.now().toISOString(),
+        ended_at: null,
+        status: "running",
+        error: null,
+        transient: null,
+        pid: process.pid,
+      });
+      const attempt = stage.attempts[stage.attempts.length - 1];
+      await writer.flush(true);
+      emit({
+        type: "stage",
+        runId: record.id,
+        agent: record.agent,
+        stage: stage.name,
+        status: "running",
+        attempt: n,
+        error: null,
+        at: attempt.started_at,
+      });
+      const addLog = (level: LogLine["level"], msg: string) => {
+        const line: LogLine = { at: this.now().toISOString(), level, stage: stage.name, msg };
+        record.log.push(line);
+        if (record.log.length > LOG_LINES_KEPT) record.log.splice(0, record.log.length - LOG_LINES_KEPT);
+        log[level]({ stage: stage.name }, msg);
+        emit({ type: "log", runId: record.id, agent: record.agent, line });
+      };
+      const ctx: StageContext = {
+        runId: record.id,
+        agent: record.agent,
+        stage: stage.name,
+        attempt: n,
+        config: this.config,
+        store: this.store,
+        registry: this.registry,
+        signal,
+        fromScratch: record.options.from_scratch,
+        record,
+        now: this.now,
+        log: addLog,
+        progress: (p, detail) => {
+          const progress: Progress = { ...p, stage: stage.name, at: this.now().toISOString() };
+          record.progress = progress;
+          emit({ type: "progress", runId: record.id, agent: record.agent, progress, detail });
+          const t = Date.now();
+          if (t - lastProgressWrite >= PROGRESS_WRITE_MS) {
+            lastProgressWrite = t;
+            void writer.flush(false);
+          }
+        },
+        setRunFields: async (fields) => {
+          Object.assign(record, fields);
+          await writer.flush(true);
+        },
+      };
+      try {
+        const output = (await fn(ctx)) ?? {};
+        const status = output.status === "partial" ? "partial" : "succeeded";
+        stage.output = output;
+        stage.status = status;
+        stage.error = status === "partial" ? String(output.partial_reason ?? "partly failed") : null;
+        attempt.status = "succeeded";
+        attempt.ended_at = this.now().toISOString();
+        stage.ended_at = attempt.ended_at;
+        applyOutputs(record, stage.name, output);
+        runStageDuration.observe(
+          { agent: record.agent, stage: stage.name, result: status },
+          (performance.now() - t0) / 1000,
+        );
+        await writer.flush(true);
+        emit({
+          type: "stage",
+          runId: record.id,
+          agent: record.agent,
+          stage: stage.name,
+          status,
+          attempt: n,
+          error: stage.error,
+          at: stage.ended_at,
+        });
+        return;
+      } catch (err) {
+        const cancelled = isCancel(err, signal) || signal.aborted;
+        const message = cancelled ? "cancelled" : ((err as Error).message ?? String(err));
+        const transient = !cancelled && isTransient(err);
+        attempt.status = cancelled ? "cancelled" : "failed";
+        attempt.ended_at = this.now().toISOString();
+        attempt.error = message;
+        attempt.transient = cancelled ? null : transient;
+        runStageDuration.observe(
+          { agent: record.agent, stage: stage.name, result: cancelled ? "cancelled" : "failed" },
+          (performance.now() - t0) / 1000,
+        );
+        if (!cancelled && transient && tries < maxAttempts) {
+          const delay = backoffMs(tries, base, cap);
+          addLog(
+            "warn",
+            `attempt ${n} failed (transient): ${message}; retrying in ${Math.round(delay / 1000)}s`,
+          );
+          await writer.flush(true);
+          emit({
+            type: "retry",
+            runId: record.id,
+            agent: record.agent,
+            stage: stage.name,
+            attempt: n,
+            delay_ms: delay,
+            error: message,
+            at: attempt.ended_at,
+          });
+          try {
+            await this.sleep(delay, signal);
+          } catch (e) {
+            stage.status = "cancelled";
+            stage.ended_at = this.now().toISOString();
+            throw e;
+          }
+          continue;
+        }
+        stage.status = cancelled ? "cancelled" : "failed";
+        stage.error = message;
+        stage.ended_at = attempt.ended_at;
+        if (!cancelled) addLog("error", `${stage.name} failed: ${message}`);
+        await writer.flush(true);
+        emit({
+          type: "stage",
+          runId: record.id,
+          agent: record.agent,
+          stage: stage.name,
+          status: stage.status,
+          attempt: n,
+          error: message,
+          at: stage.ended_at,
+        });
+        if (cancelled) throw new CancelledError("cancelled");
+        throw new WorkError(`${stage.name}: ${message}`);
+      }
+    }
+  }
+}
+
+/** Serialises writes of one run record, so the last state always lands last. */
+class RecordWriter {
+  private chain: Promise<void> = Promise.resolve();
+  private pending = false;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly record: RunRecord,
+    private readonly now: () => Date,
+  ) {}
+
+  /** wait=false coalesces with a write already queued (progress updates). */
+  flush(wait: boolean): Promise<void> {
+    if (!wait && this.pending) return this.chain;
+    this.pending = true;
+    this.chain = this.chain
+      .catch(() => undefined)
+      .then(async () => {
+        this.pending = false;
+        this.record.updated_at = this.now().toISOString();
+        await writeRun(this.store, this.record);
+      });
+    return wait ? this.chain : this.chain.catch(() => undefined);
+  }
+}
+
+function applyOutputs(record: RunRecord, stage: StageName, output: Record<string, unknown>): void {
+  if (stage === "build" && typeof output.dataset_id === "string") record.dataset_id = output.dataset_id;
+  if (stage === "train" && typeof output.parent_version === "string")
+    record.parent_version = output.parent_version;
+  if (stage === "deploy" && typeof output.version === "string") record.model_version = output.version;
+}
+
+export function normaliseStages(stages?: StageName[]): StageName[] {
+  if (!stages || stages.length === 0) return [...STAGES];
+  for (const s of stages) {
+    if (!STAGES.includes(s)) throw new UsageError(`unknown stage "${s}" (stages: ${STAGES.join(", ")})`);
+  }
+  return STAGES.filter((s) => stages.includes(s));
+}
+
+function defaultActor(): string {
+  try {
+    return `api:${userInfo().username}@${hostname()}`;
+  } catch {
+    return "api";
+  }
+}
+
+/** "30s", "10m", "500ms" -> milliseconds (the config schema has validated the form). */
+export function parseMs(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(text);
+  if (!m) throw new UsageError(`bad duration "${text}"`);
+  const unit = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 }[m[2]]!;
+  return Math.round(Number(m[1]) * unit);
+}
