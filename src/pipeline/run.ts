@@ -22,7 +22,7 @@ import type { ObjectStore } from "../store/index.js";
 import { ModelRegistry } from "./deploy/registry.js";
 import { codeVersion } from "./run/code-version.js";
 import { timeId } from "./run/ids.js";
-import { lockPath, tryLock } from "./run/lock.js";
+import { lockPath, peekLock, tryLock } from "./run/lock.js";
 import {
   isTerminal,
   LOG_LINES_KEPT,
@@ -285,10 +285,8 @@ export class Pipeline {
         if (!(err instanceof RunNotFoundError)) throw err;
       }
       if (r && isTerminal(r.status)) return r;
-      const lock = await tryLock(this.lockFile(agent), `probe ${agent}`, null);
-      if (lock.acquired) {
-        // Nobody holds the agent: the run's process died. Report it as it stands.
-        await lock.release();
+      if ((await peekLock(this.lockFile(agent)))?.holder !== runId) {
+        // Nobody runs it any more: its process died. Report it as it stands.
         if (!r) throw new RunNotFoundError(`agent ${agent} has no run "${runId}"`);
         return r;
       }
@@ -307,9 +305,7 @@ export class Pipeline {
     for (const agent of opts.agents ?? Object.keys(this.config.agents)) {
       const running = await this.listRuns(agent, { status: "running" });
       if (running.length === 0) continue;
-      const probe = await tryLock(this.lockFile(agent), `probe ${agent}`, null);
-      if (!probe.acquired) continue;
-      await probe.release();
+      if (await peekLock(this.lockFile(agent))) continue;
       // Only the newest can be continued; an older one still marked running was abandoned.
       for (const old of running.slice(1)) {
         old.status = "failed";

@@ -123,6 +123,17 @@ export async function tryLock(
   return { acquired: false, owner: current?.owner ?? null };
 }
 
+/** The live owner of a lock, or null when it is free or its owner is gone. Takes nothing. */
+export async function peekLock(path: string): Promise<LockOwner | null> {
+  const current = await readOwner(path);
+  if (!current) return null;
+  if (!current.owner)
+    return (await unreadableAndOld(path))
+      ? null
+      : { pid: -1, host: "?", proc_start: null, acquired_at: "", purpose: "unreadable lock", holder: null };
+  return isStale(current.owner) ? null : current.owner;
+}
+
 async function unreadableAndOld(path: string): Promise<boolean> {
   try {
     return Date.now() - (await stat(path)).mtimeMs > 5000;
