@@ -3,7 +3,7 @@
 // Every number in it is counted from the collected records or the evaluation; nothing is guessed.
 // It is bounded (about max_tokens, at ~4 characters a token): sections shrink their lists until
 // the card fits.
-import type { KnowledgeSection } from "../../config/schema.js";
+import type { Config, KnowledgeSection } from "../../config/schema.js";
 import type { ObjectStore } from "../../store/index.js";
 import { listSegments, readSegment } from "../collect/raw-store.js";
 import type {
@@ -13,6 +13,7 @@ import type {
   SourceName,
   TraceRecord,
 } from "../collect/records.js";
+import { IncidentJoin, type IncidentWindow, incidentSettings } from "../incidents.js";
 import { normaliseLogLine } from "../tasks/log-normalize.js";
 import { logFacts, nsToMs } from "../tasks/log-triage.js";
 
@@ -100,10 +101,15 @@ export class KnowledgeCollector {
   private readonly series = new Map<string, { values: number[]; times: number[] }>();
   private readonly codePaths = new Map<string, { language: string; size: number }>();
 
-  constructor(private readonly serviceLabels: readonly string[] = DEFAULT_SERVICE_LABELS) {}
+  constructor(
+    private readonly serviceLabels: readonly string[] = DEFAULT_SERVICE_LABELS,
+    /** When given, the incident join sees the same records, and its windows go into the card. */
+    readonly join: IncidentJoin | null = null,
+  ) {}
 
   addTrace(t: TraceRecord): void {
     this.traces++;
+    this.join?.addTrace(t);
     bump(this.entry, `${t.root_service}\u0000${t.root_name}`);
     const byId = new Map(t.spans.map((s) => [s.span_id, s]));
     for (const s of t.spans) {
@@ -124,6 +130,7 @@ export class KnowledgeCollector {
   addLog(r: LogEntryRecord): void {
     this.logLines++;
     const facts = logFacts(r, this.serviceLabels);
+    this.join?.addLog(facts);
     if (facts.level !== "error" && facts.level !== "fatal") return;
     this.errorLines++;
     const service = facts.service ?? "(unknown)";
@@ -140,6 +147,7 @@ export class KnowledgeCollector {
   }
 
   addSeries(r: MetricSeriesRecord): void {
+    this.join?.addSeries(r);
     const name = seriesName(r);
     let s = this.series.get(name);
     if (!s) {
@@ -244,7 +252,9 @@ export class KnowledgeCollector {
       edges,
       entrypoints,
       errors,
-      incidents: [...(extra.incidents ?? [])].sort((a, b) => a.start - b.start),
+      incidents: [...(extra.incidents ?? this.join?.windows().map(incidentFact) ?? [])].sort(
+        (a, b) => a.start - b.start,
+      ),
       series,
       code,
       scores: extra.scores ?? [],
@@ -258,8 +268,9 @@ export async function collectKnowledge(
   agent: string,
   window: { start: number; end: number },
   serviceLabels: readonly string[] = DEFAULT_SERVICE_LABELS,
+  join: IncidentJoin | null = null,
 ): Promise<KnowledgeCollector> {
-  const c = new KnowledgeCollector(serviceLabels);
+  const c = new KnowledgeCollector(serviceLabels, join);
   const fromDay = new Date(window.start).toISOString().slice(0, 10);
   const toDay = new Date(window.end).toISOString().slice(0, 10);
   const inWindow = (ms: number) => ms >= window.start && ms < window.end;
@@ -279,6 +290,48 @@ export async function collectKnowledge(
     }
   }
   return c;
+}
+
+/** One incident window of the join, in the card's words. */
+export function incidentFact(w: IncidentWindow): KnowledgeIncident {
+  const evidence = w.evidence.map((e) => {
+    const n = `${e.buckets} bucket${e.buckets === 1 ? "" : "s"}`;
+    if (e.signal === "trace_errors")
+      return `trace error ratio up to ${num(e.peak)} (threshold ${num(e.threshold)}) in ${n}`;
+    if (e.signal === "up_down") return `up == 0 (${num(e.peak)} down samples at worst) in ${n}`;
+    return `up to ${num(e.peak)} error log lines per bucket (baseline limit ${num(e.threshold)}) in ${n}`;
+  });
+  return { service: w.service, start: w.start, end: w.end, evidence };
+}
+
+/**
+ * The card for an agent from the raw store over a window: topology, error signatures, the
+ * incident join (with the dataset's incident settings), metric baselines, code map, and the
+ * validation scores when given.
+ */
+export async function buildKnowledgeCard(opts: {
+  config: Config;
+  store: ObjectStore;
+  agent: string;
+  window: { start: number; end: number };
+  version?: string;
+  scores?: KnowledgeScore[];
+}): Promise<{ markdown: string; tokens: number; trimmed: boolean; facts: KnowledgeFacts }> {
+  const ds = opts.config.dataset;
+  const join = new IncidentJoin(incidentSettings(ds.incidents), opts.window, ds.service_labels);
+  const c = await collectKnowledge(opts.store, opts.agent, opts.window, ds.service_labels, join);
+  const facts = c.facts(opts.agent, opts.window, { scores: opts.scores });
+  return { ...renderKnowledgeCard(facts, opts.config.knowledge, { version: opts.version }), facts };
+}
+
+/** knowledge.md as a registry artifact, for the registration of a version. */
+export async function knowledgeArtifact(opts: Parameters<typeof buildKnowledgeCard>[0]): Promise<{
+  name: "knowledge.md";
+  data: string;
+  contentType: string;
+}> {
+  const card = await buildKnowledgeCard(opts);
+  return { name: "knowledge.md", data: card.markdown, contentType: "text/markdown; charset=utf-8" };
 }
 
 interface Limits {

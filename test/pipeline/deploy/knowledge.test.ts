@@ -2,6 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../../src/config/index.js";
 import { KnowledgeSchema } from "../../../src/config/schema.js";
 import { writeSegment } from "../../../src/pipeline/collect/raw-store.js";
 import type {
@@ -11,9 +12,11 @@ import type {
   TraceRecord,
 } from "../../../src/pipeline/collect/records.js";
 import {
+  buildKnowledgeCard,
   collectKnowledge,
   estimateTokens,
   KnowledgeCollector,
+  knowledgeArtifact,
   renderKnowledgeCard,
 } from "../../../src/pipeline/deploy/knowledge.js";
 import { FsStore } from "../../../src/store/index.js";
@@ -110,28 +113,32 @@ function code(path: string, language: string, size: number): CodeFileRecord {
   };
 }
 
+async function knownStore(): Promise<FsStore> {
+  const store = new FsStore(mkdtempSync(join(tmpdir(), "trm-knowledge-")));
+  await writeSegment(store, "agent-sre", "tempo", "2025-01-10", "s1", traces());
+  await writeSegment(store, "agent-sre", "loki", "2025-01-10", "s1", LOGS);
+  const up = Array(20).fill(1);
+  up[12] = 0; // one scrape down at 12:12
+  const latency = Array.from({ length: 100 }, (_, i) => i + 1);
+  latency[50] = 1000;
+  await writeSegment(store, "agent-sre", "prometheus", "2025-01-10", "s1", [
+    series({ __name__: "up", job: "node", instance: "nas" }, up),
+    series({ __name__: "http_latency_ms", service: "checkout" }, latency),
+  ]);
+  await writeSegment(store, "agent-sre", "code", "2025-01-10", "s1", [
+    code("cmd/server/main.go", "go", 2048),
+    code("internal/pay/pay.go", "go", 1024),
+    code("internal/pay/pay_test.go", "go", 1024),
+    code("deploy/base/kustomization.yaml", "yaml", 300),
+    code("package.json", "json", 500),
+    code("README.md", "markdown", 4000),
+  ]);
+  return store;
+}
+
 describe("knowledge card", () => {
   it("states the facts of known data: topology, error signatures, incidents, baselines, code map", async () => {
-    const store = new FsStore(mkdtempSync(join(tmpdir(), "trm-knowledge-")));
-    await writeSegment(store, "agent-sre", "tempo", "2025-01-10", "s1", traces());
-    await writeSegment(store, "agent-sre", "loki", "2025-01-10", "s1", LOGS);
-    const up = Array(20).fill(1);
-    up[12] = 0; // one scrape down at 12:12
-    const latency = Array.from({ length: 100 }, (_, i) => i + 1);
-    latency[50] = 1000;
-    await writeSegment(store, "agent-sre", "prometheus", "2025-01-10", "s1", [
-      series({ __name__: "up", job: "node", instance: "nas" }, up),
-      series({ __name__: "http_latency_ms", service: "checkout" }, latency),
-    ]);
-    await writeSegment(store, "agent-sre", "code", "2025-01-10", "s1", [
-      code("cmd/server/main.go", "go", 2048),
-      code("internal/pay/pay.go", "go", 1024),
-      code("internal/pay/pay_test.go", "go", 1024),
-      code("deploy/base/kustomization.yaml", "yaml", 300),
-      code("package.json", "json", 500),
-      code("README.md", "markdown", 4000),
-    ]);
-
+    const store = await knownStore();
     const c = await collectKnowledge(store, "agent-sre", WINDOW);
     const incidents = [
       {
@@ -211,6 +218,44 @@ describe("knowledge card", () => {
     expect(markdown).toContain("Top-level modules: (root) (2), internal/ (2), cmd/ (1), deploy/ (1).");
     expect(markdown).toContain("Config files: `package.json`, `deploy/base/kustomization.yaml`.");
     expect(markdown).toContain("- trace_outcome: exact 0.91 (baseline majority 0.62)");
+  });
+
+  it("takes its incidents from the incident join over the same records", async () => {
+    const store = await knownStore();
+    const config = parseConfig({ data_dir: tmpdir() });
+    const card = await buildKnowledgeCard({
+      config,
+      store,
+      agent: "agent-sre",
+      window: WINDOW,
+      version: "v1",
+    });
+    // payments: 2 of 10 traces failed in the 12:00 bucket (ratio 0.2 reaches the 0.2 threshold);
+    // node (the up series' job label): one scrape down at 12:12.
+    expect(card.facts.incidents).toEqual([
+      {
+        service: "payments",
+        start: T0,
+        end: T0 + 5 * 60_000,
+        evidence: ["trace error ratio up to 0.2 (threshold 0.2) in 1 bucket"],
+      },
+      {
+        service: "node",
+        start: T0 + 10 * 60_000,
+        end: T0 + 15 * 60_000,
+        evidence: ["up == 0 (1 down samples at worst) in 1 bucket"],
+      },
+    ]);
+    expect(card.markdown).toContain(
+      "- payments: 2025-01-10 12:00 to 2025-01-10 12:05 (5 min): trace error ratio up to 0.2 (threshold 0.2) in 1 bucket",
+    );
+    expect(card.markdown).toContain("- node: 2025-01-10 12:10 to 2025-01-10 12:15 (5 min): up == 0");
+    const art = await knowledgeArtifact({ config, store, agent: "agent-sre", window: WINDOW, version: "v1" });
+    expect(art).toEqual({
+      name: "knowledge.md",
+      data: card.markdown,
+      contentType: "text/markdown; charset=utf-8",
+    });
   });
 
   it("stays within the token budget on a large homelab, keeping the biggest entries", () => {
