@@ -1,0 +1,201 @@
+import { describe, expect, it } from "vitest";
+import type { CodeFileRecord } from "../../../src/pipeline/collect/records.js";
+import {
+  BYTE_BASE,
+  buildExamples,
+  chooseMask,
+  codeInfill,
+  codeWindows,
+  type Example,
+  IGNORE,
+  labelSpans,
+  MASK,
+  scoreTask,
+  TaskInputError,
+  Vocab,
+} from "../../../src/pipeline/tasks/index.js";
+
+const T0 = Date.parse("2026-01-10T00:00:00Z");
+const window = { start: T0 - 86_400_000, end: T0 + 86_400_000 };
+const settings = { mask_fraction: 0.15, max_spans: 3, max_windows_per_file: 16 };
+const enc = new TextEncoder();
+
+function file(path: string, content: string, collectedAt = "2026-01-10T03:00:00Z"): CodeFileRecord {
+  return {
+    kind: "code_file",
+    path,
+    language: "typescript",
+    size: content.length,
+    sha256: "0".repeat(64),
+    commit: null,
+    content,
+    redactions: 0,
+    collected_at: collectedAt,
+  };
+}
+
+const SOURCE = Array.from({ length: 60 }, (_, i) => `const handler${i} = respond(request, ${i * 7});`).join(
+  "\n",
+);
+
+describe("code windows and masks", () => {
+  it("cuts windows no longer than the sequence, starting at line starts", () => {
+    const bytes = enc.encode(SOURCE);
+    const ws = codeWindows(bytes, 128, 16);
+    expect(ws.length).toBeGreaterThan(5);
+    for (const [a, b] of ws) {
+      expect(b - a).toBeLessThanOrEqual(128);
+      expect(a === 0 || bytes[a - 1] === 0x0a).toBe(true);
+    }
+    expect(codeWindows(bytes, 128, 3)).toHaveLength(3);
+    expect(codeWindows(new Uint8Array(0), 128, 3)).toEqual([]);
+  });
+
+  it("masks one to three word spans, about 15% of the window, the same way for the same bytes", () => {
+    const w = enc.encode(
+      "const answer = compute(alpha, beta) + offset * 42; // the result is cached in resultCache for later\n",
+    );
+    const m = chooseMask(w, 7, settings);
+    expect(m.length).toBeGreaterThanOrEqual(1);
+    expect(m.length).toBeLessThanOrEqual(3);
+    const masked = m.reduce((a, [x, y]) => a + y - x, 0);
+    expect(masked).toBeLessThanOrEqual(Math.round(0.15 * w.length));
+    expect(masked).toBeGreaterThanOrEqual(Math.round(0.05 * w.length));
+    const word = /[A-Za-z0-9_$]/;
+    for (const [a, b] of m)
+      for (let i = a; i < b; i++) expect(word.test(String.fromCharCode(w[i]))).toBe(true);
+    // Spans never touch: a byte that is not masked separates them.
+    for (let i = 1; i < m.length; i++) expect(m[i][0]).toBeGreaterThan(m[i - 1][1]);
+    expect(chooseMask(w, 7, settings)).toEqual(m);
+    const others = [1, 2, 3, 4, 5].map((seed) => JSON.stringify(chooseMask(w, seed, settings)));
+    expect(new Set([JSON.stringify(m), ...others]).size).toBeGreaterThan(1);
+    // Only punctuation: a non-blank stretch is masked instead.
+    const p = chooseMask(enc.encode("{ } ( ) [ ] ;; --> <== !!"), 1, settings);
+    expect(p).toHaveLength(1);
+    expect(chooseMask(enc.encode("     \n\n   "), 1, settings)).toEqual([]);
+  });
+});
+
+describe("code_infill", () => {
+  it("labels the masked bytes and nothing else", () => {
+    const built = buildExamples(codeInfill, [file("src/a.ts", SOURCE)], { window, seqLen: 128, settings });
+    expect(built.examples.length).toBeGreaterThan(5);
+    const bytes = enc.encode(SOURCE);
+    const [a] = codeWindows(bytes, 128, 16)[0];
+    const ex = built.examples[0];
+    let masked = 0;
+    for (let i = 0; i < 128; i++) {
+      if (ex.labels[i] === IGNORE) {
+        if (a + i < bytes.length && ex.inputs[i] !== 0) expect(ex.inputs[i]).toBe(BYTE_BASE + bytes[a + i]);
+      } else {
+        masked++;
+        expect(ex.inputs[i]).toBe(MASK);
+        expect(ex.labels[i]).toBe(BYTE_BASE + bytes[a + i]);
+      }
+    }
+    expect(masked).toBeGreaterThan(0);
+    const spans = labelSpans(ex.labels);
+    expect(spans.length).toBeGreaterThanOrEqual(1);
+    expect(spans.length).toBeLessThanOrEqual(3);
+  });
+
+  it("keeps the newest version of a path and explains what it cannot use", () => {
+    const built = buildExamples(
+      codeInfill,
+      [
+        file("src/a.ts", "export const newest = computeTheNewestValue(alpha, beta, gamma, delta);\n"),
+        file(
+          "src/a.ts",
+          "export const oldest = computeTheOldestValue(alpha, beta, gamma, delta);\n",
+          "2026-01-09T03:00:00Z",
+        ),
+        file("src/bin.dat", `\u0000\u0000\u0000${"\ufffd".repeat(40)}`),
+        file("src/empty.ts", ""),
+        file("src/blank.ts", "   \n\n   \n"),
+        file("src/later.ts", "export const x = 1;\n", "2026-01-12T03:00:00Z"),
+      ],
+      { window, seqLen: 128, settings },
+    );
+    expect(built.examples).toHaveLength(1);
+    expect(codeInfill.describe(built.examples[0], built.vocab).input).toContain("ewest");
+    expect(built.invalid.map((i) => i.reason)).toEqual(["binary or undecodable content"]);
+    expect(built.skipped).toEqual({
+      "older version of a file": 1,
+      "empty file": 1,
+      "window is nearly blank": 1,
+      "file gave no window": 1,
+      "collected after the window": 1,
+    });
+  });
+
+  it("has a byte-bigram baseline counted on train", () => {
+    const vocab = Vocab.create({
+      numBins: 64,
+      encoding: { seq_len: 16, metric_forecast: { points: 2, step_ms: 1, z_max: 20 } },
+    });
+    const mk = (text: string, maskAt: number[]): Example => {
+      const inputs = new Int32Array(16);
+      const labels = new Int32Array(16).fill(IGNORE);
+      enc.encode(text).forEach((b, i) => {
+        inputs[i] = BYTE_BASE + b;
+      });
+      for (const i of maskAt) {
+        labels[i] = inputs[i];
+        inputs[i] = MASK;
+      }
+      return { task: "code_infill", inputs, labels, time: 0, aux: new Float64Array(0) };
+    };
+    // After "a" comes "b" (3 times) more often than "c" (once); after "b" comes "a".
+    const train = [mk("abababac", [1])];
+    const [bigram] = codeInfill.baselines(train, vocab);
+    expect(bigram.name).toBe("byte_bigram");
+    const val = mk("xaxxabzz", [2, 5, 6]);
+    const pred = bigram.predict(val);
+    // Position 2 follows "a" -> "b"; position 5 follows "a" -> "b"; position 6 follows the
+    // baseline's own "b" -> "a".
+    expect(String.fromCharCode(pred[2] - BYTE_BASE, pred[5] - BYTE_BASE, pred[6] - BYTE_BASE)).toBe("bba");
+    const s = scoreTask("code_infill", [val], [pred], vocab);
+    // Truth at 2, 5, 6 is "x", "b", "z": one byte of three right; spans [2] and [5,6] both wrong.
+    expect(s.metrics.masked_token_accuracy).toBeCloseTo(1 / 3);
+    expect(s.metrics.exact_span_accuracy).toBe(0);
+    const fixed = Int32Array.from(pred);
+    fixed[2] = BYTE_BASE + 0x78;
+    expect(scoreTask("code_infill", [val], [fixed], vocab).metrics.exact_span_accuracy).toBe(0.5);
+  });
+
+  it("encodes a live query and decodes the filled spans", () => {
+    const vocab = Vocab.create({
+      numBins: 64,
+      encoding: { seq_len: 32, metric_forecast: { points: 2, step_ms: 1, z_max: 20 } },
+    });
+    const q = { text: "let total = price * count;", spans: [{ start: 4, length: 5 }] };
+    const e = codeInfill.encode(q, vocab);
+    expect(e.readouts.map((r) => r.position)).toEqual([4, 5, 6, 7, 8]);
+    expect(Array.from(e.inputs.slice(4, 9))).toEqual(Array(5).fill(MASK));
+    const out = Int32Array.from(e.inputs);
+    Array.from(enc.encode("total")).forEach((b, i) => {
+      out[4 + i] = BYTE_BASE + b;
+    });
+    expect(codeInfill.decode({ tokens: out }, e, vocab)).toEqual({
+      spans: [{ start: 4, length: 5, text: "total", confidence: 1 }],
+    });
+    expect(() =>
+      codeInfill.encode({ text: "x".repeat(33), spans: [{ start: 0, length: 1 }] }, vocab),
+    ).toThrow(TaskInputError);
+    expect(() => codeInfill.encode({ text: "abc", spans: [{ start: 2, length: 5 }] }, vocab)).toThrow(
+      /past the text/,
+    );
+    expect(() =>
+      codeInfill.encode(
+        {
+          text: "abcdef",
+          spans: [
+            { start: 0, length: 3 },
+            { start: 2, length: 2 },
+          ],
+        },
+        vocab,
+      ),
+    ).toThrow(/overlap/);
+  });
+});

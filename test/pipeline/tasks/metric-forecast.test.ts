@@ -1,0 +1,175 @@
+import { describe, expect, it } from "vitest";
+import type { MetricSeriesRecord } from "../../../src/pipeline/collect/records.js";
+import {
+  BIN_BASE,
+  buildExamples,
+  fromBin,
+  IGNORE,
+  MASK,
+  metricForecast,
+  robustScale,
+  SEP,
+  scoreBaselines,
+  scoreTask,
+  TaskInputError,
+  toBin,
+  UNK,
+} from "../../../src/pipeline/tasks/index.js";
+
+const H = 3_600_000;
+const T0 = Date.parse("2026-01-10T00:00:00Z");
+const window = { start: T0, end: T0 + 48 * H };
+const settings = { points: 4, stride: 4, z_max: 20, max_missing: 0.25, stepMs: H };
+const opts = { window, seqLen: 32, numBins: 64, settings };
+
+function chunk(
+  labels: Record<string, string>,
+  fromHour: number,
+  values: (number | "NaN" | "+Inf")[],
+): MetricSeriesRecord {
+  return {
+    kind: "metric_series",
+    query: "rps",
+    promql: "rate(x[1h])",
+    labels,
+    step_s: 3600,
+    start: (T0 + fromHour * H) / 1000,
+    end: (T0 + (fromHour + values.length - 1) * H) / 1000,
+    points: values.map((v, i) => [(T0 + (fromHour + i) * H) / 1000, v]),
+  };
+}
+
+const hours = (from: number, n: number, f: (h: number) => number) =>
+  Array.from({ length: n }, (_, i) => f(from + i));
+
+describe("metric scaling", () => {
+  it("uses median and IQR, with floors for flat series", () => {
+    expect(robustScale([1, 2, 3, 4, 100])).toEqual({ center: 3, scale: 2 });
+    expect(robustScale([5, 5, 5, Number.NaN])).toEqual({ center: 5, scale: 0.5 });
+    expect(robustScale([0, 0])).toEqual({ center: 0, scale: 1e-3 });
+    expect(robustScale([Number.NaN])).toBeNull();
+  });
+
+  it("bins are monotone and decode to within their own bin", () => {
+    let prev = -1;
+    for (let x = -50; x <= 50; x += 0.5) {
+      const b = toBin(x, 0, 1, 64, 20);
+      expect(b).toBeGreaterThanOrEqual(prev);
+      prev = b;
+      expect(toBin(fromBin(b, 0, 1, 64, 20), 0, 1, 64, 20)).toBe(b);
+    }
+    expect(toBin(1e9, 0, 1, 64, 20)).toBe(63);
+    expect(toBin(-1e9, 0, 1, 64, 20)).toBe(0);
+  });
+});
+
+describe("metric_forecast", () => {
+  // value = 10 + hour of day, over two days, written as two chunks
+  const series = { service: "api", pod: "api-7c9d8f6b5-x2k4q" };
+  const records = [
+    chunk(
+      series,
+      0,
+      hours(0, 24, (h) => 10 + (h % 24)),
+    ),
+    chunk(
+      series,
+      24,
+      hours(24, 24, (h) => 10 + (h % 24)),
+    ),
+  ];
+
+  it("assembles chunks into windows with the scale and targets beside the bins", () => {
+    const built = buildExamples(metricForecast, records, opts);
+    // Origins every 4 hours from hour 4 to hour 44.
+    expect(built.examples.map((e) => (e.time - T0) / H)).toEqual([4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44]);
+    const ex = built.examples[5]; // origin hour 24: history hours 20..23, targets hours 24..27
+    // [center, scale, last, targets x4, the same hours a day earlier x4]
+    expect(Array.from(ex.aux)).toEqual([31.5, 1.5, 33, 10, 11, 12, 13, 10, 11, 12, 13]);
+    // Layout for seq 32, K 4: 22 bytes of identity, SEP, 4 history bins, SEP, 4 forecast slots.
+    const identity = "rps{service=api}"; // the pod name is left out
+    expect(metricForecast.describe(ex, built.vocab).input.startsWith(identity)).toBe(true);
+    expect(ex.inputs[22]).toBe(SEP);
+    expect(Array.from(ex.inputs.slice(23, 27))).toEqual(
+      [30, 31, 32, 33].map((v) => BIN_BASE + toBin(v, 31.5, 1.5, 64, 20)),
+    );
+    expect(ex.inputs[27]).toBe(SEP);
+    expect(Array.from(ex.inputs.slice(28, 32))).toEqual([MASK, MASK, MASK, MASK]);
+    expect(Array.from(ex.labels.slice(28))).toEqual(
+      [10, 11, 12, 13].map((v) => BIN_BASE + toBin(v, 31.5, 1.5, 64, 20)),
+    );
+    expect(Array.from(ex.labels.slice(0, 28)).every((l) => l === IGNORE)).toBe(true);
+    // The first day has no day before it.
+    expect(Number.isNaN(built.examples[0].aux[7])).toBe(true);
+  });
+
+  it("marks missing points, skips gappy windows and refuses NaN-only series", () => {
+    const gappy = chunk({ service: "db" }, 0, [1, 2, "NaN", 4, 5, 6, 7, 8, "NaN", "NaN", 11, 12, 13]);
+    const built = buildExamples(
+      metricForecast,
+      [gappy, chunk({ service: "x" }, 0, ["NaN", "NaN", "+Inf"])],
+      opts,
+    );
+    expect(built.invalid.map((i) => i.reason)).toEqual(["series has no finite values (NaN or Inf only)"]);
+    // Origin 4: history 1,2,NaN,4 (one gap, allowed); origin 8: history 5..8; origin 12:
+    // history 8,NaN,NaN,11 (two gaps, too many).
+    expect(built.examples.map((e) => (e.time - T0) / H)).toEqual([4, 8]);
+    expect(built.examples[0].inputs[25]).toBe(UNK);
+    // Targets that are missing are not supervised.
+    const second = built.examples[1];
+    expect(Array.from(second.labels.slice(28)).map((l) => l === IGNORE)).toEqual([true, true, false, false]);
+    expect(built.skipped["too many missing points in the history"]).toBeGreaterThan(0);
+  });
+
+  it("encodes a live query like the build and decodes bins back to units", () => {
+    const built = buildExamples(metricForecast, records, opts);
+    const v = built.vocab;
+    const ex = built.examples[5];
+    const enc = metricForecast.encode({ query: "rps", labels: series, points: [30, 31, 32, 33] }, v);
+    expect(Array.from(enc.inputs)).toEqual(Array.from(ex.inputs));
+    const a = metricForecast.decode({ tokens: ex.labels }, enc, v);
+    expect(a.center).toBe(31.5);
+    expect(a.scale).toBe(1.5);
+    a.points.forEach((p, i) => {
+      expect(p.bin).toBe(ex.labels[28 + i] - BIN_BASE);
+      // A bin decodes to a value in the same bin as the target.
+      expect(toBin(p.value!, 31.5, 1.5, 64, 20)).toBe(toBin(10 + i, 31.5, 1.5, 64, 20));
+    });
+    // Fewer points than K: the oldest are missing.
+    const short = metricForecast.encode({ query: "rps", labels: series, points: [32, 33] }, v);
+    expect(short.inputs[23]).toBe(UNK);
+    expect(() =>
+      metricForecast.encode({ query: "rps", labels: series, points: [null, Number.NaN] }, v),
+    ).toThrow(TaskInputError);
+  });
+
+  it("has persistence and seasonal-naive baselines, scored in bins and in units", () => {
+    const built = buildExamples(metricForecast, records, opts);
+    const v = built.vocab;
+    const ex = built.examples[5];
+    const [persistence, seasonal] = metricForecast.baselines([], v);
+    expect(persistence.name).toBe("persistence");
+    expect(Array.from(persistence.predict(ex).slice(28))).toEqual(
+      Array(4).fill(BIN_BASE + toBin(33, 31.5, 1.5, 64, 20)),
+    );
+    expect(Array.from(seasonal.predict(ex).slice(28))).toEqual(Array.from(ex.labels.slice(28)));
+    const p = scoreTask("metric_forecast", [ex], [persistence.predict(ex)], v);
+    const s = scoreTask("metric_forecast", [ex], [seasonal.predict(ex)], v);
+    expect(s.metrics.within1_accuracy).toBe(1);
+    expect(s.metrics.bin_accuracy).toBe(1);
+    expect(p.metrics.within1_accuracy).toBe(0);
+    // MAE in units: the decoded bin centre against the true value.
+    const centre = fromBin(toBin(33, 31.5, 1.5, 64, 20), 31.5, 1.5, 64, 20);
+    expect(p.metrics.mae).toBeCloseTo([10, 11, 12, 13].reduce((a, t) => a + Math.abs(centre - t), 0) / 4, 9);
+    expect(p.metrics.scaled_mae).toBeCloseTo(p.metrics.mae / 1.5, 9);
+    expect(s.metrics.mae).toBeLessThan(p.metrics.mae);
+    // An answer that is not a bin is wrong, and counts as the median in units.
+    const junk = new Int32Array(32).fill(v.byte(65));
+    const j = scoreTask("metric_forecast", [ex], [junk], v);
+    expect(j.metrics.within1_accuracy).toBe(0);
+    expect(j.metrics.mae).toBeCloseTo((21.5 + 20.5 + 19.5 + 18.5) / 4, 9);
+    // The better baseline is the one to beat.
+    const day2 = built.examples.filter((e) => e.time >= T0 + 24 * H);
+    expect(scoreBaselines("metric_forecast", [], day2, v).best).toBe("seasonal_naive");
+  });
+});

@@ -1,0 +1,224 @@
+import { describe, expect, it } from "vitest";
+import type { SpanRecord, TraceRecord } from "../../../src/pipeline/collect/records.js";
+import {
+  analyseTrace,
+  buildExamples,
+  IGNORE,
+  latencyBucket,
+  MASK,
+  SEP,
+  scoreTask,
+  TaskInputError,
+  traceOutcome,
+  tracePath,
+} from "../../../src/pipeline/tasks/index.js";
+
+const T0 = Date.parse("2026-01-10T00:00:00Z");
+const window = { start: T0, end: T0 + 86_400_000 };
+const MS = 1_000_000;
+
+let idSeq = 0;
+function span(
+  id: string,
+  parent: string | null,
+  service: string,
+  name: string,
+  startMs: number,
+  durMs: number,
+  status: SpanRecord["status"] = "ok",
+): SpanRecord {
+  return {
+    trace_id: "a".repeat(32),
+    span_id: id.padStart(16, "0"),
+    parent_span_id: parent === null ? null : parent.padStart(16, "0"),
+    service,
+    name,
+    kind: "server",
+    start_ns: String(BigInt(T0 + 3_600_000) * BigInt(MS) + BigInt(Math.round(startMs * MS))),
+    duration_ns: durMs * MS,
+    status,
+    attributes: {},
+  };
+}
+
+function trace(spans: SpanRecord[], durationMs = 0, minute = 60): TraceRecord {
+  idSeq++;
+  return {
+    kind: "trace",
+    query: "q",
+    trace_id: idSeq.toString(16).padStart(32, "0"),
+    root_service: spans[0]?.service ?? "",
+    root_name: spans[0]?.name ?? "",
+    start_ns: `${T0 + minute * 60_000}000000`,
+    duration_ms: durationMs,
+    spans,
+  };
+}
+
+describe("trace analysis", () => {
+  it("orders the path root first, then by start time, collapsing repeats", () => {
+    const spans = [
+      span("3", "1", "db", "SELECT", 30, 5),
+      span("2", "1", "db", "SELECT", 10, 5),
+      span("4", "1", "db", "SELECT", 20, 5),
+      span("5", "1", "cache", "GET", 40, 5),
+      span("1", null, "api", "GET /x", 0, 50),
+    ];
+    const f = analyseTrace(spans);
+    if (typeof f === "string") throw new Error(f);
+    expect(f.path).toEqual(["api:GET /x", "db:SELECT*3", "cache:GET"]);
+    expect(f.rootOperation).toBe("api:GET /x");
+    expect(tracePath(spans)).toEqual(f.path);
+  });
+
+  it("blames the deepest error span", () => {
+    const f = analyseTrace([
+      span("1", null, "api", "GET", 0, 100),
+      span("2", "1", "db", "query", 10, 30, "error"),
+      span("3", "1", "cache", "get", 50, 40),
+      span("4", "3", "disk", "read", 55, 10, "error"),
+    ]);
+    if (typeof f === "string") throw new Error(f);
+    expect(f.status).toBe("error");
+    expect(f.culprit).toBe("disk");
+    expect(f.durationMs).toBe(100);
+  });
+
+  it("blames the longest self time when nothing failed", () => {
+    // api: 100 - (60 + 20) = 20 ms of its own; db: 60 ms; cache: 20 ms.
+    const f = analyseTrace([
+      span("1", null, "api", "GET", 0, 100),
+      span("2", "1", "db", "query", 10, 60),
+      span("3", "1", "cache", "get", 75, 20),
+    ]);
+    if (typeof f === "string") throw new Error(f);
+    expect(f.status).toBe("ok");
+    expect(f.culprit).toBe("db");
+    // Overlapping children are counted once: api keeps 200 - 100 = 100 ms, more than any child.
+    const g = analyseTrace([
+      span("1", null, "api", "GET", 0, 200),
+      span("2", "1", "db", "query", 0, 90),
+      span("3", "1", "cache", "get", 10, 90),
+    ]);
+    if (typeof g === "string") throw new Error(g);
+    expect(g.culprit).toBe("api");
+  });
+
+  it("survives missing parents and refuses cycles", () => {
+    const orphan = analyseTrace([span("1", null, "api", "GET", 0, 10), span("2", "99", "db", "q", 1, 5)]);
+    if (typeof orphan === "string") throw new Error(orphan);
+    expect(orphan.orphans).toBe(1);
+    expect(orphan.path).toEqual(["api:GET", "db:q"]);
+    // No span without a parent: the earliest orphan is the root.
+    const cut = analyseTrace([span("2", "98", "db", "q", 5, 5), span("3", "97", "api", "GET", 1, 10)]);
+    if (typeof cut === "string") throw new Error(cut);
+    expect(cut.path[0]).toBe("api:GET");
+    expect(
+      analyseTrace([
+        span("1", null, "api", "GET", 0, 10),
+        span("2", "3", "a", "x", 1, 1),
+        span("3", "2", "b", "y", 2, 1),
+      ]),
+    ).toBe("span parents form a cycle");
+    expect(analyseTrace([span("1", "1", "api", "GET", 0, 10)])).toBe("span is its own parent");
+    expect(analyseTrace([])).toBe("trace has no spans");
+  });
+
+  it("buckets latency at 100 ms, 1 s and 5 s", () => {
+    expect([99, 100, 999, 1000, 4999, 5000].map(latencyBucket)).toEqual([
+      "<100ms",
+      "<1s",
+      "<1s",
+      "<5s",
+      "<5s",
+      ">=5s",
+    ]);
+  });
+});
+
+describe("trace_outcome", () => {
+  it("labels status, latency and culprit at fixed slots and gives reasons for broken traces", () => {
+    const built = buildExamples(
+      traceOutcome,
+      [
+        trace([span("1", null, "api", "GET", 0, 150), span("2", "1", "db", "q", 10, 30, "error")], 150),
+        trace([]),
+        trace([
+          span("1", null, "api", "GET", 0, 10),
+          span("2", "3", "a", "x", 1, 1),
+          span("3", "2", "b", "y", 2, 1),
+        ]),
+        trace([span("1", null, "api", "GET", 0, 10), span("2", "77", "db", "q", 1, 1)]),
+        trace([span("1", null, "api", "GET", 0, 10)], 10, -30),
+      ],
+      { window, seqLen: 48 },
+    );
+    const v = built.vocab;
+    expect(built.examples).toHaveLength(2);
+    const ex = built.examples[0];
+    expect(Array.from(ex.inputs.slice(0, 4))).toEqual([MASK, MASK, MASK, SEP]);
+    expect(traceOutcome.describe(ex, v)).toEqual({
+      input: "api:GET;db:q",
+      labels: { status: "error", latency: "<1s", culprit: "db" },
+    });
+    expect(Array.from(ex.labels.slice(3)).every((l) => l === IGNORE)).toBe(true);
+    expect(built.invalid.map((i) => i.reason)).toEqual(["trace has no spans", "span parents form a cycle"]);
+    expect(built.notes).toEqual({ "spans whose parent is missing (counted as roots)": 1 });
+    expect(built.skipped).toEqual({ "outside the window": 1 });
+
+    const enc = traceOutcome.encode({ path: ["api:GET", "db:q"] }, v);
+    expect(Array.from(enc.inputs)).toEqual(Array.from(ex.inputs));
+    expect(traceOutcome.decode({ tokens: ex.labels }, enc, v)).toEqual({
+      status: { value: "error", confidence: 1 },
+      latency: { value: "<1s", confidence: 1 },
+      culprit: { value: "db", confidence: 1 },
+    });
+    // A long path is cut to the sequence length.
+    const long = traceOutcome.encode({ path: Array.from({ length: 40 }, (_, i) => `svc${i}:op`) }, v);
+    expect(long.inputs).toHaveLength(48);
+    expect(() => traceOutcome.encode({ path: [] }, v)).toThrow(TaskInputError);
+  });
+
+  it("has a majority-per-root-operation baseline", () => {
+    const mk = (root: string, status: "ok" | "error", minute: number) =>
+      trace([span("1", null, "api", root, 0, 50), span("2", "1", "db", "q", 1, 5, status)], 50, minute);
+    const all = buildExamples(
+      traceOutcome,
+      [
+        mk("a", "ok", 1),
+        mk("a", "ok", 2),
+        mk("a", "error", 3),
+        mk("b", "error", 4),
+        mk("b", "error", 5),
+        mk("b", "ok", 6),
+        // validation
+        mk("a", "error", 7),
+        mk("b", "error", 8),
+        mk("c", "error", 9),
+      ],
+      { window, seqLen: 48 },
+    );
+    const v = all.vocab;
+    const train = all.examples.slice(0, 6);
+    const val = all.examples.slice(6);
+    const [b] = traceOutcome.baselines(train, v);
+    expect(b.name).toBe("majority_per_root_operation");
+    const statuses = val.map((ex) => v.className(b.predict(ex)[0]));
+    // a -> ok, b -> error, unseen c -> the overall majority (a 3:3 tie goes to the lower id, ok).
+    expect(statuses).toEqual(["status:ok", "status:error", "status:ok"]);
+    const s = scoreTask(
+      "trace_outcome",
+      val,
+      val.map((ex) => b.predict(ex)),
+      v,
+    );
+    expect(s.metrics.status_accuracy).toBeCloseTo(1 / 3);
+    expect(s.metrics.latency_accuracy).toBe(1);
+    // Culprit: the failing db span in error traces, the root's own time (api) in ok ones; the
+    // baseline says api for a and c, db for b.
+    expect(s.metrics.culprit_accuracy).toBeCloseTo(1 / 3);
+    expect(s.metrics.mean_accuracy).toBeCloseTo(5 / 9);
+    expect(s.metrics.exact_all).toBeCloseTo(1 / 3);
+    expect(s.primary).toBe("mean_accuracy");
+  });
+});
