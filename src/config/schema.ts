@@ -524,6 +524,8 @@ export const KubernetesJobSchema = z
       )
       .default([]),
     priority_class_name: z.string().min(1).optional(),
+    /** e.g. "nvidia" where the NVIDIA container runtime is not the node's default (k3s). */
+    runtime_class_name: K8sName.optional(),
     labels: z.record(z.string(), z.string()).default({}),
     annotations: z.record(z.string(), z.string()).default({}),
     /** Pod retries by Kubernetes; training resumes from its last checkpoint in the store. */

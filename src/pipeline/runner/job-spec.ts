@@ -226,6 +226,7 @@ export function buildTrainJob(input: TrainJobInput): V1Job {
               }
             : {}),
           ...(job.priority_class_name ? { priorityClassName: job.priority_class_name } : {}),
+          ...(job.runtime_class_name ? { runtimeClassName: job.runtime_class_name } : {}),
           ...(inherited?.imagePullSecrets?.length ? { imagePullSecrets: inherited.imagePullSecrets } : {}),
           securityContext: inherited?.podSecurityContext ?? {
             runAsNonRoot: true,
