@@ -1,4 +1,7 @@
 // Every subcommand group, in the order `trm-forge --help` lists them.
 import type { Command } from "commander";
+import { registerDatasetCommands } from "./dataset.js";
 
-export function registerCommands(_program: Command): void {}
+export function registerCommands(program: Command): void {
+  registerDatasetCommands(program);
+}

@@ -2,12 +2,13 @@
 // segments, one segment in memory at a time; each task keeps a seeded bottom-k sample per split,
 // so memory is bounded by the caps, not by the data. The same segments and config always give
 // the same id and the same bytes.
-import type { DatasetSection } from "../../config/schema.js";
+import type { Config, DatasetSection } from "../../config/schema.js";
 import { WorkError } from "../../errors.js";
 import { log } from "../../log.js";
 import { datasetExamples } from "../../metrics.js";
-import type { ObjectStore } from "../../store/index.js";
+import { type ObjectStore, openStore } from "../../store/index.js";
 import { sha256 } from "../../util/fs.js";
+import { agentConfig, enabledSources } from "../collect/index.js";
 import {
   CorruptSegmentError,
   dayOf,
@@ -443,7 +444,7 @@ function buildVocab(
     ...[...counts.keys()].filter((c) => !c.startsWith("service:") && !known(c)),
     ...newServices.slice(0, room).map(([c]) => c),
   ];
-  return start.extend(add);
+  return base ? start.extend(add) : Vocab.create({ numBins, encoding: spec, classes: add });
 }
 
 function qualityReport(
@@ -590,4 +591,27 @@ function iso(ms: number): string {
 
 function pct(x: number): string {
   return `${Math.round(x * 1000) / 10}%`;
+}
+
+/**
+ * Builds the dataset of a configured agent: its store, its enabled sources, the dataset
+ * section of the config. What the CLI, the pipeline runner and the MCP tools call.
+ */
+export async function buildAgentDataset(
+  config: Config,
+  agent: string,
+  opts: Omit<BuildOptions, "store" | "agent" | "config" | "sources"> & { store?: ObjectStore } = {},
+): Promise<BuildResult> {
+  const enabled = enabledSources(agentConfig(config, agent));
+  const sources = Object.fromEntries(SOURCES.map((s) => [s, enabled.includes(s)])) as Record<
+    SourceName,
+    boolean
+  >;
+  return buildDataset({
+    ...opts,
+    store: opts.store ?? openStore(config),
+    agent,
+    config: config.dataset,
+    sources,
+  });
 }

@@ -2,6 +2,7 @@
 export {
   type BuildOptions,
   type BuildResult,
+  buildAgentDataset,
   buildDataset,
   DatasetQualityError,
   datasetPrefix,

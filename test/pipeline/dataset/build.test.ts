@@ -16,7 +16,7 @@ import {
   openDataset,
 } from "../../../src/pipeline/dataset/index.js";
 import { hash53 } from "../../../src/pipeline/tasks/hash.js";
-import { IGNORE, TASK_NAMES } from "../../../src/pipeline/tasks/index.js";
+import { IGNORE, TASK_NAMES, vocabGrowth } from "../../../src/pipeline/tasks/index.js";
 import { FsStore } from "../../../src/store/index.js";
 
 const DAY = 86_400_000;
@@ -67,6 +67,7 @@ describe("dataset build", () => {
     }
     expect(m.quality.passed).toBe(true);
     expect(m.vocab.size).toBe(ds.vocab.size);
+    expect(m.vocab.revision).toBe(1);
     expect(await latestDatasetId(store, "sre")).toBe(m.id);
     expect((await listDatasets(store, "sre")).map((x) => x.id)).toEqual([m.id]);
   });
@@ -176,6 +177,43 @@ describe("dataset build", () => {
     expect(ds.train.inputs.reduce((a, b) => Math.max(a, b), 0)).toBeLessThan(ds.vocab.size);
     expect(ds.val.labels.every((l) => l === IGNORE || (l >= 0 && l < ds.vocab.size))).toBe(true);
     expect(ds.val.examples("metric_forecast")[0].aux.length).toBe(3 + 2 * 24);
+  });
+
+  it("grows the served model's vocabulary for a fine-tune, keeping every old id", async () => {
+    const other = freshStore();
+    await writeRawHomelab({ store: other, ...homelab });
+    // A service the old vocabulary never saw, on every day.
+    for (let d = 1; d <= 10; d++) {
+      const t = END - d * DAY + 3_600_000;
+      await writeSegment(
+        other,
+        "sre",
+        "loki",
+        new Date(t).toISOString().slice(0, 10),
+        "new-service",
+        Array.from({ length: 20 }, (_, i) => ({
+          kind: "log_entry" as const,
+          query: "q",
+          ts_ns: `${t + i * 60_000}000000`,
+          labels: { service_name: "billing" },
+          line: `level=info invoice ${String.fromCharCode(97 + i)}${d} settled`,
+        })),
+      );
+    }
+    const old = ds.vocab;
+    const res = await buildDataset({ store: other, agent: "sre", config: config(), baseVocab: old });
+    const grown = res.vocab;
+    expect(vocabGrowth(old, grown).added).toEqual([{ id: old.size, name: "service:billing" }]);
+    expect(grown.revision).toBe(old.revision + 1);
+    expect(grown.parentSha256).toBe(old.sha256());
+    const reopened = await openDataset(other, "sre", res.id);
+    const billing = reopened.train
+      .examples("log_triage")
+      .filter((e) => e.labels[1] === grown.classId("service:billing"));
+    expect(billing.length).toBeGreaterThan(0);
+    // Without the base vocabulary the same data numbers its classes afresh: ids move.
+    const fresh = await buildDataset({ store: other, agent: "sre", config: config() });
+    expect(() => vocabGrowth(old, fresh.vocab)).toThrow(/changed meaning/);
   });
 
   it("refuses a dataset whose files were altered", async () => {
