@@ -170,6 +170,11 @@ export class ModelServer {
     }));
   }
 
+  /** The model an alias of an agent is served by right now (benchmarks, diagnostics). */
+  model(agent: string, alias: Alias = "champion"): ServedModel | null {
+    return this.slots.get(agent)?.[alias] ?? null;
+  }
+
   /** Recent swaps, newest last. */
   swaps(): SwapRecord[] {
     return [...this.history];

@@ -1,0 +1,163 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { afterEach, describe, expect, it } from "vitest";
+import { registry as metrics } from "../../src/metrics.js";
+import { ModelServer, readShadowReport } from "../../src/serve/index.js";
+import { registerVersion, sleep, testServeEnv } from "./helpers.js";
+
+const AGENT = "agent-sre";
+const LINES = [
+  "ERROR db timeout after 30s",
+  "GET /api/users 200 12ms",
+  "WARN cache miss ratio high",
+  "panic: runtime error: index out of range",
+  "user 42 logged in from 10.0.0.7",
+  "INFO checkout completed order=981",
+];
+
+async function started(serve: Record<string, unknown> = {}, random?: () => number) {
+  const env = testServeEnv(serve);
+  const v1 = await registerVersion(env.registry, AGENT, { seed: 1 });
+  await env.registry.promote(AGENT, v1, { actor: "test", reason: "first" });
+  const server = new ModelServer({
+    config: env.config,
+    store: env.store,
+    registry: env.registry,
+    agents: [AGENT],
+    random,
+  });
+  await server.start();
+  return { ...env, server, v1 };
+}
+
+describe("predict", () => {
+  let server: ModelServer | null = null;
+  afterEach(async () => {
+    await server?.stop();
+    server = null;
+  });
+
+  it("gives the typed answer with per-label confidence and the steps used, and batched answers equal one-by-one answers", async () => {
+    const env = await started({ max_batch_size: 8, max_wait_ms: 30 });
+    server = env.server;
+    const alone = [];
+    for (const line of LINES) alone.push(await server.predict(AGENT, "log_triage", line));
+    const r = alone[0];
+    expect(r).toMatchObject({ agent: AGENT, task: "log_triage", version: env.v1, max_steps: 2 });
+    expect(r.steps).toBeGreaterThanOrEqual(1);
+    expect(r.steps).toBeLessThanOrEqual(2);
+    const a = r.answer as Record<string, { value: unknown; confidence: number }>;
+    expect(Object.keys(a).sort()).toEqual(["incident", "level", "service"]);
+    for (const label of Object.values(a)) {
+      expect(label.confidence).toBeGreaterThan(0);
+      expect(label.confidence).toBeLessThanOrEqual(1);
+    }
+    expect(r.confidence).toBeCloseTo(Math.min(...Object.values(a).map((l) => l.confidence)), 12);
+    expect(["debug", "info", "warn", "error", "fatal", "unknown"]).toContain(a.level.value);
+
+    const model = server.model(AGENT)!;
+    const before = model.batcher.sizes.length;
+    const together = await Promise.all(LINES.map((line) => server!.predict(AGENT, "log_triage", line)));
+    // All six waited for one another and ran as one batch...
+    expect(model.batcher.sizes.slice(before)).toEqual([6]);
+    // ...and got exactly the answers they get alone.
+    together.forEach((t, i) => {
+      expect(t.steps).toBe(alone[i].steps);
+      const x = t.answer as Record<string, { value: unknown; confidence: number }>;
+      const y = alone[i].answer as Record<string, { value: unknown; confidence: number }>;
+      for (const k of Object.keys(y)) {
+        expect(x[k].value).toEqual(y[k].value);
+        expect(x[k].confidence).toBeCloseTo(y[k].confidence, 5);
+      }
+    });
+  });
+
+  it("refuses bad input with clear errors", async () => {
+    const env = await started({ max_input_chars: 200 });
+    server = env.server;
+    await expect(server.predict(AGENT, "log_triage", "x".repeat(201))).rejects.toThrow(
+      "input is 201 characters; the limit is 200 (serve.max_input_chars)",
+    );
+    await expect(server.predict(AGENT, "log_triage", { line: "y".repeat(300) })).rejects.toThrow(
+      /limit is 200/,
+    );
+    await expect(server.predict(AGENT, "log_triage", 42)).rejects.toThrow(
+      /input must be a text or a JSON object/,
+    );
+    await expect(server.predict(AGENT, "log_triage", { text: "no line" })).rejects.toThrow(
+      "log_triage needs { line: string }",
+    );
+    await expect(server.predict(AGENT, "sudoku", "x")).rejects.toThrow(
+      /unknown task "sudoku" \(tasks: code_infill/,
+    );
+    await expect(server.predict(AGENT, "metric_forecast", "1 2 3")).rejects.toThrow(/takes a JSON query/);
+    await expect(server.predict("agent-x", "log_triage", "x")).rejects.toThrow(
+      /agent "agent-x" is not served/,
+    );
+    const rendered = await metrics.getSingleMetricAsString("trm_forge_predictions_total");
+    expect(rendered).toMatch(/trm_forge_predictions_total\{[^}]*result="error"[^}]*\} \d+/);
+  });
+
+  it("shadows a share of predictions on the challenger after answering, records agreement, and reuses the challenger when it is promoted", async () => {
+    const picks = [0.1, 0.9, 0.1, 0.9, 0.1, 0.9];
+    let i = 0;
+    const env = await started({ shadow_fraction: 0.5 }, () => picks[i++ % picks.length]);
+    server = env.server;
+    const v2 = await registerVersion(env.registry, AGENT, { seed: 2 });
+    await env.registry.promote(AGENT, v2, { alias: "challenger", actor: "test", reason: "try" });
+    await server.reconcile(AGENT);
+    expect(server.status()[0].challenger?.version).toBe(v2);
+    const tensorsWithTwo = tf.memory().numTensors;
+
+    for (const line of LINES) {
+      const r = await server.predict(AGENT, "log_triage", line);
+      // The caller always gets the champion, and gets it before the shadow run starts.
+      expect(r.version).toBe(env.v1);
+      const shadowed = server.compare(AGENT)?.tasks[0]?.shadowed ?? 0;
+      expect(shadowed).toBeLessThan(LINES.filter((_, k) => picks[k] < 0.5).length);
+    }
+    for (let k = 0; k < 100 && (server.compare(AGENT)?.tasks[0]?.shadowed ?? 0) < 3; k++) await sleep(20);
+    const live = server.compare(AGENT)!;
+    expect(live).toMatchObject({ champion: env.v1, challenger: v2 });
+    const t = live.tasks[0];
+    expect(t.task).toBe("log_triage");
+    expect(t.shadowed).toBe(3); // picks below 0.5
+    expect(t.agreement).toBeGreaterThanOrEqual(0);
+    expect(t.agreement).toBeLessThanOrEqual(1);
+    expect(Object.keys(t.label_agreement).sort()).toEqual(["incident", "level", "service"]);
+    expect(t.champion.version).toBe(env.v1);
+    expect(t.challenger.mean_steps).toBeGreaterThanOrEqual(1);
+    expect(t.challenger.p50_latency_ms).toBeGreaterThan(0);
+    expect(await metrics.getSingleMetricAsString("trm_forge_shadow_agreement_ratio")).toContain(
+      `agent="${AGENT}",task="log_triage"`,
+    );
+    expect(await metrics.getSingleMetricAsString("trm_forge_predict_duration_seconds")).toContain(
+      'role="challenger"',
+    );
+
+    // The record survives in the store for `trm-forge models compare`.
+    await server.stop();
+    const stored = await readShadowReport(env.store, AGENT);
+    expect(stored?.tasks[0].shadowed).toBe(3);
+    expect(stored?.challenger).toBe(v2);
+    server = new ModelServer({
+      config: env.config,
+      store: env.store,
+      registry: env.registry,
+      agents: [AGENT],
+    });
+    await server.start();
+
+    // Promoting the challenger moves the loaded model over: no second load, one model's tensors.
+    await env.registry.promote(AGENT, v2, { actor: "test", reason: "won" });
+    await server.reconcile(AGENT);
+    const last = server
+      .swaps()
+      .filter((s) => s.alias === "champion")
+      .at(-1)!;
+    expect(last).toMatchObject({ to: v2, ok: true });
+    expect(last.smoke).toBeUndefined();
+    expect(server.status()[0]).toMatchObject({ champion: { version: v2 }, challenger: null });
+    expect((await server.predict(AGENT, "log_triage", LINES[0])).version).toBe(v2);
+    expect(tf.memory().numTensors).toBeLessThan(tensorsWithTwo);
+  });
+});
