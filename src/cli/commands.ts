@@ -1,9 +1,17 @@
 // Every subcommand group, in the order `trm-forge --help` lists them.
 import type { Command } from "commander";
+import { registerCollectCommands } from "./collect.js";
 import { registerDatasetCommands } from "./dataset.js";
+import { registerDoctor } from "./doctor.js";
+import { registerModelCommands } from "./model.js";
 import { registerServeCommands } from "./serve.js";
+import { registerSimulate } from "./simulate.js";
 
 export function registerCommands(program: Command): void {
+  registerDoctor(program);
+  registerModelCommands(program);
+  registerSimulate(program);
+  registerCollectCommands(program);
   registerDatasetCommands(program);
   // Last: `models compare` joins the `models` group if another module created it.
   registerServeCommands(program);

@@ -124,6 +124,8 @@ export async function runQuery(
   const http = client ? client.forQuery(query) : null;
   try {
     await body(report, http);
+    // Errors recorded along the way (an unreadable trace) leave the rest stored: partial.
+    if (report.errors.length && report.status === "ok") report.status = "partial";
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     report.errors.push(msg);

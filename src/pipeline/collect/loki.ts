@@ -164,6 +164,11 @@ async function collectQuery(
         continue;
       }
       const newest = BigInt(entries[entries.length - 1].ts);
+      if (newest < cursor)
+        throw http.error(
+          "malformed",
+          `a full page ended before the requested start ${cursor}: the server ignored start`,
+        );
       const atNewest = new Set(
         entries.filter((e) => BigInt(e.ts) === newest).map((e) => entryId(streams[e.stream], e.line)),
       );

@@ -237,7 +237,9 @@ export async function probePrometheus(client: HttpSourceClient, now: number): Pr
   const end = Math.floor(now / 1000);
   const start = end - 400 * DAY_S;
   const step = Math.max(3600, minStepFor(end - start));
-  const r = await http.getJson("api/v1/query_range", { query: "count(up)", start, end, step });
+  // count_over_time over a whole step sees every sample, whatever the scrape interval.
+  const query = `count(count_over_time(up[${step}s]))`;
+  const r = await http.getJson("api/v1/query_range", { query, start, end, step });
   let oldest: string | null = null;
   const m = r.status < 400 ? Matrix.safeParse((r.json as { data?: unknown })?.data) : null;
   const first = m?.success ? m.data.result[0]?.values?.[0] : undefined;

@@ -530,6 +530,13 @@ export class Redactor {
   redactValue(key: string, value: string): string {
     const cls = classifyKey(key);
     if (cls && !trivialValue(value) && (cls.strong || secretLike(value, 16))) {
+      // Keep the more telling type when the value alone is a known token (token: ghp_… → github_token).
+      const probe = new Redactor();
+      if (/^<redacted:[a-z_]+>$/.test(probe.redact(value)) && probe.total === 1) {
+        const kind = Object.keys(probe.counts)[0];
+        this.bump(kind);
+        return ph(kind);
+      }
       this.bump(cls.kind);
       return ph(cls.kind);
     }

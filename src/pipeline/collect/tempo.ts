@@ -304,9 +304,13 @@ async function collectQuery(
     }
     const room = cfg.max_traces - stored;
     const take = fresh.slice(0, Math.max(0, room));
-    const bodies = await mapLimit(take, cfg.fetch_concurrency, (t) =>
+    // Until one body has told whether the v2 route exists, fetch a single trace first.
+    const first =
+      run.v2 === null && take.length ? [await fetchTrace(http, take[0], run, report, redactor, q.name)] : [];
+    const rest = await mapLimit(take.slice(first.length), cfg.fetch_concurrency, (t) =>
       fetchTrace(http, t, run, report, redactor, q.name),
     );
+    const bodies = [...first, ...rest];
     const starts: number[] = [];
     for (const rec of bodies) {
       if (!rec) continue;
