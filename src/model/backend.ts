@@ -88,7 +88,7 @@ async function loadTensorflow(activate: boolean): Promise<Attempt> {
 async function loadNativeBackend(activate: boolean): Promise<Attempt> {
   const native = loadNative();
   if (!native.ok) {
-    const status = native.reason.startsWith("native addon not built") ? "not-built" : "failed";
+    const status = native.reason.startsWith("native addon failed") ? "failed" : "not-built";
     return { ok: false, status, reason: native.reason };
   }
   try {

@@ -126,9 +126,93 @@ if (!native.ok) {
       );
     });
 
-    it("add on same shapes, and broadcasting through the cpu kernel", async () => {
-      await expectSame([input([3, 5, 7], 6), input([3, 5, 7], 7)], (a, b) => tf.add(a, b));
-      await expectSame([input([3, 5, 7], 6), input([7], 7)], (a, b) => tf.add(a, b));
+    const binaryCases: Array<[number[], number[]]> = [
+      [
+        [3, 5, 7],
+        [3, 5, 7],
+      ],
+      [[3, 5, 7], [7]], // a bias row
+      [[3, 5, 7], []], // a scalar
+      [
+        [3, 1, 1],
+        [3, 5, 7],
+      ], // a per-sample mask
+      [
+        [3, 5, 1],
+        [1, 5, 7],
+      ], // both sides broadcast
+      [[1], [1]],
+    ];
+    for (const [sa, sb] of binaryCases) {
+      for (const [name, f] of [
+        ["add", tf.add],
+        ["sub", tf.sub],
+        ["mul", tf.mul],
+        ["div", tf.div],
+      ] as const) {
+        it(`${name} [${sa}] by [${sb}]`, async () => {
+          // Divisors stay away from zero.
+          await expectSame([input(sa, 6), input(sb, 7, 0.5, 2)], (a, b) => f(a, b));
+        });
+      }
+    }
+
+    it("slice: strided boxes copied, contiguous ones left to the cpu kernel", async () => {
+      await expectSame([input([4, 9, 6], 14)], (x) => tf.slice(x, [1, 3, 0], [2, -1, -1]));
+      await expectSame([input([4, 9, 6], 14)], (x) => tf.slice(x, [0, 2, 1], [-1, 5, 3]));
+      await expectSame([input([4, 9, 6], 14)], (x) => tf.slice(x, [2, 0, 0], [1, 9, 6]));
+    });
+
+    it("transpose of 2-, 3- and 4-d tensors", async () => {
+      await expectSame([input([5, 7], 15)], (x) => tf.transpose(x));
+      await expectSame([input([3, 9, 6], 15)], (x) => tf.transpose(x, [0, 2, 1]));
+      await expectSame([input([2, 3, 5, 4], 15)], (x) => tf.transpose(x, [0, 2, 1, 3]));
+      await expectSame([input([2, 3, 5, 4], 15)], (x) => tf.transpose(x, [3, 1, 0, 2]));
+    });
+
+    it("tile and pad", async () => {
+      await expectSame([input([1, 1, 6], 16)], (x) => tf.tile(x, [3, 5, 1]));
+      await expectSame([input([2, 3], 16)], (x) => tf.tile(x, [2, 3]));
+      await expectSame([input([2, 3, 5], 17)], (x) =>
+        tf.pad(x, [
+          [0, 0],
+          [2, 1],
+          [0, 3],
+        ]),
+      );
+      await expectSame([input([2, 3], 17)], (x) =>
+        tf.pad(
+          x,
+          [
+            [1, 1],
+            [1, 0],
+          ],
+          2.5,
+        ),
+      );
+    });
+
+    it("gather along axis 0 and axis 1, and int32/bool tensors through the copy kernels", async () => {
+      for (const backend of ["cpu", NATIVE_BACKEND]) {
+        await tf.setBackend(backend);
+        const table = tf.tensor(rand(7 * 4, 18), [7, 4]);
+        const ids = tf.tensor2d([3, 0, 6, 3, 1, 2], [2, 3], "int32");
+        const rows = tf.gather(table, ids);
+        const cols = tf.gather(table, tf.tensor1d([3, 1], "int32"), 1);
+        const ints = tf.transpose(tf.reshape(tf.range(0, 24, 1, "int32"), [2, 3, 4]), [2, 0, 1]);
+        const bools = tf.slice(tf.greater(tf.tensor(rand(24, 19), [4, 6]), 0), [1, 2], [2, 3]);
+        const got = [rows, cols, ints, bools].map((t) => ({
+          shape: t.shape,
+          dtype: t.dtype,
+          v: Array.from(t.dataSync()),
+        }));
+        (globalThis as Record<string, unknown>)[`gather-${backend}`] = got;
+        tf.dispose([table, ids, rows, cols, ints, bools]);
+      }
+      const g = globalThis as Record<string, unknown>;
+      expect(g[`gather-${NATIVE_BACKEND}`]).toEqual(g["gather-cpu"]);
+      await tf.setBackend(NATIVE_BACKEND);
+      expect(() => tf.gather(tf.ones([3, 2]), tf.tensor1d([5], "int32")).dataSync()).toThrow(/index 5/);
     });
 
     // (A single-element row is left out: its gradient is eps-sized and all rounding.)
@@ -260,8 +344,22 @@ if (!native.ok) {
         RangeError,
       );
       expect(() =>
-        a.add([1, 2] as unknown as Float32Array, new Float32Array(2), new Float32Array(2), 2),
+        a.binary(
+          0,
+          [1, 2] as unknown as Float32Array,
+          [1],
+          new Float32Array(2),
+          [1],
+          new Float32Array(2),
+          [2],
+        ),
       ).toThrow(/Float32Array/);
+      expect(() =>
+        a.stridedCopy(new Float32Array(4), 0, new Float32Array(4), 0, [2, 3], [3, 1], [3, 1]),
+      ).toThrow(/past the end/);
+      expect(() => a.stridedCopy(new Float32Array(4), 0, new Uint8Array(4), 0, [4], [1], [1])).toThrow(
+        /element size/,
+      );
     });
   });
 }

@@ -236,15 +236,107 @@ napi_value LogStablemaxGrad(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-// add(a, b, y, n)
-napi_value Add(napi_env env, napi_callback_info info) {
-  Args a(env, info, 4);
-  int64_t n = a.i64(3, "n");
-  const float* x = a.f32(0, "a", n);
-  const float* y = a.f32(1, "b", n);
-  float* out = a.f32(2, "y", n);
+// Reads a JS array of at most kMaxRank non-negative integers.
+int dims(Args& a, size_t i, const char* name, int64_t* out) {
+  if (a.failed) return 0;
+  bool is = false;
+  napi_is_array(a.env, a.argv[i], &is);
+  uint32_t n = 0;
+  if (is) napi_get_array_length(a.env, a.argv[i], &n);
+  if (!is || n > uint32_t(trm::kMaxRank)) {
+    a.fail((std::string(name) + ": want an array of at most 16 integers").c_str());
+    return 0;
+  }
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value v;
+    napi_get_element(a.env, a.argv[i], k, &v);
+    if (napi_get_value_int64(a.env, v, &out[k]) != napi_ok || out[k] < 0) {
+      a.fail((std::string(name) + ": want non-negative integers").c_str());
+      return 0;
+    }
+  }
+  return int(n);
+}
+
+// Any typed array: its data, length in elements and element size in bytes.
+void* typed(Args& a, size_t i, const char* name, size_t* len, int* esize) {
   if (a.failed) return nullptr;
-  trm::add(x, y, out, n);
+  bool is = false;
+  napi_is_typedarray(a.env, a.argv[i], &is);
+  napi_typedarray_type type;
+  void* data = nullptr;
+  if (!is || napi_get_typedarray_info(a.env, a.argv[i], &type, len, &data, nullptr, nullptr) != napi_ok) {
+    a.fail((std::string(name) + ": want a typed array").c_str());
+    return nullptr;
+  }
+  switch (type) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array: *esize = 1; break;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array: *esize = 4; break;
+    default: a.fail((std::string(name) + ": want 1- or 4-byte elements").c_str()); return nullptr;
+  }
+  return data;
+}
+
+// One past the furthest element a strided box touches from `offset`.
+int64_t reach(int rank, const int64_t* shape, const int64_t* stride, int64_t offset) {
+  int64_t far = offset;
+  for (int k = 0; k < rank; k++) {
+    if (shape[k] == 0) return 0;
+    far += (shape[k] - 1) * stride[k];
+  }
+  return far + 1;
+}
+
+// stridedCopy(src, srcOffset, dst, dstOffset, shape, srcStrides, dstStrides)
+napi_value StridedCopy(napi_env env, napi_callback_info info) {
+  Args a(env, info, 7);
+  size_t slen = 0, dlen = 0;
+  int ses = 0, des = 0;
+  void* src = typed(a, 0, "src", &slen, &ses);
+  void* dst = typed(a, 2, "dst", &dlen, &des);
+  int64_t soff = a.i64(1, "srcOffset"), doff = a.i64(3, "dstOffset");
+  int64_t shape[trm::kMaxRank], ss[trm::kMaxRank], ds[trm::kMaxRank];
+  int r = dims(a, 4, "shape", shape);
+  int r1 = dims(a, 5, "srcStrides", ss);
+  int r2 = dims(a, 6, "dstStrides", ds);
+  if (a.failed) return nullptr;
+  if (r1 != r || r2 != r || ses != des) {
+    a.fail("stridedCopy: shape and strides differ in rank, or the arrays in element size");
+    return nullptr;
+  }
+  if (reach(r, shape, ss, soff) > int64_t(slen) || reach(r, shape, ds, doff) > int64_t(dlen)) {
+    a.range("stridedCopy: the box reaches past the end of an array");
+    return nullptr;
+  }
+  trm::strided_copy(static_cast<char*>(src) + soff * ses, static_cast<char*>(dst) + doff * des, ses, r, shape, ss,
+                    ds);
+  return undef(env);
+}
+
+// binary(op, a, aStrides, b, bStrides, out, shape): op 0 add, 1 sub, 2 mul, 3 div.
+napi_value Binary(napi_env env, napi_callback_info info) {
+  Args a(env, info, 7);
+  int64_t op = a.i64(0, "op");
+  int64_t shape[trm::kMaxRank], as[trm::kMaxRank], bs[trm::kMaxRank];
+  int r = dims(a, 6, "shape", shape);
+  int r1 = dims(a, 2, "aStrides", as);
+  int r2 = dims(a, 4, "bStrides", bs);
+  if (a.failed) return nullptr;
+  if (op > 3 || r1 != r || r2 != r) {
+    a.fail("binary: op must be 0..3 and the strides must match the shape's rank");
+    return nullptr;
+  }
+  int64_t size = 1;
+  for (int k = 0; k < r; k++) size *= shape[k];
+  const float* x = a.f32(1, "a", reach(r, shape, as, 0));
+  const float* y = a.f32(3, "b", reach(r, shape, bs, 0));
+  float* out = a.f32(5, "out", size);
+  if (a.failed) return nullptr;
+  trm::binary(int(op), x, as, y, bs, out, r, shape);
   return undef(env);
 }
 
@@ -297,7 +389,8 @@ NAPI_MODULE_INIT() {
              {"attentionGrad", AttentionGrad},
              {"logStablemax", LogStablemax},
              {"logStablemaxGrad", LogStablemaxGrad},
-             {"add", Add},
+             {"stridedCopy", StridedCopy},
+             {"binary", Binary},
              {"setThreads", SetThreads},
              {"info", Info}};
   for (auto& f : fns) {

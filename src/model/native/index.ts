@@ -59,7 +59,26 @@ export interface NativeAddon {
   ): void;
   logStablemax(x: Float32Array, y: Float32Array, rows: number, n: number): void;
   logStablemaxGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, rows: number, n: number): void;
-  add(a: Float32Array, b: Float32Array, y: Float32Array, n: number): void;
+  /** dst[dstOffset + sum i*dstStrides] = src[srcOffset + sum i*srcStrides] over shape; 1- or 4-byte elements. */
+  stridedCopy(
+    src: ArrayBufferView,
+    srcOffset: number,
+    dst: ArrayBufferView,
+    dstOffset: number,
+    shape: number[],
+    srcStrides: number[],
+    dstStrides: number[],
+  ): void;
+  /** out (contiguous, shape) = a op b read through strides (0 = broadcast); op 0 add, 1 sub, 2 mul, 3 div. */
+  binary(
+    op: number,
+    a: Float32Array,
+    aStrides: number[],
+    b: Float32Array,
+    bStrides: number[],
+    out: Float32Array,
+    shape: number[],
+  ): void;
   /** 0 leaves a setting unchanged. */
   setThreads(kernelThreads: number, blasThreads: number): void;
   info(): NativeInfo;
@@ -101,8 +120,14 @@ export function readBuildStatus(): BuildStatus | null {
 
 let cached: NativeLoad | undefined;
 
-/** Loads the addon once per process; the failure reason is meant for a person (doctor, tests). */
+/**
+ * Loads the addon once per process; the failure reason is meant for a person (doctor, tests).
+ * TRM_FORGE_SKIP_NATIVE=1 turns the native kernels off at run time as it does at install.
+ */
 export function loadNative(): NativeLoad {
+  if (process.env.TRM_FORGE_SKIP_NATIVE === "1") {
+    return { ok: false, reason: "native kernels disabled by TRM_FORGE_SKIP_NATIVE=1" };
+  }
   if (cached) return cached;
   if (!existsSync(addonPath)) {
     const status = readBuildStatus();

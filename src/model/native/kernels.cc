@@ -269,10 +269,157 @@ void log_stablemax_grad(const float* dy, const float* x, float* dx, int64_t rows
   });
 }
 
-void add(const float* a, const float* b, float* y, int64_t n) {
-  parallel_for(n, 1 << 18, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) y[i] = a[i] + b[i];
+// Merges adjacent dimensions that are contiguous in every operand and drops size-1 ones, so the
+// innermost loop is as long as possible. strides[j] lists each operand's strides.
+static int collapse(int rank, const int64_t* shape, int nops, const int64_t* const* strides, int64_t* out_shape,
+                    int64_t* out_strides /* [nops][kMaxRank] */) {
+  int r = 0;
+  for (int k = 0; k < rank; k++) {
+    if (shape[k] == 1) continue;
+    bool merge = r > 0;
+    for (int j = 0; merge && j < nops; j++)
+      merge = out_strides[j * kMaxRank + r - 1] == strides[j][k] * shape[k];
+    if (merge) {
+      out_shape[r - 1] *= shape[k];
+      for (int j = 0; j < nops; j++) out_strides[j * kMaxRank + r - 1] = strides[j][k];
+    } else {
+      out_shape[r] = shape[k];
+      for (int j = 0; j < nops; j++) out_strides[j * kMaxRank + r] = strides[j][k];
+      r++;
+    }
+  }
+  if (r == 0) {  // a single element
+    out_shape[0] = 1;
+    for (int j = 0; j < nops; j++) out_strides[j * kMaxRank] = 1;
+    r = 1;
+  }
+  return r;
+}
+
+// Visits every index of the outer rank-1 dimensions (an odometer) over the outer range
+// [o0, o1) of their flattened count, calling row(offsets) for each innermost row.
+template <typename F>
+static void for_rows(int rank, const int64_t* shape, int nops, const int64_t* strides, int64_t o0, int64_t o1,
+                     F row) {
+  int64_t idx[kMaxRank] = {0};
+  int64_t off[4] = {0};
+  // Start position: decompose o0 over the outer dims.
+  int64_t rem = o0;
+  for (int k = rank - 2; k >= 0; k--) {
+    idx[k] = rem % shape[k];
+    rem /= shape[k];
+  }
+  for (int j = 0; j < nops; j++) {
+    off[j] = 0;
+    for (int k = 0; k < rank - 1; k++) off[j] += idx[k] * strides[j * rank + k];
+  }
+  for (int64_t o = o0; o < o1; o++) {
+    row(off);
+    for (int k = rank - 2; k >= 0; k--) {
+      idx[k]++;
+      for (int j = 0; j < nops; j++) off[j] += strides[j * rank + k];
+      if (idx[k] < shape[k]) break;
+      for (int j = 0; j < nops; j++) off[j] -= shape[k] * strides[j * rank + k];
+      idx[k] = 0;
+    }
+  }
+}
+
+template <typename E>
+static void copy_typed(const E* src, E* dst, int rank, const int64_t* shape, const int64_t* st) {
+  const int64_t n = shape[rank - 1];
+  const int64_t ss = st[rank - 1], ds = st[2 * rank - 1];
+  int64_t outer = 1;
+  for (int k = 0; k < rank - 1; k++) outer *= shape[k];
+  parallel_for(outer, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, n)), [&](int64_t o0, int64_t o1) {
+    for_rows(rank, shape, 2, st, o0, o1, [&](const int64_t* off) {
+      const E* s = src + off[0];
+      E* d = dst + off[1];
+      if (ss == 1 && ds == 1) {
+        std::memcpy(d, s, size_t(n) * sizeof(E));
+      } else {
+        for (int64_t i = 0; i < n; i++) d[i * ds] = s[i * ss];
+      }
+    });
   });
+}
+
+void strided_copy(const void* src, void* dst, int esize, int rank, const int64_t* shape, const int64_t* src_stride,
+                  const int64_t* dst_stride) {
+  for (int k = 0; k < rank; k++)
+    if (shape[k] == 0) return;
+  int64_t cshape[kMaxRank], cst[2 * kMaxRank];
+  const int64_t* strides[2] = {src_stride, dst_stride};
+  int r = collapse(rank, shape, 2, strides, cshape, cst);
+  // collapse() leaves operand j's strides at j * kMaxRank; for_rows wants them at j * r.
+  int64_t packed[2 * kMaxRank];
+  for (int j = 0; j < 2; j++)
+    for (int k = 0; k < r; k++) packed[j * r + k] = cst[j * kMaxRank + k];
+  if (esize == 4)
+    copy_typed(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), r, cshape, packed);
+  else
+    copy_typed(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), r, cshape, packed);
+}
+
+template <int OP>
+static inline float apply(float x, float y) {
+  if (OP == kAdd) return x + y;
+  if (OP == kSub) return x - y;
+  if (OP == kMul) return x * y;
+  return x / y;
+}
+
+template <int OP>
+static void binary_typed(const float* a, const float* b, float* out, int rank, const int64_t* shape,
+                         const int64_t* st) {
+  const int64_t n = shape[rank - 1];
+  const int64_t as = st[rank - 1], bs = st[2 * rank - 1];
+  int64_t outer = 1;
+  for (int k = 0; k < rank - 1; k++) outer *= shape[k];
+  parallel_for(outer, std::max<int64_t>(1, (1 << 17) / std::max<int64_t>(1, n)), [&](int64_t o0, int64_t o1) {
+    for_rows(rank, shape, 3, st, o0, o1, [&](const int64_t* off) {
+      const float* x = a + off[0];
+      const float* y = b + off[1];
+      float* z = out + off[2];
+      // The common layouts get loops the compiler vectorises.
+      if (as == 1 && bs == 1) {
+        for (int64_t i = 0; i < n; i++) z[i] = apply<OP>(x[i], y[i]);
+      } else if (as == 1 && bs == 0) {
+        const float c = y[0];
+        for (int64_t i = 0; i < n; i++) z[i] = apply<OP>(x[i], c);
+      } else if (as == 0 && bs == 1) {
+        const float c = x[0];
+        for (int64_t i = 0; i < n; i++) z[i] = apply<OP>(c, y[i]);
+      } else {
+        for (int64_t i = 0; i < n; i++) z[i] = apply<OP>(x[i * as], y[i * bs]);
+      }
+    });
+  });
+}
+
+void binary(int op, const float* a, const int64_t* a_stride, const float* b, const int64_t* b_stride, float* out,
+            int rank, const int64_t* shape) {
+  int64_t size = 1;
+  for (int k = 0; k < rank; k++) size *= shape[k];
+  if (size == 0) return;
+  // out is contiguous.
+  int64_t out_stride[kMaxRank];
+  int64_t s = 1;
+  for (int k = rank - 1; k >= 0; k--) {
+    out_stride[k] = s;
+    s *= shape[k];
+  }
+  int64_t cshape[kMaxRank], cst[3 * kMaxRank], packed[3 * kMaxRank];
+  const int64_t* strides[3] = {a_stride, b_stride, out_stride};
+  int r = collapse(rank, shape, 3, strides, cshape, cst);
+  for (int j = 0; j < 3; j++)
+    for (int k = 0; k < r; k++) packed[j * r + k] = cst[j * kMaxRank + k];
+  switch (op) {
+    case kAdd: binary_typed<kAdd>(a, b, out, r, cshape, packed); break;
+    case kSub: binary_typed<kSub>(a, b, out, r, cshape, packed); break;
+    case kMul: binary_typed<kMul>(a, b, out, r, cshape, packed); break;
+    default: binary_typed<kDiv>(a, b, out, r, cshape, packed); break;
+  }
 }
 
 }  // namespace trm

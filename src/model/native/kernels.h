@@ -6,6 +6,8 @@
 
 namespace trm {
 
+constexpr int kMaxRank = 16;
+
 // Worker threads for the elementwise kernels (the BLAS has its own); 1 runs everything inline.
 void set_threads(int n);
 int threads();
@@ -35,7 +37,14 @@ void attention_grad(const float* dout, const float* qkv, float* dqkv, int64_t B,
 void log_stablemax(const float* x, float* y, int64_t rows, int64_t n);
 void log_stablemax_grad(const float* dy, const float* x, float* dx, int64_t rows, int64_t n);
 
-// Same-shape float32 a + b (the residual and injection adds of every net call).
-void add(const float* a, const float* b, float* y, int64_t n);
+// Copies an N-d box: dst[sum i_k dstStride_k] = src[sum i_k srcStride_k] for i < shape, for
+// elements of esize bytes (1 or 4). Slice, transpose, tile and pad are all this one loop.
+void strided_copy(const void* src, void* dst, int esize, int rank, const int64_t* shape, const int64_t* src_stride,
+                  const int64_t* dst_stride);
+
+// out = a op b over shape (out contiguous), reading a and b through strides (0 = broadcast).
+enum BinaryOp { kAdd = 0, kSub = 1, kMul = 2, kDiv = 3 };
+void binary(int op, const float* a, const int64_t* a_stride, const float* b, const int64_t* b_stride, float* out,
+            int rank, const int64_t* shape);
 
 }  // namespace trm

@@ -15,14 +15,47 @@ interface Args {
   backend: MathBackendCPU;
 }
 
+/**
+ * The values of a float32 tensor as a Float32Array. The cpu backend's Cast from bool or int32
+ * shares the source's Uint8Array/Int32Array under the new dtype, so those get converted.
+ */
 function f32(backend: MathBackendCPU, t: Info): Float32Array {
-  return backend.data.get(t.dataId).values as Float32Array;
+  const v = backend.data.get(t.dataId).values;
+  return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
 }
 
 function size(shape: number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
+}
+
+/** Row-major strides of a contiguous array of this shape. */
+function stridesOf(shape: number[]): number[] {
+  const st = new Array<number>(shape.length);
+  let s = 1;
+  for (let k = shape.length - 1; k >= 0; k--) {
+    st[k] = s;
+    s *= shape[k]!;
+  }
+  return st;
+}
+
+/** Strides that read an operand of `shape` broadcast to `out` (0 along broadcast axes). */
+function broadcastStrides(shape: number[], out: number[]): number[] {
+  const st = stridesOf(shape);
+  const lead = out.length - shape.length;
+  return out.map((d, k) => (k < lead || (shape[k - lead] === 1 && d !== 1) ? 0 : st[k - lead]!));
+}
+
+type Values = Float32Array | Int32Array | Uint8Array;
+
+/** A new zeroed array of the dtype's element type, or null for dtypes the addon does not copy. */
+function alloc(dtype: string, n: number): Values | null {
+  if (dtype === "float32") return new Float32Array(n);
+  if (dtype === "int32") return new Int32Array(n);
+  if (dtype === "bool") return new Uint8Array(n);
+  return null;
 }
 
 function cpuKernel(name: string): tf.KernelFunc {
@@ -46,7 +79,12 @@ function batchShape(a: number[], b: number[]): number[] | null {
 function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
   const cpuBatchMatMul = cpuKernel(tf.BatchMatMul);
   const cpuFusedMatMul = cpuKernel(tf._FusedMatMul);
-  const cpuAdd = cpuKernel(tf.Add);
+  const binaryOps: Array<[string, number]> = [
+    [tf.Add, 0],
+    [tf.Sub, 1],
+    [tf.Multiply, 2],
+    [tf.RealDiv, 3],
+  ];
 
   /** op(a) @ op(b) with batch broadcasting where one side has a single matrix; null when it cannot. */
   function matmul(backend: MathBackendCPU, a: Info, b: Info, transA: boolean, transB: boolean) {
@@ -111,14 +149,125 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     return args.backend.makeTensorInfo(r.shape, "float32", r.out);
   };
 
-  const add = (args: Args) => {
-    const { a, b } = args.inputs as { a: Info; b: Info };
-    if (a.dtype !== "float32" || b.dtype !== "float32" || !tf.util.arraysEqual(a.shape, b.shape)) {
-      return cpuAdd(args as never);
+  /** Float32 add/sub/mul/div with any broadcasting; other dtypes go to the cpu kernel. */
+  const binary = (name: string, op: number) => {
+    const cpu = cpuKernel(name);
+    return (args: Args) => {
+      const { a, b } = args.inputs as { a: Info; b: Info };
+      if (a.dtype !== "float32" || b.dtype !== "float32") return cpu(args as never);
+      const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+      const shape = outShape.length ? outShape : [1];
+      const out = new Float32Array(size(outShape));
+      addon.binary(
+        op,
+        f32(args.backend, a),
+        broadcastStrides(a.shape, shape),
+        f32(args.backend, b),
+        broadcastStrides(b.shape, shape),
+        out,
+        shape,
+      );
+      return args.backend.makeTensorInfo(outShape, "float32", out);
+    };
+  };
+
+  /** Values in the element type of the tensor's dtype (see f32 for why they may differ). */
+  const values = (backend: MathBackendCPU, t: Info): Values => {
+    const v = backend.data.get(t.dataId).values as Values;
+    if (t.dtype === "float32") return f32(backend, t);
+    if (t.dtype === "int32" && !(v instanceof Int32Array)) return Int32Array.from(v);
+    return v;
+  };
+
+  const cpuSlice = cpuKernel(tf.Slice);
+  const slice = (args: Args) => {
+    const x = args.inputs.x!;
+    const { begin, size: sz } = args.attrs as { begin: number[]; size: number[] };
+    const [b, s] = tf.slice_util.parseSliceParams(x as tf.TensorInfo as tf.Tensor, begin, sz);
+    const out = alloc(x.dtype, size(s));
+    // A contiguous slice is a zero-copy view in the cpu kernel already.
+    if (!out || tf.slice_util.isSliceContinous(x.shape, b, s)) return cpuSlice(args as never);
+    tf.slice_util.assertParamsValid(x as tf.TensorInfo as tf.Tensor, b, s);
+    const xs = stridesOf(x.shape);
+    const offset = b.reduce((o, v, k) => o + v * xs[k]!, 0);
+    addon.stridedCopy(values(args.backend, x), offset, out, 0, s, xs, stridesOf(s));
+    return args.backend.makeTensorInfo(s, x.dtype, out);
+  };
+
+  const cpuTranspose = cpuKernel(tf.Transpose);
+  const transpose = (args: Args) => {
+    const x = args.inputs.x!;
+    const { perm } = args.attrs as { perm: number[] };
+    const shape = perm.map((p) => x.shape[p]!);
+    const out = alloc(x.dtype, size(shape));
+    if (!out) return cpuTranspose(args as never);
+    const xs = stridesOf(x.shape);
+    addon.stridedCopy(
+      values(args.backend, x),
+      0,
+      out,
+      0,
+      shape,
+      perm.map((p) => xs[p]!),
+      stridesOf(shape),
+    );
+    return args.backend.makeTensorInfo(shape, x.dtype, out);
+  };
+
+  const cpuTile = cpuKernel(tf.Tile);
+  const tile = (args: Args) => {
+    const x = args.inputs.x!;
+    const { reps } = args.attrs as { reps: number[] };
+    const shape = x.shape.map((d, i) => d * reps[i]!);
+    const out = alloc(x.dtype, size(shape));
+    if (!out || reps.length !== x.shape.length) return cpuTile(args as never);
+    // Axis i of the output is (copy r, position d) = r * d_i + d: a [reps_i, d_i] pair of axes.
+    const xs = stridesOf(x.shape);
+    const os = stridesOf(shape);
+    const box = x.shape.flatMap((d, i) => [reps[i]!, d]);
+    const src = x.shape.flatMap((_, i) => [0, xs[i]!]);
+    const dst = x.shape.flatMap((d, i) => [d * os[i]!, os[i]!]);
+    addon.stridedCopy(values(args.backend, x), 0, out, 0, box, src, dst);
+    return args.backend.makeTensorInfo(shape, x.dtype, out);
+  };
+
+  const cpuPad = cpuKernel(tf.PadV2);
+  const pad = (args: Args) => {
+    const x = args.inputs.x!;
+    const { paddings, constantValue } = args.attrs as {
+      paddings: Array<[number, number]>;
+      constantValue: number;
+    };
+    const shape = x.shape.map((d, i) => paddings[i]![0] + d + paddings[i]![1]);
+    const out = alloc(x.dtype, size(shape));
+    if (!out) return cpuPad(args as never);
+    if (constantValue) out.fill(constantValue);
+    const os = stridesOf(shape);
+    const offset = paddings.reduce((o, p, k) => o + p[0] * os[k]!, 0);
+    addon.stridedCopy(values(args.backend, x), 0, out, offset, x.shape, stridesOf(x.shape), os);
+    return args.backend.makeTensorInfo(shape, x.dtype, out);
+  };
+
+  const cpuGather = cpuKernel(tf.GatherV2);
+  const gather = (args: Args) => {
+    const { x, indices } = args.inputs as { x: Info; indices: Info };
+    const { axis, batchDims } = args.attrs as { axis: number; batchDims: number };
+    const ax = tf.util.parseAxisParam(axis, x.shape)[0]!;
+    const m = size(indices.shape);
+    const shape = [...x.shape.slice(0, ax), ...indices.shape, ...x.shape.slice(ax + 1)];
+    const out = alloc(x.dtype, size(shape));
+    if (!out || batchDims || indices.dtype !== "int32") return cpuGather(args as never);
+    const outer = size(x.shape.slice(0, ax));
+    const n = x.shape[ax]!;
+    const inner = size(x.shape.slice(ax + 1));
+    const idx = values(args.backend, indices) as Int32Array;
+    const src = values(args.backend, x);
+    for (let j = 0; j < m; j++) {
+      const i = idx[j]!;
+      if (!(i >= 0 && i < n)) throw new Error(`GatherV2: index ${i} is not in [0, ${n - 1}]`);
+      addon.stridedCopy(src, i * inner, out, j * inner, [outer, inner], [n * inner, 1], [m * inner, 1]);
     }
-    const out = new Float32Array(size(a.shape));
-    addon.add(f32(args.backend, a), f32(args.backend, b), out, out.length);
-    return args.backend.makeTensorInfo(a.shape, "float32", out);
+    return args.backend.makeTensorInfo(shape, x.dtype, out);
   };
 
   /** A kernel over the last axis: rows x n, float32 out of the same shape as `like`. */
@@ -224,7 +373,12 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
   const table: Array<[string, (args: Args) => Info | Info[]]> = [
     [tf.BatchMatMul, batchMatMul],
     [tf._FusedMatMul, fusedMatMul],
-    [tf.Add, add],
+    ...binaryOps.map(([name, op]): [string, (args: Args) => Info | Info[]] => [name, binary(name, op)]),
+    [tf.Slice, slice],
+    [tf.Transpose, transpose],
+    [tf.Tile, tile],
+    [tf.PadV2, pad],
+    [tf.GatherV2, gather],
     [FusedKernel.RmsNorm, rmsNorm],
     [FusedKernel.RmsNormGrad, rmsNormGrad],
     [FusedKernel.SiluGateMul, siluGateMul],

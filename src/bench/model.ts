@@ -1,0 +1,336 @@
+// The model benchmark: training and inference throughput of the real TRM on the brief's two
+// configs, batch 32, side by side with the PyTorch reference when asked (--with-reference).
+//
+//   training sample  = one example through one supervision step, with backward and the optimiser step
+//   inference sample = one example through one supervision step
+//
+// Each config runs in a child process of its own, so its peak RSS is its own. Options:
+//   --config a|b (repeatable; default both)  --iters N (timed steps, default 3)  --warmup N (default 1)
+//   --backend auto|native|wasm|cpu|tensorflow  --profile (time per kernel)  --with-reference
+//   --reference PATH (ref_trm.py; default ../shared/reference/ref_trm.py beside the package)
+import { spawnSync } from "node:child_process";
+import { existsSync, realpathSync } from "node:fs";
+import { loadavg } from "node:os";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs-core";
+import { UsageError } from "../errors.js";
+import { type BackendPreference, initBackend } from "../model/backend.js";
+import { flopsPerSample, parseTRMConfig, type TRMConfigInput } from "../model/config.js";
+import { Trainer } from "../model/trainer.js";
+import { KernelProfiler } from "./profile.js";
+
+const BATCH = 32;
+
+/** The brief's configs (prefix 16, puzzle embedding = hidden size, RoPE, stablemax, as the reference's defaults). */
+export const CONFIGS: Record<string, { cfg: TRMConfigInput; refFlags: string[] }> = {
+  a: {
+    cfg: {
+      hidden_size: 512,
+      num_heads: 8,
+      num_layers: 2,
+      seq_len: 81,
+      vocab_size: 11,
+      H_cycles: 3,
+      L_cycles: 6,
+      puzzle_emb_len: 16,
+    },
+    refFlags: [
+      "--hidden",
+      "512",
+      "--heads",
+      "8",
+      "--layers",
+      "2",
+      "--seq-len",
+      "81",
+      "--vocab",
+      "11",
+      "--H",
+      "3",
+      "--L",
+      "6",
+    ],
+  },
+  b: {
+    cfg: {
+      hidden_size: 128,
+      num_heads: 4,
+      num_layers: 2,
+      seq_len: 64,
+      vocab_size: 260,
+      H_cycles: 3,
+      L_cycles: 6,
+      puzzle_emb_len: 16,
+    },
+    refFlags: [
+      "--hidden",
+      "128",
+      "--heads",
+      "4",
+      "--layers",
+      "2",
+      "--seq-len",
+      "64",
+      "--vocab",
+      "260",
+      "--H",
+      "3",
+      "--L",
+      "6",
+    ],
+  },
+};
+
+interface Options {
+  configs: string[];
+  iters: number;
+  warmup: number;
+  backend: BackendPreference;
+  profile: boolean;
+  withReference: boolean;
+  reference: string;
+}
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+function parseOptions(args: string[]): Options {
+  const o: Options = {
+    configs: [],
+    iters: 3,
+    warmup: 1,
+    backend: "auto",
+    profile: false,
+    withReference: false,
+    reference: resolve(root, "..", "shared", "reference", "ref_trm.py"),
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const [key, inline] = a.includes("=")
+      ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]
+      : [a, undefined];
+    const value = () => {
+      const v = inline ?? args[++i];
+      if (v === undefined) throw new UsageError(`${key} needs a value`);
+      return v;
+    };
+    const int = () => {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 0) throw new UsageError(`${key} wants a non-negative integer`);
+      return n;
+    };
+    if (key === "--config") o.configs.push(value());
+    else if (key === "--iters") o.iters = Math.max(1, int());
+    else if (key === "--warmup") o.warmup = int();
+    else if (key === "--backend") o.backend = value() as BackendPreference;
+    else if (key === "--profile") o.profile = true;
+    else if (key === "--with-reference") o.withReference = true;
+    else if (key === "--reference") o.reference = resolve(value());
+    else if (key !== "--child") throw new UsageError(`unknown model bench option ${a}`);
+  }
+  if (!o.configs.length) o.configs = Object.keys(CONFIGS);
+  for (const c of o.configs)
+    if (!CONFIGS[c]) throw new UsageError(`unknown config "${c}" (have ${Object.keys(CONFIGS).join(", ")})`);
+  if (!["auto", "tensorflow", "native", "wasm", "cpu"].includes(o.backend))
+    throw new UsageError(`--backend must be auto, tensorflow, native, wasm or cpu`);
+  return o;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Random tokens and labels in [1, V) as the reference's random_batch; task id 0. */
+function randomBatch(V: number, L: number, seed: number) {
+  let s = seed >>> 0 || 1;
+  const next = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return s >>> 0;
+  };
+  const tokens = new Int32Array(BATCH * L).map(() => 1 + (next() % (V - 1)));
+  const labels = new Int32Array(BATCH * L).map(() => 1 + (next() % (V - 1)));
+  return { tokens, labels, puzzleIds: new Int32Array(BATCH) };
+}
+
+const r = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** One config, in this process: what the child prints. */
+async function measure(name: string, o: Options) {
+  const report = await initBackend(o.backend);
+  const cfg = parseTRMConfig(CONFIGS[name]!.cfg, `bench config ${name}`);
+  const flops = flopsPerSample(cfg);
+  const trainer = Trainer.create(cfg, { warmup_steps: 0 }, 0);
+  const batch = randomBatch(cfg.vocab_size, cfg.seq_len, 1);
+  const profiler = o.profile ? new KernelProfiler(tf.getBackend()) : null;
+
+  for (let i = 0; i < o.warmup; i++) trainer.trainStep(batch);
+  const tensorsAfterWarmup = tf.memory().numTensors;
+  const trainTimes: number[] = [];
+  profiler?.start();
+  for (let i = 0; i < o.iters; i++) {
+    const t0 = performance.now();
+    trainer.trainStep(batch);
+    trainTimes.push(performance.now() - t0);
+  }
+  profiler?.stop();
+  const tensorsAfter = tf.memory().numTensors;
+  const trainProfile = profiler?.report(trainTimes.reduce((a, b) => a + b, 0));
+
+  // Inference: one supervision step, no tape, state carried from step to step.
+  const model = trainer.model;
+  const tokens = tf.tensor2d(batch.tokens, [BATCH, cfg.seq_len], "int32");
+  const rows = model.puzzleRows(batch.puzzleIds);
+  let { zH, zL } = model.initState(BATCH);
+  const inferTimes: number[] = [];
+  const inferProfiler = o.profile ? new KernelProfiler(tf.getBackend()) : null;
+  for (let i = 0; i < o.warmup + o.iters; i++) {
+    if (i === o.warmup) inferProfiler?.start();
+    const t0 = performance.now();
+    const out = model.step(model.weights, zH, zL, tokens, rows);
+    out.qHalt.dataSync();
+    if (i >= o.warmup) inferTimes.push(performance.now() - t0);
+    tf.dispose([zH, zL, out.logits, out.qHalt, out.qContinue]);
+    zH = out.zH;
+    zL = out.zL;
+  }
+  inferProfiler?.stop();
+  tf.dispose([zH, zL, tokens, ...(rows ? [rows] : [])]);
+
+  const trainMs = median(trainTimes);
+  const inferMs = median(inferTimes);
+  const trainSps = (BATCH * 1000) / trainMs;
+  const inferSps = (BATCH * 1000) / inferMs;
+  return {
+    config: name,
+    shape: cfg,
+    backend: report.backend,
+    batch: BATCH,
+    train: {
+      samples_per_s: r(trainSps, 3),
+      ms_per_step: r(trainMs, 1),
+      gflops_per_s: r((trainSps * flops.train) / 1e9, 1),
+      steps_timed: trainTimes.length,
+    },
+    infer: {
+      samples_per_s: r(inferSps, 3),
+      ms_per_step: r(inferMs, 1),
+      gflops_per_s: r((inferSps * flops.forward) / 1e9, 1),
+      steps_timed: inferTimes.length,
+    },
+    gflop_per_sample: { train: r(flops.train / 1e9, 3), forward: r(flops.forward / 1e9, 3) },
+    peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
+    num_tensors: { after_warmup: tensorsAfterWarmup, after_timed_steps: tensorsAfter },
+    ...(trainProfile
+      ? {
+          profile: {
+            train: trainProfile,
+            infer: inferProfiler!.report(inferTimes.reduce((a, b) => a + b, 0)),
+          },
+        }
+      : {}),
+  };
+}
+
+type Measured = Awaited<ReturnType<typeof measure>>;
+
+/** ref_trm.py --bench with the same shapes, batch and 2 threads; its last stdout line is JSON. */
+function runReference(name: string, o: Options): Record<string, unknown> {
+  const python = "/usr/bin/python3";
+  if (!existsSync(python)) return { skipped: `${python} not found` };
+  if (!existsSync(o.reference)) return { skipped: `reference script not found at ${o.reference}` };
+  const args = [
+    o.reference,
+    "--bench",
+    ...CONFIGS[name]!.refFlags,
+    "--batch",
+    String(BATCH),
+    "--threads",
+    "2",
+  ];
+  process.stderr.write(`bench model: reference ${name}: ${python} ${args.join(" ")}\n`);
+  const res = spawnSync(python, args, { encoding: "utf8", maxBuffer: 16 << 20 });
+  if (res.status !== 0) {
+    const why = (res.stderr || res.error?.message || "").trim().split("\n").pop();
+    return { skipped: `the reference failed (exit ${res.status}): ${why}` };
+  }
+  const last = res.stdout.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(last) as Record<string, unknown>;
+  } catch {
+    return { skipped: `no JSON on the reference's last line: ${last.slice(0, 200)}` };
+  }
+}
+
+/** Runs each config in a child process (own peak RSS), then the reference beside it. */
+export async function run(args: string[]): Promise<unknown> {
+  const o = parseOptions(args);
+  const self = fileURLToPath(import.meta.url);
+  const results: Record<string, unknown> = {};
+  const load = { start: loadavg().map((x) => r(x)), end: [] as number[] };
+  for (const name of o.configs) {
+    process.stderr.write(`bench model: config ${name} (backend ${o.backend})\n`);
+    const childArgs = [
+      self,
+      "--child",
+      "--config",
+      name,
+      "--iters",
+      String(o.iters),
+      "--warmup",
+      String(o.warmup),
+      "--backend",
+      o.backend,
+      ...(o.profile ? ["--profile"] : []),
+    ];
+    const res = spawnSync(process.execPath, childArgs, {
+      encoding: "utf8",
+      maxBuffer: 16 << 20,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    if (res.status !== 0) throw new Error(`config ${name} failed (exit ${res.status})`);
+    const ours = JSON.parse(res.stdout.trim().split("\n").pop()!) as Measured;
+    const entry: Record<string, unknown> = { ...ours };
+    if (o.withReference) {
+      const ref = runReference(name, o);
+      entry.reference = ref;
+      if (typeof ref.train_samples_per_s === "number" && typeof ref.infer_samples_per_s === "number") {
+        entry.ratio_vs_reference = {
+          train: r(ours.train.samples_per_s / ref.train_samples_per_s, 3),
+          infer: r(ours.infer.samples_per_s / ref.infer_samples_per_s, 3),
+        };
+      }
+    }
+    results[name] = entry;
+  }
+  load.end = loadavg().map((x) => r(x));
+  return {
+    configs: results,
+    load_average: load,
+    note: "the 1/5/15-minute load average; other work on the machine skews the figures",
+  };
+}
+
+function invokedDirectly(): boolean {
+  try {
+    return realpathSync(process.argv[1] ?? "") === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly() && process.argv.includes("--child")) {
+  const o = parseOptions(process.argv.slice(2));
+  measure(o.configs[0]!, o).then(
+    (m) => process.stdout.write(`${JSON.stringify(m)}\n`),
+    (err) => {
+      process.stderr.write(
+        `bench model: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,77 @@
+// `trm-forge doctor`: what this installation will run on, and why. It starts the configured
+// backend for real (a probe that only resolved modules could say "ok" for one that then fails).
+import type { Command } from "commander";
+import { initBackend } from "../model/backend.js";
+import { action, emit, loadCliConfig } from "./common.js";
+
+export interface DoctorReport {
+  node: string;
+  platform: string;
+  config: { path: string | null; searched: string[]; env_overrides: string[] };
+  backend: Awaited<ReturnType<typeof initBackend>> | { error: string };
+}
+
+export async function doctorReport(cmd: Command): Promise<DoctorReport> {
+  const loaded = loadCliConfig(cmd);
+  let backend: DoctorReport["backend"];
+  try {
+    backend = await initBackend(loaded.config.model.backend);
+  } catch (err) {
+    backend = { error: (err as Error).message };
+  }
+  return {
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    config: { path: loaded.path, searched: loaded.searched, env_overrides: loaded.envOverrides },
+    backend,
+  };
+}
+
+function describe(r: DoctorReport): string {
+  const lines: string[] = [];
+  lines.push(`node        ${r.node} (${r.platform})`);
+  lines.push(
+    `config      ${r.config.path ?? `none found (searched ${r.config.searched.join(", ")}); defaults apply`}`,
+  );
+  if (r.config.env_overrides.length) lines.push(`env         overrides ${r.config.env_overrides.join(", ")}`);
+  if ("error" in r.backend) {
+    lines.push(`backend     NONE: ${r.backend.error}`);
+    return lines.join("\n");
+  }
+  const b = r.backend;
+  lines.push(`backend     ${b.backend} (model.backend: ${b.preference})`);
+  for (const c of b.candidates) {
+    if (c.status === "in-use") continue;
+    lines.push(`  ${c.name.padEnd(10)} not in use: ${c.status}${c.reason ? ` (${c.reason})` : ""}`);
+  }
+  const n = b.native;
+  lines.push(`native      ${n.loaded ? "built and loaded" : `not available: ${n.reason}`}`);
+  if (n.buildStatus)
+    lines.push(
+      `  build     ${n.buildStatus.built ? "ok" : "failed"}: ${n.buildStatus.reason}${n.buildStatus.at ? ` (${n.buildStatus.at})` : ""}`,
+    );
+  if (n.info) {
+    const par = ["sequential", "pthreads", "OpenMP"][n.info.blasParallel] ?? String(n.info.blasParallel);
+    lines.push(`  blas      ${n.info.blasConfig}`);
+    lines.push(
+      `  threads   BLAS ${n.info.blasThreads} (${par}, ${n.info.blasProcs} processors), kernels ${n.info.kernelThreads}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+export function registerDoctor(program: Command): void {
+  program
+    .command("doctor")
+    .description(
+      "Show the TensorFlow.js backend in use (and why not the others), native kernels, BLAS and the config found",
+    )
+    .option("--json", "print the report as JSON")
+    .action(
+      action(async (opts: { json?: boolean }, cmd: Command) => {
+        const report = await doctorReport(cmd);
+        emit(opts.json, report, () => describe(report));
+        return "error" in report.backend ? 1 : 0;
+      }),
+    );
+}
