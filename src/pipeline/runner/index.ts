@@ -11,4 +11,4 @@ export {
   type TrainJobResult,
   type TrainJobStatus,
 } from "./kubernetes.js";
-export { parsePodLine, type TrainProgress, TrainProgressSchema } from "./progress-line.js";
+export { parsePodLine, type TrainProgress } from "./progress-line.js";

@@ -1,21 +1,54 @@
 // The one place that says which pod log lines carry training progress. The Job's pod runs
 // `trm-forge run --resume <run> --stages train`; every line it prints reaches the job logs, and
 // lines that are JSON progress events also reach job status. Accepted shapes:
-//   {"type":"progress","stage":"train","step":120,"total_steps":2000,"loss":1.9,...}
-//   {"event":"progress",...}                     (same fields)
-//   {"level":30,"msg":"...","progress":{...}}   (a pino line carrying an event)
+//   {"type":"progress","progress":{"stage":"train","message":"...","step":120,"total":2000,
+//     "eta_s":300,"metrics":{"loss":1.9}}}                 (a run event, as `run --json` streams)
+//   {"type":"progress","step":120,"total_steps":2000,"loss":1.9,...}     (flat)
+//   {"level":30,"msg":"...","progress":{...}}               (a pino line carrying either shape)
 import * as z from "zod";
 
-export const TrainProgressSchema = z.looseObject({
-  stage: z.string().default("train"),
-  step: z.number().int().min(0),
-  total_steps: z.number().int().min(0).optional(),
-  loss: z.number().optional(),
-  lr: z.number().optional(),
-  eta_s: z.number().min(0).optional(),
-  samples_per_s: z.number().min(0).optional(),
+/** Progress as the run record holds it (src/pipeline/run/record.ts Progress, without `at`). */
+export interface TrainProgress {
+  stage: string;
+  message: string;
+  step: number | null;
+  total: number | null;
+  eta_s: number | null;
+  metrics: Record<string, number>;
+}
+
+const Num = z.number().finite();
+const RecordShape = z.object({
+  stage: z.string().optional(),
+  message: z.string().optional(),
+  step: Num.int().min(0).nullable(),
+  total: Num.int().min(0).nullable().optional(),
+  eta_s: Num.min(0).nullable().optional(),
+  metrics: z.record(z.string(), Num).optional(),
 });
-export type TrainProgress = z.infer<typeof TrainProgressSchema>;
+const FlatShape = z.looseObject({
+  stage: z.string().optional(),
+  message: z.string().optional(),
+  step: Num.int().min(0),
+  total_steps: Num.int().min(0).optional(),
+  total: Num.int().min(0).optional(),
+  eta_s: Num.min(0).optional(),
+});
+const NOT_METRICS = new Set([
+  "type",
+  "event",
+  "stage",
+  "message",
+  "step",
+  "total",
+  "total_steps",
+  "eta_s",
+  "at",
+  "time",
+  "level",
+  "runId",
+  "agent",
+]);
 
 export type PodLine = { kind: "progress"; progress: TrainProgress } | { kind: "log" };
 
@@ -31,18 +64,48 @@ export function parsePodLine(line: string): PodLine {
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return { kind: "log" };
   const obj = doc as Record<string, unknown>;
-  let candidate: unknown = null;
-  if (obj.type === "progress" || obj.event === "progress") candidate = obj;
-  else if (typeof obj.progress === "object" && obj.progress !== null) candidate = obj.progress;
-  if (candidate === null) return { kind: "log" };
-  const res = TrainProgressSchema.safeParse(candidate);
-  if (!res.success) return { kind: "log" };
-  const {
-    type: _t,
-    event: _e,
-    ...progress
-  } = res.data as TrainProgress & { type?: unknown; event?: unknown };
-  return { kind: "progress", progress: progress as TrainProgress };
+  const nested = typeof obj.progress === "object" && obj.progress !== null ? obj.progress : null;
+  const isEvent = obj.type === "progress" || obj.event === "progress";
+  const candidate = nested ?? (isEvent ? obj : null);
+  if (!candidate) return { kind: "log" };
+  const progress = normalise(candidate);
+  return progress ? { kind: "progress", progress } : { kind: "log" };
+}
+
+function normalise(c: unknown): TrainProgress | null {
+  const rec = RecordShape.safeParse(c);
+  if (rec.success && (rec.data.metrics || rec.data.total !== undefined || rec.data.step === null)) {
+    const d = rec.data;
+    return {
+      stage: d.stage ?? "train",
+      message: d.message ?? stepMessage(d.step, d.total ?? null),
+      step: d.step,
+      total: d.total ?? null,
+      eta_s: d.eta_s ?? null,
+      metrics: d.metrics ?? {},
+    };
+  }
+  const flat = FlatShape.safeParse(c);
+  if (!flat.success) return null;
+  const d = flat.data;
+  const total = d.total_steps ?? d.total ?? null;
+  const metrics: Record<string, number> = {};
+  for (const [k, v] of Object.entries(d)) {
+    if (!NOT_METRICS.has(k) && typeof v === "number" && Number.isFinite(v)) metrics[k] = v;
+  }
+  return {
+    stage: d.stage ?? "train",
+    message: d.message ?? stepMessage(d.step, total),
+    step: d.step,
+    total,
+    eta_s: d.eta_s ?? null,
+    metrics,
+  };
+}
+
+function stepMessage(step: number | null, total: number | null): string {
+  if (step === null) return "training";
+  return total ? `step ${step}/${total}` : `step ${step}`;
 }
 
 /** Splits "2024-05-01T10:00:00.123456789Z message" (the API's timestamps=true format). */

@@ -235,9 +235,16 @@ describe("Kubernetes Job runner", () => {
       "checkpoint written at step 100",
     ]);
     expect(o.seen.logs.filter((l) => l.meta.source === pod).every((l) => l.meta.time !== null)).toBe(true);
-    expect(o.seen.progress.map((p) => [p.stage, p.step, p.loss])).toEqual([
-      ["train", 50, 2.5],
-      ["train", 100, 1.75],
+    expect(o.seen.progress).toEqual([
+      { stage: "train", message: "step 50/200", step: 50, total: 200, eta_s: 90, metrics: { loss: 2.5 } },
+      {
+        stage: "train",
+        message: "step 100/200",
+        step: 100,
+        total: 200,
+        eta_s: null,
+        metrics: { loss: 1.75 },
+      },
     ]);
     expect(runnerNotes(o.seen).some((n) => n.includes(`created Job ${job.metadata.name}`))).toBe(true);
     expect(runnerNotes(o.seen).some((n) => n.includes("Running on gpu-node-1"))).toBe(true);
