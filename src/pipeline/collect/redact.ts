@@ -294,7 +294,8 @@ function trivialValue(v: string): boolean {
 
 // ---- generic high-entropy rule -----------------------------------------------------------------
 
-const CANDIDATE_RE = /[A-Za-z0-9+/=_-]{20,}/g;
+// "=" only as trailing padding, so that key=value never joins into one candidate.
+const CANDIDATE_RE = /[A-Za-z0-9+/_-]{20,}={0,2}/g;
 
 function shannon(s: string): number {
   const freq = new Map<number, number>();
