@@ -1,6 +1,23 @@
-// Scores a model version on a frozen validation set, per task, next to the champion and each
-// task's baselines on the SAME examples, and runs the gate.
+// Scores a model version on a frozen validation set (a dataset's val split: the newest unless
+// one is named), per task with the task's own metrics, next to the champion and each task's
+// baselines on the SAME examples, then runs the gate. The candidate and the champion answer
+// with the EMA weights and early halting, exactly as serving answers.
+import type { Config } from "../config/index.js";
+import { WorkError } from "../errors.js";
+import { validationScore } from "../metrics.js";
+import { predictBatch } from "../model/act.js";
+import { Rng } from "../model/rng.js";
+import { decodeSafetensors } from "../model/safetensors.js";
+import { TRM } from "../model/trm.js";
+import type { ObjectStore } from "../store/index.js";
+import type { Dataset } from "./dataset/index.js";
+import type { ModelRegistry } from "./deploy/registry.js";
 import type { GateVerdict, TaskEvaluation } from "./evaluate/gate.js";
+import { runGate } from "./evaluate/gate.js";
+import { timeId } from "./run/ids.js";
+import { CancelledError } from "./run/retry.js";
+import { getTask, scoreBaselines, scoreTask } from "./tasks/index.js";
+import { TASK_NAMES, type TaskName } from "./tasks/types.js";
 
 export {
   type GateCheck,
@@ -28,7 +45,245 @@ export interface EvaluationResult {
   examples: number;
   candidate: { label: string; version: string | null; run_id: string | null };
   champion: { version: string } | null;
+  /** Why the champion was not scored, when there is one. */
+  champion_note: string | null;
   tasks: Record<string, TaskEvaluation>;
   halting: { candidate: HaltingStats; champion: HaltingStats | null };
   gate: GateVerdict;
+}
+
+export interface ModelUnderTest {
+  /** "candidate", or the version id. */
+  label: string;
+  version: string | null;
+  /** A model safetensors file (EMA weights + config in the metadata). */
+  weights: Uint8Array;
+}
+
+export interface EvaluateInput {
+  agent: string;
+  config: Config;
+  dataset: Dataset;
+  candidate: ModelUnderTest;
+  champion: ModelUnderTest | null;
+  runId?: string | null;
+  signal?: AbortSignal;
+  onProgress?: (p: { done: number; total: number; message: string }) => void;
+  now?: () => Date;
+}
+
+export async function evaluateModels(input: EvaluateInput): Promise<EvaluationResult> {
+  const { dataset, config } = input;
+  const B = Math.max(8, config.train.batch_size);
+  const tasks = TASK_NAMES.filter(
+    (t) => dataset.val.indicesOf(t).length > 0 || config.dataset.tasks[t].enabled,
+  );
+  const total = tasks.reduce((n, t) => n + dataset.val.indicesOf(t).length, 0) * (input.champion ? 2 : 1);
+  let done = 0;
+  const candidate = loadForEval(input.candidate, dataset);
+  let champion: TRM | null = null;
+  let championNote: string | null = null;
+  if (input.champion) {
+    try {
+      champion = loadForEval(input.champion, dataset);
+    } catch (err) {
+      championNote = `the champion ${input.champion.label} cannot answer this dataset: ${(err as Error).message}`;
+    }
+  }
+  const halting = { candidate: newHalting(candidate), champion: champion ? newHalting(champion) : null };
+  const out: Record<string, TaskEvaluation> = {};
+  try {
+    for (const task of tasks) {
+      const t = getTask(task);
+      const idx = dataset.val.indicesOf(task);
+      const examples = idx.map((i) => dataset.val.example(i));
+      const predict = (model: TRM, stats: HaltingStats) => {
+        const preds: Int32Array[] = [];
+        for (let i = 0; i < idx.length; i += B) {
+          if (input.signal?.aborted) throw new CancelledError("evaluation cancelled");
+          const b = dataset.val.batch(idx.slice(i, i + B));
+          const p = predictWith(model, b);
+          const L = model.cfg.seq_len;
+          for (let j = 0; j < p.steps.length; j++) {
+            preds.push(p.predictions.slice(j * L, (j + 1) * L));
+            stats.histogram[p.steps[j] - 1]++;
+          }
+          done += p.steps.length;
+          input.onProgress?.({
+            done,
+            total,
+            message: `${task}: ${Math.min(i + B, idx.length)}/${idx.length}`,
+          });
+        }
+        return preds;
+      };
+      const score = (preds: Int32Array[]) => {
+        const s = scoreTask(task, examples, preds, dataset.vocab);
+        return { metrics: s.metrics, score: s.metrics[s.primary] };
+      };
+      const cand = idx.length
+        ? score(predict(candidate, halting.candidate))
+        : { metrics: {}, score: Number.NaN };
+      const champ = champion && idx.length ? score(predict(champion, halting.champion!)) : null;
+      const baselines: TaskEvaluation["baselines"] = {};
+      let best: string | null = null;
+      if (idx.length) {
+        const bs = scoreBaselines(task, dataset.train.examples(task), examples, dataset.vocab);
+        for (const [name, s] of Object.entries(bs.scores))
+          baselines[name] = { metrics: s.metrics, score: s.metrics[s.primary] };
+        best = bs.best || null;
+      }
+      out[task] = {
+        task,
+        enabled: config.dataset.tasks[task].enabled,
+        examples: idx.length,
+        primary: t.primary,
+        direction: t.metrics[t.primary] ?? "higher",
+        candidate: cand,
+        champion: champ,
+        baselines,
+        best_baseline: best,
+        judged: idx.length >= config.gate.min_examples,
+        floor: config.gate.floors[task] ?? null,
+      };
+    }
+  } finally {
+    candidate.dispose();
+    champion?.dispose();
+  }
+  for (const h of [halting.candidate, halting.champion]) if (h) finishHalting(h);
+  const gate = runGate(Object.values(out), config.gate);
+  if (input.champion && !champion) {
+    gate.checks.push({ task: "*", check: "regression", passed: false, detail: championNote! });
+    gate.passed = false;
+    gate.reasons = gate.checks.filter((c) => !c.passed).map((c) => c.detail);
+  }
+  for (const [task, e] of Object.entries(out))
+    if (Number.isFinite(e.candidate.score))
+      validationScore.set(
+        { agent: input.agent, task, version: input.candidate.version ?? input.candidate.label },
+        e.candidate.score,
+      );
+  return {
+    schema: 1,
+    agent: input.agent,
+    evaluated_at: (input.now?.() ?? new Date()).toISOString(),
+    dataset_id: dataset.id,
+    split: "val",
+    examples: Object.values(out).reduce((n, e) => n + e.examples, 0),
+    candidate: {
+      label: input.candidate.label,
+      version: input.candidate.version,
+      run_id: input.runId ?? null,
+    },
+    champion: input.champion?.version ? { version: input.champion.version } : null,
+    champion_note: championNote,
+    tasks: out,
+    halting,
+    gate,
+  };
+}
+
+/**
+ * A model ready to answer the dataset's examples. A model from an older dataset meets a grown
+ * vocabulary (new services): its table grows like a fresh model's, so it answers, just without
+ * knowledge of the new classes, which is the honest comparison.
+ */
+function loadForEval(m: ModelUnderTest, dataset: Dataset): TRM {
+  const model = TRM.fromSafetensors(decodeSafetensors(m.weights, m.label));
+  try {
+    if (model.cfg.seq_len !== dataset.manifest.seq_len)
+      throw new WorkError(
+        `its sequence length is ${model.cfg.seq_len}, the dataset's ${dataset.manifest.seq_len}`,
+      );
+    if (model.cfg.vocab_size > dataset.vocab.size)
+      throw new WorkError(
+        `its vocabulary (${model.cfg.vocab_size}) is larger than the dataset's (${dataset.vocab.size})`,
+      );
+    if (model.cfg.vocab_size < dataset.vocab.size) model.growVocab(dataset.vocab.size, new Rng(0));
+    if (model.cfg.num_puzzle_identifiers < dataset.manifest.num_puzzle_identifiers)
+      model.growPuzzleIds(dataset.manifest.num_puzzle_identifiers);
+    return model;
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+}
+
+function predictWith(model: TRM, b: { inputs: Int32Array; puzzleIds: Int32Array }) {
+  return predictBatch(model, model.weights, { tokens: b.inputs, puzzleIds: b.puzzleIds });
+}
+
+function newHalting(model: TRM): HaltingStats {
+  return {
+    histogram: new Array(model.cfg.halt_max_steps).fill(0),
+    mean: 0,
+    max_steps: model.cfg.halt_max_steps,
+  };
+}
+
+function finishHalting(h: HaltingStats): void {
+  const n = h.histogram.reduce((a, b) => a + b, 0);
+  h.mean = n ? h.histogram.reduce((a, c, i) => a + c * (i + 1), 0) / n : 0;
+}
+
+/** The evaluation record's place when a version is evaluated outside a run. */
+export function evaluationKey(agent: string, version: string, at: Date): string {
+  return `models/${agent}/evaluations/${timeId("e", at)}-${version}.json`;
+}
+
+export interface EvaluateVersionOptions {
+  config: Config;
+  store: ObjectStore;
+  registry: ModelRegistry;
+  agent: string;
+  /** A version id or alias. */
+  version: string;
+  /** Compare with this version or alias (default: the champion, when it is another version). */
+  against?: string | null;
+  /** The dataset whose val split is the frozen set (default: the newest). */
+  datasetId?: string;
+  signal?: AbortSignal;
+  onProgress?: EvaluateInput["onProgress"];
+}
+
+/** `trm-forge evaluate`: scores a registered version and stores the result beside the versions. */
+export async function evaluateVersion(
+  opts: EvaluateVersionOptions,
+): Promise<{ result: EvaluationResult; key: string }> {
+  const { openDataset } = await import("./dataset/index.js");
+  const version = await opts.registry.resolve(opts.agent, opts.version);
+  const dataset = await openDataset(opts.store, opts.agent, opts.datasetId);
+  const weights = await opts.registry.readArtifact(opts.agent, version, "model.safetensors");
+  let champion: ModelUnderTest | null = null;
+  const againstRef = opts.against === undefined ? "champion" : opts.against;
+  if (againstRef) {
+    const index = await opts.registry.read(opts.agent);
+    const against =
+      againstRef === "champion"
+        ? index.aliases.champion
+        : await opts.registry.resolve(opts.agent, againstRef);
+    if (against && against !== version)
+      champion = {
+        label: against,
+        version: against,
+        weights: await opts.registry.readArtifact(opts.agent, against, "model.safetensors"),
+      };
+  }
+  const result = await evaluateModels({
+    agent: opts.agent,
+    config: opts.config,
+    dataset,
+    candidate: { label: version, version, weights },
+    champion,
+    signal: opts.signal,
+    onProgress: opts.onProgress,
+  });
+  const key = evaluationKey(opts.agent, version, new Date(result.evaluated_at));
+  await opts.store.put(key, `${JSON.stringify(result, null, 2)}\n`, { contentType: "application/json" });
+  return { result, key };
+}
+
+export function isTaskName(t: string): t is TaskName {
+  return (TASK_NAMES as readonly string[]).includes(t);
 }

@@ -18,8 +18,9 @@ import type { Config } from "../config/index.js";
 import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { runLastSuccess, runStageDuration, runsTotal } from "../metrics.js";
-import type { ObjectStore } from "../store/index.js";
+import { NotFoundError, type ObjectStore, openStore } from "../store/index.js";
 import { ModelRegistry } from "./deploy/registry.js";
+import { writeRunReport } from "./report.js";
 import { codeVersion } from "./run/code-version.js";
 import { timeId } from "./run/ids.js";
 import { lockPath, peekLock, tryLock } from "./run/lock.js";
@@ -33,6 +34,7 @@ import {
   type RunRecord,
   type RunStatus,
   readRun,
+  runPrefix,
   STAGES,
   type StageName,
   type StageRecord,
@@ -41,6 +43,7 @@ import {
   writeRun,
 } from "./run/record.js";
 import { backoffMs, CancelledError, isCancel, isTransient, sleep } from "./run/retry.js";
+import { type DeployHook, realStages } from "./run/stages.js";
 
 export type {
   Attempt,
@@ -53,6 +56,12 @@ export type {
 } from "./run/record.js";
 export { STAGES, type StageName } from "./run/record.js";
 export { CancelledError, isTransient, TransientError } from "./run/retry.js";
+export {
+  type DeployContext,
+  type DeployHook,
+  defaultDeployHooks,
+  type RegisteredContext,
+} from "./run/stages.js";
 
 /** Events a run emits while it works; the CLI draws them, the MCP server forwards them. */
 export type RunEvent =
@@ -192,15 +201,21 @@ export class Pipeline {
       return { runId: holder, agent, started: false, done };
     }
     let record: RunRecord;
+    let worker: StageName[] | null = null;
     try {
-      record = opts.resume
-        ? await this.prepareResume(agent, opts.resume, opts.trigger)
-        : this.newRecord(agent, runId, requested, opts);
-      if (isTerminal(record.status)) {
-        await lock.release();
-        return { runId, agent, started: false, done: Promise.resolve(record) };
+      if (opts.resume && opts.stages?.length) {
+        record = await this.prepareWorker(agent, opts.resume, requested);
+        worker = requested;
+      } else {
+        record = opts.resume
+          ? await this.prepareResume(agent, opts.resume, opts.trigger)
+          : this.newRecord(agent, runId, requested, opts);
+        if (isTerminal(record.status)) {
+          await lock.release();
+          return { runId, agent, started: false, done: Promise.resolve(record) };
+        }
+        await writeRun(this.store, record);
       }
-      await writeRun(this.store, record);
     } catch (err) {
       await lock.release();
       throw err;
@@ -209,7 +224,7 @@ export class Pipeline {
     const listeners = new Set<(e: RunEvent) => void>();
     if (opts.onEvent) listeners.add(opts.onEvent);
     const signal = opts.signal ? AbortSignal.any([opts.signal, controller.signal]) : controller.signal;
-    const done = this.execute(record, signal, listeners).finally(async () => {
+    const done = this.execute(record, signal, listeners, worker).finally(async () => {
       this.active.delete(runId);
       await rm(this.cancelFile(runId), { force: true });
       await lock.release();
@@ -384,6 +399,27 @@ export class Pipeline {
     };
   }
 
+  /**
+   * Worker mode (`--resume RUN --stages S`, e.g. the train stage in a Kubernetes Job): runs the
+   * given stages of a run that another process owns. run.json is left to its owner; each
+   * stage's result goes to runs/<agent>/<run>/stages/<stage>.json (see readStageResult).
+   */
+  private async prepareWorker(agent: string, runId: string, stages: StageName[]): Promise<RunRecord> {
+    const r = await readRun(this.store, agent, runId);
+    if (r.status !== "running")
+      throw new UsageError(
+        `run ${runId} is ${r.status}: --stages with --resume runs stages of a run in progress; use --resume alone to continue it`,
+      );
+    for (const s of r.stages) {
+      if (stages.includes(s.name)) {
+        if (!s.requested) throw new UsageError(`run ${runId} did not ask for the ${s.name} stage`);
+        s.status = "pending";
+        s.error = null;
+      } else if (s.status === "pending" || s.status === "running") s.status = "skipped";
+    }
+    return r;
+  }
+
   private async prepareResume(agent: string, runId: string, trigger?: Partial<Trigger>): Promise<RunRecord> {
     const r = await readRun(this.store, agent, runId);
     if (r.status === "succeeded") return r;
@@ -421,6 +457,7 @@ export class Pipeline {
     record: RunRecord,
     signal: AbortSignal,
     listeners: Set<(e: RunEvent) => void>,
+    worker: StageName[] | null = null,
   ): Promise<RunRecord> {
     const log = childLogger({ agent: record.agent, run: record.id });
     const emit = (e: RunEvent) => {
@@ -432,7 +469,7 @@ export class Pipeline {
         }
       }
     };
-    const writer = new RecordWriter(this.store, record, () => this.now());
+    const writer = new RecordWriter(this.store, record, () => this.now(), worker);
     const poll = setInterval(() => {
       if (existsSync(this.cancelFile(record.id)) && !signal.aborted) {
         this.active.get(record.id)?.controller.abort(new CancelledError("cancelled on request"));
@@ -476,6 +513,17 @@ export class Pipeline {
       await writer.flush(true);
     } catch (err) {
       log.error({ err }, "could not write the final run record");
+    }
+    if (worker) {
+      emit({
+        type: "run",
+        runId: record.id,
+        agent: record.agent,
+        status: record.status,
+        error: record.error,
+        at: record.ended_at,
+      });
+      return record;
     }
     runsTotal.inc({ agent: record.agent, result: record.status });
     if (record.status === "succeeded")
@@ -659,6 +707,63 @@ export class Pipeline {
   }
 }
 
+/** What a worker-mode process reports about a stage it ran. */
+export interface StageResult {
+  stage: StageRecord;
+  progress: Progress | null;
+  log: LogLine[];
+  pid: number;
+  host: string;
+  updated_at: string;
+}
+
+export function stageResultKey(agent: string, runId: string, stage: StageName): string {
+  return `${runPrefix(agent, runId)}/stages/${stage}.json`;
+}
+
+/** The result a worker-mode process wrote for a stage of a run, or null when none did. */
+export async function readStageResult(
+  store: ObjectStore,
+  agent: string,
+  runId: string,
+  stage: StageName,
+): Promise<StageResult | null> {
+  try {
+    return JSON.parse((await store.get(stageResultKey(agent, runId, stage))).toString("utf8")) as StageResult;
+  } catch (err) {
+    if (err instanceof NotFoundError) return null;
+    throw err;
+  }
+}
+
+export interface CreatePipelineOptions {
+  /** Default: openStore(config). */
+  store?: ObjectStore;
+  /** What deploy does besides the registry; default defaultDeployHooks() (knowledge.md, Ollama, vLLM). */
+  deployHooks?: DeployHook[];
+  /** Replaces stages (e.g. the Kubernetes train stage). */
+  stages?: Partial<StageFns>;
+  now?: () => Date;
+  /** Write report.html when a run ends (default true). */
+  report?: boolean;
+}
+
+/** The pipeline with the real stages, the store from the config, and report.html at the end. */
+export function createPipeline(config: Config, opts: CreatePipelineOptions = {}): Pipeline {
+  return new Pipeline({
+    config,
+    store: opts.store ?? openStore(config),
+    stages: { ...realStages({ deployHooks: opts.deployHooks }), ...opts.stages },
+    now: opts.now,
+    onRunEnd:
+      opts.report === false
+        ? undefined
+        : async (record, p) => {
+            await writeRunReport(p.store, record);
+          },
+  });
+}
+
 /** Serialises writes of one run record, so the last state always lands last. */
 class RecordWriter {
   private chain: Promise<void> = Promise.resolve();
@@ -668,6 +773,8 @@ class RecordWriter {
     private readonly store: ObjectStore,
     private readonly record: RunRecord,
     private readonly now: () => Date,
+    /** Worker mode: write these stages' results beside run.json, never run.json itself. */
+    private readonly worker: StageName[] | null = null,
   ) {}
 
   /** wait=false coalesces with a write already queued (progress updates). */
@@ -679,7 +786,24 @@ class RecordWriter {
       .then(async () => {
         this.pending = false;
         this.record.updated_at = this.now().toISOString();
-        await writeRun(this.store, this.record);
+        if (!this.worker) return writeRun(this.store, this.record);
+        for (const stage of this.record.stages.filter((s) => this.worker!.includes(s.name))) {
+          const result: StageResult = {
+            stage,
+            progress: this.record.progress?.stage === stage.name ? this.record.progress : null,
+            log: this.record.log.filter((l) => l.stage === stage.name).slice(-50),
+            pid: process.pid,
+            host: hostname(),
+            updated_at: this.record.updated_at,
+          };
+          await this.store.put(
+            stageResultKey(this.record.agent, this.record.id, stage.name),
+            `${JSON.stringify(result, null, 2)}\n`,
+            {
+              contentType: "application/json",
+            },
+          );
+        }
       });
     return wait ? this.chain : this.chain.catch(() => undefined);
   }

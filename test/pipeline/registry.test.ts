@@ -61,7 +61,7 @@ for (const kind of storesUnderTest()) {
       const a = await registerOne(reg, "agent-a", true, 1);
       const b = await registerOne(reg, "agent-a", true, 2);
       expect(a.version < b.version).toBe(true);
-      expect(a.version).toMatch(/^v\d{8}-\d{6}-\d{3}$/);
+      expect(a.version).toMatch(/^v\d{8}-\d{6}-\d{3}-[0-9a-f]{4}$/);
       const list = await reg.listVersions("agent-a");
       expect(list.map((v) => v.version)).toEqual([a.version, b.version]);
       const loaded = await reg.load("agent-a", a.version);
@@ -139,7 +139,7 @@ for (const kind of storesUnderTest()) {
       // Promoting the current champion again is a no-op, not a new history entry.
       expect(await reg.promote("agent-r", v1, { actor: "t", reason: "again" })).toEqual([]);
       await expect(
-        reg.promote("agent-r", "v20990101-000000-000", { actor: "t", reason: "x" }),
+        reg.promote("agent-r", "v20990101-000000-000-abcd", { actor: "t", reason: "x" }),
       ).rejects.toThrow(/no model version/);
     });
 

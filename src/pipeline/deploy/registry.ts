@@ -25,7 +25,7 @@ export type Alias = (typeof ALIASES)[number];
 
 const Sha = z.string().regex(/^[0-9a-f]{64}$/);
 const ARTIFACT_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const VERSION_RE = /^v\d{8}-\d{6}-\d{3}$/;
+const VERSION_RE = /^v\d{8}-\d{6}-\d{3}-[0-9a-f]{4}$/;
 
 export const ArtifactEntry = z
   .object({
@@ -126,6 +126,8 @@ export interface ArtifactInput {
 
 export interface RegisterInput {
   artifacts: ArtifactInput[];
+  /** Artifacts that name the version (e.g. the model card), made once its id is chosen. */
+  versioned?: (version: string) => ArtifactInput[];
   lineage: Lineage;
   gate: GateSummary | null;
   scores?: Record<string, number>;
@@ -299,22 +301,23 @@ export class ModelRegistry {
    */
   async register(agent: string, input: RegisterInput): Promise<VersionManifest> {
     checkKey(`models/${agent}`);
+    const version = await this.newVersionId(agent);
+    const artifacts = [...input.artifacts, ...(input.versioned?.(version) ?? [])];
     const names = new Set<string>();
-    for (const a of input.artifacts) {
+    for (const a of artifacts) {
       if (!ARTIFACT_NAME_RE.test(a.name) || a.name === "manifest.json")
         throw new RegistryError(`bad artifact name "${a.name}"`);
       if (names.has(a.name)) throw new RegistryError(`artifact "${a.name}" given twice`);
       names.add(a.name);
     }
     const lineage = Lineage.parse(input.lineage);
-    const version = await this.newVersionId(agent);
     const prefix = versionPrefix(agent, version);
     if ((await this.store.list(prefix)).length > 0)
       throw new RegistryError(`${prefix}/ already holds objects; versions are immutable`);
     const createdAt = this.now().toISOString();
     try {
       const entries: ArtifactEntry[] = [];
-      for (const a of input.artifacts) {
+      for (const a of artifacts) {
         input.signal?.throwIfAborted();
         const data = typeof a.data === "string" ? Buffer.from(a.data, "utf8") : a.data;
         const digest = sha256(data);
@@ -456,7 +459,8 @@ export class ModelRegistry {
     const last = index.versions.at(-1)?.version;
     const lastAt = last ? timeOfId(last) : null;
     if (lastAt && at.getTime() <= lastAt.getTime()) at = new Date(lastAt.getTime() + 1);
-    return timeId("v", at, false);
+    // The random tail keeps two writers that pick the same millisecond apart.
+    return timeId("v", at, true);
   }
 
   /** Read-modify-write of the index under the lock; mutate may return a value (e.g. the moves). */
