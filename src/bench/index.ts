@@ -9,6 +9,7 @@ type Suite = { run(args: string[]): Promise<unknown> };
 const SUITES: Record<string, () => Promise<Suite>> = {
   model: () => import("./model.js"),
   dataset: () => import("./dataset.js"),
+  serve: () => import("./serve.js"),
 };
 
 async function main(argv: string[]): Promise<number> {
