@@ -9,6 +9,7 @@ import type { V1Job, V1Pod } from "@kubernetes/client-node";
 import type { Config } from "../../config/schema.js";
 import { ConfigError, WorkError } from "../../errors.js";
 import { log } from "../../log.js";
+import { TransientError } from "../run/retry.js";
 import {
   ANNOTATION,
   buildTrainJob,
@@ -508,6 +509,8 @@ function note(opts: TrainJobOptions, text: string): void {
 
 function apiFailure(err: unknown, what: string): Error {
   const status = statusOf(err);
+  // The pipeline retries transient failures with backoff; a retry re-attaches to the run's Job.
+  if (isTransient(err)) return new TransientError(`${what}: ${apiMessage(err)}`);
   if (status === 401 || status === 403) {
     return new ConfigError(
       `${what}: ${apiMessage(err)} (the service account needs the Role in k8s/base: jobs create/get/list/watch/delete, pods get/list/watch, pods/log get)`,

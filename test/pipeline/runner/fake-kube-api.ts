@@ -62,7 +62,14 @@ export class FakeKubeApi {
   private nanos = 0;
   private rv = 1000;
 
+  /** The next this-many requests get this status (an API server restarting or overloaded). */
+  private failing = { count: 0, status: 503 };
+
   constructor(private readonly opts: FakeKubeOptions = {}) {}
+
+  failNext(count: number, status = 503): void {
+    this.failing = { count, status };
+  }
 
   async start(): Promise<void> {
     const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -223,6 +230,16 @@ export class FakeKubeApi {
       query,
       authorization: req.headers.authorization,
     });
+    if (this.failing.count > 0) {
+      this.failing.count--;
+      this.status(
+        res,
+        this.failing.status,
+        "ServiceUnavailable",
+        "the server is currently unable to handle the request",
+      );
+      return;
+    }
     if (this.opts.token && req.headers.authorization !== `Bearer ${this.opts.token}`) {
       return this.status(res, 401, "Unauthorized", "Unauthorized");
     }

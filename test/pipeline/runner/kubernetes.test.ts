@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../../../src/config/index.js";
 import type { Config } from "../../../src/config/schema.js";
 import { ConfigError } from "../../../src/errors.js";
+import { TransientError } from "../../../src/pipeline/run/retry.js";
 import {
   cancelTrainJobs,
   type LogMeta,
@@ -409,6 +410,23 @@ describe("Kubernetes Job runner", () => {
     expect(podLines(o.seen)).toEqual(["a1", "a2", "a3", "b1", "b2", "c1"]);
     const reopened = api.requests.filter((q) => q.path.endsWith("/log") && q.query.sinceTime);
     expect(reopened.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("rides out a short API outage while following, and reports one at the start as transient", async () => {
+    api.failNext(1);
+    const err = await runTrainStageInKubernetes(options(makeConfig())).catch((e) => e);
+    expect(err).toBeInstanceOf(TransientError);
+    expect(err.message).toMatch(/503/);
+    const o = options(makeConfig());
+    const running = runTrainStageInKubernetes(o);
+    const { pod } = await jobAndPod();
+    api.startPod(pod);
+    api.failNext(5);
+    api.print(pod, ["still training"]);
+    await waitFor(() => podLines(o.seen).length === 1, "the line");
+    api.endPod(pod, 0);
+    expect((await running).status).toBe("succeeded");
+    expect(api.creates()).toBe(1);
   });
 
   it("says why a pod waits (unschedulable on the GPU pool)", async () => {
