@@ -207,7 +207,10 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
           st.leaks++;
           return;
         }
-        st.heaps[split].offer(hashParts(seed, d.uid), d.key, compact(d));
+        const priority = hashParts(seed, d.uid);
+        const heap = st.heaps[split];
+        if (heap.accepts(priority, d.key)) heap.offer(priority, d.key, pack(d));
+        else heap.seen++;
       },
       invalid(reason, ref) {
         const e = getOrAdd(st.invalid, reason, () => ({ count: 0, examples: [] as string[] }));
@@ -299,7 +302,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
     for (const split of ["train", "val"] as const) {
       const ds = [...k[split]].sort((a, b) => a.time - b.time || a.uid - b.uid || a.key - b.key);
       for (const d of ds) {
-        const ex = expand(d, name, config.seq_len);
+        const ex = unpack(d, name, config.seq_len);
         if (task.slots.length)
           fillSlots(name, task.slots, ex.labels, d.classes, vocab, (slot, cls) => {
             if (slot.namespace === "service") return "service:<other>";
@@ -397,30 +400,25 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   return { id, prefix, manifest, vocab, reused: false };
 }
 
-/** Drafts kept in the sample hold 16-bit token arrays: half the memory of int32. */
-interface CompactDraft extends Draft {
-  packed: Uint16Array;
-}
-
-function compact(d: Draft): Draft {
+/** A sampled draft keeps its tokens in one 16-bit array (labels: 0xFFFF for ignored): half the memory. */
+function pack(d: Draft): Draft {
   const S = d.inputs.length;
   const packed = new Uint16Array(2 * S);
-  for (let i = 0; i < S; i++) {
-    packed[i] = d.inputs[i];
-    packed[S + i] = d.labels[i] === IGNORE ? 0xffff : d.labels[i];
-  }
-  const c: CompactDraft = { ...d, inputs: new Int32Array(0), labels: new Int32Array(0), packed };
-  return c;
+  packed.set(d.inputs);
+  for (let i = 0; i < S; i++) packed[S + i] = d.labels[i] === IGNORE ? 0xffff : d.labels[i];
+  d.packed = packed;
+  d.inputs = EMPTY;
+  d.labels = EMPTY;
+  return d;
 }
 
-function expand(d: Draft, task: TaskName, S: number): Example {
-  const packed = (d as CompactDraft).packed;
-  const inputs = new Int32Array(S);
+const EMPTY = new Int32Array(0);
+
+function unpack(d: Draft, task: TaskName, S: number): Example {
+  const p = d.packed!;
+  const inputs = Int32Array.from(p.subarray(0, S));
   const labels = new Int32Array(S);
-  for (let i = 0; i < S; i++) {
-    inputs[i] = packed[i];
-    labels[i] = packed[S + i] === 0xffff ? IGNORE : packed[S + i];
-  }
+  for (let i = 0; i < S; i++) labels[i] = p[S + i] === 0xffff ? IGNORE : p[S + i];
   return { task, inputs, labels, time: d.time, aux: d.aux };
 }
 

@@ -72,50 +72,46 @@ export function encodeSplit(
   SPLIT_MAGIC.copy(buf, 0);
   buf.writeUInt32LE(headerBytes.length, SPLIT_MAGIC.length);
   headerBytes.copy(buf, SPLIT_MAGIC.length + 4);
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const at = (name: string) => dataStart + arrays.find((a) => a.name === name)!.offset;
-  let p = at("inputs");
-  let q = at("labels");
-  for (const ex of examples) {
+  const inputs = new Uint16Array(N * seqLen);
+  const labels = new Uint16Array(N * seqLen);
+  examples.forEach((ex, k) => {
     if (ex.inputs.length !== seqLen || ex.labels.length !== seqLen)
       throw new DatasetFormatError(`example of length ${ex.inputs.length}, expected ${seqLen}`);
+    const o = k * seqLen;
     for (let i = 0; i < seqLen; i++) {
       const t = ex.inputs[i];
       const l = ex.labels[i];
       if (t < 0 || t >= IGNORE_U16) throw new DatasetFormatError(`token id ${t} does not fit the format`);
       if (l !== IGNORE && (l < 0 || l >= IGNORE_U16))
         throw new DatasetFormatError(`label id ${l} does not fit`);
-      view.setUint16(p, t, true);
-      view.setUint16(q, l === IGNORE ? IGNORE_U16 : l, true);
-      p += 2;
-      q += 2;
+      inputs[o + i] = t;
+      labels[o + i] = l === IGNORE ? IGNORE_U16 : l;
     }
-  }
-  p = at("task");
+  });
+  putLE(buf, at("inputs"), inputs);
+  putLE(buf, at("labels"), labels);
+  let p = at("task");
   for (const ex of examples) {
     const ti = tasks.indexOf(ex.task);
     if (ti < 0) throw new DatasetFormatError(`task ${ex.task} not in the split's task list`);
     buf[p++] = ti;
   }
-  p = at("time");
-  for (const ex of examples) {
-    view.setFloat64(p, ex.time, true);
-    p += 8;
-  }
-  p = at("aux_offsets");
-  q = at("aux");
+  putLE(
+    buf,
+    at("time"),
+    Float64Array.from(examples, (e) => e.time),
+  );
+  const offsets = new Uint32Array(N + 1);
+  const aux = new Float64Array(auxTotal);
   let acc = 0;
-  view.setUint32(p, 0, true);
-  p += 4;
-  for (const ex of examples) {
-    for (const v of ex.aux) {
-      view.setFloat64(q, v, true);
-      q += 8;
-    }
+  examples.forEach((ex, k) => {
+    aux.set(ex.aux, acc);
     acc += ex.aux.length;
-    view.setUint32(p, acc, true);
-    p += 4;
-  }
+    offsets[k + 1] = acc;
+  });
+  putLE(buf, at("aux_offsets"), offsets);
+  putLE(buf, at("aux"), aux);
   return buf;
 }
 
@@ -144,7 +140,6 @@ export function decodeSplit(buf: Uint8Array, what = "split"): SplitArrays {
     throw new DatasetFormatError(`${what}: bad header (${(err as Error).message.split("\n")[0]})`);
   }
   const dataStart = align8(hstart + hlen);
-  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const N = header.count;
   const S = header.seq_len;
   const get = (name: string, dtype: DType, length: number) => {
@@ -156,37 +151,49 @@ export function decodeSplit(buf: Uint8Array, what = "split"): SplitArrays {
       throw new DatasetFormatError(`${what}: array ${name} runs past the end of the file`);
     return start;
   };
-  const inputs = new Int32Array(N * S);
+  const in16 = getLE(b, get("inputs", "uint16", N * S), new Uint16Array(N * S));
+  const lab16 = getLE(b, get("labels", "uint16", N * S), new Uint16Array(N * S));
+  const inputs = Int32Array.from(in16);
   const labels = new Int32Array(N * S);
-  let p = get("inputs", "uint16", N * S);
-  let q = get("labels", "uint16", N * S);
-  for (let i = 0; i < N * S; i++) {
-    inputs[i] = view.getUint16(p, true);
-    const l = view.getUint16(q, true);
-    labels[i] = l === IGNORE_U16 ? IGNORE : l;
-    p += 2;
-    q += 2;
-  }
-  p = get("task", "uint8", N);
+  for (let i = 0; i < N * S; i++) labels[i] = lab16[i] === IGNORE_U16 ? IGNORE : lab16[i];
+  const p = get("task", "uint8", N);
   const task = Uint8Array.from(b.subarray(p, p + N));
   for (const t of task)
     if (t >= header.tasks.length) throw new DatasetFormatError(`${what}: task index ${t} out of range`);
-  p = get("time", "float64", N);
-  const time = new Float64Array(N);
-  for (let i = 0; i < N; i++) time[i] = view.getFloat64(p + 8 * i, true);
-  p = get("aux_offsets", "uint32", N + 1);
-  const auxOffsets = new Uint32Array(N + 1);
-  for (let i = 0; i <= N; i++) auxOffsets[i] = view.getUint32(p + 4 * i, true);
-  const auxEntry = header.arrays.find((a) => a.name === "aux");
-  const auxLen = auxEntry?.length ?? -1;
+  const time = getLE(b, get("time", "float64", N), new Float64Array(N));
+  const auxOffsets = getLE(b, get("aux_offsets", "uint32", N + 1), new Uint32Array(N + 1));
+  const auxLen = header.arrays.find((a) => a.name === "aux")?.length ?? -1;
   if (auxOffsets[0] !== 0 || auxOffsets[N] !== auxLen)
     throw new DatasetFormatError(`${what}: aux offsets do not match the aux array`);
   for (let i = 0; i < N; i++)
     if (auxOffsets[i + 1] < auxOffsets[i]) throw new DatasetFormatError(`${what}: aux offsets go backwards`);
-  p = get("aux", "float64", auxLen);
-  const aux = new Float64Array(auxLen);
-  for (let i = 0; i < auxLen; i++) aux[i] = view.getFloat64(p + 8 * i, true);
+  const aux = getLE(b, get("aux", "float64", auxLen), new Float64Array(auxLen));
   return { header, inputs, labels, task, time, auxOffsets, aux };
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Copies a typed array into buf at offset, little-endian whatever the machine. */
+function putLE(buf: Buffer, offset: number, a: Uint16Array | Uint32Array | Float64Array): void {
+  const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  if (LITTLE_ENDIAN) {
+    buf.set(bytes, offset);
+    return;
+  }
+  const w = a.BYTES_PER_ELEMENT;
+  for (let i = 0; i < a.length; i++)
+    for (let j = 0; j < w; j++) buf[offset + i * w + j] = bytes[i * w + w - 1 - j];
+}
+
+/** Reads a little-endian typed array out of buf (a copy, so alignment never matters). */
+function getLE<T extends Uint16Array | Uint32Array | Float64Array>(buf: Buffer, offset: number, out: T): T {
+  const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  bytes.set(buf.subarray(offset, offset + out.byteLength));
+  if (!LITTLE_ENDIAN) {
+    const w = out.BYTES_PER_ELEMENT;
+    for (let i = 0; i < out.length; i++) bytes.subarray(i * w, (i + 1) * w).reverse();
+  }
+  return out;
 }
 
 function align8(n: number): number {

@@ -23,6 +23,12 @@ export class BottomK<T> {
     this.down(0);
   }
 
+  /** Whether an item of this priority would be kept now (so a caller can skip preparing it). */
+  accepts(priority: number, tie: number): boolean {
+    if (this.k <= 0) return false;
+    return this.heap.length < this.k || less(priority, tie, this.heap[0].p, this.heap[0].t);
+  }
+
   get size(): number {
     return this.heap.length;
   }

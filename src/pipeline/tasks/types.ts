@@ -99,6 +99,8 @@ export interface Draft {
   uid: number;
   /** Split group for tasks split by something else than time (code_infill: the file path). */
   group?: number;
+  /** Set by the dataset build once the draft is sampled: inputs then labels, 16 bits each. */
+  packed?: Uint16Array;
   /** The service and time whose incident state decides a deferred class (log_triage). */
   incident?: { service: string; time: number };
 }
