@@ -4,7 +4,6 @@ export {
   loadServedModel,
   type SampleOutput,
   ServedModel,
-  SMOKE_ARTIFACT,
   VOCAB_ARTIFACT,
   WEIGHTS_ARTIFACT,
 } from "./served-model.js";
@@ -29,4 +28,4 @@ export {
   type ShadowTaskSummary,
   shadowKey,
 } from "./shadow.js";
-export { type SmokeExample, type SmokeResult, smokeArtifact, smokeTest } from "./smoke.js";
+export { SMOKE_ARTIFACT, SmokeExample, type SmokeResult, smokeArtifact, smokeTest } from "./smoke.js";

@@ -13,7 +13,6 @@ import { Batcher } from "./batcher.js";
 /** Artifact names of a model version that serving reads. */
 export const WEIGHTS_ARTIFACT = "model.safetensors";
 export const VOCAB_ARTIFACT = "vocab.json";
-export const SMOKE_ARTIFACT = "smoke.json";
 
 /** What inference gives back for one sample. */
 export interface SampleOutput {

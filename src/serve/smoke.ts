@@ -1,24 +1,14 @@
 // The smoke test a new version passes before it is switched to: one prediction on a stored
 // validation example (the version's smoke.json, written at registration), checked for sane
 // output. It judges that the model runs, not how good it is: the gate did that.
-import * as z from "zod";
 import { artifactKey } from "../pipeline/deploy/registry.js";
-import { type Encoded, type Example, PUZZLE_IDS, TASK_NAMES } from "../pipeline/tasks/types.js";
+import { SMOKE_ARTIFACT, SmokeExample } from "../pipeline/deploy/smoke-example.js";
+import { type Encoded, TASK_NAMES } from "../pipeline/tasks/types.js";
 import type { ObjectStore } from "../store/index.js";
 import { sha256 } from "../util/fs.js";
-import { type ServedModel, SMOKE_ARTIFACT } from "./served-model.js";
+import type { ServedModel } from "./served-model.js";
 
-export const SmokeExample = z
-  .object({
-    task: z.enum(TASK_NAMES),
-    inputs: z.array(z.number().int().min(0)),
-    puzzle_id: z.number().int().min(0),
-    aux: z.array(z.number()).default([]),
-    /** The example's labels (-100 where unsupervised), to report how the answer compares. */
-    labels: z.array(z.number().int()).optional(),
-  })
-  .strict();
-export type SmokeExample = z.infer<typeof SmokeExample>;
+export { SMOKE_ARTIFACT, SmokeExample, smokeArtifact } from "../pipeline/deploy/smoke-example.js";
 
 export interface SmokeResult {
   source: "smoke.json" | "neutral input";
@@ -26,18 +16,6 @@ export interface SmokeResult {
   steps: number;
   /** Share of the example's supervised positions the model got right (null without labels). */
   label_accuracy: number | null;
-}
-
-/** The smoke.json artifact for a version, from one validation example (for the registration). */
-export function smokeArtifact(example: Example): { name: string; data: string; contentType: string } {
-  const body: SmokeExample = {
-    task: example.task,
-    inputs: [...example.inputs],
-    puzzle_id: PUZZLE_IDS[example.task],
-    aux: [...example.aux],
-    labels: [...example.labels],
-  };
-  return { name: SMOKE_ARTIFACT, data: `${JSON.stringify(body)}\n`, contentType: "application/json" };
 }
 
 /** Runs the smoke prediction on a model that is loaded but not yet served; throws on failure. */

@@ -10,9 +10,9 @@ import { parseTRMConfig } from "../../src/model/config.js";
 import { encodeSafetensors, type TensorToWrite } from "../../src/model/safetensors.js";
 import { TRM } from "../../src/model/trm.js";
 import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
+import { smokeArtifact } from "../../src/pipeline/deploy/smoke-example.js";
 import { getTask } from "../../src/pipeline/tasks/index.js";
-import { PUZZLE_IDS } from "../../src/pipeline/tasks/types.js";
-import { Vocab } from "../../src/pipeline/tasks/vocab.js";
+import { IGNORE, Vocab } from "../../src/pipeline/tasks/vocab.js";
 import { FsStore } from "../../src/store/index.js";
 
 export const SEQ_LEN = 16;
@@ -85,17 +85,20 @@ export async function registerVersion(
   });
   // A stored validation example: one encoded log line.
   const enc = getTask("log_triage").encode({ line: "ERROR db timeout after 30s" }, vocab);
-  const smoke = {
+  const labels = new Int32Array(SEQ_LEN).fill(IGNORE);
+  labels[enc.readouts[0].position] = vocab.classId("level:error")!;
+  const smoke = smokeArtifact({
     task: "log_triage",
-    inputs: [...enc.inputs],
-    puzzle_id: PUZZLE_IDS.log_triage,
-    aux: [],
-  };
+    inputs: enc.inputs,
+    labels,
+    time: 0,
+    aux: new Float64Array(0),
+  });
   const manifest = await registry.register(agent, {
     artifacts: [
       { name: "model.safetensors", data: weights },
       { name: "vocab.json", data: (o.vocab ?? vocab).serialize() },
-      { name: "smoke.json", data: JSON.stringify(smoke) },
+      smoke,
     ],
     lineage: { run_id: null, dataset_id: null, raw_segments: [], code_version: "test", parent_version: null },
     gate: { passed: true, reasons: [] },

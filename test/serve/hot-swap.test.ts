@@ -136,6 +136,8 @@ describe("hot swap under load", () => {
     await server.reconcile(AGENT);
     const r4 = server.swaps().at(-1)!;
     expect(r4).toMatchObject({ to: good, ok: true, smoke: { source: "smoke.json", task: "log_triage" } });
+    // The stored example has one supervised position (the level): the smoke test scored it.
+    expect([0, 1]).toContain(r4.smoke?.label_accuracy);
     expect(server.status()[0].last_failure).toBeNull();
     expect((await server.predict(AGENT, "log_triage", LINES[0])).version).toBe(good);
   });
