@@ -8,7 +8,7 @@ import { agentConfigFor, createSimulator, type Simulator } from "../simulator/in
 import { atomicWriteJson } from "../util/fs.js";
 import { action, emit, parseIntOption } from "./common.js";
 
-interface SimulateOptions {
+export interface SimulateOptions {
   seed: number;
   days: string;
   port: number;
@@ -18,6 +18,48 @@ interface SimulateOptions {
   logsPerDay?: number;
   tracesPerDay?: number;
   json?: boolean;
+}
+
+/**
+ * Validates the options, starts the simulator, writes the ground truth, prints the summary, and
+ * serves until `stop` aborts.
+ */
+export async function runSimulate(opts: SimulateOptions, stop: AbortSignal): Promise<void> {
+  const days = Number(opts.days);
+  if (!(days > 0 && days <= 400))
+    throw new UsageError(`--days must be a number in (0, 400], got "${opts.days}"`);
+  if (opts.seed < 0) throw new UsageError(`--seed must be a non-negative integer, got ${opts.seed}`);
+  if (opts.port < 0 || opts.port > 65535)
+    throw new UsageError(`--port must be in 0..65535, got ${opts.port}`);
+  if (opts.end !== undefined && !Number.isFinite(Date.parse(opts.end)))
+    throw new UsageError(`--end must be an ISO 8601 time, got "${opts.end}"`);
+  for (const [flag, v] of [
+    ["--logs-per-day", opts.logsPerDay],
+    ["--traces-per-day", opts.tracesPerDay],
+  ] as const) {
+    if (v !== undefined && v <= 0) throw new UsageError(`${flag} must be positive, got ${v}`);
+  }
+  const sim = await createSimulator({
+    seed: opts.seed,
+    days,
+    end: opts.end,
+    host: opts.host,
+    port: opts.port,
+    logsPerDay: opts.logsPerDay,
+    tracesPerDay: opts.tracesPerDay,
+  });
+  try {
+    if (opts.groundTruth) await atomicWriteJson(opts.groundTruth, sim.groundTruth);
+    emit(
+      opts.json,
+      { url: sim.url, ground_truth_file: opts.groundTruth ?? null, ground_truth: sim.groundTruth },
+      () => describe(sim, opts.groundTruth),
+    );
+    if (!stop.aborted)
+      await new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true }));
+  } finally {
+    await sim.close();
+  }
 }
 
 function describe(sim: Simulator, groundTruthPath: string | undefined): string {
@@ -73,41 +115,16 @@ export function registerSimulate(program: Command): void {
     .option("--json", "print the startup summary (url, ground truth) as JSON")
     .action(
       action(async (opts: SimulateOptions) => {
-        const days = Number(opts.days);
-        if (!(days > 0 && days <= 400))
-          throw new UsageError(`--days must be a number in (0, 400], got "${opts.days}"`);
-        if (opts.seed < 0) throw new UsageError(`--seed must be a non-negative integer, got ${opts.seed}`);
-        if (opts.port < 0 || opts.port > 65535)
-          throw new UsageError(`--port must be in 0..65535, got ${opts.port}`);
-        if (opts.end !== undefined && !Number.isFinite(Date.parse(opts.end)))
-          throw new UsageError(`--end must be an ISO 8601 time, got "${opts.end}"`);
-        for (const [flag, v] of [
-          ["--logs-per-day", opts.logsPerDay],
-          ["--traces-per-day", opts.tracesPerDay],
-        ] as const) {
-          if (v !== undefined && v <= 0) throw new UsageError(`${flag} must be positive, got ${v}`);
+        const stop = new AbortController();
+        const onSignal = () => stop.abort();
+        process.once("SIGINT", onSignal);
+        process.once("SIGTERM", onSignal);
+        try {
+          await runSimulate(opts, stop.signal);
+        } finally {
+          process.off("SIGINT", onSignal);
+          process.off("SIGTERM", onSignal);
         }
-        const sim = await createSimulator({
-          seed: opts.seed,
-          days,
-          end: opts.end,
-          host: opts.host,
-          port: opts.port,
-          logsPerDay: opts.logsPerDay,
-          tracesPerDay: opts.tracesPerDay,
-        });
-        if (opts.groundTruth) await atomicWriteJson(opts.groundTruth, sim.groundTruth);
-        emit(
-          opts.json,
-          { url: sim.url, ground_truth_file: opts.groundTruth ?? null, ground_truth: sim.groundTruth },
-          () => describe(sim, opts.groundTruth),
-        );
-        await new Promise<void>((resolve) => {
-          const stop = () => resolve();
-          process.once("SIGINT", stop);
-          process.once("SIGTERM", stop);
-        });
-        await sim.close();
       }),
     );
 }

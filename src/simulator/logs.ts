@@ -128,22 +128,25 @@ const gateway: ServiceTemplates = {
       },
     ],
     [
-      8,
-      ({ r }) => ({
-        level: "debug",
-        logger: "router/match.go:61",
-        msg: "route matched",
-        fields: { route: r.pick(GATEWAY_ROUTES).path, request_id: r.hex(8) },
-      }),
-    ],
-    [
-      6,
-      ({ r }) => ({
-        level: "debug",
-        logger: "auth/jwt.go:88",
-        msg: "jwt verified",
-        fields: { sub: `user-${r.int(40)}`, exp_in: `${r.int(3600)}s` },
-      }),
+      // Written back to back: the same millisecond.
+      12,
+      ({ r }) => {
+        const request_id = r.hex(8);
+        return [
+          {
+            level: "debug",
+            logger: "auth/jwt.go:88",
+            msg: "jwt verified",
+            fields: { sub: `user-${r.int(40)}`, exp_in: `${r.int(3600)}s`, request_id },
+          },
+          {
+            level: "debug",
+            logger: "router/match.go:61",
+            msg: "route matched",
+            fields: { route: r.pick(GATEWAY_ROUTES).path, request_id },
+          },
+        ];
+      },
     ],
     [
       4,
@@ -247,12 +250,12 @@ const gateway: ServiceTemplates = {
     bad_deploy: [
       [
         4,
-        ({ r }) => ({
+        ({ r, eff }) => ({
           level: "error",
           logger: "proxy/handler.go:188",
           msg: "upstream returned error",
           fields: {
-            upstream: "agent-bruno.ai-agents.svc:8000",
+            upstream: `${eff.incident?.service ?? "agent-bruno"}.ai-agents.svc:8000`,
             status: 502,
             upstream_status: 500,
             request_id: r.hex(8),
@@ -261,11 +264,11 @@ const gateway: ServiceTemplates = {
       ],
       [
         1,
-        () => ({
+        ({ eff }) => ({
           level: "warn",
           logger: "proxy/breaker.go:58",
           msg: "circuit breaker half-open",
-          fields: { upstream: "agent-bruno.ai-agents.svc:8000" },
+          fields: { upstream: `${eff.incident?.service ?? "agent-bruno"}.ai-agents.svc:8000` },
         }),
       ],
     ],
@@ -951,15 +954,15 @@ const SQL = [
 const postgres: ServiceTemplates = {
   normal: [
     [
-      8,
-      ({ r }) => ({ level: "info", msg: `connection received: host=${ip(r)} port=${30000 + r.int(30000)}` }),
-    ],
-    [
-      8,
-      ({ r }) => ({
-        level: "info",
-        msg: `connection authorized: user=${r.pick(["notifi", "agent", "grafana"])} database=notifications application_name=${r.pick(["npgsql", "psycopg", "pgx"])}`,
-      }),
+      // A backend logs both lines within the same millisecond.
+      14,
+      ({ r }) => [
+        { level: "info", msg: `connection received: host=${ip(r)} port=${30000 + r.int(30000)}` },
+        {
+          level: "info",
+          msg: `connection authorized: user=${r.pick(["notifi", "agent", "grafana"])} database=notifications application_name=${r.pick(["npgsql", "psycopg", "pgx"])}`,
+        },
+      ],
     ],
     [4, () => ({ level: "info", msg: "checkpoint starting: time" })],
     [
@@ -1182,6 +1185,23 @@ function lambdaTemplates(name: "lambda-pod-restart" | "lambda-notify-digest"): S
               fields: { error: `deployments.apps "${r.pick(["grafana", "loki"])}" not found` },
             }),
           ],
+          [
+            0.3,
+            ({ s }) => ({
+              level: "warn",
+              logger: "gitops",
+              msg: "manifest drift detected",
+              fields: {
+                object: {
+                  apiVersion: "v1",
+                  kind: "Secret",
+                  metadata: { name: "lambda-pod-restart-git" },
+                  data: { password: s.k8sSecretData },
+                },
+              },
+              secret: true,
+            }),
+          ],
         ]
       : [
           [
@@ -1213,6 +1233,16 @@ function lambdaTemplates(name: "lambda-pod-restart" | "lambda-notify-digest"): S
               logger: "digest",
               msg: "publish failed",
               fields: { error: 'Exception (504) Reason: "channel/connection is not open"' },
+            }),
+          ],
+          [
+            0.3,
+            ({ s }) => ({
+              level: "warn",
+              logger: "billing",
+              msg: "billing summary skipped",
+              fields: { error: `stripe: invalid api key ${s.stripeKey}` },
+              secret: true,
             }),
           ],
         ],
@@ -1432,6 +1462,25 @@ export const DEFAULT_LOGS_PER_DAY = 1500;
 
 export class HomelabLogs {
   private readonly cache = new Map<string, LogEntry[]>();
+  /** One shared, frozen label set per stream: entries are many, streams are few. */
+  private readonly streams = new Map<string, Labels>();
+
+  private streamLabels(svc: ServiceDef, pod: Pod, level: Level): Labels {
+    const key = `${pod.name}\u0000${level}`;
+    let labels = this.streams.get(key);
+    if (!labels) {
+      labels = Object.freeze({
+        app: svc.name,
+        container: svc.container,
+        detected_level: level,
+        namespace: svc.namespace,
+        pod: pod.name,
+        service_name: svc.name,
+      });
+      this.streams.set(key, labels);
+    }
+    return labels;
+  }
 
   constructor(
     private readonly tl: Timeline,
@@ -1473,14 +1522,7 @@ export class HomelabLogs {
           ms: t,
           subNs,
           ts: `${t}${String(subNs).padStart(6, "0")}`,
-          labels: {
-            app: svc.name,
-            container: svc.container,
-            detected_level: m.level,
-            namespace: svc.namespace,
-            pod: pod.name,
-            service_name: svc.name,
-          },
+          labels: this.streamLabels(svc, pod, m.level),
           line: formatLine(svc, m, t, subNs, pid),
           level: m.level,
           service: svc.name,

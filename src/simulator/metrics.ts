@@ -27,7 +27,7 @@ export interface Family {
 }
 
 /** Upper bounds of the latency histogram, in seconds. */
-export const LE_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const LE_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 const GATEWAY_CODES = ["200", "401", "502", "504"];
 const SERVICE_CODES = ["200", "500"];
@@ -113,14 +113,22 @@ export class HomelabMetrics {
     const eff = this.tl.effects(svc.name, t);
     let rps = svc.rps * this.tl.load(svc, t);
     if (svc.name === "lambda-notify-digest") {
-      // A cron lambda: a burst in the first minutes of every hour, a trickle otherwise.
+      // A cron lambda: a burst in the first minutes of every hour, scaled to zero otherwise.
       const minute = (t / 60_000) % 60;
-      rps = svc.rps * (minute < 4 ? 9 : 0.25) * (0.8 + 0.4 * this.tl.load(svc, t));
+      rps = minute < 4 ? svc.rps * 9 * (0.8 + 0.4 * this.tl.load(svc, t)) : 0;
+    } else if (svc.role === "lambda") {
+      // Called now and then and scaled to zero in between: no requests, so its quantiles are NaN.
+      const active =
+        unitAt(this.tl.keyOf("active", svc.name), Math.floor(t / 300_000)) < 0.2 + 0.4 * this.tl.load(svc, t);
+      rps = active ? rps * 2.5 : 0;
     }
     // Sampling noise: small services are noisier, in their counts and in their latency quantiles.
     const amp = Math.min(0.6, 1 / Math.sqrt(svc.rps * 30 + 1));
     rps *= 1 + amp * (unitAt(this.tl.keyOf("rps", svc.name), Math.floor(t / SCRAPE_MS)) * 2 - 1);
-    rps *= Math.max(eff.served, 0.04);
+    // A crash-looping service's requests are still counted, by Knative's queue-proxy: all failing,
+    // and more of them, as callers and the broker retry.
+    if (eff.culprit && eff.incident?.kind === "crash_loop") rps = Math.max(rps, 0.03);
+    else rps *= Math.max(eff.served, 0.04);
     const errorRatio = Math.min(0.98, svc.errorRate + eff.errorAdd);
     const jitter =
       0.1 * smoothNoise(this.tl.keyOf("latency-drift", svc.name), t, 90 * 60_000) +

@@ -51,7 +51,7 @@ export class TempoApi {
 
   handle(req: ApiRequest): ApiResponse | null {
     const { path } = req;
-    if (path === "/api/echo") return text(200, "echo");
+    if (path === "/api/echo") return { status: 200, type: "text/plain; charset=utf-8", body: "echo" };
     if (path === "/ready") return text(200, "ready");
     if (path === "/status/config") return text(200, this.config());
     if (!path.startsWith("/api/")) return null;

@@ -347,13 +347,15 @@ export class Timeline {
           e.intensity = e.leak;
           e.latency *= 1 + 3.5 * Math.max(0, e.leak - 0.45) * 2;
           const sinceKill = t - (lastBefore(inc.restarts, t) ?? Number.NEGATIVE_INFINITY);
-          if (sinceKill >= 0 && sinceKill < 25_000) {
+          // Killed, restarted, and not ready yet: about 45 s without the target.
+          if (sinceKill >= 0 && sinceKill < 45_000) {
             e.down = true;
             e.served = 0;
           }
+          // Requests in flight at a kill fail; before that, GC thrash makes more and more time out.
           if (Math.abs(t - (nearest(inc.restarts, t) ?? Number.POSITIVE_INFINITY)) < 90_000)
             e.errorAdd += 0.45;
-          else e.errorAdd += 0.04 * e.leak;
+          else e.errorAdd += (0.2 * Math.max(0, e.leak - 0.4)) / 0.6;
         } else {
           // The queue backs up while the consumer stalls.
           e.intensity = 0.5;

@@ -242,7 +242,8 @@ export class World {
           },
           signals: {
             error_ratio: i.affected,
-            latency: [s],
+            // Failing requests fail fast: latency is no reliable sign of a bad release.
+            latency: [],
             up_zero: [],
             memory_growth: [],
             log_markers: [{ service: s, text: m.log }],
@@ -271,8 +272,9 @@ export class World {
             ],
           },
           signals: {
-            error_ratio: callers.filter((c) => c !== "api-gateway"),
-            latency: callers,
+            // The digest lambda runs once an hour: a short slowdown may not see it run at all.
+            error_ratio: callers.filter((c) => c !== "api-gateway" && c !== "lambda-notify-digest"),
+            latency: callers.filter((c) => c !== "lambda-notify-digest"),
             up_zero: [],
             memory_growth: [],
             log_markers: [{ service: "postgres", text: "canceling statement due to statement timeout" }],
