@@ -104,8 +104,11 @@ export class ModelServer {
   private flusher: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly random: () => number;
+  /** Serving every agent in the store (no explicit list): an agent's first alias adds it. */
+  private followAll = false;
   private readonly onAlias = (e: { agent: string }) => {
     if (this.slots.has(e.agent)) void this.reconcile(e.agent).catch(() => undefined);
+    else if (this.followAll && !this.stopped) void this.serveAgent(e.agent).catch(() => undefined);
   };
 
   constructor(private readonly opts: ModelServerOptions) {
@@ -120,6 +123,7 @@ export class ModelServer {
   /** Loads every agent's models and starts following the registry. */
   async start(): Promise<void> {
     await initBackend(this.opts.config.model.backend);
+    this.followAll = !this.opts.agents && this.cfg.agents.length === 0;
     const agents = this.opts.agents ?? (this.cfg.agents.length ? this.cfg.agents : await this.findAgents());
     for (const agent of agents) this.slots.set(agent, this.emptySlots());
     registryEvents.on("alias", this.onAlias);

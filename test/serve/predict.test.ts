@@ -161,3 +161,23 @@ describe("predict", () => {
     expect(tf.memory().numTensors).toBeLessThan(tensorsWithTwo);
   });
 });
+
+describe("agents", () => {
+  it("serves every agent in the store when none are listed, including one whose first model arrives later", async () => {
+    const env = testServeEnv();
+    const a1 = await registerVersion(env.registry, "agent-a", { seed: 1 });
+    await env.registry.promote("agent-a", a1, { actor: "test", reason: "first" });
+    const server = new ModelServer({ config: env.config, store: env.store, registry: env.registry });
+    await server.start();
+    try {
+      expect(server.agents()).toEqual(["agent-a"]);
+      const b1 = await registerVersion(env.registry, "agent-b", { seed: 2 });
+      await env.registry.promote("agent-b", b1, { actor: "test", reason: "first" });
+      for (let k = 0; k < 100 && !server.status().find((s) => s.agent === "agent-b")?.champion; k++)
+        await sleep(20);
+      expect((await server.predict("agent-b", "log_triage", LINES[0])).version).toBe(b1);
+    } finally {
+      await server.stop();
+    }
+  });
+});
