@@ -505,6 +505,16 @@ function agentTemplates(name: "agent-sre" | "agent-bruno"): ServiceTemplates {
             },
           }),
         ],
+        [
+          0.3,
+          ({ s }) => ({
+            level: "error",
+            logger: "agent_sre.reports",
+            msg: `report upload failed: profile [homelab] aws_secret_access_key = ${s.awsSecretAccessKey} was rejected`,
+            fields: { bucket: "sre-reports", status: 403 },
+            secret: true,
+          }),
+        ],
       ],
       culprit: {
         bad_deploy: [
