@@ -9,8 +9,9 @@ import { log } from "../../log.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import { durationMs } from "../incidents.js";
 import { buildKnowledgeCard } from "./knowledge.js";
+import { tagVersionArtifacts } from "./minio.js";
 import { deployToOllama, type OllamaProgress, ollamaStatus, rollbackOllama } from "./ollama.js";
-import { artifactKey, type ModelRegistry } from "./registry.js";
+import { artifactKey, type ModelRegistry, type VersionManifest } from "./registry.js";
 import { deployToVllm } from "./vllm.js";
 
 export const DEPLOY_TARGETS = ["ollama", "vllm"] as const;
@@ -233,21 +234,52 @@ export async function deployTargets(opts: DeployTargetsOptions): Promise<DeployO
 
 /**
  * What the deploy stage of a run calls: publishes the champion to the enabled targets, and
- * returns a stage output ({ status: "partial", partial_reason } when a target failed).
+ * returns a stage output ({ status: "partial", partial_reason } when a target failed). With the
+ * MinIO store it also tags the version just registered (`registered`) and, when
+ * store.presign_expiry_s > 0, returns presigned download URLs of the champion's artifacts.
  */
 export async function deployStageHook(
-  opts: Omit<DeployTargetsOptions, "targets" | "force">,
+  opts: Omit<DeployTargetsOptions, "targets" | "force"> & { registered?: VersionManifest },
 ): Promise<Record<string, unknown>> {
+  const { registered, ...rest } = opts;
+  const notes: string[] = [];
+  if (registered && opts.config.store.kind === "minio") {
+    try {
+      await tagVersionArtifacts(opts.config, registered);
+    } catch (err) {
+      notes.push(`minio tags: ${(err as Error).message}`);
+    }
+  }
   const index = await opts.registry.read(opts.agent);
   const version = opts.version ?? index.aliases.champion;
   if (!version) return { status: "skipped", targets: [], reason: "no champion to publish" };
-  const out = await deployTargets({ ...opts, version });
+  const out = await deployTargets({ ...rest, version });
+  const expiry = opts.config.store.kind === "minio" ? opts.config.store.presign_expiry_s : 0;
+  const urls =
+    expiry > 0 ? await presignedArtifactUrls(opts.store, opts.registry, opts.agent, version, expiry) : {};
+  const reasons = [out.partial_reason, ...notes].filter((r): r is string => Boolean(r));
   return {
-    status: out.status === "partial" ? "partial" : "succeeded",
-    partial_reason: out.partial_reason,
+    status: out.status === "partial" || notes.length ? "partial" : "succeeded",
+    partial_reason: reasons.length ? reasons.join("; ") : null,
     published_version: out.version,
     targets: out.targets.map(({ detail: _detail, ...t }) => t),
+    ...(Object.keys(urls).length ? { download_urls: urls, download_urls_expire_s: expiry } : {}),
   };
+}
+
+/** A "Downloads" section for a model card shown to people or agents (URLs expire; render at read time). */
+export function downloadSection(urls: Record<string, string>, expirySeconds: number): string {
+  const names = Object.keys(urls).sort();
+  if (!names.length) return "";
+  const hours = Math.round(expirySeconds / 360) / 10;
+  return [
+    "## Downloads",
+    "",
+    `Presigned links, valid for ${hours} h from when this card was rendered:`,
+    "",
+    ...names.map((n) => `- [${n}](${urls[n]})`),
+    "",
+  ].join("\n");
 }
 
 /** Where each target stands for an agent (for status tools): state plus, for Ollama, what it holds. */

@@ -10,7 +10,11 @@ import { parseConfig } from "../../../src/config/index.js";
 import type { Config } from "../../../src/config/schema.js";
 import { tagVersionArtifacts } from "../../../src/pipeline/deploy/minio.js";
 import { ModelRegistry } from "../../../src/pipeline/deploy/registry.js";
-import { presignedArtifactUrls } from "../../../src/pipeline/deploy/targets.js";
+import {
+  deployStageHook,
+  downloadSection,
+  presignedArtifactUrls,
+} from "../../../src/pipeline/deploy/targets.js";
 import { type ObjectStore, openStore } from "../../../src/store/index.js";
 import { sha256 } from "../../../src/util/fs.js";
 
@@ -105,6 +109,43 @@ describe("publishing a version to MinIO (s3rver)", () => {
     }
     // Off unless an expiry is configured.
     expect(await presignedArtifactUrls(store, registry, "agent-sre", v, 0)).toEqual({});
+  });
+
+  it("the deploy hook tags the registered version and hands out presigned URLs of the champion when configured", async () => {
+    const withUrls = parseConfig({
+      ...config,
+      store: { ...config.store, presign_expiry_s: 900 },
+    });
+    const registry = new ModelRegistry(store);
+    const m = await registry.register("agent-c", {
+      artifacts: [{ name: "knowledge.md", data: "# card c\n" }],
+      lineage: LINEAGE,
+      gate: { passed: false, reasons: ["log_triage below baseline"] },
+      createdBy: "test",
+    });
+    await registry.promote("agent-c", m.version, { actor: "test", reason: "forced", force: true });
+    // The hook reads the credentials the config references from the environment, as the server does.
+    Object.assign(process.env, ENV);
+    const out = await deployStageHook({ config: withUrls, store, registry, agent: "agent-c", registered: m });
+    expect(out.partial_reason).toBeNull();
+    expect(out).toMatchObject({
+      status: "succeeded",
+      published_version: m.version,
+      download_urls_expire_s: 900,
+    });
+    const urls = out.download_urls as Record<string, string>;
+    expect(await (await fetch(urls["knowledge.md"])).text()).toBe("# card c\n");
+    expect(urls["knowledge.md"]).toContain("X-Amz-Expires=900");
+    const tags = (await client.getObjectTagging(
+      "trm-models",
+      `lab/models/agent-c/${m.version}/knowledge.md`,
+    )) as unknown as {
+      Key: string;
+      Value: string;
+    }[];
+    expect(tags.find((t) => t.Key === "gate")?.Value).toBe("failed");
+    expect(downloadSection(urls, 900)).toContain(`- [knowledge.md](${urls["knowledge.md"]})`);
+    expect(downloadSection(urls, 900)).toContain("valid for 0.3 h");
   });
 
   it("leaves the registry unchanged when an upload fails", async () => {
