@@ -4,6 +4,7 @@ import { registerCollectCommands } from "./collect.js";
 import { registerDatasetCommands } from "./dataset.js";
 import { registerDoctor } from "./doctor.js";
 import { registerModelCommands } from "./model.js";
+import { registerRunCommands } from "./run.js";
 import { registerServeCommands } from "./serve.js";
 import { registerSimulate } from "./simulate.js";
 
@@ -13,6 +14,7 @@ export function registerCommands(program: Command): void {
   registerSimulate(program);
   registerCollectCommands(program);
   registerDatasetCommands(program);
+  registerRunCommands(program);
   // Last: `models compare` joins the `models` group if another module created it.
   registerServeCommands(program);
 }

@@ -106,7 +106,9 @@ export async function collectCoverage(
   days: number,
 ): Promise<Coverage> {
   const list: string[] = [];
-  const last = Date.UTC(end.getUTCFullYear(), end.getUTCMonth(), end.getUTCDate());
+  // The window's end is exclusive: a window ending at midnight ends with the day before.
+  const e = new Date(end.getTime() - 1);
+  const last = Date.UTC(e.getUTCFullYear(), e.getUTCMonth(), e.getUTCDate());
   for (let i = days - 1; i >= 0; i--) list.push(new Date(last - i * 86_400_000).toISOString().slice(0, 10));
   const bytes: Record<string, number[]> = {};
   const segments: Record<string, number[]> = {};
@@ -317,13 +319,17 @@ function dataQuality(d: DatasetSummary | null, c: Coverage | null): string {
   if (c) {
     const rows = Object.keys(c.bytes).map((s) => ({
       label: s,
+      snapshot: s === "code",
       values: c.bytes[s],
       notes: c.bytes[s].map((b, i) =>
         b ? `${c.segments[s][i]} segment(s), ${(b / 1024).toFixed(1)} KiB` : "nothing collected",
       ),
     }));
     parts.push(heatStrip({ title: "Collection coverage per source per day", days: c.days, rows }));
-    const missing = rows.map((r) => `${r.label} ${r.values.filter((v) => v === 0).length}`).join(", ");
+    const missing = rows
+      .filter((r) => !r.snapshot)
+      .map((r) => `${r.label} ${r.values.filter((v) => v === 0).length}`)
+      .join(", ");
     parts.push(`<p class="muted">Days without data in the window: ${esc(missing)}.</p>`);
   }
   if (d) {

@@ -26,6 +26,7 @@ const f = (n: number) => (Math.round(n * 10) / 10).toString();
 
 export function fmt(v: number): string {
   if (!Number.isFinite(v)) return String(v);
+  if (Number.isInteger(v) && Math.abs(v) < 1e6) return String(v);
   const a = Math.abs(v);
   if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2);
   if (a >= 100) return v.toFixed(0);
@@ -73,6 +74,34 @@ export interface LineChartOptions {
 
 const M = { l: 52, r: 16, t: 34, b: 40 };
 
+/** Legend entries laid out in rows that fit the width; returns the markup and the rows used. */
+function legend(
+  items: { name: string; color: string }[],
+  w: number,
+  swatch: "line" | "box",
+): { svg: string; rows: number } {
+  let x = M.l;
+  let row = 0;
+  const parts: string[] = [];
+  for (const it of items) {
+    const width = 24 + it.name.length * 6.4;
+    if (x + width > w - M.r && x > M.l) {
+      row++;
+      x = M.l;
+    }
+    const y = 8 + row * 16;
+    const mark =
+      swatch === "line"
+        ? `<rect x="${f(x)}" y="${y + 2}" width="12" height="4" rx="2" fill="${it.color}"/>`
+        : `<rect x="${f(x)}" y="${y}" width="10" height="10" rx="2" fill="${it.color}"/>`;
+    parts.push(
+      `<g class="legend">${mark}<text x="${f(x + 16)}" y="${y + 9}" font-size="11" fill="${COLORS.ink}">${esc(it.name)}</text></g>`,
+    );
+    x += width;
+  }
+  return { svg: parts.join(""), rows: items.length ? row + 1 : 0 };
+}
+
 function frame(w: number, h: number, title: string, body: string, kind: string): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" class="chart" data-chart="${esc(kind)}" viewBox="0 0 ${w} ${h}" width="100%" role="img" aria-label="${esc(title)}"><title>${esc(title)}</title>${body}</svg>`;
 }
@@ -98,10 +127,16 @@ export function lineChart(o: LineChartOptions): string {
   const yTicks = niceTicks(o.yMin ?? Math.min(...ys), o.yMax ?? Math.max(...ys));
   const [x0, x1] = [xTicks[0], xTicks[xTicks.length - 1]];
   const [y0, y1] = [o.yMin ?? yTicks[0], o.yMax ?? yTicks[yTicks.length - 1]];
+  const leg = legend(
+    o.series.filter((x) => x.points.length).map((x) => ({ name: x.name, color: x.color })),
+    w,
+    "line",
+  );
+  const top = 18 + leg.rows * 16;
   const pw = w - M.l - M.r;
-  const ph = h - M.t - M.b;
+  const ph = h - top - M.b;
   const sx = (x: number) => M.l + ((x - x0) / (x1 - x0 || 1)) * pw;
-  const sy = (y: number) => M.t + ph - ((y - y0) / (y1 - y0 || 1)) * ph;
+  const sy = (y: number) => top + ph - ((y - y0) / (y1 - y0 || 1)) * ph;
   const parts: string[] = [];
   for (const t of yTicks.filter((t) => t >= y0 - 1e-12 && t <= y1 + 1e-12)) {
     parts.push(
@@ -115,15 +150,15 @@ export function lineChart(o: LineChartOptions): string {
   }
   parts.push(
     `<text x="${M.l + pw / 2}" y="${h - 6}" text-anchor="middle" font-size="11" fill="${COLORS.muted}">${esc(o.xLabel)}</text>`,
-    `<text x="12" y="${M.t + ph / 2}" text-anchor="middle" font-size="11" fill="${COLORS.muted}" transform="rotate(-90 12 ${M.t + ph / 2})">${esc(o.yLabel)}</text>`,
+    `<text x="12" y="${top + ph / 2}" text-anchor="middle" font-size="11" fill="${COLORS.muted}" transform="rotate(-90 12 ${top + ph / 2})">${esc(o.yLabel)}</text>`,
   );
   if (o.marker) {
     const mx = f(sx(o.marker.x));
     parts.push(
-      `<g class="marker" data-x="${o.marker.x}"><line x1="${mx}" x2="${mx}" y1="${M.t}" y2="${M.t + ph}" stroke="${COLORS.accent}" stroke-dasharray="4 3"/><text x="${mx}" y="${M.t - 4}" text-anchor="middle" font-size="10" fill="${COLORS.accent}">${esc(o.marker.label)}</text></g>`,
+      `<g class="marker" data-x="${o.marker.x}"><line x1="${mx}" x2="${mx}" y1="${top}" y2="${top + ph}" stroke="${COLORS.accent}" stroke-dasharray="4 3"/><text x="${mx}" y="${top + 10}" dx="4" font-size="10" fill="${COLORS.accent}">${esc(o.marker.label)}</text></g>`,
     );
   }
-  let lx = M.l;
+  parts.push(leg.svg);
   o.series.forEach((s) => {
     const p = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     if (p.length === 0) return;
@@ -139,10 +174,6 @@ export function lineChart(o: LineChartOptions): string {
         parts.push(
           `<circle cx="${f(sx(x))}" cy="${f(sy(y))}" r="3" fill="${s.color}"><title>${esc(s.name)} @ ${fmt(x)}: ${fmt(y)}</title></circle>`,
         );
-    parts.push(
-      `<g class="legend"><rect x="${lx}" y="10" width="12" height="4" rx="2" fill="${s.color}"/><text x="${lx + 16}" y="16" font-size="11" fill="${COLORS.ink}">${esc(s.name)}</text></g>`,
-    );
-    lx += 24 + s.name.length * 6.4;
   });
   return frame(w, h, o.title, parts.join(""), "line");
 }
@@ -180,9 +211,16 @@ export function groupedBars(o: BarChartOptions): string {
   if (o.groups.length === 0 || values.length === 0) return empty(w, h, o.title, "bars", "nothing to compare");
   const yTicks = niceTicks(0, o.yMax ?? Math.max(...values, 1e-9));
   const y1 = o.yMax ?? yTicks[yTicks.length - 1];
+  const names = [...new Map(o.groups.flatMap((g) => g.bars).map((b) => [b.name, b.color])).entries()];
+  const leg = legend(
+    names.map(([name, color]) => ({ name, color })),
+    w,
+    "box",
+  );
+  const top = 22 + leg.rows * 16;
   const pw = w - M.l - M.r;
-  const ph = h - M.t - M.b;
-  const sy = (y: number) => M.t + ph - (Math.max(0, Math.min(y1, y)) / (y1 || 1)) * ph;
+  const ph = h - top - M.b;
+  const sy = (y: number) => top + ph - (Math.max(0, Math.min(y1, y)) / (y1 || 1)) * ph;
   const parts: string[] = [];
   for (const t of yTicks.filter((t) => t <= y1 + 1e-12)) {
     parts.push(
@@ -190,7 +228,7 @@ export function groupedBars(o: BarChartOptions): string {
     );
   }
   parts.push(
-    `<text x="12" y="${M.t + ph / 2}" text-anchor="middle" font-size="11" fill="${COLORS.muted}" transform="rotate(-90 12 ${M.t + ph / 2})">${esc(o.yLabel)}</text>`,
+    `<text x="12" y="${top + ph / 2}" text-anchor="middle" font-size="11" fill="${COLORS.muted}" transform="rotate(-90 12 ${top + ph / 2})">${esc(o.yLabel)}</text>`,
   );
   const gw = pw / o.groups.length;
   const format = o.format ?? fmt;
@@ -202,14 +240,14 @@ export function groupedBars(o: BarChartOptions): string {
       const x = gx + bi * bw;
       if (b.value === null || !Number.isFinite(b.value)) {
         parts.push(
-          `<text class="na" data-group="${esc(g.label)}" data-series="${esc(b.name)}" x="${f(x + bw / 2)}" y="${f(M.t + ph - 4)}" text-anchor="middle" font-size="9" fill="${COLORS.muted}">n/a</text>`,
+          `<text class="na" data-group="${esc(g.label)}" data-series="${esc(b.name)}" x="${f(x + bw / 2)}" y="${f(top + ph - 4)}" text-anchor="middle" font-size="9" fill="${COLORS.muted}">n/a</text>`,
         );
         return;
       }
-      const top = sy(b.value);
+      const by = sy(b.value);
       parts.push(
-        `<rect class="bar" data-group="${esc(g.label)}" data-series="${esc(b.name)}" data-value="${b.value}" x="${f(x + 1)}" y="${f(top)}" width="${f(bw - 2)}" height="${f(M.t + ph - top)}" rx="3" fill="${b.color}"><title>${esc(g.label)} · ${esc(b.name)}: ${format(b.value)}</title></rect>`,
-        `<text x="${f(x + bw / 2)}" y="${f(top - 3)}" text-anchor="middle" font-size="9" fill="${COLORS.ink}">${esc(format(b.value))}</text>`,
+        `<rect class="bar" data-group="${esc(g.label)}" data-series="${esc(b.name)}" data-value="${b.value}" x="${f(x + 1)}" y="${f(by)}" width="${f(bw - 2)}" height="${f(top + ph - by)}" rx="3" fill="${b.color}"><title>${esc(g.label)} · ${esc(b.name)}: ${format(b.value)}</title></rect>`,
+        `<text x="${f(x + bw / 2)}" y="${f(by - 3)}" text-anchor="middle" font-size="9" fill="${COLORS.ink}">${esc(format(b.value))}</text>`,
       );
     });
     if (g.floor !== undefined && g.floor !== null) {
@@ -222,19 +260,14 @@ export function groupedBars(o: BarChartOptions): string {
       `<text x="${f(M.l + gi * gw + gw / 2)}" y="${h - M.b + 16}" text-anchor="middle" font-size="11" fill="${COLORS.ink}">${esc(g.label)}</text>`,
     );
   });
-  const names = [...new Map(o.groups.flatMap((g) => g.bars).map((b) => [b.name, b.color])).entries()];
-  let lx = M.l;
-  for (const [name, color] of names) {
-    parts.push(
-      `<g class="legend"><rect x="${lx}" y="8" width="10" height="10" rx="2" fill="${color}"/><text x="${lx + 14}" y="17" font-size="11" fill="${COLORS.ink}">${esc(name)}</text></g>`,
-    );
-    lx += 28 + name.length * 6.4;
-  }
+  parts.push(leg.svg);
   return frame(w, h, o.title, parts.join(""), "bars");
 }
 
 export interface HeatRow {
   label: string;
+  /** A source collected as a snapshot (the code repository): empty days are not gaps. */
+  snapshot?: boolean;
   /** One value per day of `days` (same order); 0 = nothing collected. */
   values: number[];
   /** Tooltip text per cell. */
@@ -260,8 +293,8 @@ export function heatStrip(o: { title: string; days: string[]; rows: HeatRow[]; w
     );
     r.values.forEach((v, di) => {
       const x = labelW + di * cw;
-      const fill = v > 0 ? blend(0.2 + 0.8 * (max > 0 ? v / max : 0)) : "#fde2e2";
-      const note = r.notes?.[di] ?? (v > 0 ? fmt(v) : "nothing collected");
+      const fill = v > 0 ? blend(0.2 + 0.8 * (max > 0 ? v / max : 0)) : r.snapshot ? "#f3f4f6" : "#fde2e2";
+      const note = r.notes?.[di] ?? (v > 0 ? fmt(v) : r.snapshot ? "unchanged" : "nothing collected");
       parts.push(
         `<rect class="cell" data-row="${esc(r.label)}" data-day="${esc(o.days[di])}" data-value="${v}" x="${f(x + 0.5)}" y="${y}" width="${f(Math.max(1, cw - 1))}" height="${cellH}" rx="2" fill="${fill}"><title>${esc(r.label)} ${esc(o.days[di])}: ${esc(note)}</title></rect>`,
       );
@@ -272,7 +305,7 @@ export function heatStrip(o: { title: string; days: string[]; rows: HeatRow[]; w
   parts.push(
     `<text x="${labelW}" y="14" font-size="11" fill="${COLORS.muted}">${esc(first)}</text>`,
     `<text x="${w - 8}" y="14" text-anchor="end" font-size="11" fill="${COLORS.muted}">${esc(last)}</text>`,
-    `<text x="${labelW}" y="${h - 6}" font-size="10" fill="${COLORS.muted}">darker = more data that day · red = nothing collected</text>`,
+    `<text x="${labelW}" y="${h - 6}" font-size="10" fill="${COLORS.muted}">darker = more data that day · red = nothing collected · grey = snapshot source, unchanged</text>`,
   );
   return frame(w, h, o.title, parts.join(""), "heat");
 }

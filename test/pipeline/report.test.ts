@@ -1,0 +1,371 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config/index.js";
+import { writeSegment } from "../../src/pipeline/collect/raw-store.js";
+import { runGate } from "../../src/pipeline/evaluate/gate.js";
+import type { EvaluationResult } from "../../src/pipeline/evaluate.js";
+import { type DatasetSummary, renderReport, reportKey, writeRunReport } from "../../src/pipeline/report.js";
+import { Pipeline, type RunRecord, type StageFns } from "../../src/pipeline/run.js";
+import type { MetricsLine } from "../../src/pipeline/train.js";
+import { FsStore } from "../../src/store/index.js";
+import { findAll, parseXml, type XmlNode } from "./helpers/xml.js";
+
+const gateCfg = parseConfig({}).gate;
+
+function evaluation(): EvaluationResult {
+  const tasks = {
+    log_triage: {
+      task: "log_triage",
+      enabled: true,
+      examples: 120,
+      primary: "exact_all",
+      direction: "higher" as const,
+      candidate: { metrics: { exact_all: 0.82, level_accuracy: 0.95 }, score: 0.82 },
+      champion: { metrics: { exact_all: 0.78 }, score: 0.78 },
+      baselines: { majority: { metrics: { exact_all: 0.41 }, score: 0.41 } },
+      best_baseline: "majority",
+      judged: true,
+      floor: 0.8,
+    },
+    trace_outcome: {
+      task: "trace_outcome",
+      enabled: true,
+      examples: 90,
+      primary: "mean_accuracy",
+      direction: "higher" as const,
+      candidate: { metrics: { mean_accuracy: 0.6 }, score: 0.6 },
+      champion: { metrics: { mean_accuracy: 0.7 }, score: 0.7 },
+      baselines: { majority_per_root_operation: { metrics: { mean_accuracy: 0.65 }, score: 0.65 } },
+      best_baseline: "majority_per_root_operation",
+      judged: true,
+      floor: null,
+    },
+  };
+  const gate = runGate(Object.values(tasks), gateCfg);
+  return {
+    schema: 1,
+    agent: "sre",
+    evaluated_at: "2026-11-29T12:00:00.000Z",
+    dataset_id: "ds-20261128-0123456789ab",
+    split: "val",
+    examples: 210,
+    candidate: { label: "candidate", version: null, run_id: "r1" },
+    champion: { version: "v20261101-020000-000-abcd" },
+    champion_note: null,
+    tasks,
+    halting: {
+      candidate: { histogram: [10, 50, 100, 50], mean: 2.9, max_steps: 4 },
+      champion: { histogram: [0, 20, 60, 130], mean: 3.5, max_steps: 4 },
+    },
+    gate,
+  };
+}
+
+function metrics(): MetricsLine[] {
+  const out: MetricsLine[] = [];
+  for (let step = 10; step <= 200; step += 10)
+    out.push({
+      kind: "train",
+      step,
+      at: "",
+      loss: 4 / Math.sqrt(step),
+      lm_loss: 3.5 / Math.sqrt(step),
+      q_halt_loss: 0.1,
+      token_accuracy: Math.min(0.95, step / 200),
+      exact_accuracy: step / 400,
+      q_halt_accuracy: 0.9,
+      lr: 3e-4,
+      samples_per_s: 40,
+      halt_steps: 3,
+    });
+  for (const [step, score] of [
+    [50, 0.4],
+    [100, 0.6],
+    [150, 0.7],
+    [200, 0.68],
+  ] as const)
+    out.push({
+      kind: "val",
+      step,
+      at: "",
+      score,
+      tasks: { log_triage: score + 0.1, trace_outcome: score - 0.1 },
+      examples: 64,
+      best: step === 150,
+      halt_histogram: [1, 2, 3, 4],
+    });
+  return out;
+}
+
+const dataset: DatasetSummary = {
+  id: "ds-20261128-0123456789ab",
+  window: {
+    start: "2026-11-25T00:00:00.000Z",
+    end: "2026-11-29T00:00:00.000Z",
+    split_at: "2026-11-28T04:48:00.000Z",
+    days: 4,
+  },
+  counts: {
+    train: 500,
+    val: 210,
+    by_task: { log_triage: { train: 300, val: 120 }, trace_outcome: { train: 200, val: 90 } },
+  },
+  sources: { loki: { enabled: true, segments: 4 }, tempo: { enabled: true, segments: 3 } },
+  quality: {
+    passed: true,
+    failures: [],
+    valid_ratio: 0.97,
+    tasks: {
+      log_triage: {
+        status: "built",
+        records_read: 1000,
+        records_valid: 970,
+        invalid: [{ reason: "unparseable <line>", count: 30, examples: [] }],
+      },
+      trace_outcome: { status: "built", records_read: 400, records_valid: 400, invalid: [] },
+    },
+  },
+};
+
+function run(): RunRecord {
+  const stage = (
+    name: "collect" | "build" | "train" | "evaluate" | "deploy",
+    output: Record<string, unknown> = {},
+  ) => ({
+    name,
+    requested: true,
+    status: "succeeded" as const,
+    started_at: "2026-11-29T11:00:00.000Z",
+    ended_at: "2026-11-29T11:10:00.000Z",
+    attempts: [
+      {
+        n: 1,
+        started_at: "",
+        ended_at: "",
+        status: "failed" as const,
+        error: "ECONNRESET <socket>",
+        transient: true,
+        pid: 1,
+      },
+      {
+        n: 2,
+        started_at: "",
+        ended_at: "",
+        status: "succeeded" as const,
+        error: null,
+        transient: null,
+        pid: 1,
+      },
+    ],
+    error: null,
+    output,
+  });
+  return {
+    schema: 1,
+    id: "r20261129-110000-000-abcd",
+    agent: "sre",
+    status: "succeeded",
+    trigger: { kind: "schedule", actor: "schedule", reason: "monthly <training>" },
+    created_at: "2026-11-29T11:00:00.000Z",
+    updated_at: "2026-11-29T11:50:00.000Z",
+    ended_at: "2026-11-29T11:50:00.000Z",
+    options: { from_scratch: false, dataset_id: null },
+    stages: [
+      stage("collect"),
+      stage("build"),
+      stage("train"),
+      stage("evaluate"),
+      stage("deploy", { version: "v20261129-115000-000-abcd", promoted_to: null }),
+    ],
+    config: {},
+    code_version: { id: "0.1.0+gabc", package: "0.1.0", git: "abc", dist_sha256: null },
+    dataset_id: dataset.id,
+    parent_version: "v20261101-020000-000-abcd",
+    model_version: "v20261129-115000-000-abcd",
+    progress: null,
+    resumes: [],
+    log: [],
+    error: null,
+  };
+}
+
+function svgs(html: string): XmlNode[] {
+  return [...html.matchAll(/<svg[\s\S]*?<\/svg>/g)].map((m) => parseXml(m[0]));
+}
+
+function chart(html: string, kind: string): XmlNode {
+  const c = svgs(html).filter((s) => s.attrs["data-chart"] === kind);
+  expect(c.length).toBeGreaterThan(0);
+  return c[0];
+}
+
+describe("report.html", () => {
+  const days = ["2026-11-25", "2026-11-26", "2026-11-27", "2026-11-28"];
+  const html = renderReport({
+    run: run(),
+    metrics: metrics(),
+    evaluation: evaluation(),
+    dataset,
+    coverage: {
+      days,
+      bytes: { loki: [100, 0, 300, 50], tempo: [10, 10, 0, 10] },
+      segments: { loki: [1, 0, 2, 1], tempo: [1, 1, 0, 1] },
+    },
+    generatedAt: "2026-11-29T12:00:00.000Z",
+  });
+
+  it("is one self-contained file with every section", () => {
+    for (const id of ["verdict", "curves", "tasks", "data", "halting", "stages"])
+      expect(html).toContain(`<section id="${id}"`);
+    expect(html).not.toMatch(/<script|<link|<img|src=|@import|url\(/i);
+    // The only URL is the SVG namespace.
+    expect(
+      [...html.matchAll(/https?:\/\/[^"\s<]+/g)]
+        .map((m) => m[0])
+        .every((u) => u === "http://www.w3.org/2000/svg"),
+    ).toBe(true);
+    // Text from records is escaped, never markup.
+    expect(html).toContain("monthly &lt;training&gt;");
+    expect(html).toContain("ECONNRESET &lt;socket&gt;");
+    expect(html).not.toContain("<training>");
+  });
+
+  it("draws the loss and accuracy curves through every logged step", () => {
+    const loss = svgs(html).find((s) => s.attrs["aria-label"] === "Training loss")!;
+    const path = findAll(loss, (n) => n.name === "path" && n.attrs["data-series"] === "loss")[0];
+    const pts = path.attrs.d.split(/[ML]/).filter(Boolean);
+    expect(pts).toHaveLength(20);
+    const ys = pts.map((p) => Number(p.trim().split(" ")[1]));
+    // Loss falls, so the line rises on screen (smaller y is higher up).
+    for (let i = 1; i < ys.length; i++) expect(ys[i]).toBeGreaterThanOrEqual(ys[i - 1]);
+    const [, , w, h] = loss.attrs.viewBox.split(" ").map(Number);
+    for (const p of pts) {
+      const [x, y] = p.trim().split(" ").map(Number);
+      expect(x).toBeGreaterThanOrEqual(0);
+      expect(x).toBeLessThanOrEqual(w);
+      expect(y).toBeGreaterThanOrEqual(0);
+      expect(y).toBeLessThanOrEqual(h);
+    }
+    expect(findAll(loss, (n) => n.attrs.class === "marker")[0].attrs["data-x"]).toBe("150");
+    const acc = svgs(html).find((s) => s.attrs["aria-label"] === "Accuracy")!;
+    const series = findAll(acc, (n) => n.name === "path").map((n) => [
+      n.attrs["data-series"],
+      n.attrs["data-points"],
+    ]);
+    expect(series).toEqual([
+      ["train token acc", "20"],
+      ["train exact", "20"],
+      ["val score", "4"],
+      ["val log_triage", "4"],
+      ["val trace_outcome", "4"],
+    ]);
+  });
+
+  it("draws each task's score against the best baseline and the champion, with heights in proportion", () => {
+    const bars = findAll(chart(html, "bars"), (n) => n.attrs.class === "bar");
+    const byKey = Object.fromEntries(
+      bars.map((b) => [`${b.attrs["data-group"]}/${b.attrs["data-series"]}`, b]),
+    );
+    expect(Object.keys(byKey).sort()).toEqual([
+      "log_triage/best baseline",
+      "log_triage/candidate",
+      "log_triage/champion",
+      "trace_outcome/best baseline",
+      "trace_outcome/candidate",
+      "trace_outcome/champion",
+    ]);
+    expect(Number(byKey["log_triage/candidate"].attrs["data-value"])).toBe(0.82);
+    expect(Number(byKey["trace_outcome/best baseline"].attrs["data-value"])).toBe(0.65);
+    const h = (k: string) => Number(byKey[k].attrs.height);
+    expect(h("log_triage/candidate") / h("log_triage/best baseline")).toBeCloseTo(0.82 / 0.41, 1);
+    expect(h("trace_outcome/champion") / h("trace_outcome/candidate")).toBeCloseTo(0.7 / 0.6, 1);
+    const floor = findAll(chart(html, "bars"), (n) => n.attrs.class === "floor");
+    expect(floor.map((f) => [f.attrs["data-group"], f.attrs["data-value"]])).toEqual([["log_triage", "0.8"]]);
+  });
+
+  it("shows collection coverage per source per day, with empty days marked", () => {
+    const cells = findAll(chart(html, "heat"), (n) => n.attrs.class === "cell");
+    expect(cells).toHaveLength(8);
+    const empty = cells
+      .filter((c) => c.attrs["data-value"] === "0")
+      .map((c) => `${c.attrs["data-row"]} ${c.attrs["data-day"]}`);
+    expect(empty).toEqual(["loki 2026-11-26", "tempo 2026-11-27"]);
+    for (const c of cells.filter((x) => x.attrs["data-value"] === "0")) expect(c.attrs.fill).toBe("#fde2e2");
+    expect(html).toContain("97.0% of records valid");
+    expect(html).toContain("unparseable &lt;line&gt; (30)");
+  });
+
+  it("shows the halting-steps distribution of the candidate and the champion", () => {
+    const svg = svgs(html).find((s) => s.attrs["aria-label"]?.startsWith("Supervision steps"))!;
+    const bars = findAll(svg, (n) => n.attrs.class === "bar");
+    const cand = bars
+      .filter((b) => b.attrs["data-series"] === "candidate")
+      .map((b) => Number(b.attrs["data-value"]));
+    expect(cand).toEqual([10 / 210, 50 / 210, 100 / 210, 50 / 210]);
+    expect(bars.filter((b) => b.attrs["data-series"] === "champion")).toHaveLength(4);
+  });
+
+  it("states the gate verdict with its reasons", () => {
+    // trace_outcome is below both its baseline and the champion: the gate fails.
+    expect(html).toContain("FAILED · registered, not promoted");
+    expect(html).toContain(
+      "trace_outcome: mean_accuracy 0.600 does not beat the best baseline (majority_per_root_operation, 0.650)",
+    );
+    expect(html).toContain("trace_outcome: regresses against the champion: 0.600 vs 0.700");
+    expect(html).toContain("log_triage: 0.820 reaches the floor of 0.800");
+    expect(html).toMatch(/failed the gate<\/b>; it was registered but not promoted/);
+  });
+});
+
+describe("report.html for a run", () => {
+  it("is written into the run folder when a run ends, from what the stages stored", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "trm-report-"));
+    const config = parseConfig({ data_dir: join(dir, "data"), agents: { sre: {} } });
+    const store = new FsStore(join(dir, "store"));
+    await writeSegment(store, "sre", "loki", "2026-11-27", "s1", [
+      { kind: "log_entry", query: "q", ts_ns: "1796000000000000000", labels: {}, line: "hello" },
+    ]);
+    await store.put(`datasets/sre/${dataset.id}/manifest.json`, JSON.stringify(dataset));
+    const stages = {
+      collect: async () => ({ records: 1 }),
+      build: async () => ({ dataset_id: dataset.id }),
+      train: async (ctx) => {
+        await store.put(
+          `runs/sre/${ctx.runId}/metrics.jsonl`,
+          `${metrics()
+            .map((m) => JSON.stringify(m))
+            .join("\n")}\n`,
+        );
+        return { best_step: 150 };
+      },
+      evaluate: async (ctx) => {
+        await store.put(`runs/sre/${ctx.runId}/evaluation.json`, JSON.stringify(evaluation()));
+        return {};
+      },
+      deploy: async () => ({ version: "v20261129-115000-000-abcd", promoted_to: null }),
+    } as StageFns;
+    const pipeline = new Pipeline({
+      config,
+      store,
+      stages,
+      onRunEnd: async (r) => void (await writeRunReport(store, r)),
+    });
+    const rec = await (await pipeline.startRun({ agent: "sre" })).done;
+    const html = (await store.get(reportKey("sre", rec.id))).toString();
+    for (const id of ["verdict", "curves", "tasks", "data", "halting", "stages"])
+      expect(html).toContain(`<section id="${id}"`);
+    expect(svgs(html).map((s) => s.attrs["data-chart"])).toEqual(["line", "line", "bars", "heat", "bars"]);
+    const cells = findAll(chart(html, "heat"), (n) => n.attrs.class === "cell");
+    // The dataset window's four days, one source with data on one of them.
+    expect(
+      cells.map((c) => `${c.attrs["data-row"]} ${c.attrs["data-day"]} ${c.attrs["data-value"] !== "0"}`),
+    ).toContain("loki 2026-11-27 true");
+    expect(new Set(cells.map((c) => c.attrs["data-day"]))).toEqual(new Set(days4()));
+  });
+});
+
+function days4() {
+  return ["2026-11-25", "2026-11-26", "2026-11-27", "2026-11-28"];
+}
