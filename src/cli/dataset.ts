@@ -46,6 +46,8 @@ function qualityText(q: QualityReport): string[] {
     if (skipped.length) lines.push(`  skipped: ${skipped.map(([r, n]) => `${n} × ${r}`).join("; ")}`);
     if (t.dropped_as_leaks)
       lines.push(`  ${t.dropped_as_leaks} train examples dropped: same input in validation`);
+    if (t.val_inputs_seen_in_train)
+      lines.push(`  ${t.val_inputs_seen_in_train} validation examples have an input train also holds`);
     for (const [label, dist] of Object.entries(t.label_distribution)) {
       const top = Object.entries(dist).slice(0, 6);
       const rest = Object.keys(dist).length - top.length;

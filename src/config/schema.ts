@@ -381,6 +381,14 @@ export type CollectSettings = z.infer<typeof CollectSchema>;
 /** A duration such as "30d", "12h", "5m", "45s". */
 const durationText = z.string().regex(/^\d+(ms|s|m|h|d|w)$/, 'a duration such as "30d", "1h" or "5m"');
 
+/**
+ * Drop train examples whose input also occurs in validation. On by default where an input fixes
+ * its answer (code windows); off where inputs repeat by nature (log templates, call paths, flat
+ * series) and dropping them would leave train with only the rare cases. Validation marks the
+ * examples whose input train holds, either way.
+ */
+const dropShared = (on: boolean) => z.boolean().default(on);
+
 const taskBase = {
   enabled: z.boolean().default(true),
   /** Examples kept per task (train + validation), sampled with the seed. */
@@ -415,8 +423,6 @@ export const DatasetSchema = z
     seed: z.number().int().min(0).default(0),
     /** The newest share of the window that is validation. */
     val_fraction: z.number().gt(0).lt(1).default(0.2),
-    /** Drop train examples whose input also occurs in validation (no memorised answers). */
-    drop_shared_inputs: z.boolean().default(true),
     min_valid_ratio: z.number().min(0).max(1).default(0.9),
     num_bins: z.number().int().min(4).max(1024).default(64),
     /** Services beyond this many (least frequent first) share one class. */
@@ -431,16 +437,21 @@ export const DatasetSchema = z
         code_infill: z
           .object({
             ...taskBase,
+            drop_shared_inputs: dropShared(true),
             mask_fraction: z.number().gt(0).max(0.5).default(0.15),
             max_spans: z.number().int().min(1).max(8).default(3),
             max_windows_per_file: positiveInt.default(16),
           })
           .strict()
           .prefault({}),
-        log_triage: z.object(taskBase).strict().prefault({}),
+        log_triage: z
+          .object({ ...taskBase, drop_shared_inputs: dropShared(false) })
+          .strict()
+          .prefault({}),
         metric_forecast: z
           .object({
             ...taskBase,
+            drop_shared_inputs: dropShared(false),
             /** K: points in (history) and points out (forecast). */
             points: z.number().int().min(2).max(256).default(24),
             step: durationText.default("1h"),
@@ -453,7 +464,10 @@ export const DatasetSchema = z
           })
           .strict()
           .prefault({}),
-        trace_outcome: z.object(taskBase).strict().prefault({}),
+        trace_outcome: z
+          .object({ ...taskBase, drop_shared_inputs: dropShared(false) })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

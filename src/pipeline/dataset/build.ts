@@ -189,6 +189,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
 
   function sinkFor(st: TaskState, name: TaskName): DraftSink {
     const byPath = name === "code_infill";
+    const dropShared = config.tasks[name].drop_shared_inputs;
     return {
       example(d) {
         let split: Split;
@@ -203,7 +204,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
         }
         st.candidates[split]++;
         if (split === "val") st.valKeys.add(d.key);
-        else if (config.drop_shared_inputs && st.valKeys.has(d.key)) {
+        else if (dropShared && st.valKeys.has(d.key)) {
           st.leaks++;
           return;
         }
@@ -283,7 +284,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
     if (!st.consumer) continue;
     const val = st.heaps.val.items();
     const train = st.heaps.train.items().filter((d) => {
-      if (!config.drop_shared_inputs || !st.valKeys.has(d.key)) return true;
+      if (!config.tasks[name].drop_shared_inputs || !st.valKeys.has(d.key)) return true;
       st.leaks++;
       return false;
     });
@@ -299,10 +300,12 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
     if (!k) continue;
     const task = TASKS[name];
     const out: Record<Split, Example[]> = { train: [], val: [] };
+    const trainKeys = new Set(k.train.map((d) => d.key));
     for (const split of ["train", "val"] as const) {
       const ds = [...k[split]].sort((a, b) => a.time - b.time || a.uid - b.uid || a.key - b.key);
       for (const d of ds) {
         const ex = unpack(d, name, config.seq_len);
+        if (split === "val") ex.inputSeenInTrain = trainKeys.has(d.key);
         if (task.slots.length)
           fillSlots(name, task.slots, ex.labels, d.classes, vocab, (slot, cls) => {
             if (slot.namespace === "service") return "service:<other>";
@@ -471,6 +474,7 @@ function qualityReport(
       candidates: st.candidates,
       examples: { train: ex?.train.length ?? 0, val: ex?.val.length ?? 0 },
       dropped_as_leaks: st.leaks,
+      val_inputs_seen_in_train: ex?.val.filter((e) => e.inputSeenInTrain).length ?? 0,
       label_distribution: ex ? labelDistribution(st.task, [...ex.train, ...ex.val], vocab) : {},
       baselines: {},
       best_baseline: null,
@@ -487,7 +491,7 @@ function qualityReport(
       const total = ex.train.length + ex.val.length;
       const min = config.tasks[name].min_examples;
       const leaks = st.leaks
-        ? ` (${st.leaks} train examples were dropped because their input also occurs in validation; see dataset.drop_shared_inputs)`
+        ? ` (${st.leaks} train examples were dropped because their input also occurs in validation; see dataset.tasks.${name}.drop_shared_inputs)`
         : "";
       if (total < min)
         failures.push(

@@ -4,6 +4,7 @@
 //   labels  uint16 [N*S]   token ids, 0xFFFF where the loss ignores the position (-100)
 //   task    uint8  [N]     index into the header's task list
 //   time    float64[N]     event time, ms
+//   flags   uint8  [N]     bit 0: the input is also in train (validation)
 //   aux_offsets uint32 [N+1], aux float64 [...]   task numbers (metric_forecast scale, targets)
 import * as z from "zod";
 import type { Example, TaskName } from "../tasks/types.js";
@@ -55,6 +56,7 @@ export function encodeSplit(
     ["labels", "uint16", N * seqLen],
     ["task", "uint8", N],
     ["time", "float64", N],
+    ["flags", "uint8", N],
     ["aux_offsets", "uint32", N + 1],
     ["aux", "float64", auxTotal],
   ];
@@ -97,6 +99,8 @@ export function encodeSplit(
     if (ti < 0) throw new DatasetFormatError(`task ${ex.task} not in the split's task list`);
     buf[p++] = ti;
   }
+  p = at("flags");
+  for (const ex of examples) buf[p++] = ex.inputSeenInTrain ? 1 : 0;
   putLE(
     buf,
     at("time"),
@@ -122,6 +126,7 @@ export interface SplitArrays {
   labels: Int32Array;
   task: Uint8Array;
   time: Float64Array;
+  flags: Uint8Array;
   auxOffsets: Uint32Array;
   aux: Float64Array;
 }
@@ -161,6 +166,8 @@ export function decodeSplit(buf: Uint8Array, what = "split"): SplitArrays {
   for (const t of task)
     if (t >= header.tasks.length) throw new DatasetFormatError(`${what}: task index ${t} out of range`);
   const time = getLE(b, get("time", "float64", N), new Float64Array(N));
+  const f = get("flags", "uint8", N);
+  const flags = Uint8Array.from(b.subarray(f, f + N));
   const auxOffsets = getLE(b, get("aux_offsets", "uint32", N + 1), new Uint32Array(N + 1));
   const auxLen = header.arrays.find((a) => a.name === "aux")?.length ?? -1;
   if (auxOffsets[0] !== 0 || auxOffsets[N] !== auxLen)
@@ -168,7 +175,7 @@ export function decodeSplit(buf: Uint8Array, what = "split"): SplitArrays {
   for (let i = 0; i < N; i++)
     if (auxOffsets[i + 1] < auxOffsets[i]) throw new DatasetFormatError(`${what}: aux offsets go backwards`);
   const aux = getLE(b, get("aux", "float64", auxLen), new Float64Array(auxLen));
-  return { header, inputs, labels, task, time, auxOffsets, aux };
+  return { header, inputs, labels, task, time, flags, auxOffsets, aux };
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

@@ -28,6 +28,8 @@ export const TaskQuality = z
     examples: z.object({ train: Count, val: Count }).strict(),
     /** Train examples dropped because the same input is in validation. */
     dropped_as_leaks: Count,
+    /** Validation examples whose input train also holds (when drop_shared_inputs is off). */
+    val_inputs_seen_in_train: Count,
     label_distribution: z.record(z.string(), z.record(z.string(), Count)),
     /** Each baseline's metrics on validation (fitted on train). */
     baselines: z.record(z.string(), z.record(z.string(), z.number())),

@@ -67,14 +67,18 @@ export class DatasetSplit {
       labels: this.a.labels.subarray(i * S, (i + 1) * S),
       time: this.a.time[i],
       aux: this.a.aux.subarray(this.a.auxOffsets[i], this.a.auxOffsets[i + 1]),
+      ...(this.name === "val" ? { inputSeenInTrain: (this.a.flags[i] & 1) === 1 } : {}),
     };
   }
 
-  /** Indices of one task's examples, in stored order (by time). */
-  indicesOf(task: TaskName): number[] {
+  /**
+   * Indices of one task's examples, in stored order (by time). With newInputsOnly, only those
+   * whose input train does not hold (validation; the score on inputs never seen).
+   */
+  indicesOf(task: TaskName, opts: { newInputsOnly?: boolean } = {}): number[] {
     const out: number[] = [];
     this.tasks.forEach((t, i) => {
-      if (t === task) out.push(i);
+      if (t === task && !(opts.newInputsOnly && this.a.flags[i] & 1)) out.push(i);
     });
     return out;
   }

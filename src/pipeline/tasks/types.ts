@@ -28,6 +28,8 @@ export interface Example {
   time: number;
   /** Task numbers that are not tokens: metric_forecast keeps its scale and targets here. */
   aux: Float64Array;
+  /** Validation only: the same input is in train (score on the others for "new inputs only"). */
+  inputSeenInTrain?: boolean;
 }
 
 /** A class label read at one fixed position (log_triage, trace_outcome). */

@@ -87,12 +87,40 @@ describe("dataset build", () => {
     const until = train.map((e) => (e.task === "metric_forecast" ? e.time + (K - 1) * 3_600_000 : e.time));
     expect(Math.max(...until)).toBeLessThan(splitAt);
     for (const t of TASK_NAMES) {
-      const valKeys = new Set(ds.val.examples(t).map((e) => hash53(e.inputs)));
-      const shared = ds.train.examples(t).filter((e) => valKeys.has(hash53(e.inputs)));
-      expect(shared, t).toEqual([]);
-      expect(ds.manifest.quality.tasks[t].dropped_as_leaks).toBeGreaterThanOrEqual(0);
+      const trainKeys = new Set(ds.train.examples(t).map((e) => hash53(e.inputs)));
+      const val = ds.val.examples(t);
+      // Validation marks the examples whose input train holds.
+      for (const e of val) expect(e.inputSeenInTrain).toBe(trainKeys.has(hash53(e.inputs)));
+      const seen = val.filter((e) => e.inputSeenInTrain).length;
+      expect(ds.manifest.quality.tasks[t].val_inputs_seen_in_train).toBe(seen);
+      expect(ds.val.indicesOf(t, { newInputsOnly: true })).toHaveLength(val.length - seen);
     }
+    // Code windows that validation holds are dropped from train (drop_shared_inputs is on).
+    expect(ds.manifest.quality.tasks.code_infill.val_inputs_seen_in_train).toBe(0);
+    // Call paths repeat: with the rule off, validation shares inputs with train.
+    expect(ds.manifest.quality.tasks.trace_outcome.val_inputs_seen_in_train).toBeGreaterThan(0);
     expect(ds.manifest.split.by_task.code_infill).toBe("file path");
+  });
+
+  it("drops train examples whose input validation holds when drop_shared_inputs is on", async () => {
+    const res = await buildDataset({
+      store,
+      agent: "sre",
+      config: config({
+        tasks: {
+          log_triage: { drop_shared_inputs: true },
+          trace_outcome: { drop_shared_inputs: true, min_examples: 1 },
+          metric_forecast: { drop_shared_inputs: true },
+        },
+      }),
+    });
+    const d = await openDataset(store, "sre", res.id);
+    for (const t of TASK_NAMES) {
+      const valKeys = new Set(d.val.examples(t).map((e) => hash53(e.inputs)));
+      expect(d.train.examples(t).filter((e) => valKeys.has(hash53(e.inputs))), t).toEqual([]);
+      expect(d.manifest.quality.tasks[t].val_inputs_seen_in_train).toBe(0);
+    }
+    expect(res.manifest.quality.tasks.trace_outcome.dropped_as_leaks).toBeGreaterThan(0);
   });
 
   it("keeps each code file on one side of the split", async () => {

@@ -57,7 +57,7 @@ describe("split format", () => {
   it("round-trips examples, ignore labels and aux of any width", () => {
     const examples = [
       ex("log_triage", 5, []),
-      ex("metric_forecast", 300, [1.5, Number.NaN, -2e9]),
+      { ...ex("metric_forecast", 300, [1.5, Number.NaN, -2e9]), inputSeenInTrain: true },
       ex("code_infill", 259, []),
     ];
     const buf = encodeSplit("val", examples, 16, TASK_NAMES);
@@ -67,6 +67,7 @@ describe("split format", () => {
     expect(Array.from(a.inputs.slice(16, 32))).toEqual(Array(16).fill(300));
     expect(Array.from(a.labels.slice(0, 4))).toEqual([6, IGNORE, 6, IGNORE]);
     expect(Array.from(a.time)).toEqual(examples.map((e) => e.time));
+    expect(Array.from(a.flags)).toEqual([0, 1, 0]);
     expect(Array.from(a.auxOffsets)).toEqual([0, 0, 3, 3]);
     expect(Array.from(a.aux)).toEqual([1.5, Number.NaN, -2e9]);
     // Reading does not depend on where the bytes sit in memory.
