@@ -10,6 +10,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   model: () => import("./model.js"),
   dataset: () => import("./dataset.js"),
   serve: () => import("./serve.js"),
+  collect: () => import("./collect.js"),
 };
 
 async function main(argv: string[]): Promise<number> {

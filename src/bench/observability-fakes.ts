@@ -306,9 +306,17 @@ export class FakeLoki extends FakeServer {
     const forward = p.get("direction") === "forward";
     const entries = this.source.select(start, end, limit, forward, sel.match);
     // Group by stream, each stream in the direction's order; streams in first-seen order.
-    const streams = new Map<string, { stream: Record<string, string>; values: [string, string][] }>();
+    const streams = new Map<
+      Record<string, string> | string,
+      { stream: Record<string, string>; values: [string, string][] }
+    >();
+    const keyOf = new Map<Record<string, string>, string>();
     for (const e of entries) {
-      const key = JSON.stringify(Object.entries(e.labels).sort());
+      let key = keyOf.get(e.labels);
+      if (key === undefined) {
+        key = JSON.stringify(Object.entries(e.labels).sort());
+        keyOf.set(e.labels, key);
+      }
       let s = streams.get(key);
       if (!s) {
         s = { stream: e.labels, values: [] };

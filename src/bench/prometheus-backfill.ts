@@ -22,7 +22,8 @@ export interface OmSeries {
 export interface OmFamily {
   /** The metric name as queried (a counter's samples end in _total). */
   name: string;
-  type: "gauge" | "counter";
+  /** "unknown" writes samples under exactly `name` (e.g. classic histogram _bucket series on their own). */
+  type: "gauge" | "counter" | "unknown";
   series: OmSeries[];
 }
 

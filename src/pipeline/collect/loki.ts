@@ -132,26 +132,31 @@ async function collectQuery(
         continue;
       }
       const { entries, streams } = res;
+      // Per page, not per entry: window bounds as sortable strings, and each stream's labels redacted once.
+      const cursorKey = pad(cursor.toString());
+      const stopKey = pad(stop.toString());
+      const labelsOf = streams.map((l) => redactedLabels(l, labelCache, redactor));
       let fresh = 0;
       for (const e of entries) {
-        if (e.key < pad(cursor.toString()) || e.key >= pad(stop.toString())) {
+        if (e.key < cursorKey || e.key >= stopKey) {
           bumpSkipped(report, "outside_window");
           continue;
         }
-        if (BigInt(e.ts) === cursor && boundary.has(entryId(streams[e.stream], e.line))) {
+        if (e.key === cursorKey && boundary.has(entryId(streams[e.stream], e.line))) {
           bumpSkipped(report, "duplicates");
           continue;
         }
         fresh++;
-        buffer.push({
+        const rec: LogEntryRecord = {
           kind: "log_entry",
           query: name,
           ts_ns: e.ts,
-          labels: redactedLabels(streams[e.stream], labelCache, redactor),
+          labels: labelsOf[e.stream],
           line: redactor.redact(e.line),
-          ...(e.meta ? { metadata: redactor.redactMap(e.meta) } : {}),
-        });
-        coverage.add(nsToMs(BigInt(e.ts)));
+        };
+        if (e.meta) rec.metadata = redactor.redactMap(e.meta);
+        buffer.push(rec);
+        coverage.add(Number(e.key.slice(0, 14)));
       }
       collected += fresh;
       if (entries.length < limit) {
@@ -169,8 +174,9 @@ async function collectQuery(
           "malformed",
           `a full page ended before the requested start ${cursor}: the server ignored start`,
         );
+      const newestKey = entries[entries.length - 1].key;
       const atNewest = new Set(
-        entries.filter((e) => BigInt(e.ts) === newest).map((e) => entryId(streams[e.stream], e.line)),
+        entries.filter((e) => e.key === newestKey).map((e) => entryId(streams[e.stream], e.line)),
       );
       if (newest === cursor && fresh === 0) {
         // A whole page of one timestamp, all seen: a bigger page is the only way forward.
@@ -308,26 +314,16 @@ export function parseStreams(json: unknown, bad: (detail: string) => Error): Pag
       entries.push(e);
     });
   });
-  entries.sort((a, b) =>
-    a.key < b.key
-      ? -1
-      : a.key > b.key
-        ? 1
-        : a.stream !== b.stream
-          ? compareStreams(streams, a.stream, b.stream)
-          : a.line < b.line
-            ? -1
-            : a.line > b.line
-              ? 1
-              : 0,
+  // Time order; ties by stream labels, then line, so that pages sort the same on every run.
+  const streamKeys = streams.map(labelsKey);
+  const cmp = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  entries.sort(
+    (a, b) =>
+      cmp(a.key, b.key) ||
+      (a.stream === b.stream ? 0 : cmp(streamKeys[a.stream], streamKeys[b.stream])) ||
+      cmp(a.line, b.line),
   );
   return { entries, streams };
-}
-
-function compareStreams(streams: Record<string, string>[], a: number, b: number): number {
-  const ka = labelsKey(streams[a]);
-  const kb = labelsKey(streams[b]);
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
 }
 
 /** Structured metadata: a flat map, or {structuredMetadata, parsed} with categorize-labels. */

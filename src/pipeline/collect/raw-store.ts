@@ -1,9 +1,12 @@
 // Segments of the raw store: raw/<agent>/<source>/<yyyy-mm-dd>/<segment>.jsonl.gz, gzip'd JSON
 // lines, one validated record per line. A segment is written whole (atomic put) or not at all.
-import { gunzipSync, gzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { gunzipSync, gzip } from "node:zlib";
 import type { ObjectStore } from "../../store/index.js";
 import { sha256 } from "../../util/fs.js";
 import { RECORD_SCHEMA_BY_SOURCE, type RecordOf, type SourceName } from "./records.js";
+
+const gzipAsync = promisify(gzip);
 
 export interface SegmentRef {
   key: string;
@@ -37,7 +40,8 @@ export async function writeSegment<S extends SourceName>(
   const schema = RECORD_SCHEMA_BY_SOURCE[source];
   const lines: string[] = [];
   for (const r of records) lines.push(JSON.stringify(schema.parse(r)));
-  const body = gzipSync(`${lines.join("\n")}${lines.length ? "\n" : ""}`, { level: 6 });
+  // Compressed on the libuv thread pool, beside the collector's own work.
+  const body = await gzipAsync(`${lines.join("\n")}${lines.length ? "\n" : ""}`, { level: 6 });
   const key = segmentKey(agent, source, day, name);
   await store.put(key, body, { contentType: "application/gzip" });
   return { key, sha256: sha256(body), bytes: body.length, records: records.length };

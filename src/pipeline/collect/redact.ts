@@ -332,14 +332,14 @@ function printableRatio(buf: Buffer): number {
  * words, not a hash or id, and not a base64 payload of readable text.
  */
 export function secretLike(token: string, minLength = 20): boolean {
-  const t = token.replace(/^[-_/=+]+|[-_/=+]+$/g, "");
+  // Cheapest tests first: most candidates in ordinary text have no capital letter at all.
+  if (token.length < minLength || !/[A-Z]/.test(token)) return false; // slugs, pod names, paths, uuids, hex
+  const t = /^[-_/=+]|[-_/=+]$/.test(token) ? token.replace(/^[-_/=+]+|[-_/=+]+$/g, "") : token;
   if (t.length < minLength) return false;
-  if (/^[0-9a-f]+$/.test(t) || /^[0-9A-F]+$/.test(t)) return false; // hashes, SHAs, ids
-  if (/^sha(1|256|384|512)-/.test(t)) return false; // subresource integrity
+  if (/^[0-9A-F]+$/.test(t)) return false; // upper-case hashes and ids
+  if (t.startsWith("sha") && /^sha(1|256|384|512)-/.test(t)) return false; // subresource integrity
   const lower = /[a-z]/.test(t);
-  const upper = /[A-Z]/.test(t);
   const digit = /[0-9]/.test(t);
-  if (!upper) return false; // slugs, pod names, paths, uuids
   if (!lower) {
     // base32-ish secrets: upper + digits, no separators, high entropy
     if (!digit || /[-_/]/.test(t) || t.length < 24 || shannon(t) < 4) return false;

@@ -264,7 +264,7 @@ describe("Loki collection", () => {
     expect(leakedCanaries(cfg.data_dir)).toEqual([]);
     const got = await readAll(new FsStore(`${cfg.data_dir}/store`), "lab", "loki");
     expect(got.some((r) => r.line.includes("<redacted:jwt>"))).toBe(true);
-    expect(got[0].labels.token).toBe("<redacted:token>");
+    expect(got[0].labels.token).toBe("<redacted:github_token>");
   });
 
   it("sends the bearer token and tenant header, and says when they are wrong", async () => {
