@@ -497,7 +497,7 @@ export const KubernetesJobSchema = z
     /** The server container whose image/env/volumes are inherited, and the Job's container name. */
     container_name: K8sName.default("trm-forge"),
     /** "{run_id}", "{agent}" and "{attempt}" are replaced. */
-    args: z.array(z.string()).min(1).default(["run", "--resume", "{run_id}", "--stages", "train"]),
+    args: z.array(z.string()).min(1).default(["run", "--agent", "{agent}", "--resume", "{run_id}", "--stages", "train"]),
     service_account_name: K8sName.optional(),
     env: z
       .array(

@@ -189,7 +189,7 @@ describe("Kubernetes Job runner", () => {
     expect(job.metadata.name).toMatch(/^trm-forge-train-r20300101-020000-000-ab12-[0-9a-f]{6}-1$/);
     expect(job.metadata.annotations["trm-forge.dev/run-id"]).toBe(o.runId);
     expect(c.image).toBe(IMAGE);
-    expect(c.args).toEqual(["run", "--resume", o.runId, "--stages", "train"]);
+    expect(c.args).toEqual(["run", "--agent", "agent-sre", "--resume", o.runId, "--stages", "train"]);
     const env = Object.fromEntries(c.env.map((e: any) => [e.name, e]));
     expect(env.TRM_FORGE_RUNNER.value).toBe("in-process");
     expect(env.TRM_FORGE_CONFIG.value).toBe("/etc/trm-forge/config.yaml");
