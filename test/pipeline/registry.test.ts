@@ -169,6 +169,24 @@ for (const kind of storesUnderTest()) {
       ).toBe(true);
     });
 
+    it("refuses an artifact replaced or truncated behind its back", async () => {
+      const v = (await registerOne(reg, "agent-x", true, 5)).version;
+      const key = `models/agent-x/${v}/model.safetensors`;
+      const good = await s.store.get(key);
+      const bad = Buffer.from(good);
+      bad[7] ^= 1;
+      await s.store.put(key, bad);
+      await expect(reg.load("agent-x", v)).rejects.toThrow(/model\.safetensors was modified/);
+      await s.store.put(key, good.subarray(0, 100));
+      await expect(reg.load("agent-x", v)).rejects.toThrow(/is 100 bytes but the manifest recorded 4096/);
+      await s.store.delete(key);
+      await expect(reg.load("agent-x", v)).rejects.toThrow(/is missing from the store/);
+      await s.store.put(key, good);
+      expect(
+        (await reg.load("agent-x", v, ["model.safetensors"])).files.get("model.safetensors")!.equals(good),
+      ).toBe(true);
+    });
+
     it("rejects bad artifact names", async () => {
       await expect(
         reg.register("agent-n", {
