@@ -482,7 +482,10 @@ const K8sName = z
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "use lowercase letters, digits and -")
   .max(63);
 /** A resource quantity such as 500m, 8Gi or 1 (YAML numbers are accepted). */
-const K8sQuantity = z.union([z.string().regex(/^[0-9.]+[a-zA-Z]*$/, "a quantity such as 500m, 8Gi or 1"), z.number()]);
+const K8sQuantity = z.union([
+  z.string().regex(/^[0-9.]+[a-zA-Z]*$/, "a quantity such as 500m, 8Gi or 1"),
+  z.number(),
+]);
 
 /** The training Job that `runner: kubernetes` creates: same image and store, with its own resources. */
 export const KubernetesJobSchema = z
@@ -497,17 +500,25 @@ export const KubernetesJobSchema = z
     /** The server container whose image/env/volumes are inherited, and the Job's container name. */
     container_name: K8sName.default("trm-forge"),
     /** "{run_id}", "{agent}" and "{attempt}" are replaced. */
-    args: z.array(z.string()).min(1).default(["run", "--agent", "{agent}", "--resume", "{run_id}", "--stages", "train"]),
+    args: z
+      .array(z.string())
+      .min(1)
+      .default(["run", "--agent", "{agent}", "--resume", "{run_id}", "--stages", "train"]),
     service_account_name: K8sName.optional(),
     env: z
       .array(
         z.union([
           z.object({ name: z.string().min(1), value: z.string() }).strict(),
-          z.object({ name: z.string().min(1), secret: z.object({ name: K8sName, key: z.string().min(1) }).strict() }).strict(),
+          z
+            .object({
+              name: z.string().min(1),
+              secret: z.object({ name: K8sName, key: z.string().min(1) }).strict(),
+            })
+            .strict(),
         ]),
       )
       .default([]),
-    /** Used when nothing is inherited: the ConfigMap holding the config file, mounted and named by TRM_FORGE_CONFIG. */
+    /** When nothing is inherited: the ConfigMap with the config file (TRM_FORGE_CONFIG names it). */
     config_map: z
       .object({
         name: K8sName,
@@ -554,7 +565,7 @@ export const KubernetesSchema = z
   .object({
     /** Default: the server pod's namespace in the cluster, else the kubeconfig context's, else "default". */
     namespace: K8sName.optional(),
-    /** Out of the cluster only: default $KUBECONFIG or ~/.kube/config. In a pod the service account is used. */
+    /** Out of the cluster only: default $KUBECONFIG or ~/.kube/config. In a pod, the service account. */
     kubeconfig: z.string().min(1).optional(),
     context: z.string().min(1).optional(),
     /** How often the Job and its pods are read. */
