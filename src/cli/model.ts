@@ -1,5 +1,5 @@
 // `trm-forge model ...`: check the engine against a PyTorch reference fixture, and size a config.
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { UsageError } from "../errors.js";
 import { BACKEND_ORDER, type BackendPreference, initBackend } from "../model/backend.js";
 import {
@@ -17,7 +17,7 @@ import { action, emit, loadCliConfig, parseIntOption } from "./common.js";
 function backendOption(value: string): BackendPreference {
   if (value === "auto" || (BACKEND_ORDER as readonly string[]).includes(value))
     return value as BackendPreference;
-  throw new UsageError(`--backend must be one of auto, ${BACKEND_ORDER.join(", ")}; got "${value}"`);
+  throw new InvalidArgumentError(`must be one of auto, ${BACKEND_ORDER.join(", ")}`);
 }
 
 function fmt(x: number): string {

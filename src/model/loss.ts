@@ -6,7 +6,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { TRMConfig } from "./config.js";
 import { logStablemax } from "./ops.js";
-import type { HeadOutputs } from "./trm.js";
+import { type HeadOutputs, oneHotF32 } from "./trm.js";
 
 export const IGNORE_LABEL = -100;
 
@@ -67,7 +67,7 @@ export function actLoss(cfg: TRMConfig, out: HeadOutputs, labels: Int32Array): L
 
   return tf.tidy(() => {
     const logp = cfg.loss_type === "stablemax" ? logStablemax(out.logits) : tf.logSoftmax(out.logits);
-    const onehot = tf.oneHot(tf.tensor2d(safe, [B, L], "int32"), V, 1, 0, "float32");
+    const onehot = oneHotF32(tf.tensor2d(safe, [B, L], "int32"), V);
     const tokenLoss = tf.neg(tf.sum(tf.mul(logp, onehot), -1)); // [B, L]
     const perToken = tf.div(tf.mul(tokenLoss, tf.tensor2d(mask, [B, L])), tf.tensor2d(div, [B, 1]));
     const lmLoss = tf.sum(perToken) as tf.Scalar;

@@ -2,6 +2,13 @@
 // sign-SGD for the task-embedding rows, an EMA copy of the weights, and the LR schedule.
 import * as tf from "@tensorflow/tfjs-core";
 
+/** A variable made from a tensor the caller gives up (tf.variable keeps its own reference to the data). */
+export function adoptVariable(t: tf.Tensor, trainable = true): tf.Variable {
+  const v = tf.variable(t, trainable);
+  t.dispose();
+  return v;
+}
+
 export interface AdamConfig {
   kind: "adamw" | "adam-atan2";
   betas: [number, number];
@@ -46,8 +53,8 @@ export class Adam {
       let m = this.m.get(name);
       let v = this.v.get(name);
       if (!m || !v) {
-        m = tf.variable(tf.zerosLike(p), false);
-        v = tf.variable(tf.zerosLike(p), false);
+        m = adoptVariable(tf.zerosLike(p), false);
+        v = adoptVariable(tf.zerosLike(p), false);
         this.m.set(name, m);
         this.v.set(name, v);
       }
@@ -73,8 +80,7 @@ export class Adam {
       if (!old) continue;
       const next = tf.tidy(() => grow(old));
       old.dispose();
-      table.set(name, tf.variable(next, false));
-      next.dispose();
+      table.set(name, adoptVariable(next, false));
     }
   }
 
@@ -92,7 +98,7 @@ export class Ema {
 
   constructor(decay: number, params: ReadonlyMap<string, tf.Tensor>) {
     this.decay = decay;
-    for (const [name, p] of params) this.shadow.set(name, tf.variable(tf.clone(p), false));
+    for (const [name, p] of params) this.shadow.set(name, adoptVariable(tf.clone(p), false));
   }
 
   update(params: ReadonlyMap<string, tf.Tensor>): void {
@@ -105,7 +111,7 @@ export class Ema {
   /** Sets one shadow (e.g. after vocabulary growth). */
   set(name: string, value: tf.Tensor): void {
     this.shadow.get(name)?.dispose();
-    this.shadow.set(name, tf.variable(tf.clone(value), false));
+    this.shadow.set(name, adoptVariable(tf.clone(value), false));
   }
 
   dispose(): void {

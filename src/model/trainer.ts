@@ -19,7 +19,7 @@ import {
 } from "./act.js";
 import { type TRMConfig, totalLen } from "./config.js";
 import { actLoss, type LossResult } from "./loss.js";
-import { Adam, Ema, lrAt, signSgdRows } from "./optim.js";
+import { Adam, adoptVariable, Ema, lrAt, signSgdRows } from "./optim.js";
 import { Rng, type RngState } from "./rng.js";
 import {
   decodeSafetensors,
@@ -351,8 +351,7 @@ export class Trainer {
     ] as const)
       if (src)
         for (const [n, t] of src) {
-          table.set(n, tf.variable(t, false));
-          t.dispose();
+          table.set(n, adoptVariable(t, false));
         }
     if (file.tensors.has("carry.steps")) trainer.carry = loadCarry(file, cfg, source);
     const extra: Record<string, string> = {};

@@ -16,6 +16,7 @@ import { ConfigError } from "../errors.js";
 import { headDim, parseTRMConfig, swigluWidth, type TRMConfig, totalLen, usesRope } from "./config.js";
 import "./gradients.js";
 import { attention, linear, type RopeTables, rmsNorm, siluGateMul } from "./ops.js";
+import { adoptVariable } from "./optim.js";
 import { Rng } from "./rng.js";
 import { type SafetensorsContents, SafetensorsError, type TensorToWrite, toFloat32 } from "./safetensors.js";
 
@@ -133,6 +134,14 @@ export interface GradStepResult extends StepOutputs {
 export type LossFn = (out: HeadOutputs) => { loss: tf.Scalar; keep?: Record<string, tf.Tensor> };
 
 /**
+ * One-hot rows as float32. Built as int32 and cast: the wasm backend's OneHot kernel writes the
+ * integer bit pattern when asked for float32 (tfjs-backend-wasm 4.22).
+ */
+export function oneHotF32(ids: tf.Tensor, depth: number): tf.Tensor {
+  return tf.tidy(() => tf.cast(tf.oneHot(ids, depth), "float32"));
+}
+
+/**
  * Embedding lookup whose gradient is a one-hot matmul instead of a scatter: the wasm backend has
  * no UnsortedSegmentSum kernel, and for small vocabularies the matmul is cheap.
  */
@@ -141,7 +150,7 @@ function embedLookup(table: tf.Tensor2D, ids: tf.Tensor2D): tf.Tensor3D {
   const lookup = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
     value: tf.gather(args[0] as tf.Tensor, ids),
     gradFunc: (dy: tf.Tensor) =>
-      tf.matMul(tf.oneHot(tf.reshape(ids, [-1]), V, 1, 0, "float32"), tf.reshape(dy, [-1, D]), true, false),
+      tf.matMul(oneHotF32(tf.reshape(ids, [-1]) as tf.Tensor1D, V), tf.reshape(dy, [-1, D]), true, false),
   }));
   return lookup(table) as tf.Tensor3D;
 }
@@ -179,7 +188,7 @@ export class TRM {
   static init(cfg: TRMConfig, rng: Rng | number): TRM {
     const r = typeof rng === "number" ? new Rng(rng) : rng;
     const weights = new Map<string, tf.Variable>();
-    for (const spec of weightSpecs(cfg)) weights.set(spec.name, tf.variable(initialValue(spec, r)));
+    for (const spec of weightSpecs(cfg)) weights.set(spec.name, adoptVariable(initialValue(spec, r)));
     const D = cfg.hidden_size;
     const hInit = r.truncNormal(D, 1);
     const lInit = r.truncNormal(D, 1);
@@ -228,9 +237,7 @@ export class TRM {
     }
     const weights = new Map<string, tf.Variable>();
     for (const spec of specs) {
-      const t = fromTorchLayout(spec, data.get(spec.name)!);
-      weights.set(spec.name, tf.variable(t));
-      t.dispose();
+      weights.set(spec.name, adoptVariable(fromTorchLayout(spec, data.get(spec.name)!)));
     }
     return new TRM(
       c,
@@ -494,8 +501,7 @@ export class TRM {
 
   private replaceWeight(name: string, value: tf.Tensor): void {
     this.weights.get(name)!.dispose();
-    this.weights.set(name, tf.variable(value));
-    value.dispose();
+    this.weights.set(name, adoptVariable(value));
   }
 }
 
