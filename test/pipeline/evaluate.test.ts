@@ -1,0 +1,266 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { writeRawHomelab } from "../../src/bench/homelab-raw.js";
+import { type Config, parseConfig } from "../../src/config/index.js";
+import { initBackend } from "../../src/model/backend.js";
+import { resolveModelConfig } from "../../src/model/config.js";
+import { Trainer } from "../../src/model/trainer.js";
+import { buildDataset, type Dataset, openDataset } from "../../src/pipeline/dataset/index.js";
+import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
+import {
+  evaluateModels,
+  evaluateVersion,
+  runGate,
+  type TaskEvaluation,
+} from "../../src/pipeline/evaluate.js";
+import { scoreBaselines } from "../../src/pipeline/tasks/index.js";
+import { FsStore } from "../../src/store/index.js";
+
+const gate = (extra: Record<string, unknown> = {}) => parseConfig({ gate: extra }).gate;
+
+function task(
+  name: string,
+  c: number,
+  b: number | null,
+  champ: number | null,
+  extra: Partial<TaskEvaluation> = {},
+): TaskEvaluation {
+  return {
+    task: name,
+    enabled: true,
+    examples: 100,
+    primary: "acc",
+    direction: "higher",
+    candidate: { metrics: { acc: c }, score: c },
+    champion: champ === null ? null : { metrics: { acc: champ }, score: champ },
+    baselines: b === null ? {} : { majority: { metrics: { acc: b }, score: b } },
+    best_baseline: b === null ? null : "majority",
+    judged: true,
+    floor: null,
+    ...extra,
+  };
+}
+
+describe("the gate", () => {
+  it("passes a candidate that beats every baseline and does not regress, and says so", () => {
+    const v = runGate([task("a", 0.9, 0.5, 0.88), task("b", 0.7, 0.6, null)], gate());
+    expect(v.passed).toBe(true);
+    expect(v.reasons).toEqual([
+      "a: acc 0.900 beats the best baseline (majority, 0.500) by 0.400",
+      "a: 0.900 vs champion 0.880 (+0.020)",
+      "b: acc 0.700 beats the best baseline (majority, 0.600) by 0.100",
+    ]);
+  });
+
+  it("fails on a task below its baseline, a regression beyond the tolerance, or a missed floor", () => {
+    expect(runGate([task("a", 0.5, 0.5, null)], gate()).reasons).toEqual([
+      "a: acc 0.500 does not beat the best baseline (majority, 0.500)",
+    ]);
+    expect(runGate([task("a", 0.55, 0.5, null)], gate({ baseline_margin: 0.1 })).passed).toBe(false);
+    const reg = runGate([task("a", 0.85, 0.5, 0.9)], gate({ max_regression: 0.02 }));
+    expect(reg.passed).toBe(false);
+    expect(reg.reasons).toEqual([
+      "a: regresses against the champion: 0.850 vs 0.900 (-0.050, tolerance 0.020)",
+    ]);
+    expect(runGate([task("a", 0.89, 0.5, 0.9)], gate({ max_regression: 0.02 })).passed).toBe(true);
+    const floor = runGate([task("a", 0.75, 0.5, null, { floor: 0.8 })], gate());
+    expect(floor.reasons).toEqual(["a: 0.750 is below the floor of 0.800"]);
+  });
+
+  it("compares lower-is-better metrics the other way round", () => {
+    const lower = (c: number, b: number) => task("m", c, b, null, { direction: "lower" });
+    expect(runGate([lower(0.2, 0.3)], gate()).passed).toBe(true);
+    expect(runGate([lower(0.3, 0.2)], gate()).passed).toBe(false);
+  });
+
+  it("ignores disabled tasks, reports thin ones unjudged, and fails when nothing can be judged", () => {
+    const v = runGate(
+      [
+        task("a", 0.9, 0.1, null),
+        task("off", 0, 0.9, null, { enabled: false }),
+        task("thin", 0, 0.9, null, { judged: false, examples: 3 }),
+      ],
+      gate(),
+    );
+    expect(v.passed).toBe(true);
+    expect(v.checks.some((c) => c.task === "off")).toBe(false);
+    expect(v.reasons).toContain("thin: not judged, only 3 validation examples (gate.min_examples is 20)");
+    const none = runGate([task("thin", 0.9, 0.1, null, { judged: false, examples: 3 })], gate());
+    expect(none.passed).toBe(false);
+    expect(none.reasons).toEqual(["no enabled task had enough validation examples to judge the candidate"]);
+    const floorThin = runGate(
+      [task("a", 0.9, 0.1, null), task("thin", 0.9, 0.1, null, { judged: false, examples: 3, floor: 0.8 })],
+      gate(),
+    );
+    expect(floorThin.passed).toBe(false);
+  });
+});
+
+describe("evaluateModels on a dataset", () => {
+  const dir = mkdtempSync(join(tmpdir(), "trm-eval-"));
+  const store = new FsStore(join(dir, "store"));
+  let config: Config;
+  let ds: Dataset;
+  const weights = (seed: number, over: { vocab?: number; seq?: number } = {}) => {
+    const cfg = resolveModelConfig(
+      {
+        preset: "demo",
+        hidden_size: 16,
+        num_heads: 2,
+        H_cycles: 1,
+        L_cycles: 1,
+        halt_max_steps: 3,
+        puzzle_emb_len: 2,
+      },
+      {
+        vocab_size: over.vocab ?? ds.vocab.size,
+        seq_len: over.seq ?? ds.manifest.seq_len,
+        num_puzzle_identifiers: ds.manifest.num_puzzle_identifiers,
+      },
+    );
+    const t = Trainer.create(cfg, {}, seed);
+    const bytes = t.exportModel();
+    t.dispose();
+    return bytes;
+  };
+
+  beforeAll(async () => {
+    await initBackend("auto");
+    config = parseConfig({
+      data_dir: join(dir, "data"),
+      agents: { sre: {} },
+      dataset: {
+        window: "4d",
+        seq_len: 64,
+        tasks: {
+          code_infill: { enabled: false },
+          metric_forecast: { enabled: false },
+          log_triage: { max_examples: 100, min_examples: 1 },
+          trace_outcome: { max_examples: 100, min_examples: 1 },
+        },
+      },
+      gate: { min_examples: 5, floors: { log_triage: 0.5 } },
+    });
+    await writeRawHomelab({
+      store,
+      agent: "sre",
+      days: 4,
+      files: 10,
+      logLines: 600,
+      traces: 300,
+      series: 6,
+      end: Date.parse("2026-11-29T00:00:00Z"),
+    });
+    await buildDataset({ store, agent: "sre", config: config.dataset });
+    ds = await openDataset(store, "sre");
+  });
+
+  it("scores the candidate, the champion and the baselines on the same validation examples", async () => {
+    const w = weights(1);
+    const r = await evaluateModels({
+      agent: "sre",
+      config,
+      dataset: ds,
+      candidate: { label: "candidate", version: null, weights: w },
+      champion: { label: "v-champ", version: "v-champ", weights: w },
+    });
+    expect(Object.keys(r.tasks).sort()).toEqual(["log_triage", "trace_outcome"]);
+    for (const [name, t] of Object.entries(r.tasks)) {
+      const idx = ds.val.indicesOf(name as never);
+      expect(t.examples).toBe(idx.length);
+      expect(t.examples).toBeGreaterThan(0);
+      // The same weights on the same examples score the same.
+      expect(t.champion!.metrics).toEqual(t.candidate.metrics);
+      const b = scoreBaselines(
+        name as never,
+        ds.train.examples(name as never),
+        ds.val.examples(name as never),
+        ds.vocab,
+      );
+      expect(t.best_baseline).toBe(b.best);
+      expect(t.baselines[b.best].metrics).toEqual(b.scores[b.best].metrics);
+    }
+    expect(r.examples).toBe(ds.val.size);
+    expect(r.halting.candidate.histogram.reduce((a, b) => a + b, 0)).toBe(ds.val.size);
+    expect(r.halting.champion!.histogram).toEqual(r.halting.candidate.histogram);
+    expect(r.gate.checks.filter((c) => c.check === "regression").every((c) => c.passed)).toBe(true);
+    expect(r.tasks.log_triage.floor).toBe(0.5);
+    expect(r.gate.checks.some((c) => c.check === "floor" && c.task === "log_triage")).toBe(true);
+  });
+
+  it("lets a champion with an older, smaller vocabulary answer, and refuses one of another shape", async () => {
+    const grown = await evaluateModels({
+      agent: "sre",
+      config,
+      dataset: ds,
+      candidate: { label: "candidate", version: null, weights: weights(1) },
+      champion: { label: "v-old", version: "v-old", weights: weights(2, { vocab: ds.vocab.size - 3 }) },
+    });
+    expect(grown.champion_note).toBeNull();
+    expect(grown.tasks.trace_outcome.champion).not.toBeNull();
+    const other = await evaluateModels({
+      agent: "sre",
+      config,
+      dataset: ds,
+      candidate: { label: "candidate", version: null, weights: weights(1) },
+      champion: { label: "v-wide", version: "v-wide", weights: weights(2, { seq: 80 }) },
+    });
+    expect(other.champion_note).toMatch(
+      /v-wide cannot answer this dataset: its sequence length is 80, the dataset's 64/,
+    );
+    expect(other.gate.passed).toBe(false);
+    expect(other.gate.reasons).toContain(other.champion_note);
+  });
+
+  it("evaluates a registered version against the champion and stores the result beside the versions", async () => {
+    const registry = new ModelRegistry(store);
+    const lineage = {
+      run_id: null,
+      dataset_id: ds.id,
+      raw_segments: [],
+      code_version: "t",
+      parent_version: null,
+    };
+    const champ = await registry.register("sre", {
+      artifacts: [{ name: "model.safetensors", data: weights(5) }],
+      lineage,
+      gate: { passed: true, reasons: [] },
+      createdBy: "test",
+    });
+    await registry.promote("sre", champ.version, { actor: "test", reason: "seed" });
+    const cand = await registry.register("sre", {
+      artifacts: [{ name: "model.safetensors", data: weights(6) }],
+      lineage,
+      gate: null,
+      createdBy: "test",
+    });
+    const { result, key } = await evaluateVersion({
+      config,
+      store,
+      registry,
+      agent: "sre",
+      version: cand.version,
+    });
+    expect(result.candidate.version).toBe(cand.version);
+    expect(result.champion?.version).toBe(champ.version);
+    expect(key).toMatch(
+      new RegExp(`^models/sre/evaluations/e\\d{8}-\\d{6}-\\d{3}-[0-9a-f]{4}-${cand.version}\\.json$`),
+    );
+    expect(JSON.parse((await store.get(key)).toString())).toEqual(result);
+    // The stored evaluation is outside the immutable version folder.
+    expect((await registry.getManifest("sre", cand.version)).artifacts.map((a) => a.name)).toEqual([
+      "model.safetensors",
+    ]);
+    const alone = await evaluateVersion({
+      config,
+      store,
+      registry,
+      agent: "sre",
+      version: "champion",
+      against: null,
+    });
+    expect(alone.result.champion).toBeNull();
+  });
+});
