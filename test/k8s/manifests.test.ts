@@ -218,6 +218,17 @@ describe("k8s manifests", () => {
     }
   });
 
+  it("gives the server an API token only where the Job runner needs one", () => {
+    const token = (dir: string) =>
+      one(built(dir), "Deployment").spec.template.spec.automountServiceAccountToken !== false;
+    expect(token("overlays/gpu")).toBe(true);
+    expect(configOf(built("overlays/gpu")).config.runner).toBe("kubernetes");
+    for (const dir of ["overlays/cpu", "alternatives/cronjob"]) {
+      expect(token(dir), dir).toBe(false);
+      expect(configOf(built(dir)).config.runner).toBe("in-process");
+    }
+  });
+
   it("the Role grants exactly the Job runner's verbs", () => {
     const role = one(built("overlays/gpu"), "Role");
     const rules = Object.fromEntries(
