@@ -145,7 +145,8 @@ async function throughput(server: ModelServer, agent: string, callers: number, d
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: callers }, async (_, c) => {
-      for (let i = c; performance.now() < end; i += callers) {
+      // At least three rounds per caller, so even 32 callers measure more than one batch.
+      for (let i = c, k = 0; k < 3 || performance.now() < end; i += callers, k++) {
         const r = await server.predict(agent, "log_triage", line(i));
         done++;
         steps += r.steps;

@@ -72,8 +72,8 @@ export interface AgentStatus {
 interface AgentSlots {
   champion: ServedModel | null;
   challenger: ServedModel | null;
-  /** A version that failed per alias: not retried until the alias moves elsewhere. */
-  failed: Partial<Record<Alias, string>>;
+  /** A version that failed per alias, and when: retried only after FAILED_RETRY_MS (or once the alias moves). */
+  failed: Partial<Record<Alias, { version: string; at: number }>>;
   lastFailure: SwapRecord | null;
   swaps: number;
   queue: Promise<unknown>;
@@ -114,6 +114,10 @@ export class ModelServer {
   constructor(private readonly opts: ModelServerOptions) {
     this.registry = opts.registry ?? new ModelRegistry(opts.store, { dataDir: opts.config.data_dir });
     this.random = opts.random ?? Math.random;
+  }
+
+  private get failedRetryMs(): number {
+    return Math.max(60_000, 10 * this.cfg.poll_interval_ms);
   }
 
   private get cfg() {
@@ -260,7 +264,11 @@ export class ModelServer {
         delete s.failed[alias];
         continue;
       }
-      if (target !== null && s.failed[alias] === target) continue;
+      const failed = s.failed[alias];
+      // A refused version is not reloaded on every poll; a transient cause (the store was down)
+      // gets another try after a while.
+      if (target !== null && failed?.version === target && Date.now() - failed.at < this.failedRetryMs)
+        continue;
       records.push(await this.swap(agent, s, alias, target));
     }
     await this.retireUnused(s);
@@ -329,7 +337,7 @@ export class ModelServer {
   }
 
   private failed(agent: string, s: AgentSlots, alias: Alias, rec: SwapRecord): SwapRecord {
-    s.failed[alias] = rec.to ?? undefined;
+    if (rec.to) s.failed[alias] = { version: rec.to, at: Date.now() };
     s.lastFailure = rec;
     log.error(
       { agent, alias, version: rec.to, kept: rec.from, err: rec.error },

@@ -128,6 +128,8 @@ export class ShadowRecorder {
 
   /** Continues a record read from the store when it is for the same pair. */
   resume(prev: ShadowFile | null): void {
+    // Only before the first sample: a resume must never drop what was recorded since.
+    if (Object.keys(this.file.tasks).length || this.file.dropped) return;
     if (prev && prev.champion === this.champion && prev.challenger === this.challenger)
       this.file = structuredClone(prev);
   }
