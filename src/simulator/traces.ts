@@ -385,24 +385,31 @@ function deliver(b: Builder, producerParent: SimSpan, producer: string, queue: s
       error = q.error;
     }
     if (!error) {
+      // Each channel has its own sender, and its own pace: ntfy is quick, Slack and the mail relay are not.
       const channel = b.r.weighted(["slack", "email", "ntfy"], [5, 3, 2]);
+      const sender = b.open(c, "notification-worker", `channel.${channel} send`, "SPAN_KIND_INTERNAL", cur, [
+        str("notifi.channel", channel),
+      ]);
       const url =
         channel === "slack"
           ? "https://slack.com/api/chat.postMessage"
           : channel === "email"
             ? "https://smtp-relay.homelab.internal/v1/send"
             : "https://ntfy.sh/homelab";
-      cur = external(
+      const sent = external(
         b,
-        c,
+        sender,
         "notification-worker",
         "POST",
         url,
         cur + b.self("notification-worker", cur, 0.8),
-        channel === "slack" ? 180 : 45,
-        [str("notifi.channel", channel)],
+        channel === "slack" ? 180 : channel === "email" ? 350 : 25,
       );
-      if (b.ownFailure("notification-worker", cur)) error = `channel ${channel} returned 503`;
+      cur = b.close(sender, sent + b.self("notification-worker", sent, 0.3));
+      if (b.ownFailure("notification-worker", cur)) {
+        error = `channel ${channel} returned 503`;
+        b.fail(sender, error);
+      }
     }
     if (we2.culprit && we2.incident?.kind === "memory_leak" && we2.errorAdd > 0.3 && b.r.chance(0.6)) {
       error = "The operation was canceled.";
@@ -502,26 +509,42 @@ const chat: Flow = (b, t) => {
           return { end: at, error: "KeyError: 'search_docs_v2'", status: 500 };
         }
       } else if (b.r.chance(0.45)) {
-        const tool = b.open(
-          server,
-          "agent-bruno",
-          `tool.call ${b.r.pick(["search_docs", "calendar", "web_fetch"])}`,
-          "SPAN_KIND_INTERNAL",
-          at,
-        );
-        at = b.close(tool, at + b.r.lognormal(150_000, 0.7) * be.latency);
+        const tool = b.r.pick(Object.keys(TOOL_MEDIAN_US));
+        const median = TOOL_MEDIAN_US[tool];
+        const span = b.open(server, "agent-bruno", `tool.call ${tool}`, "SPAN_KIND_INTERNAL", at);
+        at = b.close(span, at + b.r.lognormal(median, 0.6) * be.latency);
       }
-      at = external(b, server, "agent-bruno", "POST", "http://ollama.ai-agents.svc:11434/api/chat", at, 800, [
-        str("gen_ai.system", "ollama"),
-        str("gen_ai.request.model", "llama3.1:8b"),
-        int("gen_ai.usage.input_tokens", 200 + b.r.int(3000)),
-      ]);
+      // Short turns go to the small model, long ones to the large: the span name (GenAI semantic
+      // conventions: "chat <model>") says which, and so says much about the latency.
+      const model = b.r.weighted(["llama3.2:3b", "llama3.1:8b"], [0.55, 0.45]);
+      at = llm(b, server, "agent-bruno", model, at, model === "llama3.2:3b" ? 300 : 1400);
       if (b.ownFailure("agent-bruno", at)) return { end: at, error: "ollama: server busy", status: 503 };
       const w = query(b, server, "agent-bruno", "INSERT", "messages", at + b.self("agent-bruno", at, 1));
       return { end: w.end, error: w.error, status: w.error ? 500 : 200 };
     }),
   );
 };
+
+const TOOL_MEDIAN_US: Record<string, number> = { search_docs: 150_000, calendar: 30_000, web_fetch: 900_000 };
+
+/** A call to the homelab's Ollama, named as the GenAI semantic conventions name it. */
+function llm(
+  b: Builder,
+  parent: SimSpan,
+  caller: string,
+  model: string,
+  t: number,
+  medianMs: number,
+): number {
+  const s = b.open(parent, caller, `chat ${model}`, "SPAN_KIND_CLIENT", t, [
+    str("gen_ai.system", "ollama"),
+    str("gen_ai.operation.name", "chat"),
+    str("gen_ai.request.model", model),
+    int("gen_ai.usage.input_tokens", 200 + b.r.int(3000)),
+    str("server.address", "ollama.ai-agents.svc"),
+  ]);
+  return b.close(s, t + b.r.lognormal(medianMs * 1000, 0.45) * b.eff(caller, t).latency);
+}
 
 function prometheusQueries(b: Builder, parent: SimSpan, at: number, n: number): number {
   for (let i = 0; i < n; i++) {
@@ -547,11 +570,9 @@ const alert: Flow = (b, t) => {
           return { end: at, error: "KeyError: 'tool_calls'", status: 500 };
         }
       }
-      at = external(b, server, "agent-sre", "POST", "http://ollama.ai-agents.svc:11434/api/chat", at, 1800, [
-        str("gen_ai.system", "ollama"),
-        str("gen_ai.request.model", "qwen2.5:7b"),
-        int("gen_ai.usage.input_tokens", 500 + b.r.int(4000)),
-      ]);
+      // Critical alerts get the large model: slower, often past five seconds.
+      const model = b.r.weighted(["qwen2.5:7b", "qwen2.5:32b"], [0.7, 0.3]);
+      at = llm(b, server, "agent-sre", model, at, model === "qwen2.5:7b" ? 1500 : 5200);
       if (b.r.chance(b.incidentTraffic ? 0.9 : 0.35)) {
         const rem = httpCall(
           b,
