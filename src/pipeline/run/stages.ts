@@ -143,6 +143,7 @@ async function collectStage(ctx: StageContext) {
     agent: ctx.agent,
     store: ctx.store,
     signal: ctx.signal,
+    now: ctx.now().getTime(),
     onQuery: (q) => {
       ctx.progress({
         message: `${q.source}/${q.query}: ${q.records} records (${q.status})`,
@@ -207,8 +208,8 @@ async function buildStage(ctx: StageContext) {
         }),
     });
   } catch (err) {
-    if (err instanceof DatasetQualityError)
-      throw new WorkError(`${err.message} (${err.report.failures.join("; ")})`);
+    // Refused data is not transient: the quality report says why, task by task.
+    if (err instanceof DatasetQualityError) throw new WorkError(err.message);
     throw err;
   }
   const m = result.manifest;
@@ -615,9 +616,9 @@ async function deployStage(ctx: StageContext, hooks: DeployHook[]) {
     gate_passed: gatePassed,
     promoted_to: promotedTo,
     previous_champion: before.aliases.champion,
-    targets: results,
+    hooks: results,
     ...(failed.length
-      ? { status: "partial", partial_reason: failed.map((f) => `${f.name}: ${f.detail}`).join("; ") }
+      ? { status: "partial", partial_reason: failed.map((f) => `${f.name}: ${f.reason}`).join("; ") }
       : {}),
   };
 }
