@@ -145,8 +145,8 @@ export class LokiApi {
       );
     }
     const t0 = Date.now();
-    const { hits, scanned, bytes } = this.select(query, start, end);
     const forward = dirText === "forward";
+    const { hits, scanned, bytes } = this.select(query, start, end, limit, forward);
     hits.sort(order(forward));
     const page = hits.slice(0, limit);
     const streams = new Map<string, { labels: Labels; values: string[] }>();
@@ -168,8 +168,18 @@ export class LokiApi {
     );
   }
 
-  /** Every entry in [start, end) that the selector and pipeline keep. */
-  private select(query: LogQuery, start: Ns, end: Ns): { hits: Hit[]; scanned: number; bytes: number } {
+  /**
+   * The entries in [start, end) that the selector and pipeline keep, hour by hour in the query's
+   * direction, stopping after the hour in which `limit` was reached: later hours can only hold
+   * entries that sort after those.
+   */
+  private select(
+    query: LogQuery,
+    start: Ns,
+    end: Ns,
+    limit: number,
+    forward: boolean,
+  ): { hits: Hit[]; scanned: number; bytes: number } {
     const w = this.world;
     const lo: Ns = cmpNs(start, { ms: w.start, sub: 0 }) < 0 ? { ms: w.start, sub: 0 } : start;
     const horizon = w.horizon();
@@ -179,17 +189,21 @@ export class LokiApi {
     let bytes = 0;
     if (cmpNs(hi, lo) <= 0) return { hits, scanned, bytes };
     const keyCache = new Map<Labels, string>();
-    for (const svc of SERVICES) {
-      // The matchers on labels a whole service shares decide whether its streams can match at all.
+    // The matchers on labels a whole service shares decide whether its streams can match at all.
+    const services = SERVICES.filter((svc) => {
       const probe: Labels = {
         app: svc.name,
         container: svc.container,
         namespace: svc.namespace,
         service_name: svc.name,
       };
-      const shared = query.matchers.filter((m) => m.name in probe);
-      if (!matchesStream({ matchers: shared, stages: [] }, probe)) continue;
-      for (let h = Math.floor(lo.ms / HOUR_MS); h * HOUR_MS < hi.ms; h++) {
+      return matchesStream({ matchers: query.matchers.filter((m) => m.name in probe), stages: [] }, probe);
+    });
+    const first = Math.floor(lo.ms / HOUR_MS);
+    const last = Math.floor((hi.ms - 1) / HOUR_MS);
+    for (let k = 0; k <= last - first && hits.length < limit; k++) {
+      const h = forward ? first + k : last - k;
+      for (const svc of services) {
         for (const e of w.logs.bucket(svc.name, h)) {
           const t = { ms: e.ms, sub: e.subNs };
           if (cmpNs(t, lo) < 0 || cmpNs(t, hi) >= 0) continue;
