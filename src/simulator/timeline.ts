@@ -193,9 +193,12 @@ export class Timeline {
 
   /** A service's load factor at t: the rhythm times slow shared and per-service noise. */
   load(svc: ServiceDef, t: number): number {
+    // Some days are busier than others: a slow drift that yesterday's same hour does not know,
+    // but the last hours show.
+    const days = smoothNoise(this.noiseKey ^ 0x5bd1e995, t, 20 * HOUR) * 0.18;
     const shared = smoothNoise(this.noiseKey, t, 3 * HOUR) * 0.08;
     const own = smoothNoise(this.keyOf("load", svc.name), t, 50 * MIN) * 0.1;
-    return rhythm(t) * (1 + shared + own);
+    return rhythm(t) * (1 + days + shared + own);
   }
 
   // --- incidents --------------------------------------------------------------------------
