@@ -11,6 +11,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   dataset: () => import("./dataset.js"),
   serve: () => import("./serve.js"),
   collect: () => import("./collect.js"),
+  run: () => import("./run.js"),
 };
 
 async function main(argv: string[]): Promise<number> {
