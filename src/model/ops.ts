@@ -21,6 +21,7 @@ export const FusedKernel = {
   AttentionGrad: "TrmAttentionGrad",
   LogStablemax: "TrmLogStablemax",
   LogStablemaxGrad: "TrmLogStablemaxGrad",
+  Linear: "TrmLinear",
 } as const;
 
 function hasKernel(name: string, x: tf.Tensor): boolean {
@@ -33,6 +34,9 @@ function run(name: string, inputs: tf.NamedTensorMap, attrs: Record<string, numb
 
 /** x @ w for x [..., in] and w [in, out] (weights are stored transposed from torch's [out, in]). */
 export function linear(x: tf.Tensor, w: tf.Tensor2D): tf.Tensor {
+  // The fused kernel takes any rank directly: a reshape around it would hold its gradient's
+  // memory to the end of the backward pass.
+  if (hasKernel(FusedKernel.Linear, x)) return run(FusedKernel.Linear, { x, w });
   const shape = x.shape;
   const inDim = shape[shape.length - 1];
   const x2 = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, inDim]);
@@ -117,29 +121,120 @@ export function logStablemax(x: tf.Tensor): tf.Tensor {
 
 // Gradients of the fused kernels: each backward is a kernel of its own on the same backend.
 // Only inputs that need a gradient are differentiated (rope tables are constants).
+//
+// tfjs keeps every saved tensor and every intermediate gradient until the whole backward pass
+// is over, which more than doubles the peak memory of a training step. Here each gradient frees
+// what it consumed as soon as its closures have run: its saved tensors (private clones) and its
+// dy when the backward pass made it (never a caller's dy). A dy is final once its node runs,
+// since backprop walks the tape in reverse; see unaliasGradients for the one way it could be
+// shared.
+
+interface EngineScopes {
+  state: { scopeStack: Array<{ id: number; name: string }> };
+}
+
+/** True when t was made by the running backward pass (not passed in by the caller). */
+function madeByBackward(t: tf.Tensor): boolean {
+  const stack = (tf.engine() as unknown as EngineScopes).state.scopeStack;
+  // Inside a gradient closure: [..., "backward", the closure's own tidy].
+  const backward = stack[stack.length - 2];
+  return (
+    backward?.name === "backward" && (t as unknown as { scopeId?: number }).scopeId === backward.id && !t.kept
+  );
+}
+
+/** Runs each closure's f; after `uses` of them, frees the saved tensors and a backward-made dy. */
+function freeAfter(saved: tf.Tensor[], uses: number, dy?: tf.Tensor) {
+  let left = uses;
+  return <T>(f: () => T): T => {
+    const out = f();
+    if (--left === 0) {
+      tf.dispose(saved);
+      if (dy && !dy.isDisposed && madeByBackward(dy)) dy.dispose();
+    }
+    return out;
+  };
+}
+
+/**
+ * Makes every registered gradient return distinct tensors for distinct inputs (a zero-copy clone
+ * where a gradient hands the same tensor to two inputs, as x + y's does). Two map entries holding
+ * one tensor would make freeing a consumed dy unsafe. Runs once, over what is registered now.
+ */
+function unaliasGradients(): void {
+  const flag = Symbol.for("trm-forge.unaliased-gradients");
+  const g = globalThis as Record<symbol, Set<string> | undefined>;
+  const done = g[flag] ?? new Set<string>();
+  g[flag] = done;
+  const names = (Object.values(tf) as unknown[]).filter((v): v is string => typeof v === "string");
+  for (const name of names) {
+    const cfg = tf.getGradient(name);
+    if (!cfg || done.has(name) || name.startsWith("Trm")) continue;
+    done.add(name);
+    const inner = cfg.gradFunc;
+    tf.unregisterGradient(name);
+    tf.registerGradient({
+      ...cfg,
+      gradFunc: (dy, saved, attrs) => {
+        const grads = inner(dy, saved, attrs);
+        const given = new Set<tf.Tensor>();
+        const out: Record<string, () => tf.Tensor> = {};
+        for (const [input, f] of Object.entries(grads)) {
+          out[input] = () => {
+            const t = f();
+            if (given.has(t)) return tf.clone(t);
+            given.add(t);
+            return t;
+          };
+        }
+        return out;
+      },
+    });
+  }
+}
+unaliasGradients();
+
 tf.registerGradient({
   kernelName: FusedKernel.RmsNorm,
   inputsToSave: ["x"],
-  gradFunc: (dy, saved, attrs) => ({
-    x: () => run(FusedKernel.RmsNormGrad, { dy: dy as tf.Tensor, x: saved[0] }, attrs as { eps: number }),
-  }),
+  gradFunc: (dy, saved, attrs) => {
+    const done = freeAfter(saved, 1, dy as tf.Tensor);
+    return {
+      x: () =>
+        done(() =>
+          run(FusedKernel.RmsNormGrad, { dy: dy as tf.Tensor, x: saved[0] }, attrs as { eps: number }),
+        ),
+    };
+  },
 });
 
 tf.registerGradient({
   kernelName: FusedKernel.SiluGateMul,
   inputsToSave: ["gateUp"],
-  gradFunc: (dy, saved) => ({
-    gateUp: () => run(FusedKernel.SiluGateMulGrad, { dy: dy as tf.Tensor, gateUp: saved[0] }),
-  }),
+  gradFunc: (dy, saved) => {
+    const done = freeAfter(saved, 1, dy as tf.Tensor);
+    return {
+      gateUp: () => done(() => run(FusedKernel.SiluGateMulGrad, { dy: dy as tf.Tensor, gateUp: saved[0] })),
+    };
+  },
 });
 
 tf.registerGradient({
   kernelName: FusedKernel.Attention,
   inputsToSave: ["qkv"],
-  gradFunc: (dy, saved, attrs) => ({
-    qkv: () =>
-      run(FusedKernel.AttentionGrad, { dy: dy as tf.Tensor, qkv: saved[0] }, attrs as { numHeads: number }),
-  }),
+  gradFunc: (dy, saved, attrs) => {
+    const done = freeAfter(saved, 1, dy as tf.Tensor);
+    return {
+      qkv: () =>
+        done(() =>
+          run(
+            FusedKernel.AttentionGrad,
+            { dy: dy as tf.Tensor, qkv: saved[0] },
+            attrs as { numHeads: number },
+          ),
+        ),
+    };
+  },
 });
 
 tf.registerGradient({
@@ -147,11 +242,18 @@ tf.registerGradient({
   inputsToSave: ["qkv", "cos", "sin"],
   gradFunc: (dy, saved, attrs) => {
     const [qkv, cos, sin] = saved;
+    const done = freeAfter([qkv], 1, dy as tf.Tensor);
     return {
       qkv: () =>
-        run(FusedKernel.AttentionGrad, { dy: dy as tf.Tensor, qkv, cos, sin }, attrs as { numHeads: number }),
-      cos: () => tf.zerosLike(cos),
-      sin: () => tf.zerosLike(sin),
+        done(() =>
+          run(
+            FusedKernel.AttentionGrad,
+            { dy: dy as tf.Tensor, qkv, cos, sin },
+            attrs as { numHeads: number },
+          ),
+        ),
+      cos: () => tf.zeros(cos.shape),
+      sin: () => tf.zeros(sin.shape),
     };
   },
 });
@@ -159,7 +261,26 @@ tf.registerGradient({
 tf.registerGradient({
   kernelName: FusedKernel.LogStablemax,
   inputsToSave: ["x"],
-  gradFunc: (dy, saved) => ({
-    x: () => run(FusedKernel.LogStablemaxGrad, { dy: dy as tf.Tensor, x: saved[0] }),
-  }),
+  gradFunc: (dy, saved) => {
+    const done = freeAfter(saved, 1, dy as tf.Tensor);
+    return { x: () => done(() => run(FusedKernel.LogStablemaxGrad, { dy: dy as tf.Tensor, x: saved[0] })) };
+  },
+});
+
+// y = x w: dx = dy w^T, dw = x^T dy over all leading axes. x and dy are freed after both have
+// run (when one of them is pruned because its input is a constant, they live to the end of the
+// pass as usual).
+tf.registerGradient({
+  kernelName: FusedKernel.Linear,
+  inputsToSave: ["x", "w"],
+  gradFunc: (dy, saved) => {
+    const [x, w] = saved;
+    const g = dy as tf.Tensor;
+    const [inDim, outDim] = w.shape;
+    const done = freeAfter(saved, 2, g);
+    return {
+      x: () => done(() => tf.reshape(tf.matMul(tf.reshape(g, [-1, outDim]), w, false, true), x.shape)),
+      w: () => done(() => tf.matMul(tf.reshape(x, [-1, inDim]), tf.reshape(g, [-1, outDim]), true, false)),
+    };
+  },
 });

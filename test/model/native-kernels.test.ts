@@ -120,6 +120,59 @@ if (!native.ok) {
       });
     }
 
+    for (const [sx, sw] of [
+      [
+        [5, 7],
+        [7, 3],
+      ],
+      [
+        [3, 5, 7],
+        [7, 9],
+      ],
+      [
+        [2, 3, 1, 7],
+        [7, 1],
+      ],
+    ] as Array<[number[], number[]]>) {
+      it(`linear [${sx}] x [${sw}] (any rank, no reshapes)`, async () => {
+        await expectSame([input(sx, 21), input(sw, 22)], (x, w) => ops.linear(x, w as tf.Tensor2D));
+      });
+    }
+
+    it("a residual block differentiates right while consumed gradients are freed early", async () => {
+      // h feeds both the residual add and the linear: its gradient is accumulated from two
+      // places, and x + y hands one gradient to both of its inputs.
+      await expectSame(
+        [input([2, 5, 8], 23), input([8, 8], 24), input([8, 16], 25), input([8, 8], 26)],
+        (h, w, gu, down) => {
+          const a = ops.rmsNorm(
+            tf.add(
+              h,
+              ops.linear(
+                ops.attention(ops.linear(h, tf.concat([w, w, w], 1) as tf.Tensor2D) as tf.Tensor3D, 2, null),
+                w as tf.Tensor2D,
+              ),
+            ),
+            1e-5,
+          );
+          return ops.rmsNorm(
+            tf.add(a, ops.linear(ops.siluGateMul(ops.linear(a, gu as tf.Tensor2D)), down as tf.Tensor2D)),
+            1e-5,
+          );
+        },
+      );
+    });
+
+    it("a caller's dy survives the backward pass", async () => {
+      await tf.setBackend(NATIVE_BACKEND);
+      const x = tf.tensor(rand(12, 27), [3, 4]);
+      const dy = tf.tensor(rand(12, 28), [3, 4]);
+      const [dx] = tf.grads((t: tf.Tensor) => ops.rmsNorm(t, 1e-5))([x], dy);
+      expect(dy.isDisposed).toBe(false);
+      expect(dy.dataSync().length).toBe(12);
+      tf.dispose([x, dy, dx!]);
+    });
+
     it("fused matMul with a bias vector", async () => {
       await expectSame([input([6, 5], 3), input([5, 4], 4), input([4], 5)], (a, b, bias) =>
         tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias }),

@@ -1,10 +1,11 @@
 // The "native" backend: the tfjs CPU backend with its hot kernels replaced by the addon's.
 // It is registered under its own name so plain "cpu" stays available in the same process
 // (the tests compare the two). Every kernel not overridden here is the CPU backend's own.
-import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import * as tf from "@tensorflow/tfjs-core";
 import { FusedKernel } from "../ops.js";
 import type { NativeAddon } from "./index.js";
+import { PooledCpuBackend } from "./pool.js";
 
 export const NATIVE_BACKEND = "native";
 
@@ -50,9 +51,14 @@ function broadcastStrides(shape: number[], out: number[]): number[] {
 
 type Values = Float32Array | Int32Array | Uint8Array;
 
-/** A new zeroed array of the dtype's element type, or null for dtypes the addon does not copy. */
-function alloc(dtype: string, n: number): Values | null {
-  if (dtype === "float32") return new Float32Array(n);
+/** n float32s for a kernel's output, from the pool when the backend has one: NOT zeroed. */
+function floats(backend: MathBackendCPU, n: number): Float32Array {
+  return backend instanceof PooledCpuBackend ? backend.takeFloat32(n) : new Float32Array(n);
+}
+
+/** An output array of the dtype's element type (float32 from the pool, NOT zeroed), or null for dtypes the addon does not copy. */
+function alloc(backend: MathBackendCPU, dtype: string, n: number): Values | null {
+  if (dtype === "float32") return floats(backend, n);
   if (dtype === "int32") return new Int32Array(n);
   if (dtype === "bool") return new Uint8Array(n);
   return null;
@@ -105,7 +111,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     const batchA = size(a.shape.slice(0, -2));
     const batchB = size(b.shape.slice(0, -2));
     const batch = size(outer);
-    const out = new Float32Array(batch * M * N);
+    const out = floats(backend, batch * M * N);
     const av = f32(backend, a);
     const bv = f32(backend, b);
     const lda = transA ? M : K;
@@ -127,6 +133,38 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     const r = matmul(args.backend, a, b, transposeA, transposeB);
     if (!r) return cpuBatchMatMul(args as never);
     return args.backend.makeTensorInfo(r.shape, "float32", r.out);
+  };
+
+  /** x [..., in] @ w [in, out] -> [..., out]: one gemm over all leading axes. */
+  const linear = (args: Args) => {
+    const { x, w } = args.inputs as { x: Info; w: Info };
+    const inDim = x.shape[x.shape.length - 1]!;
+    const [wIn, outDim] = w.shape as [number, number];
+    if (w.shape.length !== 2 || inDim !== wIn) {
+      throw new Error(`linear: x [${x.shape}] does not match w [${w.shape}]`);
+    }
+    const rows = size(x.shape) / Math.max(1, inDim);
+    const out = floats(args.backend, rows * outDim);
+    addon.gemm(
+      false,
+      false,
+      rows,
+      outDim,
+      inDim,
+      1,
+      f32(args.backend, x),
+      inDim,
+      0,
+      f32(args.backend, w),
+      outDim,
+      0,
+      0,
+      out,
+      outDim,
+      0,
+      1,
+    );
+    return args.backend.makeTensorInfo([...x.shape.slice(0, -1), outDim], "float32", out);
   };
 
   const fusedMatMul = (args: Args) => {
@@ -157,7 +195,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
       if (a.dtype !== "float32" || b.dtype !== "float32") return cpu(args as never);
       const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
       const shape = outShape.length ? outShape : [1];
-      const out = new Float32Array(size(outShape));
+      const out = floats(args.backend, size(outShape));
       addon.binary(
         op,
         f32(args.backend, a),
@@ -184,9 +222,11 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     const x = args.inputs.x!;
     const { begin, size: sz } = args.attrs as { begin: number[]; size: number[] };
     const [b, s] = tf.slice_util.parseSliceParams(x as tf.TensorInfo as tf.Tensor, begin, sz);
-    const out = alloc(x.dtype, size(s));
     // A contiguous slice is a zero-copy view in the cpu kernel already.
-    if (!out || tf.slice_util.isSliceContinous(x.shape, b, s)) return cpuSlice(args as never);
+    if (!["float32", "int32", "bool"].includes(x.dtype) || tf.slice_util.isSliceContinous(x.shape, b, s)) {
+      return cpuSlice(args as never);
+    }
+    const out = alloc(args.backend, x.dtype, size(s))!;
     tf.slice_util.assertParamsValid(x as tf.TensorInfo as tf.Tensor, b, s);
     const xs = stridesOf(x.shape);
     const offset = b.reduce((o, v, k) => o + v * xs[k]!, 0);
@@ -199,7 +239,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     const x = args.inputs.x!;
     const { perm } = args.attrs as { perm: number[] };
     const shape = perm.map((p) => x.shape[p]!);
-    const out = alloc(x.dtype, size(shape));
+    const out = alloc(args.backend, x.dtype, size(shape));
     if (!out) return cpuTranspose(args as never);
     const xs = stridesOf(x.shape);
     addon.stridedCopy(
@@ -219,7 +259,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     const x = args.inputs.x!;
     const { reps } = args.attrs as { reps: number[] };
     const shape = x.shape.map((d, i) => d * reps[i]!);
-    const out = alloc(x.dtype, size(shape));
+    const out = alloc(args.backend, x.dtype, size(shape));
     if (!out || reps.length !== x.shape.length) return cpuTile(args as never);
     // Axis i of the output is (copy r, position d) = r * d_i + d: a [reps_i, d_i] pair of axes.
     const xs = stridesOf(x.shape);
@@ -239,9 +279,9 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
       constantValue: number;
     };
     const shape = x.shape.map((d, i) => paddings[i]![0] + d + paddings[i]![1]);
-    const out = alloc(x.dtype, size(shape));
+    const out = alloc(args.backend, x.dtype, size(shape));
     if (!out) return cpuPad(args as never);
-    if (constantValue) out.fill(constantValue);
+    out.fill(constantValue);
     const os = stridesOf(shape);
     const offset = paddings.reduce((o, p, k) => o + p[0] * os[k]!, 0);
     addon.stridedCopy(values(args.backend, x), 0, out, offset, x.shape, stridesOf(x.shape), os);
@@ -255,8 +295,10 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     const ax = tf.util.parseAxisParam(axis, x.shape)[0]!;
     const m = size(indices.shape);
     const shape = [...x.shape.slice(0, ax), ...indices.shape, ...x.shape.slice(ax + 1)];
-    const out = alloc(x.dtype, size(shape));
-    if (!out || batchDims || indices.dtype !== "int32") return cpuGather(args as never);
+    if (!["float32", "int32", "bool"].includes(x.dtype) || batchDims || indices.dtype !== "int32") {
+      return cpuGather(args as never);
+    }
+    const out = alloc(args.backend, x.dtype, size(shape))!;
     const outer = size(x.shape.slice(0, ax));
     const n = x.shape[ax]!;
     const inner = size(x.shape.slice(ax + 1));
@@ -279,7 +321,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
   const rmsNorm = ({ inputs, attrs, backend }: Args) => {
     const x = inputs.x!;
     const { rows, n } = lastAxis(x);
-    const out = new Float32Array(rows * n);
+    const out = floats(backend, rows * n);
     addon.rmsNorm(f32(backend, x), out, rows, n, (attrs as { eps: number }).eps);
     return backend.makeTensorInfo(x.shape, "float32", out);
   };
@@ -287,7 +329,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
   const rmsNormGrad = ({ inputs, attrs, backend }: Args) => {
     const x = inputs.x!;
     const { rows, n } = lastAxis(x);
-    const out = new Float32Array(rows * n);
+    const out = floats(backend, rows * n);
     addon.rmsNormGrad(
       f32(backend, inputs.dy!),
       f32(backend, x),
@@ -303,7 +345,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     const gu = inputs.gateUp!;
     const { rows, n } = lastAxis(gu);
     if (n % 2) throw new Error(`siluGateMul: the last axis (${n}) must be even: gate | up`);
-    const out = new Float32Array((rows * n) / 2);
+    const out = floats(backend, (rows * n) / 2);
     addon.siluGateMul(f32(backend, gu), out, rows, n / 2);
     return backend.makeTensorInfo([...gu.shape.slice(0, -1), n / 2], "float32", out);
   };
@@ -311,7 +353,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
   const siluGateMulGrad = ({ inputs, backend }: Args) => {
     const gu = inputs.gateUp!;
     const { rows, n } = lastAxis(gu);
-    const out = new Float32Array(rows * n);
+    const out = floats(backend, rows * n);
     addon.siluGateMulGrad(f32(backend, inputs.dy!), f32(backend, gu), out, rows, n / 2);
     return backend.makeTensorInfo(gu.shape, "float32", out);
   };
@@ -336,7 +378,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     const { qkv, cos, sin } = inputs;
     const H = (attrs as { numHeads: number }).numHeads;
     const { B, S, D, hd } = attentionDims(qkv!, H, cos, sin);
-    const out = new Float32Array(B * S * D);
+    const out = floats(backend, B * S * D);
     const c = cos ? f32(backend, cos) : null;
     const s = sin ? f32(backend, sin) : null;
     addon.attention(f32(backend, qkv!), out, B, S, H, hd, c, s);
@@ -347,7 +389,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     const { dy, qkv, cos, sin } = inputs;
     const H = (attrs as { numHeads: number }).numHeads;
     const { B, S, hd } = attentionDims(qkv!, H, cos, sin);
-    const out = new Float32Array(size(qkv!.shape));
+    const out = floats(backend, size(qkv!.shape));
     const c = cos ? f32(backend, cos) : null;
     const s = sin ? f32(backend, sin) : null;
     addon.attentionGrad(f32(backend, dy!), f32(backend, qkv!), out, B, S, H, hd, c, s);
@@ -357,7 +399,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
   const logStablemax = ({ inputs, backend }: Args) => {
     const x = inputs.x!;
     const { rows, n } = lastAxis(x);
-    const out = new Float32Array(rows * n);
+    const out = floats(backend, rows * n);
     addon.logStablemax(f32(backend, x), out, rows, n);
     return backend.makeTensorInfo(x.shape, "float32", out);
   };
@@ -365,7 +407,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
   const logStablemaxGrad = ({ inputs, backend }: Args) => {
     const x = inputs.x!;
     const { rows, n } = lastAxis(x);
-    const out = new Float32Array(rows * n);
+    const out = floats(backend, rows * n);
     addon.logStablemaxGrad(f32(backend, inputs.dy!), f32(backend, x), out, rows, n);
     return backend.makeTensorInfo(x.shape, "float32", out);
   };
@@ -388,6 +430,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     [FusedKernel.AttentionGrad, attentionGrad],
     [FusedKernel.LogStablemax, logStablemax],
     [FusedKernel.LogStablemaxGrad, logStablemaxGrad],
+    [FusedKernel.Linear, linear],
   ];
   return table.map(([kernelName, fn]) => ({
     kernelName,
@@ -409,5 +452,5 @@ export function registerNativeBackend(addon: NativeAddon): void {
     if (!own.has(k.kernelName)) tf.registerKernel({ ...k, backendName: NATIVE_BACKEND });
   }
   for (const k of overrides) tf.registerKernel(k);
-  tf.registerBackend(NATIVE_BACKEND, () => new MathBackendCPU(), 0);
+  tf.registerBackend(NATIVE_BACKEND, () => new PooledCpuBackend(), 0);
 }
