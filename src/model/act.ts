@@ -9,7 +9,7 @@
 //   - serving (predict) stops a sample as soon as q_halt > 0 and reports the steps it used.
 import * as tf from "@tensorflow/tfjs-core";
 import type { TRMConfig } from "./config.js";
-import { actLoss } from "./loss.js";
+import { actLoss, IGNORE_LABEL } from "./loss.js";
 import type { Rng } from "./rng.js";
 import type { TRM, Weights } from "./trm.js";
 
@@ -52,8 +52,17 @@ export function batchSize(cfg: TRMConfig, batch: Batch, needLabels: boolean): nu
     if (!(id >= 0 && id < cfg.num_puzzle_identifiers))
       throw new RangeError(`puzzle identifier ${id} is outside [0, ${cfg.num_puzzle_identifiers})`);
   if (needLabels && !batch.labels) throw new RangeError("batch has no labels");
-  if (batch.labels && batch.labels.length !== B * L)
-    throw new RangeError(`batch has ${batch.labels.length} labels, expected ${B} x ${L}`);
+  if (batch.labels) {
+    if (batch.labels.length !== B * L)
+      throw new RangeError(`batch has ${batch.labels.length} labels, expected ${B} x ${L}`);
+    for (let i = 0; i < batch.labels.length; i++) {
+      const y = batch.labels[i]!;
+      if (y !== IGNORE_LABEL && !(y >= 0 && y < cfg.vocab_size))
+        throw new RangeError(
+          `label ${y} at sample ${Math.floor(i / L)}, position ${i % L} is outside [0, ${cfg.vocab_size})`,
+        );
+    }
+  }
   return B;
 }
 

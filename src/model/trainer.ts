@@ -29,7 +29,15 @@ import {
   toFloat32,
   toInt32,
 } from "./safetensors.js";
-import { configFromMetadata, fromTorchLayout, TRM, toTorchLayout, type Weights, weightSpecs } from "./trm.js";
+import {
+  configFromMetadata,
+  fromTorchLayout,
+  type GradStepResult,
+  TRM,
+  toTorchLayout,
+  type Weights,
+  weightSpecs,
+} from "./trm.js";
 
 export const TrainOptionsSchema = z
   .object({
@@ -135,11 +143,12 @@ export class Trainer {
     const tokens = tf.tensor2d(carry.tokens, [B, L], "int32");
     const rows = model.puzzleRows(carry.puzzleIds);
     let parts!: LossResult;
-    const r = model.gradStep(model.weights, carry.zH, carry.zL, tokens, rows, (out) => {
-      parts = actLoss(cfg, out, carry.labels);
-      return { loss: parts.loss, keep: { lm: parts.lmLoss, qh: parts.qHaltLoss } };
-    });
+    let r: GradStepResult | null = null;
     try {
+      r = model.gradStep(model.weights, carry.zH, carry.zL, tokens, rows, (out) => {
+        parts = actLoss(cfg, out, carry.labels);
+        return { loss: parts.loss, keep: { lm: parts.lmLoss, qh: parts.qHaltLoss } };
+      });
       const step = this.step + 1;
       const lr = lrAt(
         step,
@@ -203,18 +212,13 @@ export class Trainer {
         haltSteps: nHalted ? stepsHalted / nHalted : null,
       };
     } finally {
-      tf.dispose([
-        tokens,
-        r.loss,
-        r.logits,
-        r.qHalt,
-        r.qContinue,
-        ...Object.values(r.kept),
-        ...r.grads.values(),
-      ]);
-      if (r.puzzleRowGrads) r.puzzleRowGrads.dispose();
+      tf.dispose(tokens);
       if (rows) rows.dispose();
-      // zH/zL of the result now belong to the carry.
+      if (r) {
+        // zH/zL of the result now belong to the carry.
+        tf.dispose([r.loss, r.logits, r.qHalt, r.qContinue, ...Object.values(r.kept), ...r.grads.values()]);
+        if (r.puzzleRowGrads) r.puzzleRowGrads.dispose();
+      }
     }
   }
 

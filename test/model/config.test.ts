@@ -69,8 +69,38 @@ describe("parameter counts", () => {
     expect(countParams(cfg).trainable).toBe(6_828_034);
     const m = TRM.init(cfg, 0);
     expect(m.parameterCount()).toBe(6_828_034);
-    // The task table is a buffer: 1 identifier x 512, not counted.
+    // The task table is a buffer: 1 identifier x 512, not counted, and it starts at zero.
     expect(m.puzzleEmb.length).toBe(512);
+    expect(m.puzzleEmb.every((v) => v === 0)).toBe(true);
+    // LeCun truncated normal: std 1/sqrt(fan_in), cut at 2 sigma of the underlying normal.
+    const stats = (t: ArrayLike<number>) => {
+      let ss = 0;
+      let max = 0;
+      for (let i = 0; i < t.length; i++) {
+        ss += t[i]! * t[i]!;
+        max = Math.max(max, Math.abs(t[i]!));
+      }
+      return { std: Math.sqrt(ss / t.length), max };
+    };
+    for (const [name, fanIn] of [
+      ["layers.0.mlp.gate_up.weight", 512],
+      ["layers.1.mlp.down.weight", 1536],
+      ["embed_tokens.weight", 512],
+    ] as const) {
+      const s = stats(m.weights.get(name)!.dataSync());
+      expect(s.std / (1 / Math.sqrt(fanIn)), name).toBeCloseTo(1, 1);
+      expect(s.max).toBeLessThanOrEqual(2 / Math.sqrt(fanIn) / 0.8796 + 1e-6);
+    }
+    expect(stats(m.hInit.dataSync()).std).toBeGreaterThan(0.85);
+    expect(stats(m.hInit.dataSync()).std).toBeLessThan(1.15);
+    // The halting head starts at q = -5 for every input.
+    expect(
+      m.weights
+        .get("q_head.weight")!
+        .dataSync()
+        .every((v) => v === 0),
+    ).toBe(true);
+    expect(Array.from(m.weights.get("q_head.bias")!.dataSync())).toEqual([-5, -5]);
     m.dispose();
   });
 

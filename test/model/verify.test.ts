@@ -140,4 +140,28 @@ describe("trm-forge model verify", () => {
     const b = await run("model", "verify", good, "--backend", "gpu");
     expect(b.code).toBe(2);
   });
+
+  it("model params counts the paper's config from the formula and from the built model", async () => {
+    const r = await run(
+      "model",
+      "params",
+      "--preset",
+      "7m",
+      "--vocab",
+      "11",
+      "--seq-len",
+      "81",
+      "--build",
+      "--json",
+    );
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.out) as {
+      params: { trainable: number };
+      built_parameters: number;
+      flops: { train: number };
+    };
+    expect(out.params.trainable).toBe(6_828_034);
+    expect(out.built_parameters).toBe(6_828_034);
+    expect(out.flops.train / 1e9).toBeCloseTo(47.6, 1);
+  });
 });
