@@ -273,6 +273,11 @@ export async function run(args: string[]): Promise<unknown> {
         ms.sort((a, b) => a - b);
         return { requests: ms.length, p50_ms: round(pct(ms, 0.5)), p99_ms: round(pct(ms, 0.99)) };
       });
+    // The first server of a process pays for kernel set-up and JIT; keep that out of the numbers.
+    process.stderr.write("serve bench: warm-up\n");
+    await withServer(config, store, agent, {}, async (server) => {
+      for (let i = 0; i < 10; i++) await server.predict(agent, "log_triage", line(i));
+    });
     process.stderr.write("serve bench: latency\n");
     const unbatched = { max_batch_size: 1, max_wait_ms: 0 };
     const batched = { max_batch_size: 32, max_wait_ms: config.serve.max_wait_ms };
