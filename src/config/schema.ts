@@ -181,7 +181,8 @@ function httpSource(defaults: { url: string; timeout: string }) {
 function uniqueNames(queries: { name: string }[], ctx: z.RefinementCtx): void {
   const seen = new Set<string>();
   queries.forEach((q, i) => {
-    if (seen.has(q.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: `duplicate query name "${q.name}"` });
+    if (seen.has(q.name))
+      ctx.addIssue({ code: "custom", path: [i, "name"], message: `duplicate query name "${q.name}"` });
     seen.add(q.name);
   });
 }
@@ -264,7 +265,11 @@ export const PrometheusSourceSchema = z
     /** Query resolution; raised where needed so that no request asks for more than 11,000 points. */
     step: DurationSchema.default("60s"),
     scrape_interval: DurationSchema.default("30s"),
-    queries: z.array(PrometheusQuerySchema).min(1).default(DEFAULT_PROMETHEUS_QUERIES).superRefine(uniqueNames),
+    queries: z
+      .array(PrometheusQuerySchema)
+      .min(1)
+      .default(DEFAULT_PROMETHEUS_QUERIES)
+      .superRefine(uniqueNames),
   })
   .strict();
 
@@ -362,6 +367,8 @@ export const CollectSchema = z
     concurrency: z.number().int().min(1).max(16).default(2),
     /** Records per segment; bounds memory, since a segment is built in memory before its atomic put. */
     segment_max_records: z.number().int().min(1).default(20_000),
+    /** Uncompressed megabytes per segment, whichever limit comes first (traces and files are large records). */
+    segment_max_mb: z.number().positive().default(16),
     /** A stretch without data longer than this is reported as a gap. */
     gap_min: DurationSchema.default("1h"),
     backoff_base: DurationSchema.default("500ms"),
@@ -690,7 +697,12 @@ export const ConfigSchema = z
     model: ModelSchema.default({ preset: "7m", backend: "auto" }),
     dataset: DatasetSchema.prefault({}),
     /** Agents and the sources each collects from, keyed by agent name. */
-    agents: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "use lowercase letters, digits and -"), AgentSchema).default({}),
+    agents: z
+      .record(
+        z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "use lowercase letters, digits and -"),
+        AgentSchema,
+      )
+      .default({}),
     collect: CollectSchema.prefault({}),
     serve: ServeSchema.default(ServeSchema.parse({})),
     knowledge: KnowledgeSchema.default(KnowledgeSchema.parse({})),

@@ -9,7 +9,7 @@ import ignore, { type Ignore } from "ignore";
 import picomatch from "picomatch";
 import * as z from "zod";
 import type { CodeSourceConfig } from "../../config/schema.js";
-import type { CollectContext } from "./context.js";
+import { type CollectContext, segmentFull } from "./context.js";
 import { dayOf } from "./raw-store.js";
 import type { CodeFileRecord } from "./records.js";
 import { Redactor } from "./redact.js";
@@ -17,8 +17,6 @@ import { bumpSkipped, newQueryReport, type QueryReport } from "./report.js";
 import { commitSegment, readWatermark, writeWatermark } from "./watermarks.js";
 
 export const CODE_QUERY = "repo";
-/** Content per segment; a segment is built in memory before its atomic put. */
-const SEGMENT_MAX_BYTES = 24 * 1024 * 1024;
 
 const Index = z.object({
   version: z.literal(1),
@@ -288,7 +286,7 @@ async function collectRepo(ctx: CollectContext, cfg: CodeSourceConfig, report: Q
       collected_at: collectedAt,
     });
     batchBytes += content.length;
-    if (batch.length >= ctx.settings.segment_max_records || batchBytes >= SEGMENT_MAX_BYTES) await flush();
+    if (segmentFull(ctx, batch.length, batchBytes)) await flush();
   }
   await flush();
   let removed = 0;

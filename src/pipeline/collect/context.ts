@@ -90,6 +90,11 @@ export function expandNamespaces(
   });
 }
 
+/** Whether a segment buffer is full: by records or by (approximate) uncompressed bytes. */
+export function segmentFull(ctx: CollectContext, records: number, bytes: number): boolean {
+  return records >= ctx.settings.segment_max_records || bytes >= ctx.settings.segment_max_mb * 1024 * 1024;
+}
+
 /** Runs fn over items with at most `limit` at once, keeping the input order in the result. */
 export async function mapLimit<T, R>(
   items: T[],

@@ -6,7 +6,14 @@
 import { createHash } from "node:crypto";
 import * as z from "zod";
 import type { LokiSourceConfig } from "../../config/schema.js";
-import { type CollectContext, expandNamespaces, httpClient, mapLimit, runQuery } from "./context.js";
+import {
+  type CollectContext,
+  expandNamespaces,
+  httpClient,
+  mapLimit,
+  runQuery,
+  segmentFull,
+} from "./context.js";
 import { bodyExcerpt, type HttpSourceClient, type QueryClient } from "./http.js";
 import { dayOf } from "./raw-store.js";
 import type { LogEntryRecord } from "./records.js";
@@ -96,12 +103,14 @@ async function collectQuery(
   let collected = 0;
 
   let buffer: LogEntryRecord[] = [];
+  let bufferBytes = 0;
   let segName = `${name}-${cursor}-${boundary.size}`;
   let segDay = dayOf(nsToMs(cursor));
   const commit = async () => {
     const state: Watermark = { version: 1, ts_ns: cursor.toString(), boundary: [...boundary], logql };
     await commitSegment(ctx.store, ctx.agent, "loki", name, segDay, segName, buffer, state, report);
     buffer = [];
+    bufferBytes = 0;
     segName = `${name}-${cursor}-${boundary.size}`;
     segDay = dayOf(nsToMs(cursor));
   };
@@ -156,6 +165,7 @@ async function collectQuery(
         };
         if (e.meta) rec.metadata = redactor.redactMap(e.meta);
         buffer.push(rec);
+        bufferBytes += rec.line.length + 160;
         coverage.add(Number(e.key.slice(0, 14)));
       }
       collected += fresh;
@@ -194,7 +204,7 @@ async function collectQuery(
       boundary = newest === cursor ? new Set([...boundary, ...atNewest]) : atNewest;
       cursor = newest;
       if (collected >= cfg.max_entries) break;
-      if (buffer.length >= ctx.settings.segment_max_records) await commit();
+      if (segmentFull(ctx, buffer.length, bufferBytes)) await commit();
     }
     if (collected >= cfg.max_entries) {
       report.caps_hit.push(

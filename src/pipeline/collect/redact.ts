@@ -316,7 +316,11 @@ function wordCoverage(s: string): number {
   let covered = 0;
   for (const m of s.matchAll(/[A-Z]?[a-z]{3,}|[A-Z]{2,}(?![a-z])/g)) {
     const w = m[0];
-    if (w.length >= 4 && /[aeiouy]/i.test(w) && !/[^aeiouy]{5}/i.test(w)) covered += w.length;
+    // All-capital runs (IXAZ) are as common in random base64 as in acronyms: they do not count.
+    if (w.length < 4 || !/[a-z]/.test(w) || /[^aeiouy]{5}/i.test(w)) continue;
+    // Words carry vowels (a quarter of their letters or more); random runs mostly do not.
+    const vowels = w.match(/[aeiouy]/gi)?.length ?? 0;
+    if (vowels / w.length >= 0.25) covered += w.length;
   }
   return covered / s.length;
 }
@@ -346,7 +350,7 @@ export function secretLike(token: string, minLength = 20): boolean {
     return true;
   }
   if (!digit && t.length < 32) return false;
-  if (wordCoverage(t) >= 0.45) return false;
+  if (wordCoverage(t) >= 0.6) return false; // identifiers, paths, words
   if (shannon(t) < (t.length >= 32 ? 4.0 : 3.6)) return false;
   if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(t) || /^[A-Za-z0-9+/]+={0,2}$/.test(token)) {
     const decoded = Buffer.from(token.replace(/-/g, "+").replace(/_/g, "/"), "base64");

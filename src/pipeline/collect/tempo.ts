@@ -6,7 +6,7 @@
 import picomatch from "picomatch";
 import * as z from "zod";
 import type { TempoSourceConfig } from "../../config/schema.js";
-import { type CollectContext, durationMs, httpClient, mapLimit, runQuery } from "./context.js";
+import { type CollectContext, durationMs, httpClient, mapLimit, runQuery, segmentFull } from "./context.js";
 import { bodyExcerpt, type HttpSourceClient, type QueryClient, SourceError } from "./http.js";
 import { dayOf } from "./raw-store.js";
 import type { SpanRecord, TraceRecord } from "./records.js";
@@ -248,7 +248,10 @@ async function collectQuery(
 ): Promise<void> {
   const wm = await readWatermark(ctx.store, ctx.agent, "tempo", q.name, Watermark);
   for (const id of wm?.recent ?? []) run.seen.add(id);
-  const windowS = Math.min(TEMPO_MAX_WINDOW_S, Math.max(1, Math.round(durationMs(cfg.search_window) / 1000)));
+  const configuredS = Math.max(1, Math.round(durationMs(cfg.search_window) / 1000));
+  const windowS = Math.min(TEMPO_MAX_WINDOW_S, configuredS);
+  if (configuredS > windowS)
+    report.warnings.push(`search_window ${cfg.search_window} cut to 168h (Tempo's max_duration)`);
   const minWindowS = Math.max(1, Math.min(windowS, Math.round(durationMs(cfg.min_search_window) / 1000)));
   const endS = Math.floor((ctx.now - ctx.settleMs) / 1000);
   const startS = wm ? wm.end_s : Math.floor(ctx.firstStart / 1000);
@@ -258,6 +261,7 @@ async function collectQuery(
   report.redactions = redactor.counts;
   let stored = 0;
   let buffer: TraceRecord[] = [];
+  let bufferBytes = 0;
   let segStart = startS;
   let recent: { id: string; startS: number }[] = [];
 
@@ -278,6 +282,7 @@ async function collectQuery(
       report,
     );
     buffer = [];
+    bufferBytes = 0;
     segStart = end;
   };
 
@@ -315,6 +320,7 @@ async function collectQuery(
     for (const rec of bodies) {
       if (!rec) continue;
       buffer.push(rec);
+      bufferBytes += rec.spans.length * 400;
       stored++;
       const ms = Number(BigInt(rec.start_ns) / 1_000_000n);
       starts.push(ms);
@@ -332,7 +338,7 @@ async function collectQuery(
       break;
     }
     ws = we;
-    if (buffer.length >= ctx.settings.segment_max_records || ws >= dayEnd || ws >= endS) await commit(ws);
+    if (segmentFull(ctx, buffer.length, bufferBytes) || ws >= dayEnd || ws >= endS) await commit(ws);
     if (ctx.signal.aborted) throw http.error("cancelled", "cancelled");
   }
   coverage.finish(report, Math.max(ws, startS) * 1000);

@@ -238,6 +238,7 @@ describe("Tempo collection", () => {
     const report = await collect(cfg, { agent: "lab", now: NOW });
     const q = tempoQueries(report)[0];
     expect(q.errors).toEqual([]);
+    expect(q.warnings).toContain("search_window 300h cut to 168h (Tempo's max_duration)");
     expect(q.records).toBe(40);
   });
 
