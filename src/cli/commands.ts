@@ -9,6 +9,9 @@ import { registerServeCommands } from "./serve.js";
 import { registerSimulate } from "./simulate.js";
 
 export function registerCommands(program: Command): void {
+  // Global options (-c, --log-level, --version) go before the subcommand, so a subcommand may
+  // have its own --version (a model version) without the program printing its own.
+  program.enablePositionalOptions();
   registerDoctor(program);
   registerModelCommands(program);
   registerSimulate(program);
