@@ -2,7 +2,7 @@
 // evaluation and serving-style prediction, and no tensor leaks. A tiny config keeps it fast.
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   type Batch,
   emptyCarry,
@@ -16,6 +16,9 @@ import { Rng } from "../../src/model/rng.js";
 import { decodeSafetensors } from "../../src/model/safetensors.js";
 import { Trainer, type TrainOptionsInput } from "../../src/model/trainer.js";
 import { TRM } from "../../src/model/trm.js";
+
+// The 100-step memory test alone is ~20 s on an idle 2-core box; CI shares those cores.
+vi.setConfig({ testTimeout: 600_000 });
 
 const TINY: TRMConfigInput = {
   vocab_size: 7,
