@@ -42,7 +42,15 @@ import {
   type Trigger,
   writeRun,
 } from "./run/record.js";
-import { backoffMs, CancelledError, isCancel, isTransient, sleep } from "./run/retry.js";
+import {
+  backoffMs,
+  CancelledError,
+  isCancel,
+  isSuspend,
+  isTransient,
+  SuspendSignal,
+  sleep,
+} from "./run/retry.js";
 import { type DeployHook, realStages } from "./run/stages.js";
 
 export type {
@@ -287,6 +295,17 @@ export class Pipeline {
     return true;
   }
 
+  /**
+   * For a graceful shutdown (SIGTERM): every run of this process stops at its next step boundary
+   * (training writes a checkpoint first) and stays "running", so the next start resumes it.
+   * Resolves when they have all stopped.
+   */
+  async suspendAll(): Promise<RunRecord[]> {
+    const runs = [...this.active.values()];
+    for (const a of runs) a.controller.abort(new SuspendSignal("shutdown"));
+    return Promise.all(runs.map((a) => a.done));
+  }
+
   /** Settles with the final record; polls the store for a run in another process. */
   async waitForRun(runId: string, agent: string, pollMs = 1000): Promise<RunRecord> {
     const a = this.active.get(runId);
@@ -488,14 +507,17 @@ export class Pipeline {
       for (const stage of record.stages) {
         if (stage.status !== "pending") continue;
         if (signal.aborted) {
-          stage.status = "cancelled";
+          if (!isSuspend(signal)) stage.status = "cancelled";
           throw new CancelledError("cancelled");
         }
         await this.runStage(record, stage, signal, writer, emit, log);
       }
       record.status = "succeeded";
     } catch (err) {
-      if (isCancel(err, signal)) {
+      if (isSuspend(signal)) {
+        // Shutdown: the run stays "running" with its stage pending, and resumes at the next start.
+        record.status = "running";
+      } else if (isCancel(err, signal)) {
         record.status = "cancelled";
         record.error = "cancelled";
       } else {
@@ -507,27 +529,29 @@ export class Pipeline {
     } finally {
       clearInterval(poll);
     }
-    record.ended_at = this.now().toISOString();
+    const suspended = record.status === "running";
+    if (!suspended) record.ended_at = this.now().toISOString();
     record.progress = null;
     try {
       await writer.flush(true);
     } catch (err) {
       log.error({ err }, "could not write the final run record");
     }
-    if (worker) {
+    if (worker || suspended) {
+      if (suspended) log.info("run suspended for shutdown; it resumes at the next start");
       emit({
         type: "run",
         runId: record.id,
         agent: record.agent,
         status: record.status,
-        error: record.error,
-        at: record.ended_at,
+        error: suspended ? "suspended" : record.error,
+        at: this.now().toISOString(),
       });
       return record;
     }
     runsTotal.inc({ agent: record.agent, result: record.status });
     if (record.status === "succeeded")
-      runLastSuccess.set({ agent: record.agent }, Date.parse(record.ended_at) / 1000);
+      runLastSuccess.set({ agent: record.agent }, Date.parse(record.ended_at!) / 1000);
     log.info({ status: record.status, error: record.error }, "run ended");
     if (this.opts.onRunEnd) {
       try {
@@ -542,7 +566,7 @@ export class Pipeline {
       agent: record.agent,
       status: record.status,
       error: record.error,
-      at: record.ended_at,
+      at: record.ended_at!,
     });
     return record;
   }
@@ -648,6 +672,14 @@ export class Pipeline {
         });
         return;
       } catch (err) {
+        if (isSuspend(signal)) {
+          attempt.status = "interrupted";
+          attempt.ended_at = this.now().toISOString();
+          attempt.error = "stopped for a shutdown";
+          stage.status = "pending";
+          await writer.flush(true);
+          throw new CancelledError("suspended");
+        }
         const cancelled = isCancel(err, signal) || signal.aborted;
         const message = cancelled ? "cancelled" : ((err as Error).message ?? String(err));
         const transient = !cancelled && isTransient(err);

@@ -148,6 +148,8 @@ export class Scheduler {
   private trainsQueued = 0;
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly log = childLogger({ component: "schedule" });
+  /** Runs resumed by start() (interrupted by a crash or a shutdown). */
+  resumed: string[] = [];
 
   constructor(private readonly opts: SchedulerOptions) {
     this.config = opts.config;
@@ -157,10 +159,13 @@ export class Scheduler {
   }
 
   /**
-   * Starts the croner jobs, then catches up on what was missed while the process was down.
-   * Returns the catch-up runs it started (they run in the background).
+   * Resumes runs a previous process left unfinished (runs.resume_on_start), starts the croner
+   * jobs, then catches up on what was missed while the process was down. Returns the catch-up
+   * runs it started (they run in the background); `resumed` holds the resumed runs' ids.
    */
   async start(): Promise<CatchUp[]> {
+    if (this.config.runs.resume_on_start)
+      this.resumed = (await this.opts.pipeline.resumeInterrupted()).map((r) => r.runId);
     if (!this.config.schedule.enabled) return [];
     for (const j of this.jobs) {
       const cron = new Cron(

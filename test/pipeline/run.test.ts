@@ -315,6 +315,36 @@ describe("Pipeline runs", () => {
     expect(await b.resumeInterrupted()).toEqual([]);
   });
 
+  it("suspends for a shutdown at a step boundary and resumes at the next start", async () => {
+    const steps: number[] = [];
+    const stepper: StageFn = async (ctx) => {
+      for (let i = steps.length; i < 40; i++) {
+        if (ctx.signal.aborted) throw new CancelledError("stopped");
+        steps.push(i);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      return { steps: steps.length };
+    };
+    const { pipeline, store, config } = setup({ train: stepper });
+    const run = await pipeline.startRun({ agent: "alpha" });
+    while (steps.length < 3) await new Promise((r) => setTimeout(r, 5));
+    const [rec] = await pipeline.suspendAll();
+    expect(rec.status).toBe("running");
+    expect(rec.ended_at).toBeNull();
+    expect(rec.stages[2]).toMatchObject({ status: "pending" });
+    expect(rec.stages[2].attempts.map((a) => a.status)).toEqual(["interrupted"]);
+    expect(JSON.parse((await store.get(`runs/alpha/${run.runId}/run.json`)).toString()).status).toBe(
+      "running",
+    );
+    const later = new Pipeline({ config, store, stages: { ...pipeline["stages"], train: stepper } });
+    const resumed = await later.resumeInterrupted();
+    expect(resumed.map((r) => r.runId)).toEqual([run.runId]);
+    const done = await resumed[0].done;
+    expect(done.status).toBe("succeeded");
+    expect(done.stages[2].attempts.map((a) => a.status)).toEqual(["interrupted", "succeeded"]);
+    expect(done.stages[2].output).toEqual({ steps: 40 });
+  });
+
   it("cancels at the next step boundary, in process and from another process", async () => {
     const steps: number[] = [];
     const stepper: StageFn = async (ctx) => {

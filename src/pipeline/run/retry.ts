@@ -81,6 +81,15 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** The abort reason of a shutdown: the run stops at a step boundary but stays resumable. */
+export class SuspendSignal extends Error {
+  override name = "SuspendSignal";
+}
+
+export function isSuspend(signal?: AbortSignal): boolean {
+  return Boolean(signal?.aborted && signal.reason instanceof SuspendSignal);
+}
+
 export function isCancel(err: unknown, signal?: AbortSignal): boolean {
   if (err instanceof CancelledError) return true;
   return Boolean(signal?.aborted && (err as { name?: string } | null)?.name === "AbortError");
