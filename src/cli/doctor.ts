@@ -54,7 +54,7 @@ function describe(r: DoctorReport): string {
     const par = ["sequential", "pthreads", "OpenMP"][n.info.blasParallel] ?? String(n.info.blasParallel);
     lines.push(`  blas      ${n.info.blasConfig}`);
     lines.push(
-      `  threads   BLAS ${n.info.blasThreads} (${par}, ${n.info.blasProcs} processors), kernels ${n.info.kernelThreads}`,
+      `  threads   BLAS ${n.info.blasThreads} (${par}, ${n.info.blasProcs} processors), kernels ${n.info.kernelThreads}, attention ${n.info.attentionThreads}`,
     );
   }
   return lines.join("\n");

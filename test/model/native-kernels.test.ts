@@ -335,6 +335,16 @@ if (!native.ok) {
       });
     }
 
+    it("shapes large enough to split across the kernel threads", async () => {
+      expect(native.addon.info().kernelThreads).toBeGreaterThanOrEqual(1);
+      await expectSame([input([600, 512], 30), input([600, 512], 31, 0.5, 2)], (a, b) => tf.div(a, b));
+      await expectSame([input([1100, 512], 32), input([512], 33)], (a, b) => tf.mul(a, b));
+      await expectSame([input([64, 97, 64], 34)], (x) => tf.transpose(x, [0, 2, 1]));
+      await expectSame([input([1100, 512], 35, -3, 3)], (x) => ops.rmsNorm(x, 1e-5));
+      await expectSame([input([600, 512], 36, -4, 4)], (x) => ops.siluGateMul(x));
+      await expectSame([input([2600, 11], 37, -6, 6)], (x) => ops.logStablemax(x));
+    });
+
     it("the fused ops run the native kernels on the native backend and not on cpu", async () => {
       await tf.setBackend(NATIVE_BACKEND);
       expect(tf.getKernel(ops.FusedKernel.Attention, NATIVE_BACKEND)).toBeDefined();

@@ -340,13 +340,14 @@ napi_value Binary(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-// setThreads(kernelThreads, blasThreads): 0 leaves a setting as it is.
+// setThreads(kernelThreads, blasThreads, attentionThreads): 0 leaves a setting as it is.
 napi_value SetThreads(napi_env env, napi_callback_info info) {
-  Args a(env, info, 2);
-  int64_t kt = a.i64(0, "kernelThreads"), bt = a.i64(1, "blasThreads");
+  Args a(env, info, 3);
+  int64_t kt = a.i64(0, "kernelThreads"), bt = a.i64(1, "blasThreads"), at = a.i64(2, "attentionThreads");
   if (a.failed) return nullptr;
   if (kt > 0) trm::set_threads(int(kt));
   if (bt > 0) openblas_set_num_threads(int(bt));
+  if (at > 0) trm::set_attention_threads(int(at));
   return undef(env);
 }
 
@@ -354,7 +355,7 @@ void set_prop(napi_env env, napi_value obj, const char* key, napi_value v) {
   napi_set_named_property(env, obj, key, v);
 }
 
-// info() -> { blasConfig, blasCore, blasThreads, blasProcs, blasParallel, kernelThreads }
+// info() -> { blasConfig, blasCore, blasThreads, blasProcs, blasParallel, kernelThreads, attentionThreads }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value obj, v;
   napi_create_object(env, &obj);
@@ -371,12 +372,18 @@ napi_value Info(napi_env env, napi_callback_info) {
   set_prop(env, obj, "blasParallel", v);
   napi_create_int32(env, trm::threads(), &v);
   set_prop(env, obj, "kernelThreads", v);
+  napi_create_int32(env, trm::attention_threads(), &v);
+  set_prop(env, obj, "attentionThreads", v);
   return obj;
 }
 
 }  // namespace
 
 NAPI_MODULE_INIT() {
+  // The kernels' own threads follow the BLAS's (OPENBLAS_NUM_THREADS, else the processors): the
+  // two never run at once (JS calls one kernel at a time), so this never oversubscribes.
+  trm::set_threads(openblas_get_num_threads());
+  trm::set_attention_threads(openblas_get_num_threads());
   struct {
     const char* name;
     napi_callback fn;

@@ -80,7 +80,7 @@ export interface NativeAddon {
     shape: number[],
   ): void;
   /** 0 leaves a setting unchanged. */
-  setThreads(kernelThreads: number, blasThreads: number): void;
+  setThreads(kernelThreads: number, blasThreads: number, attentionThreads: number): void;
   info(): NativeInfo;
 }
 
@@ -92,7 +92,9 @@ export interface NativeInfo {
   blasProcs: number;
   /** 0 sequential, 1 pthreads, 2 OpenMP. */
   blasParallel: number;
+  /** Threads of the elementwise kernels and of attention's (batch, head) loop; both follow the BLAS's. */
   kernelThreads: number;
+  attentionThreads: number;
 }
 
 /** What scripts/build-native.mjs recorded at install. */

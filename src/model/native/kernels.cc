@@ -11,9 +11,12 @@
 namespace trm {
 
 static int g_threads = 1;
+static int g_attention_threads = 1;
 
 void set_threads(int n) { g_threads = std::max(1, std::min(n, 64)); }
 int threads() { return g_threads; }
+void set_attention_threads(int n) { g_attention_threads = std::max(1, std::min(n, 64)); }
+int attention_threads() { return g_attention_threads; }
 
 // Runs fn(begin, end) over [0, n) split into contiguous chunks, one per thread. Work below
 // `grain` items per thread runs inline: a thread start costs more than a small loop.
@@ -173,16 +176,40 @@ static void softmax_rows(float* p, int64_t rows, int64_t n) {
   }
 }
 
+// The (batch, head) pairs of attention are many small products: each worker thread takes a share
+// of the pairs and runs them with a single-threaded BLAS, instead of every tiny sgemm paying for
+// the BLAS's own thread hand-off. The BLAS thread count is restored afterwards.
+template <typename F>
+static void for_heads(int64_t pairs, F body) {
+  int workers = int(std::min<int64_t>(std::max(1, g_attention_threads), pairs));
+  if (workers <= 1) {
+    body(int64_t(0), pairs);
+    return;
+  }
+  int blas = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  std::vector<std::thread> pool;
+  int64_t chunk = (pairs + workers - 1) / workers;
+  for (int w = 1; w < workers; w++) {
+    int64_t b = w * chunk, e = std::min(pairs, b + chunk);
+    if (b < e) pool.emplace_back([=] { body(b, e); });
+  }
+  body(0, std::min(pairs, chunk));
+  for (auto& t : pool) t.join();
+  openblas_set_num_threads(blas);
+}
+
 // Per (batch, head): Q' = rope(q)/sqrt(hd), K' = rope(k), P = softmax(Q' K'^T), out_h = P V.
 // V and out are read and written in place through their row strides (3D and D): no transposes.
 void attention(const float* qkv, float* out, int64_t B, int64_t S, int64_t H, int64_t hd, const float* cos,
                const float* sin) {
   const int64_t D = H * hd, ld = 3 * D;
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  std::vector<float> q(S * hd), k(S * hd), p(S * S);
-  for (int64_t b = 0; b < B; b++) {
-    const float* base = qkv + b * S * ld;
-    for (int64_t h = 0; h < H; h++) {
+  for_heads(B * H, [=](int64_t p0, int64_t p1) {
+    std::vector<float> q(S * hd), k(S * hd), p(S * S);
+    for (int64_t bh = p0; bh < p1; bh++) {
+      const int64_t b = bh / H, h = bh % H;
+      const float* base = qkv + b * S * ld;
       load_head(base + h * hd, ld, q.data(), S, hd, cos, sin, scale);
       load_head(base + D + h * hd, ld, k.data(), S, hd, cos, sin, 1.f);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, q.data(), (int)hd,
@@ -191,7 +218,7 @@ void attention(const float* qkv, float* out, int64_t B, int64_t S, int64_t H, in
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, p.data(), (int)S,
                   base + 2 * D + h * hd, (int)ld, 0.f, out + b * S * D + h * hd, (int)D);
     }
-  }
+  });
 }
 
 // dV = P^T dO; dP = dO V^T; dS = P (dP - rowsum(P dP)); dQ' = dS K'; dK' = dS^T Q'.
@@ -199,14 +226,14 @@ void attention_grad(const float* dout, const float* qkv, float* dqkv, int64_t B,
                     int64_t hd, const float* cos, const float* sin) {
   const int64_t D = H * hd, ld = 3 * D;
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  std::vector<float> q(S * hd), k(S * hd), p(S * S), dp(S * S), dq(S * hd), dk(S * hd);
-  for (int64_t b = 0; b < B; b++) {
-    const float* base = qkv + b * S * ld;
-    float* dbase = dqkv + b * S * ld;
-    const float* dO = dout + b * S * D;
-    for (int64_t h = 0; h < H; h++) {
+  for_heads(B * H, [=](int64_t p0, int64_t p1) {
+    std::vector<float> q(S * hd), k(S * hd), p(S * S), dp(S * S), dq(S * hd), dk(S * hd);
+    for (int64_t bh = p0; bh < p1; bh++) {
+      const int64_t b = bh / H, h = bh % H;
+      const float* base = qkv + b * S * ld;
+      float* dbase = dqkv + b * S * ld;
       const float* v = base + 2 * D + h * hd;
-      const float* dOh = dO + h * hd;
+      const float* dOh = dout + b * S * D + h * hd;
       load_head(base + h * hd, ld, q.data(), S, hd, cos, sin, scale);
       load_head(base + D + h * hd, ld, k.data(), S, hd, cos, sin, 1.f);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, q.data(), (int)hd,
@@ -231,7 +258,7 @@ void attention_grad(const float* dout, const float* qkv, float* dqkv, int64_t B,
       store_head_grad(dq.data(), dbase + h * hd, ld, S, hd, cos, sin, scale);
       store_head_grad(dk.data(), dbase + D + h * hd, ld, S, hd, cos, sin, 1.f);
     }
-  }
+  });
 }
 
 static inline double stablemax_s(float x) { return x >= 0.f ? double(x) + 1.0 : 1.0 / (1.0 - double(x)); }
@@ -325,22 +352,43 @@ static void for_rows(int rank, const int64_t* shape, int nops, const int64_t* st
   }
 }
 
-template <typename E>
-static void copy_typed(const E* src, E* dst, int rank, const int64_t* shape, const int64_t* st) {
+// Runs f(offsets, i0, i1) over every innermost row of the collapsed box, in parallel: across rows
+// when there are enough of them, else across chunks of the rows themselves (a same-shape add
+// collapses to a single row of millions of elements). `grain` is the least work per task.
+template <typename F>
+static void for_blocks(int rank, const int64_t* shape, int nops, const int64_t* st, int64_t grain, F f) {
   const int64_t n = shape[rank - 1];
-  const int64_t ss = st[rank - 1], ds = st[2 * rank - 1];
   int64_t outer = 1;
   for (int k = 0; k < rank - 1; k++) outer *= shape[k];
-  parallel_for(outer, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, n)), [&](int64_t o0, int64_t o1) {
-    for_rows(rank, shape, 2, st, o0, o1, [&](const int64_t* off) {
-      const E* s = src + off[0];
-      E* d = dst + off[1];
-      if (ss == 1 && ds == 1) {
-        std::memcpy(d, s, size_t(n) * sizeof(E));
-      } else {
-        for (int64_t i = 0; i < n; i++) d[i * ds] = s[i * ss];
-      }
+  const bool split = g_threads > 1 && outer < 2 * g_threads && n >= 2 * grain;
+  const int64_t chunk = split ? std::max<int64_t>(grain, (n + g_threads - 1) / g_threads) : n;
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  if (chunks <= 1) {
+    parallel_for(outer, std::max<int64_t>(1, grain / std::max<int64_t>(1, n)), [&](int64_t o0, int64_t o1) {
+      for_rows(rank, shape, nops, st, o0, o1, [&](const int64_t* off) { f(off, int64_t(0), n); });
     });
+    return;
+  }
+  parallel_for(outer * chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t row = t / chunks, c = t % chunks;
+      for_rows(rank, shape, nops, st, row, row + 1,
+               [&](const int64_t* off) { f(off, c * chunk, std::min(n, (c + 1) * chunk)); });
+    }
+  });
+}
+
+template <typename E>
+static void copy_typed(const E* src, E* dst, int rank, const int64_t* shape, const int64_t* st) {
+  const int64_t ss = st[rank - 1], ds = st[2 * rank - 1];
+  for_blocks(rank, shape, 2, st, 1 << 16, [&](const int64_t* off, int64_t i0, int64_t i1) {
+    const E* s = src + off[0];
+    E* d = dst + off[1];
+    if (ss == 1 && ds == 1) {
+      std::memcpy(d + i0, s + i0, size_t(i1 - i0) * sizeof(E));
+    } else {
+      for (int64_t i = i0; i < i1; i++) d[i * ds] = s[i * ss];
+    }
   });
 }
 
@@ -372,28 +420,23 @@ static inline float apply(float x, float y) {
 template <int OP>
 static void binary_typed(const float* a, const float* b, float* out, int rank, const int64_t* shape,
                          const int64_t* st) {
-  const int64_t n = shape[rank - 1];
   const int64_t as = st[rank - 1], bs = st[2 * rank - 1];
-  int64_t outer = 1;
-  for (int k = 0; k < rank - 1; k++) outer *= shape[k];
-  parallel_for(outer, std::max<int64_t>(1, (1 << 17) / std::max<int64_t>(1, n)), [&](int64_t o0, int64_t o1) {
-    for_rows(rank, shape, 3, st, o0, o1, [&](const int64_t* off) {
-      const float* x = a + off[0];
-      const float* y = b + off[1];
-      float* z = out + off[2];
-      // The common layouts get loops the compiler vectorises.
-      if (as == 1 && bs == 1) {
-        for (int64_t i = 0; i < n; i++) z[i] = apply<OP>(x[i], y[i]);
-      } else if (as == 1 && bs == 0) {
-        const float c = y[0];
-        for (int64_t i = 0; i < n; i++) z[i] = apply<OP>(x[i], c);
-      } else if (as == 0 && bs == 1) {
-        const float c = x[0];
-        for (int64_t i = 0; i < n; i++) z[i] = apply<OP>(c, y[i]);
-      } else {
-        for (int64_t i = 0; i < n; i++) z[i] = apply<OP>(x[i * as], y[i * bs]);
-      }
-    });
+  for_blocks(rank, shape, 3, st, 1 << 16, [&](const int64_t* off, int64_t i0, int64_t i1) {
+    const float* x = a + off[0];
+    const float* y = b + off[1];
+    float* z = out + off[2];
+    // The common layouts get loops the compiler vectorises.
+    if (as == 1 && bs == 1) {
+      for (int64_t i = i0; i < i1; i++) z[i] = apply<OP>(x[i], y[i]);
+    } else if (as == 1 && bs == 0) {
+      const float c = y[0];
+      for (int64_t i = i0; i < i1; i++) z[i] = apply<OP>(x[i], c);
+    } else if (as == 0 && bs == 1) {
+      const float c = x[0];
+      for (int64_t i = i0; i < i1; i++) z[i] = apply<OP>(c, y[i]);
+    } else {
+      for (int64_t i = i0; i < i1; i++) z[i] = apply<OP>(x[i * as], y[i * bs]);
+    }
   });
 }
 

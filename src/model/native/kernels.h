@@ -11,6 +11,9 @@ constexpr int kMaxRank = 16;
 // Worker threads for the elementwise kernels (the BLAS has its own); 1 runs everything inline.
 void set_threads(int n);
 int threads();
+// Worker threads over attention's (batch, head) pairs, each with a single-threaded BLAS.
+void set_attention_threads(int n);
+int attention_threads();
 
 // C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i] for i < batch, with element strides between items.
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
