@@ -103,10 +103,11 @@ export function swigluWidth(size: number, expansion: number): number {
 // Presets. Vocabulary, sequence length and the number of task ids always come from the dataset.
 //  7m    the paper's network (hidden 512, 8 heads, 2 layers, T=3, n=6, N_sup=16): 6.83M parameters at Sudoku
 //        shapes, 47.6 GFLOP per training sample-step; a GPU or native-BLAS job.
-//  small hidden 128 (the brief's bench config b): 0.6M parameters; T=3, n=4 keeps 15 net calls per step.
-//  demo  hidden 64, T=2, n=3, N_sup=6: at S=128 one training sample-step is ~0.6 GFLOP, so a few thousand
-//        sample-steps run in minutes on 2 cores with native kernels; the width rule still gives a 256-wide
-//        SwiGLU, so the net is not starved. A 4-position prefix leaves room for the task vector plus registers.
+//  small hidden 128 like bench config (b), but n=4: 0.59M parameters, 15 net calls per step, 4.1 GFLOP per
+//        training sample-step at 128 tokens.
+//  demo  hidden 64, T=2, n=3, N_sup=6: 0.16M parameters; at 128 tokens one training sample-step is 0.71 GFLOP,
+//        so a few thousand sample-steps take minutes on 2 cores with native kernels. The width rule still gives
+//        a 256-wide SwiGLU, so the net is not starved. A 4-position prefix holds the task vector plus registers.
 type Preset = Omit<TRMConfigInput, "vocab_size" | "seq_len" | "num_puzzle_identifiers">;
 export const PRESETS: Record<ModelSection["preset"], Preset> = {
   "7m": {
