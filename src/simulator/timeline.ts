@@ -260,7 +260,12 @@ export class Timeline {
       affected = ["postgres", ...callersOf("postgres"), "api-gateway"];
       summary = "postgres slows down (autovacuum on a bloated table plus lock waits); callers time out";
     } else if (kind === "crash_loop") {
-      affected = [culprit, ...callersOf(culprit)];
+      // Its callers see refused calls; the gateway's alert route fails with them, and RabbitMQ's
+      // broker fails to dispatch the digest's events.
+      affected =
+        culprit === "lambda-pod-restart"
+          ? [culprit, ...callersOf(culprit), "api-gateway"]
+          : [culprit, "rabbitmq"];
       summary = `${culprit} crashes at start-up (a rotated credential) and restarts with back-off until fixed`;
       // Each crash: the container runs a few seconds, then waits a doubling back-off capped at 5 minutes.
       let t = start;
@@ -271,7 +276,8 @@ export class Timeline {
         backoff = Math.min(backoff * 2, 300_000);
       }
     } else {
-      affected = [culprit, ...(culprit === "notification-worker" ? ["rabbitmq"] : [])];
+      // The gateway's calls fail while the container restarts; the worker's queue backs up.
+      affected = [culprit, "api-gateway", ...(culprit === "notification-worker" ? ["rabbitmq"] : [])];
       summary = `a release of ${culprit} leaks memory; the container is OOM-killed and restarts until a fix ships`;
       const cycle = (end - start) / rng.range(2.2, 3.2);
       for (let t = start + cycle; t < end - 5 * MIN; t += cycle) restarts.push(Math.round(t));
@@ -336,9 +342,12 @@ export class Timeline {
           e.served = running ? 1 : 0;
           e.errorAdd = 0.95;
           e.cpuAdd += running ? 0.15 : 0;
-        } else {
+        } else if (name === "agent-sre") {
           e.errorAdd += 0.12;
           e.latency *= 1.3;
+        } else if (name === "api-gateway") {
+          // Only the alert route, and only when the fallback fails too.
+          e.errorAdd += 0.03;
         }
         break;
       }
@@ -359,6 +368,10 @@ export class Timeline {
           if (Math.abs(t - (nearest(inc.restarts, t) ?? Number.POSITIVE_INFINITY)) < 90_000)
             e.errorAdd += 0.45;
           else e.errorAdd += (0.2 * Math.max(0, e.leak - 0.4)) / 0.6;
+        } else if (name === "api-gateway") {
+          // Calls routed to the killed container fail until it is back.
+          const nearKill = Math.abs(t - (nearest(inc.restarts, t) ?? Number.POSITIVE_INFINITY)) < 90_000;
+          if (nearKill) e.errorAdd += 0.45 * (GATEWAY_ROUTE[inc.service] ?? 0.1);
         } else {
           // The queue backs up while the consumer stalls.
           e.intensity = 0.5;

@@ -732,6 +732,14 @@ const flowNamed = (name: string): FlowDef =>
 function incidentFlows(kind: string, culprit: string): string[] {
   if (kind === "db_slowdown") return ["chat", "status", "compact", "notify", "check", "alert"];
   if (kind === "crash_loop") return culprit === "lambda-pod-restart" ? ["alert"] : ["digest"];
+  if (kind === "memory_leak") {
+    // Users retry what is slow: the requests that go through the leaking service.
+    return (
+      { "agent-bruno": ["chat"], "agent-sre": ["alert"], "notification-worker": ["notify"] }[culprit] ?? [
+        "notify",
+      ]
+    );
+  }
   const byService: Record<string, string[]> = {
     "agent-bruno": ["chat", "chat", "compact"],
     "agent-sre": ["alert", "alert", "check"],

@@ -13,6 +13,8 @@ import {
   readSegment,
 } from "../../src/pipeline/collect/index.js";
 import type { RecordOf, SourceName } from "../../src/pipeline/collect/records.js";
+import { IncidentJoin, incidentSettings } from "../../src/pipeline/incidents.js";
+import { logFacts } from "../../src/pipeline/tasks/log-triage.js";
 import { agentConfigFor, createSimulator, SERVICE_NAMES, type Simulator } from "../../src/simulator/index.js";
 import { HOUR_MS } from "../../src/simulator/logs.js";
 import { TRACE_BUCKET_MS } from "../../src/simulator/traces.js";
@@ -123,6 +125,24 @@ describe("collecting the simulated homelab", () => {
     expect(missing).toEqual([]);
     const one = traces.find((t) => t.spans.length > 5)!;
     expect(one.spans.map((s) => s.span_id)).toEqual(w.traces.byId(one.trace_id)!.spans.map((s) => s.spanId));
+  });
+
+  it("the incident join over what was collected finds every incident the simulator staged", async () => {
+    const ds = config.dataset;
+    const window = { start: END_MS - 2 * 86_400_000, end: END_MS };
+    const join = new IncidentJoin(incidentSettings(ds.incidents), window, ds.service_labels);
+    for (const r of await records("prometheus")) join.addSeries(r);
+    for (const r of await records("tempo")) join.addTrace(r);
+    for (const r of await records("loki")) join.addLog(logFacts(r, ds.service_labels));
+    const found = join.windows();
+    const staged = sim.groundTruth.incidents;
+    expect(staged.length).toBeGreaterThanOrEqual(4);
+    for (const inc of staged) {
+      const hit = found.filter(
+        (w) => w.service === inc.service && w.start < inc.end_ms && w.end > inc.start_ms,
+      );
+      expect(hit.length, `${inc.id}: ${inc.service} ${inc.start}..${inc.end}`).toBeGreaterThan(0);
+    }
   });
 
   it("no fake secret reaches the store", () => {
