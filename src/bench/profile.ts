@@ -5,7 +5,10 @@ import * as tf from "@tensorflow/tfjs-core";
 
 export interface KernelTime {
   kernel: string;
+  /** Wall time inside the kernel. */
   ms: number;
+  /** CPU time of the whole process (all threads) while in the kernel: steadier than wall time on a busy machine. */
+  cpu_ms: number;
   calls: number;
 }
 
@@ -18,7 +21,12 @@ export class KernelProfiler {
   start(): void {
     this.originals = tf.getKernelsForBackend(this.backend);
     for (const k of this.originals) {
-      const entry: KernelTime = this.totals.get(k.kernelName) ?? { kernel: k.kernelName, ms: 0, calls: 0 };
+      const entry: KernelTime = this.totals.get(k.kernelName) ?? {
+        kernel: k.kernelName,
+        ms: 0,
+        cpu_ms: 0,
+        calls: 0,
+      };
       this.totals.set(k.kernelName, entry);
       const inner = k.kernelFunc;
       tf.unregisterKernel(k.kernelName, this.backend);
@@ -26,10 +34,13 @@ export class KernelProfiler {
         ...k,
         kernelFunc: (args) => {
           const t0 = performance.now();
+          const c0 = process.cpuUsage();
           try {
             return inner(args);
           } finally {
+            const c = process.cpuUsage(c0);
             entry.ms += performance.now() - t0;
+            entry.cpu_ms += (c.user + c.system) / 1000;
             entry.calls++;
           }
         },
@@ -52,7 +63,12 @@ export class KernelProfiler {
   ): { kernels: KernelTime[]; kernel_ms: number; outside_kernels_ms: number } {
     const all = [...this.totals.values()].filter((k) => k.calls > 0).sort((a, b) => b.ms - a.ms);
     const kernelMs = all.reduce((s, k) => s + k.ms, 0);
-    const round = (k: KernelTime) => ({ kernel: k.kernel, ms: Math.round(k.ms), calls: k.calls });
+    const round = (k: KernelTime) => ({
+      kernel: k.kernel,
+      ms: Math.round(k.ms),
+      cpu_ms: Math.round(k.cpu_ms),
+      calls: k.calls,
+    });
     return {
       kernels: all.slice(0, top).map(round),
       kernel_ms: Math.round(kernelMs),
