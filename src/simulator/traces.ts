@@ -7,7 +7,7 @@
 import { service } from "./homelab.js";
 import { hashKey, mix32, Rng } from "./rng.js";
 import type { FakeSecrets } from "./secrets.js";
-import { type Effects, MEAN_RHYTHM, type Timeline } from "./timeline.js";
+import { type Effects, type Incident, MEAN_RHYTHM, type Timeline } from "./timeline.js";
 
 export type SpanKind =
   | "SPAN_KIND_SERVER"
@@ -116,8 +116,8 @@ class TraceIds {
 
 class Builder {
   readonly spans: SimSpan[] = [];
-  /** Set for traffic an incident caused (alerts firing, clients retrying): it takes the incident's path. */
-  incidentTraffic = false;
+  /** The incident whose alerts or retries caused this trace, if any: it takes the incident's path. */
+  causedBy: Incident | null = null;
   constructor(
     readonly r: Rng,
     private readonly tl: Timeline,
@@ -573,7 +573,8 @@ const alert: Flow = (b, t) => {
       // Critical alerts get the large model: slower, often past five seconds.
       const model = b.r.weighted(["qwen2.5:7b", "qwen2.5:32b"], [0.7, 0.3]);
       at = llm(b, server, "agent-sre", model, at, model === "qwen2.5:7b" ? 1500 : 5200);
-      if (b.r.chance(b.incidentTraffic ? 0.9 : 0.35)) {
+      // Alerts about a crash-looping lambda ask for remediation, and so call it.
+      if (b.r.chance(b.causedBy?.kind === "crash_loop" ? 0.9 : 0.35)) {
         const rem = httpCall(
           b,
           server,
@@ -793,9 +794,9 @@ export class HomelabTraces {
     const tl = this.tl;
     const r = Rng.of(tl.seed, "traces", bucket);
     const scale = this.density.tracesPerDay / DEFAULT_TRACES_PER_DAY;
-    const starts: { t: number; flow: FlowDef; incident: boolean }[] = [];
+    const starts: { t: number; flow: FlowDef; incident: Incident | null }[] = [];
     // The digest lambda runs at the top of every hour.
-    if (t0 % 3_600_000 === 0) starts.push({ t: t0 + 1_000 + r.int(20_000), flow: DIGEST, incident: false });
+    if (t0 % 3_600_000 === 0) starts.push({ t: t0 + 1_000 + r.int(20_000), flow: DIGEST, incident: null });
     const lambda =
       (this.density.tracesPerDay *
         (TRACE_BUCKET_MS / 86_400_000) *
@@ -804,7 +805,7 @@ export class HomelabTraces {
     const n = r.poisson(lambda);
     const weights = FLOWS.map((f) => f.weight);
     for (let i = 0; i < n; i++)
-      starts.push({ t: t0 + r.int(TRACE_BUCKET_MS), flow: r.weighted(FLOWS, weights), incident: false });
+      starts.push({ t: t0 + r.int(TRACE_BUCKET_MS), flow: r.weighted(FLOWS, weights), incident: null });
     for (const inc of tl.incidents) {
       if (inc.end <= t0 || inc.start >= t1) continue;
       const from = Math.max(t0, inc.start);
@@ -812,13 +813,13 @@ export class HomelabTraces {
       const names = incidentFlows(inc.kind, inc.service);
       const k = r.poisson((INCIDENT_TRACES_PER_HOUR * scale * (to - from)) / 3_600_000);
       for (let i = 0; i < k; i++)
-        starts.push({ t: from + r.int(to - from), flow: flowNamed(r.pick(names)), incident: true });
+        starts.push({ t: from + r.int(to - from), flow: flowNamed(r.pick(names)), incident: inc });
     }
     const out: SimTrace[] = [];
     starts.forEach((s, index) => {
       if (s.t < this.dataStart) return;
       const b = new Builder(Rng.of(tl.seed, "trace", bucket, index), tl, this.secrets);
-      b.incidentTraffic = s.incident;
+      b.causedBy = s.incident;
       const startUs = s.t * 1000 + b.r.int(1000);
       s.flow.flow(b, startUs);
       const spans = b.spans.sort((x, y) => x.startUs - y.startUs);
