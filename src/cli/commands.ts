@@ -6,6 +6,7 @@ import { registerDoctor } from "./doctor.js";
 import { registerModelCommands } from "./model.js";
 import { registerRunCommands } from "./run.js";
 import { registerServeCommands } from "./serve.js";
+import { registerServerCommand } from "./server.js";
 import { registerSimulate } from "./simulate.js";
 
 export function registerCommands(program: Command): void {
@@ -18,6 +19,7 @@ export function registerCommands(program: Command): void {
   registerCollectCommands(program);
   registerDatasetCommands(program);
   registerRunCommands(program);
+  registerServerCommand(program);
   // Last: `models compare` joins the `models` group if another module created it.
   registerServeCommands(program);
 }

@@ -1,0 +1,136 @@
+// Resources: an agent's registry, a version's model card and knowledge card, and a job. The same
+// rules as the tools: the read scope, and an agent reads its own only.
+import { type McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { ErrorCode, McpError, type ReadResourceResult } from "@modelcontextprotocol/sdk/types.js";
+import { log } from "../log.js";
+import { callerOf, type Extra, type ToolEnv } from "../tools/common.js";
+import { ForbiddenError, type Identity, isAdmin, requireAgent, requireScope } from "./auth.js";
+
+function one(v: string | string[] | undefined): string {
+  return (Array.isArray(v) ? v[0] : v) ?? "";
+}
+
+/** Runs a resource read as the caller: scope and agent checked, failures as JSON-RPC errors. */
+async function asCaller(
+  env: ToolEnv,
+  extra: Extra,
+  agent: string | null,
+  fn: (id: Identity) => Promise<ReadResourceResult>,
+): Promise<ReadResourceResult> {
+  try {
+    const id = callerOf(env, extra);
+    requireScope(id, "read", "reading resources");
+    if (agent !== null) {
+      requireAgent(id, agent);
+      if (!(agent in env.ctx.config.agents))
+        throw new McpError(ErrorCode.InvalidParams, `unknown agent "${agent}"`);
+    }
+    return await fn(id);
+  } catch (err) {
+    if (err instanceof McpError) throw err;
+    if (err instanceof ForbiddenError || typeof (err as { exitCode?: unknown }).exitCode === "number")
+      throw new McpError(ErrorCode.InvalidParams, (err as Error).message);
+    log.error({ err }, "resource read failed");
+    throw new McpError(ErrorCode.InternalError, (err as Error).message);
+  }
+}
+
+function visibleAgents(env: ToolEnv, extra: Extra): string[] {
+  try {
+    const id = callerOf(env, extra);
+    const all = Object.keys(env.ctx.config.agents);
+    return isAdmin(id) ? all : all.filter((a) => a === id.name);
+  } catch {
+    return [];
+  }
+}
+
+export function registerResources(server: McpServer, env: ToolEnv): void {
+  const complete = {
+    agent: (value: string) => Object.keys(env.ctx.config.agents).filter((a) => a.startsWith(value)),
+  };
+
+  server.registerResource(
+    "registry",
+    new ResourceTemplate("trm://agents/{agent}/registry", {
+      list: async (extra) => ({
+        resources: visibleAgents(env, extra).map((agent) => ({
+          uri: `trm://agents/${agent}/registry`,
+          name: `${agent} registry`,
+          mimeType: "application/json",
+        })),
+      }),
+      complete,
+    }),
+    {
+      title: "Model registry",
+      description:
+        "An agent's registry.json: versions with their gate verdict and scores, the aliases, the append-only alias history.",
+      mimeType: "application/json",
+    },
+    (uri, vars, extra) => {
+      const agent = one(vars.agent);
+      return asCaller(env, extra, agent, async () => {
+        const index = await env.ctx.registry.read(agent);
+        return {
+          contents: [
+            { uri: uri.href, mimeType: "application/json", text: `${JSON.stringify(index, null, 2)}\n` },
+          ],
+        };
+      });
+    },
+  );
+
+  for (const [part, file, title, description] of [
+    [
+      "card",
+      "card.md",
+      "Model card",
+      "A version's model card: data, training, scores per task against baselines and the champion, the gate, lineage.",
+    ],
+    [
+      "knowledge",
+      "knowledge.md",
+      "Knowledge card",
+      "The knowledge card distilled from the same data for the agent's Ollama model: topology, error signatures, metric baselines, code map.",
+    ],
+  ] as const) {
+    server.registerResource(
+      part,
+      new ResourceTemplate(`trm://agents/{agent}/models/{version}/${part}`, { list: undefined, complete }),
+      { title, description, mimeType: "text/markdown" },
+      (uri, vars, extra) => {
+        const agent = one(vars.agent);
+        return asCaller(env, extra, agent, async () => {
+          const registry = env.ctx.registry;
+          const version = await registry.resolve(agent, one(vars.version));
+          const text = (await registry.readArtifact(agent, version, file)).toString("utf8");
+          return { contents: [{ uri: uri.href, mimeType: "text/markdown", text }] };
+        });
+      },
+    );
+  }
+
+  server.registerResource(
+    "job",
+    new ResourceTemplate("trm://jobs/{id}", { list: undefined }),
+    {
+      title: "Job",
+      description:
+        "A job as job_status shows it: status, stage, step, ETA, metrics, result, what to do next.",
+      mimeType: "application/json",
+    },
+    (uri, vars, extra) =>
+      asCaller(env, extra, null, async (id) => {
+        const jobId = one(vars.id);
+        const agent = await env.ctx.jobs.agentOf(jobId);
+        requireAgent(id, agent);
+        const view = await env.ctx.jobs.view(jobId, agent);
+        return {
+          contents: [
+            { uri: uri.href, mimeType: "application/json", text: `${JSON.stringify(view, null, 2)}\n` },
+          ],
+        };
+      }),
+  );
+}

@@ -1,0 +1,229 @@
+// Shared set-up for the server and tool tests: a config with two agents, tiny model versions
+// registered through the real registry, quick pipeline stages where a test is not about the
+// pipeline, in-memory MCP clients with a chosen identity, and a store snapshot.
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import * as tf from "@tensorflow/tfjs-core";
+import { parseConfig } from "../../src/config/index.js";
+import type { Config } from "../../src/config/schema.js";
+import { parseTRMConfig } from "../../src/model/config.js";
+import { encodeSafetensors } from "../../src/model/safetensors.js";
+import { TRM } from "../../src/model/trm.js";
+import type { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
+import { smokeArtifact } from "../../src/pipeline/deploy/smoke-example.js";
+import type { StageContext, StageFns } from "../../src/pipeline/run.js";
+import { getTask } from "../../src/pipeline/tasks/index.js";
+import { IGNORE, Vocab } from "../../src/pipeline/tasks/vocab.js";
+import { defaultScopes, type Identity, type Scope } from "../../src/server/auth.js";
+import { ServerContext } from "../../src/server/context.js";
+import { createServer } from "../../src/server/mcp.js";
+
+export const SRE = "agent-sre";
+export const BRUNO = "agent-bruno";
+export const SEQ_LEN = 16;
+
+/** Tokens the tests configure (each at least 16 characters), by name. */
+export const TOKENS = {
+  sre: "sre-token-0123456789abcdef",
+  sreRead: "sre-readonly-0123456789abcdef",
+  bruno: "bruno-token-0123456789abcdef",
+  admin: "admin-token-0123456789abcdef",
+} as const;
+
+export function tempDir(prefix = "trm-server-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A config with agent-sre and agent-bruno (no sources unless given), the cpu backend, no schedule. */
+export function testConfig(dir: string, extra: Record<string, unknown> = {}): Config {
+  return parseConfig({
+    data_dir: join(dir, "data"),
+    log_level: "silent",
+    model: { backend: "cpu" },
+    agents: { [SRE]: {}, [BRUNO]: {} },
+    schedule: { enabled: false },
+    serve: { poll_interval_ms: 200, max_wait_ms: 1, shadow_fraction: 0 },
+    runs: { retries: 0 },
+    ...extra,
+  });
+}
+
+/** The `tokens` section for TOKENS, read from files in dir (as a Kubernetes Secret mount would give them). */
+export function tokenSection(dir: string): Record<string, unknown>[] {
+  const tdir = join(dir, "tokens");
+  mkdirSync(tdir, { recursive: true });
+  const file = (name: string, value: string) => {
+    writeFileSync(join(tdir, name), `${value}\n`, { mode: 0o440 });
+    return { file: join(tdir, name) };
+  };
+  return [
+    { identity: SRE, scopes: ["read", "train", "promote"], token: file("agent-sre", TOKENS.sre) },
+    { identity: SRE, scopes: ["read"], token: file("agent-sre-read", TOKENS.sreRead) },
+    { identity: BRUNO, scopes: ["read", "train", "promote"], token: file("agent-bruno", TOKENS.bruno) },
+    { identity: "admin", scopes: ["admin"], token: file("admin", TOKENS.admin) },
+  ];
+}
+
+export function identity(name: string, scopes?: Scope[]): Identity {
+  return { name, scopes: scopes ?? defaultScopes(name) };
+}
+
+export function testVocab(): Vocab {
+  return Vocab.create({
+    numBins: 8,
+    encoding: { seq_len: SEQ_LEN, metric_forecast: { points: 4, step_ms: 60_000, z_max: 4 } },
+    classes: ["service:api", "service:db"],
+  });
+}
+
+/** Registers a tiny TRM version (with card, knowledge card and smoke example); returns its id. */
+export async function registerTiny(
+  registry: ModelRegistry,
+  agent: string,
+  o: { gate?: boolean | null; seed?: number; scores?: Record<string, number> } = {},
+): Promise<string> {
+  const vocab = testVocab();
+  const cfg = parseTRMConfig({
+    vocab_size: vocab.size,
+    seq_len: SEQ_LEN,
+    hidden_size: 16,
+    num_heads: 1,
+    num_layers: 1,
+    expansion: 2,
+    H_cycles: 1,
+    L_cycles: 1,
+    halt_max_steps: 2,
+    pos_encodings: "none",
+    puzzle_emb_len: 2,
+    puzzle_emb_ndim: 16,
+    num_puzzle_identifiers: 5,
+  });
+  let weights: Uint8Array = new Uint8Array(0);
+  tf.tidy(() => {
+    const model = TRM.init(cfg, o.seed ?? 1);
+    weights = encodeSafetensors(model.exportTensors(), model.metadata());
+    model.dispose();
+  });
+  const enc = getTask("log_triage").encode({ line: "ERROR db timeout after 30s" }, vocab);
+  const labels = new Int32Array(SEQ_LEN).fill(IGNORE);
+  labels[enc.readouts[0].position] = vocab.classId("level:error")!;
+  const gate = o.gate === undefined ? true : o.gate;
+  const manifest = await registry.register(agent, {
+    artifacts: [
+      { name: "model.safetensors", data: weights },
+      { name: "vocab.json", data: vocab.serialize() },
+      smokeArtifact({ task: "log_triage", inputs: enc.inputs, labels, time: 0, aux: new Float64Array(0) }),
+      { name: "knowledge.md", data: `# ${agent} knowledge\n\nservices: api, db\n` },
+    ],
+    versioned: (v) => [{ name: "card.md", data: `# ${agent} · TRM ${v}\n\nA tiny test model.\n` }],
+    lineage: { run_id: null, dataset_id: null, raw_segments: [], code_version: "test", parent_version: null },
+    gate:
+      gate === null
+        ? null
+        : { passed: gate, reasons: gate ? ["cleared every check"] : ["log_triage: below its baseline"] },
+    scores: o.scores ?? { log_triage: 0.5 },
+    createdBy: "test",
+  });
+  return manifest.version;
+}
+
+/** Quick stages for tests that are about the server, not the pipeline: each logs, reports progress and waits on `gate`. */
+export function quickStages(opts: { steps?: number; stepMs?: number; hold?: Promise<void> } = {}): StageFns {
+  const steps = opts.steps ?? 5;
+  const stage = async (ctx: StageContext) => {
+    ctx.log("info", `${ctx.stage} started`);
+    if (ctx.stage === "train") await opts.hold;
+    for (let i = 1; i <= steps; i++) {
+      if (ctx.signal.aborted)
+        throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error("aborted");
+      await new Promise((r) => setTimeout(r, opts.stepMs ?? 5));
+      ctx.progress({
+        message: `${ctx.stage} step ${i}`,
+        step: i,
+        total: steps,
+        eta_s: steps - i,
+        metrics: { loss: 1 / i },
+      });
+    }
+    ctx.log("warn", `${ctx.stage} finished with a warning`);
+    return ctx.stage === "collect" ? { records: 10, errors: 0, sources: {} } : {};
+  };
+  return { collect: stage, build: stage, train: stage, evaluate: stage, deploy: stage };
+}
+
+export interface TestServer {
+  dir: string;
+  config: Config;
+  ctx: ServerContext;
+  /** An in-memory client acting as `id`. */
+  client(id: Identity): Promise<Client>;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(
+  opts: { dir?: string; config?: Config; stages?: Partial<StageFns>; extra?: Record<string, unknown> } = {},
+): Promise<TestServer> {
+  const dir = opts.dir ?? tempDir();
+  const config = opts.config ?? testConfig(dir, opts.extra);
+  const ctx = new ServerContext({ config, stages: opts.stages ?? quickStages(), schedule: false });
+  await ctx.start();
+  const clients: Client[] = [];
+  return {
+    dir,
+    config,
+    ctx,
+    async client(id) {
+      const server = createServer(ctx, { identity: id });
+      const [a, b] = InMemoryTransport.createLinkedPair();
+      await server.connect(b);
+      const c = new Client({ name: "test", version: "0" });
+      await c.connect(a);
+      clients.push(c);
+      return c;
+    },
+    async close() {
+      for (const c of clients) await c.close().catch(() => undefined);
+      await ctx.stop(10_000);
+    },
+  };
+}
+
+/** The text of a tool result. */
+export function textOf(r: unknown): string {
+  const c = (r as CallToolResult).content ?? [];
+  return c.map((x) => (x.type === "text" ? x.text : "")).join("\n");
+}
+
+export async function call(c: Client, name: string, args: Record<string, unknown> = {}) {
+  return (await c.callTool({ name, arguments: args })) as CallToolResult;
+}
+
+/** Every file under a directory with its sha256 (the store's state, for "nothing changed" checks). */
+export function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string, rel: string) => {
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const n of names.sort()) {
+      const p = join(d, n);
+      const r = rel ? `${rel}/${n}` : n;
+      if (statSync(p).isDirectory()) walk(p, r);
+      else out[r] = createHash("sha256").update(readFileSync(p)).digest("hex");
+    }
+  };
+  walk(dir, "");
+  return out;
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
