@@ -368,7 +368,7 @@ export const CollectSchema = z
     /** Records per segment; bounds memory, since a segment is built in memory before its atomic put. */
     segment_max_records: z.number().int().min(1).default(20_000),
     /** Uncompressed megabytes per segment, whichever limit comes first (traces and files are large records). */
-    segment_max_mb: z.number().positive().default(16),
+    segment_max_mb: z.number().positive().default(8),
     /** A stretch without data longer than this is reported as a gap. */
     gap_min: DurationSchema.default("1h"),
     backoff_base: DurationSchema.default("500ms"),

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { ConfigError } from "../../src/errors.js";
+import { collect } from "../../src/pipeline/collect/index.js";
 import { listSegments, readSegment, writeSegment } from "../../src/pipeline/collect/raw-store.js";
 import { type MinioStore, NotFoundError, openStore } from "../../src/store/index.js";
 
@@ -15,7 +16,9 @@ interface S3rverServer {
   run(): Promise<{ port: number }>;
   close(): Promise<void>;
 }
-const S3rver = createRequire(import.meta.url)("s3rver") as new (opts: Record<string, unknown>) => S3rverServer;
+const S3rver = createRequire(import.meta.url)("s3rver") as new (
+  opts: Record<string, unknown>,
+) => S3rverServer;
 
 describe("MinioStore on s3rver", () => {
   let server: S3rverServer;
@@ -107,6 +110,26 @@ describe("MinioStore on s3rver", () => {
     const refs = await listSegments(store, "agent-sre", "loki");
     expect(refs.map((r) => r.key)).toEqual(["raw/agent-sre/loki/2026-01-01/q-1767229200000000000.jsonl.gz"]);
     expect((await readSegment(store, refs[0])).records).toEqual([rec]);
+  });
+
+  it("holds a whole collection: segments, watermarks and the report; a second run adds nothing", async () => {
+    const repo = mkdtempSync(join(tmpdir(), "trm-minio-repo-"));
+    writeFileSync(join(repo, "main.go"), "package main\n");
+    writeFileSync(join(repo, "values.yaml"), "password: hunter2-but-longer\n");
+    const config = parseConfig({
+      data_dir: mkdtempSync(join(tmpdir(), "trm-minio-data-")),
+      agents: { lab: { sources: { code: { path: repo } } } },
+    });
+    const first = await collect(config, { agent: "lab", store });
+    expect(first.totals.records).toBe(2);
+    expect(await store.exists(first.report_key)).toBe(true);
+    expect(await store.exists("state/lab/collect/code/repo.json")).toBe(true);
+    const [ref] = await listSegments(store, "lab", "code");
+    const recs = (await readSegment(store, { key: ref.key, source: "code" as const })).records;
+    expect(recs.map((r) => r.path).sort()).toEqual(["main.go", "values.yaml"]);
+    expect(recs.find((r) => r.path === "values.yaml")!.content).toBe("password: <redacted:password>\n");
+    const second = await collect(config, { agent: "lab", store });
+    expect(second.totals.records).toBe(0);
   });
 
   it("gives a presigned URL that fetch can read", async () => {

@@ -246,22 +246,34 @@ async function collectRepo(ctx: CollectContext, cfg: CodeSourceConfig, report: Q
     batchBytes = 0;
   };
 
-  for (const c of candidates) {
-    if (ctx.signal.aborted) throw new Error("cancelled");
-    let s: import("node:fs").Stats;
+  // Reads run a few at a time (file I/O waits on the thread pool); files are handled in walk order.
+  const load = async (c: Candidate): Promise<{ size: number; buf: Buffer | null } | null> => {
     try {
-      s = await stat(c.abs);
+      const s = await stat(c.abs);
+      return { size: s.size, buf: s.size > cfg.max_file_bytes ? null : await readFile(c.abs) };
     } catch {
+      return null;
+    }
+  };
+  const READ_AHEAD = 16;
+  const pending = candidates.slice(0, READ_AHEAD).map(load);
+  for (let i = 0; i < candidates.length; i++) {
+    if (ctx.signal.aborted) throw new Error("cancelled");
+    const c = candidates[i];
+    const loaded = await pending[i];
+    if (i + READ_AHEAD < candidates.length) pending.push(load(candidates[i + READ_AHEAD]));
+    pending[i] = Promise.resolve(null); // let the buffer go
+    if (!loaded) {
       bumpSkipped(report, "unreadable");
       continue;
     }
     present.add(c.rel);
-    if (s.size > cfg.max_file_bytes) {
+    if (!loaded.buf) {
       bumpSkipped(report, "too_large");
       delete index.files[c.rel];
       continue;
     }
-    const buf = await readFile(c.abs);
+    const buf = loaded.buf;
     if (isBinary(buf)) {
       bumpSkipped(report, "binary");
       delete index.files[c.rel];

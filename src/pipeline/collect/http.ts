@@ -215,13 +215,29 @@ export class HttpSourceClient {
   }
 
   private once(url: URL, extra: Record<string, string>): Promise<HttpResponse> {
-    const signals = [AbortSignal.timeout(this.opts.timeoutMs)];
-    if (this.opts.signal) signals.push(this.opts.signal);
-    const signal = AbortSignal.any(signals);
+    // One controller per request, its timer and its link to the run's signal undone when the
+    // request settles: AbortSignal.timeout() would keep every request alive for the full timeout.
+    const ac = new AbortController();
+    const timer = setTimeout(() => {
+      const err = new Error(`no response within ${this.opts.timeoutMs} ms`);
+      err.name = "TimeoutError";
+      ac.abort(err);
+    }, this.opts.timeoutMs);
+    const outer = this.opts.signal;
+    const onOuter = () => ac.abort(outer?.reason);
+    outer?.addEventListener("abort", onOuter, { once: true });
+    const settle = () => {
+      clearTimeout(timer);
+      outer?.removeEventListener("abort", onOuter);
+    };
     return new Promise<HttpResponse>((resolve, reject) => {
+      const fail = (err: unknown) => {
+        settle();
+        reject(err);
+      };
       const req = this.lib.request(
         url,
-        { method: "GET", agent: this.agent, headers: { ...this.headers, ...extra }, signal },
+        { method: "GET", agent: this.agent, headers: { ...this.headers, ...extra }, signal: ac.signal },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
@@ -233,8 +249,9 @@ export class HttpSourceClient {
             }
             chunks.push(c);
           });
-          res.on("error", reject);
+          res.on("error", fail);
           res.on("end", () => {
+            settle();
             let body = Buffer.concat(chunks);
             if (/gzip/i.test(String(res.headers["content-encoding"] ?? ""))) {
               try {
@@ -254,8 +271,8 @@ export class HttpSourceClient {
         },
       );
       req.on("error", (err) => {
-        // The timeout signal's reason is a TimeoutError; surface it rather than a bare AbortError.
-        reject(signal.aborted && signal.reason instanceof Error ? signal.reason : err);
+        // Aborted by the timer: surface its TimeoutError rather than a bare AbortError.
+        fail(ac.signal.aborted && ac.signal.reason instanceof Error ? ac.signal.reason : err);
       });
       req.end();
     });

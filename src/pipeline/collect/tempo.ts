@@ -219,6 +219,8 @@ export function flattenTrace(
 interface TempoRun {
   /** Trace IDs stored by any Tempo query in this run or remembered from the last one. */
   seen: Set<string>;
+  /** Traces Tempo answered as PARTIAL, per query: stored with partial: true. */
+  partial: Map<string, number>;
   /** Whether the server has the v2 trace route; learnt on the first 404. */
   v2: boolean | null;
   keep: (k: string) => boolean;
@@ -227,7 +229,12 @@ interface TempoRun {
 export async function collectTempo(ctx: CollectContext, cfg: TempoSourceConfig): Promise<QueryReport[]> {
   const client = httpClient(ctx, "tempo", cfg, cfg.fetch_concurrency);
   const queries = cfg.queries ?? defaultTempoQueries(ctx.agentConfig.namespaces);
-  const run: TempoRun = { seen: new Set(), v2: null, keep: picomatch(cfg.attributes, { dot: true }) };
+  const run: TempoRun = {
+    seen: new Set(),
+    partial: new Map(),
+    v2: null,
+    keep: picomatch(cfg.attributes, { dot: true }),
+  };
   try {
     // One query at a time and in config order: which query a shared trace lands in is then fixed.
     return await mapLimit(queries, 1, (q) =>
@@ -342,6 +349,11 @@ async function collectQuery(
     if (ctx.signal.aborted) throw http.error("cancelled", "cancelled");
   }
   coverage.finish(report, Math.max(ws, startS) * 1000);
+  const partial = run.partial.get(q.name);
+  if (partial)
+    report.warnings.push(
+      `${partial} traces were PARTIAL (not every block searched); stored with partial: true`,
+    );
 }
 
 /** Searches [start, end]; a full answer means more may exist, so the window is halved and searched again. */
@@ -424,7 +436,7 @@ async function fetchTrace(
       );
     return null;
   }
-  if (flat.partial) bumpSkipped(report, "partial_traces_kept", 1);
+  if (flat.partial) run.partial.set(query, (run.partial.get(query) ?? 0) + 1);
   const spans = flat.spans;
   const ids = new Set(spans.map((s) => s.span_id));
   const root = spans.find((s) => !s.parent_span_id || !ids.has(s.parent_span_id));

@@ -275,6 +275,21 @@ describe("Tempo collection", () => {
     expect(bad.errors[0]).toMatch(/^tempo query "bad": HTTP 400: invalid TraceQL query/);
   });
 
+  it("keeps a PARTIAL trace, flagged, and says so", async () => {
+    const traces = Array.from({ length: 5 }, (_, i) => makeTrace(i * 30 + 4));
+    traces[2].partial = true;
+    const { url } = await serve(traces);
+    const cfg = config(url, { queries: [{ name: "all", traceql: "{}" }], search_limit: 100 });
+    const report = await collect(cfg, { agent: "lab", now: NOW });
+    const q = tempoQueries(report)[0];
+    expect(q.records).toBe(5);
+    expect(q.warnings).toContain(
+      "1 traces were PARTIAL (not every block searched); stored with partial: true",
+    );
+    const got = await readAll(new FsStore(`${cfg.data_dir}/store`), "lab", "tempo");
+    expect(got.filter((t) => t.partial).map((t) => t.trace_id)).toEqual([traces[2].traceId]);
+  });
+
   it("retries 5xx on trace fetches; the cap stops a run and later runs finish without duplicates", async () => {
     const traces = Array.from({ length: 120 }, (_, i) => makeTrace(i * 2));
     const { tempo, url } = await serve(traces);
