@@ -60,7 +60,9 @@ describe("trm-forge pipeline commands", () => {
     }
   });
 
-  it("lists, shows, promotes (refusing a failed gate without --force) and rolls back", () => {
+  it("lists, shows, promotes (refusing a failed gate without --force) and rolls back", {
+    timeout: 300_000,
+  }, () => {
     const [v1, v2, bad] = versions;
     const list = cli(dir, "models", "list", "--agent", "sre", "--json");
     expect(list.code).toBe(0);
@@ -121,7 +123,7 @@ describe("trm-forge pipeline commands", () => {
     expect(history.at(-1)).toMatchObject({ action: "rollback", reason: "v2 misbehaves" });
   });
 
-  it("prints the path of a run's report, and makes it when it is missing", async () => {
+  it("prints the path of a run's report, and makes it when it is missing", { timeout: 300_000 }, async () => {
     const config = parseConfig({ ...parseYaml(CONFIG), data_dir: join(dir, "data") });
     const ok = async () => ({});
     const pipeline = new Pipeline({
@@ -138,7 +140,9 @@ describe("trm-forge pipeline commands", () => {
     expect(cli(dir, "report", "r-nope").code).toBe(1);
   });
 
-  it("shows the schedule's next runs per agent and job, staggered and in the configured zone", () => {
+  it("shows the schedule's next runs per agent and job, staggered and in the configured zone", {
+    timeout: 300_000,
+  }, () => {
     const r = cli(dir, "schedule", "--json");
     expect(r.code).toBe(0);
     const jobs = JSON.parse(r.out).jobs as {
@@ -159,7 +163,7 @@ describe("trm-forge pipeline commands", () => {
     );
   });
 
-  it("refuses bad usage with exit code 2 and a clear reason", () => {
+  it("refuses bad usage with exit code 2 and a clear reason", { timeout: 300_000 }, () => {
     const a = cli(dir, "run", "--agent", "nobody");
     expect(a.code).toBe(2);
     expect(a.err).toMatch(/unknown agent "nobody" \(configured: sre, bruno\)/);

@@ -10,6 +10,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { writeRawHomelab } from "../../src/bench/homelab-raw.js";
 import { parseConfig } from "../../src/config/index.js";
+import { describeBackends } from "../../src/model/backend.js";
 import { decodeSafetensors, toFloat32 } from "../../src/model/safetensors.js";
 import { buildDataset } from "../../src/pipeline/dataset/index.js";
 import type { RunRecord } from "../../src/pipeline/run.js";
@@ -138,8 +139,12 @@ describe("a run killed with SIGKILL in the middle of training", () => {
   beforeAll(async () => {
     if (!existsSync(CLI))
       throw new Error("build first: npx tsc -p tsconfig.json (npm test does it in pretest)");
-    writeFileSync(join(dir, "trm-forge.yaml"), CONFIG);
-    const config = parseConfig(parseYaml(CONFIG));
+    // Both processes must compute with the same kernels: pin the backend this machine has.
+    const backend = (await describeBackends("auto")).backend ?? "cpu";
+    const text = CONFIG.replace("  preset: demo\n", `  preset: demo\n  backend: ${backend}\n`);
+    writeFileSync(join(dir, "trm-forge.yaml"), text);
+    const config = parseConfig(parseYaml(text));
+    expect(config.model.backend).toBe(backend);
     const store = new FsStore(join(dir, "data", "store"));
     await writeRawHomelab({
       store,
@@ -193,6 +198,9 @@ describe("a run killed with SIGKILL in the middle of training", () => {
     expect(rec.resumes[0].from_stage).toBe("train");
     const train = rec.stages.find((s) => s.name === "train")!;
     expect(train.attempts.map((a) => a.status)).toEqual(["interrupted", "succeeded"]);
+
+    // Both processes computed with the same kernels (float results depend on the backend).
+    expect(train.output.backend).toBe(refRecord.stages.find((s) => s.name === "train")!.output.backend);
 
     // At most one checkpoint interval of steps is done twice.
     expect(train.output.resumed_from_step).toBe(lastCheckpoint);

@@ -201,7 +201,7 @@ export class ModelRegistry {
     const key = registryKey(agent);
     let body: Buffer;
     try {
-      body = await this.store.get(key);
+      body = await this.settledGet(key, (b) => isJson(b));
     } catch (err) {
       if (err instanceof NotFoundError) return emptyIndex(agent, this.now());
       throw err;
@@ -241,7 +241,7 @@ export class ModelRegistry {
     const key = artifactKey(agent, version, "manifest.json");
     let body: Buffer;
     try {
-      body = await this.store.get(key);
+      body = await this.settledGet(key, (b) => sha256(b) === entry.manifest_sha256);
     } catch (err) {
       if (err instanceof NotFoundError) throw new IntegrityError(`${key} is missing from the store`);
       throw err;
@@ -270,7 +270,7 @@ export class ModelRegistry {
     const key = artifactKey(agent, version, name);
     let body: Buffer;
     try {
-      body = await this.store.get(key);
+      body = await this.settledGet(key, (b) => b.length === entry.size && sha256(b) === entry.sha256);
     } catch (err) {
       if (err instanceof NotFoundError) throw new IntegrityError(`${key} is missing from the store`);
       throw err;
@@ -350,11 +350,14 @@ export class ModelRegistry {
       });
       // Read everything back: an upload that the store mangled must not become a version.
       for (const e of entries) {
-        const back = await this.store.get(`${prefix}/${e.name}`);
+        const back = await this.settledGet(`${prefix}/${e.name}`, (b) => sha256(b) === e.sha256);
         checkBytes(`${prefix}/${e.name}`, back, e);
       }
       const manifestSha = sha256(manifestBody);
-      if (sha256(await this.store.get(`${prefix}/manifest.json`)) !== manifestSha)
+      if (
+        sha256(await this.settledGet(`${prefix}/manifest.json`, (b) => sha256(b) === manifestSha)) !==
+        manifestSha
+      )
         throw new IntegrityError(`${prefix}/manifest.json did not read back as written`);
       input.signal?.throwIfAborted();
       await this.updateIndex(agent, (index) => {
@@ -453,6 +456,21 @@ export class ModelRegistry {
     return stack.length >= 2 ? stack[stack.length - 2] : null;
   }
 
+  /**
+   * A get that looks again, briefly, when the bytes are not what they should be: some S3
+   * servers (s3rver among them) answer a PUT before the object is fully written, so a read right
+   * after it can see a short file. Real damage stays damage: the last read is returned and the
+   * caller refuses it.
+   */
+  private async settledGet(key: string, ok: (body: Buffer) => boolean): Promise<Buffer> {
+    let body = await this.store.get(key);
+    for (let i = 0; i < 4 && !ok(body); i++) {
+      await new Promise((r) => setTimeout(r, 25 * 2 ** i));
+      body = await this.store.get(key);
+    }
+    return body;
+  }
+
   private async newVersionId(agent: string): Promise<string> {
     const index = await this.read(agent);
     let at = this.now();
@@ -491,6 +509,15 @@ export class ModelRegistry {
     const lockFile = this.opts.dataDir ? lockPath(this.opts.dataDir, `registry-${agent}`) : `mem:${key}`;
     if (!this.opts.dataDir) return withMemLock(lockFile, work);
     return withLock(lockFile, `registry ${agent}`, work);
+  }
+}
+
+function isJson(b: Buffer): boolean {
+  try {
+    JSON.parse(b.toString("utf8"));
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -8,7 +8,7 @@
 import type { Config } from "../../config/index.js";
 import { WorkError } from "../../errors.js";
 import { datasetExamples } from "../../metrics.js";
-import { initBackend } from "../../model/backend.js";
+import { activeBackend, initBackend } from "../../model/backend.js";
 import { resolveModelConfig, type TRMConfig } from "../../model/config.js";
 import { decodeSafetensors } from "../../model/safetensors.js";
 import { configFromMetadata } from "../../model/trm.js";
@@ -335,6 +335,7 @@ async function trainStage(ctx: StageContext) {
     resumed_from_step: res.resumed_from_step,
     params: res.params,
     samples_per_s: res.samples_per_s,
+    backend: activeBackend(),
     model_config: model,
     ...(note ? { note } : {}),
   };
