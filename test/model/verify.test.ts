@@ -1,6 +1,6 @@
 // Parity with the PyTorch reference: every fixture (the shared ones and those generated for odd
-// shapes, see test/fixtures/model/README.md) through `verifyFile`, on the plain cpu backend and on
-// wasm, plus the `trm-forge model verify` command itself.
+// shapes, see test/fixtures/model/README.md) through `verifyFile`, on the plain cpu backend, on
+// wasm and on the native kernels, plus the `trm-forge model verify` command itself.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import "@tensorflow/tfjs-backend-cpu";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../../src/cli.js";
 import { initBackend } from "../../src/model/backend.js";
+import { loadNative } from "../../src/model/native/index.js";
 import { decodeSafetensors, encodeSafetensors, toFloat32, toInt32 } from "../../src/model/safetensors.js";
 import { type VerifyReport, verifyFile } from "../../src/model/verify.js";
 
@@ -53,9 +54,13 @@ function expectParity(r: VerifyReport): void {
     expect(names).toContain(n);
 }
 
-describe.each(["cpu", "wasm"])("reference parity on the %s backend", (backend) => {
+// The native kernels join when the addon is built (CI installs the BLAS it needs); their own
+// tests say why when it is not.
+const BACKENDS = ["cpu", "wasm", ...(loadNative().ok ? ["native"] : [])] as const;
+
+describe.each(BACKENDS)("reference parity on the %s backend", (backend) => {
   beforeAll(async () => {
-    await initBackend(backend as "cpu" | "wasm");
+    await initBackend(backend as "cpu" | "wasm" | "native");
   });
 
   // Generous: the 64-wide shared fixtures run 21 net calls per step, and CI shares its two cores.
