@@ -118,6 +118,7 @@ describe("the pipeline end to end", () => {
         "metrics.json",
         "model.safetensors",
         "raw.safetensors",
+        "smoke.json",
         "vocab.json",
       ].sort(),
     );
@@ -211,6 +212,6 @@ describe("the pipeline end to end", () => {
     expect(v2.lineage.parent_version).toBe(v1);
     expect(second.model_version! > v1).toBe(true);
     // A version never moves: v1's files still verify.
-    expect((await pipeline.registry.load("sre", v1)).files.size).toBe(7);
+    expect((await pipeline.registry.load("sre", v1)).files.size).toBe(8);
   });
 });

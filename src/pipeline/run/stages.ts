@@ -24,6 +24,7 @@ import {
 import { renderModelCard } from "../deploy/card.js";
 import { knowledgeArtifact } from "../deploy/knowledge.js";
 import type { Alias, ArtifactInput, ModelRegistry, VersionManifest } from "../deploy/registry.js";
+import { smokeArtifact } from "../deploy/smoke-example.js";
 import { deployStageHook } from "../deploy/targets.js";
 import { type EvaluationResult, evaluateModels, type ModelUnderTest } from "../evaluate.js";
 import type { StageContext, StageFns } from "../run.js";
@@ -547,6 +548,8 @@ async function deployStage(ctx: StageContext, hooks: DeployHook[]) {
           name: "metrics.json",
           data: `${JSON.stringify({ evaluation, training: trainOut }, null, 2)}\n`,
         },
+        // One validation example, for the server's smoke test before it switches to this version.
+        ...(ds.val.size > 0 ? [smokeArtifact(ds.val.example(0))] : []),
         ...extra,
       ],
       versioned: (v) => [{ name: "card.md", data: card(v) }],
