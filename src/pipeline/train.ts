@@ -77,8 +77,10 @@ export interface ValLogLine {
   step: number;
   at: string;
   score: number;
-  /** Primary score per task (and token/exact accuracy when the default scorer is used). */
+  /** The score per task: each task's primary metric (token accuracy with the default scorer). */
   tasks: Record<string, number>;
+  /** Token and exact accuracy per task on the same examples. */
+  accuracy: Record<string, { token_accuracy: number; exact_accuracy: number }>;
   examples: number;
   best: boolean;
   /** Histogram of supervision steps used with early halting (index i = i+1 steps). */
@@ -373,7 +375,7 @@ function validate(
   idx: number[],
   B: number,
   scoreVal?: ValScorer,
-): { score: number; tasks: Record<string, number>; examples: number; halt_histogram: number[] } {
+): Omit<ValLogLine, "kind" | "step" | "at" | "best"> {
   const predictions: Int32Array[] = [];
   const labels: Int32Array[] = [];
   const hist = new Array(trainer.cfg.halt_max_steps).fill(0);
@@ -388,19 +390,24 @@ function validate(
       hist[p.steps[j] - 1]++;
     }
   }
-  if (idx.length === 0) return { score: 0, tasks: {}, examples: 0, halt_histogram: hist };
+  const accuracy = accuracyByTask(
+    idx.map((i) => val.tasks[i]),
+    predictions,
+    labels,
+  );
+  if (idx.length === 0) return { score: 0, tasks: {}, accuracy, examples: 0, halt_histogram: hist };
   const scored = scoreVal
     ? scoreVal(idx, predictions)
-    : tokenAccuracyByTask(
-        idx.map((i) => val.tasks[i]),
-        predictions,
-        labels,
-      );
-  return { ...scored, examples: idx.length, halt_histogram: hist };
+    : {
+        tasks: Object.fromEntries(Object.entries(accuracy).map(([t, a]) => [t, a.token_accuracy])),
+        score: mean(Object.values(accuracy).map((a) => a.token_accuracy)),
+      };
+  return { ...scored, accuracy, examples: idx.length, halt_histogram: hist };
 }
 
-function tokenAccuracyByTask(tasks: string[], predictions: Int32Array[], labels: Int32Array[]) {
-  const sum = new Map<string, { n: number; acc: number }>();
+/** Token accuracy (share of supervised positions right) and exact accuracy (all right), per task. */
+function accuracyByTask(tasks: string[], predictions: Int32Array[], labels: Int32Array[]) {
+  const sum = new Map<string, { n: number; tok: number; exact: number }>();
   predictions.forEach((p, k) => {
     let valid = 0;
     let right = 0;
@@ -409,16 +416,18 @@ function tokenAccuracyByTask(tasks: string[], predictions: Int32Array[], labels:
       valid++;
       if (p[i] === labels[k][i]) right++;
     }
-    const e = sum.get(tasks[k]) ?? { n: 0, acc: 0 };
+    const e = sum.get(tasks[k]) ?? { n: 0, tok: 0, exact: 0 };
     e.n++;
-    e.acc += valid ? right / valid : 0;
+    e.tok += valid ? right / valid : 0;
+    e.exact += right === valid ? 1 : 0;
     sum.set(tasks[k], e);
   });
-  const out: Record<string, number> = {};
-  for (const [t, e] of sum) out[t] = e.acc / e.n;
-  const vals = Object.values(out);
-  return { score: vals.reduce((a, b) => a + b, 0) / Math.max(1, vals.length), tasks: out };
+  const out: Record<string, { token_accuracy: number; exact_accuracy: number }> = {};
+  for (const [t, e] of sum) out[t] = { token_accuracy: e.tok / e.n, exact_accuracy: e.exact / e.n };
+  return out;
 }
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 interface Accumulator {
   n: number;

@@ -92,6 +92,7 @@ function metrics(): MetricsLine[] {
       at: "",
       score,
       tasks: { log_triage: score + 0.1, trace_outcome: score - 0.1 },
+      accuracy: { log_triage: { token_accuracy: score, exact_accuracy: score / 2 } },
       examples: 64,
       best: step === 150,
       halt_histogram: [1, 2, 3, 4],

@@ -172,6 +172,13 @@ describe("train", () => {
     const val = lines.find((l) => l.kind === "val")!;
     expect(val.kind === "val" && Object.keys(val.tasks).sort()).toEqual(["a", "b"]);
     expect(val.kind === "val" && val.halt_histogram.reduce((a, b) => a + b, 0)).toBe(16);
+    // Token and exact accuracy per task; with the default scorer the score is the token accuracy.
+    if (val.kind !== "val") throw new Error("no val line");
+    expect(Object.keys(val.accuracy).sort()).toEqual(["a", "b"]);
+    for (const t of ["a", "b"]) {
+      expect(val.tasks[t]).toBe(val.accuracy[t].token_accuracy);
+      expect(val.accuracy[t].exact_accuracy).toBeLessThanOrEqual(val.accuracy[t].token_accuracy);
+    }
     // Checkpoints every 6 steps, the newest two kept; the best model beside them.
     expect((await listCheckpoints(inp.store, inp.prefix, "state")).map((c) => c.manifest.step)).toEqual([
       18, 24,
