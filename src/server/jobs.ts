@@ -273,6 +273,11 @@ export class JobManager {
     if (timedOut) this.log.warn({ graceMs }, "jobs did not stop within the shutdown grace");
   }
 
+  /** Settles once every job of this process has ended and its record is written. */
+  async idle(): Promise<void> {
+    while (this.pending.size) await Promise.allSettled([...this.pending]);
+  }
+
   /** Jobs running in this process. */
   active(): { job_id: string; agent: string; kind: "run" | "evaluation" }[] {
     return [
@@ -691,9 +696,11 @@ export class JobManager {
 
   private runView(run: RunRecord, rec: JobRecord | null, status: JobState): JobView {
     const live = this.runs.get(run.id);
-    const progress = status === "running" ? (live?.progress ?? run.progress) : null;
     const requested = run.stages.filter((s) => s.requested);
     const current = requested.find((s) => s.status === "running") ?? null;
+    // Progress left over from a stage that has ended says nothing about the current one.
+    const latest = status === "running" ? (live?.progress ?? run.progress) : null;
+    const progress = latest && latest.stage === current?.name ? latest : null;
     const finished = requested.filter((s) => s.status !== "pending" && s.status !== "running").length;
     const stageFraction =
       progress && progress.step !== null && progress.total ? Math.min(1, progress.step / progress.total) : 0;

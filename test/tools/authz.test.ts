@@ -1,0 +1,162 @@
+// The authorisation matrix: every tool, called by each identity on its own agent and on the other
+// agent. Missing scopes and other agents' models or jobs get a 403-style tool error that names the
+// missing permission, and change nothing; admin acts on all.
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Scope } from "../../src/server/auth.js";
+import {
+  BRUNO,
+  call,
+  identity,
+  registerTiny,
+  SRE,
+  snapshot,
+  startTestServer,
+  type TestServer,
+  textOf,
+} from "../server/helpers.js";
+
+type Agent = typeof SRE | typeof BRUNO;
+
+interface ToolCase {
+  tool: string;
+  scope: Exclude<Scope, "admin">;
+  args(agent: Agent): Record<string, unknown>;
+}
+
+const CALLERS: { name: string; as: string; scopes: Scope[] }[] = [
+  { name: "agent-sre (read, train, promote)", as: SRE, scopes: ["read", "train", "promote"] },
+  { name: "agent-sre (read only)", as: SRE, scopes: ["read"] },
+  { name: "agent-bruno (read, train, promote)", as: BRUNO, scopes: ["read", "train", "promote"] },
+  { name: "admin", as: "admin", scopes: ["admin"] },
+];
+
+describe("authorisation: identity × tool × own or other agent", () => {
+  let t: TestServer;
+  const jobs: Record<string, string> = {};
+  const versions: Record<string, string> = {};
+  const clients = new Map<string, Client>();
+
+  const cases: ToolCase[] = [
+    { tool: "sources_check", scope: "read", args: (a) => ({ agent: a }) },
+    { tool: "data_collect", scope: "train", args: (a) => ({ agent: a }) },
+    { tool: "data_status", scope: "read", args: (a) => ({ agent: a, days: 2 }) },
+    { tool: "training_start", scope: "train", args: (a) => ({ agent: a, stages: ["build"] }) },
+    { tool: "schedule_status", scope: "read", args: (a) => ({ agent: a }) },
+    { tool: "job_status", scope: "read", args: (a) => ({ job_id: jobs[a] }) },
+    { tool: "job_logs", scope: "read", args: (a) => ({ job_id: jobs[a], limit: 5 }) },
+    { tool: "job_cancel", scope: "train", args: (a) => ({ job_id: jobs[a] }) },
+    { tool: "jobs_list", scope: "read", args: (a) => ({ agent: a, limit: 3 }) },
+    { tool: "models_list", scope: "read", args: (a) => ({ agent: a }) },
+    { tool: "model_card", scope: "read", args: (a) => ({ agent: a, version: versions[a] }) },
+    { tool: "model_evaluate", scope: "train", args: (a) => ({ agent: a, version: versions[a] }) },
+    { tool: "model_compare", scope: "read", args: (a) => ({ agent: a, a: "champion", b: versions[a] }) },
+    {
+      tool: "model_promote",
+      scope: "promote",
+      args: (a) => ({ agent: a, version: versions[a], alias: "challenger", reason: "matrix" }),
+    },
+    { tool: "model_rollback", scope: "promote", args: (a) => ({ agent: a, reason: "matrix" }) },
+    {
+      tool: "model_predict",
+      scope: "read",
+      args: (a) => ({ agent: a, task: "log_triage", input: "ERROR x" }),
+    },
+  ];
+
+  const permitted = (c: (typeof CALLERS)[number], tc: ToolCase, target: Agent) =>
+    (c.scopes.includes("admin") || c.scopes.includes(tc.scope)) && (c.as === "admin" || c.as === target);
+
+  beforeAll(async () => {
+    t = await startTestServer();
+    for (const a of [SRE, BRUNO] as Agent[]) {
+      const champion = await registerTiny(t.ctx.registry, a, { seed: 1 });
+      await t.ctx.registry.promote(a, champion, { actor: "test", reason: "setup" });
+      versions[a] = await registerTiny(t.ctx.registry, a, { seed: 2 });
+      const r = await t.ctx.jobs.startRun(a, { kind: "collect", actor: "test" });
+      await t.ctx.jobs.follow(r.job.job_id, a, { timeoutMs: 20_000 });
+      jobs[a] = r.job.job_id;
+      await t.ctx.models.serveAgent(a);
+    }
+    for (const c of CALLERS) clients.set(c.name, await t.client(identity(c.as, c.scopes)));
+    await t.ctx.jobs.idle();
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("covers every tool the server lists", async () => {
+    const { tools } = await clients.get("admin")!.listTools();
+    expect(cases.map((c) => c.tool).sort()).toEqual(tools.map((x) => x.name).sort());
+  });
+
+  it("refuses, naming the missing permission, and changes nothing", async () => {
+    const before = snapshot(t.ctx.config.data_dir);
+    let refused = 0;
+    for (const c of CALLERS)
+      for (const tc of cases)
+        for (const target of [SRE, BRUNO] as Agent[]) {
+          if (permitted(c, tc, target)) continue;
+          const r = await call(clients.get(c.name)!, tc.tool, tc.args(target));
+          const where = `${c.name} → ${tc.tool} on ${target}`;
+          expect(r.isError, where).toBe(true);
+          const text = textOf(r);
+          expect(text, where).toMatch(/^Forbidden \(403\): /);
+          const scopeOk = c.scopes.includes("admin") || c.scopes.includes(tc.scope);
+          expect(text, where).toContain(
+            `missing permission: ${scopeOk ? `agent:${target}` : `scope:${tc.scope}`}`,
+          );
+          refused++;
+        }
+    // sre read-only: 6 write tools × 2 agents; sre and bruno: 16 tools on the other agent.
+    expect(refused).toBe(6 * 2 + 16 + 16 + 10);
+    expect(snapshot(t.ctx.config.data_dir)).toEqual(before);
+  });
+
+  it("lets each identity act where it may (own agent with the scope; admin on all)", async () => {
+    for (const c of CALLERS)
+      for (const tc of cases)
+        for (const target of [SRE, BRUNO] as Agent[]) {
+          if (!permitted(c, tc, target)) continue;
+          const r = await call(clients.get(c.name)!, tc.tool, tc.args(target));
+          const where = `${c.name} → ${tc.tool} on ${target}: ${textOf(r).slice(0, 200)}`;
+          expect(textOf(r), where).not.toMatch(/Forbidden/);
+          // The one call that may fail for a reason of its own: no earlier champion to roll back to.
+          if (tc.tool === "model_rollback" && r.isError)
+            expect(textOf(r), where).toMatch(/no previous champion/);
+          else expect(r.isError, where).toBeFalsy();
+          if (!r.isError && typeof (r.structuredContent as any)?.agent === "string")
+            expect((r.structuredContent as any).agent, where).toBe(target);
+        }
+  });
+
+  it("an agent's omitted agent is its own; admin must name one", async () => {
+    const own = await call(clients.get("agent-bruno (read, train, promote)")!, "models_list", {});
+    expect((own.structuredContent as any).agent).toBe(BRUNO);
+    const admin = await call(clients.get("admin")!, "models_list", {});
+    expect(admin.isError).toBe(true);
+    expect(textOf(admin)).toMatch(/admin must name the agent/);
+    // Listing tools show an agent only its own jobs; admin sees both agents'.
+    const sreJobs = (await call(clients.get("agent-sre (read only)")!, "jobs_list", {}))
+      .structuredContent as any;
+    expect(new Set(sreJobs.jobs.map((j: any) => j.agent))).toEqual(new Set([SRE]));
+    const all = (await call(clients.get("admin")!, "jobs_list", { limit: 100 })).structuredContent as any;
+    expect(new Set(all.jobs.map((j: any) => j.agent))).toEqual(new Set([SRE, BRUNO]));
+  });
+
+  it("applies the same rules to resources", async () => {
+    const sre = clients.get("agent-sre (read only)")!;
+    await expect(sre.readResource({ uri: `trm://agents/${SRE}/registry` })).resolves.toBeTruthy();
+    await expect(sre.readResource({ uri: `trm://agents/${BRUNO}/registry` })).rejects.toThrow(
+      /missing permission: agent:agent-bruno/,
+    );
+    await expect(sre.readResource({ uri: `trm://jobs/${jobs[BRUNO]}` })).rejects.toThrow(
+      /missing permission: agent:agent-bruno/,
+    );
+    await expect(
+      sre.readResource({ uri: `trm://agents/${BRUNO}/models/${versions[BRUNO]}/card` }),
+    ).rejects.toThrow(/Forbidden/);
+    const admin = clients.get("admin")!;
+    await expect(admin.readResource({ uri: `trm://jobs/${jobs[BRUNO]}` })).resolves.toBeTruthy();
+  });
+});
