@@ -98,6 +98,8 @@ export function progressPrinter(out: NodeJS.WriteStream = process.stderr): (e: R
       return;
     }
     if (e.type === "progress") {
+      // Training's own events (validation, checkpoint) show as log lines, not in the bar.
+      if (e.progress.stage === "train" && e.progress.metrics.loss === undefined) return;
       const now = Date.now();
       if (now - last < 100) return;
       last = now;
@@ -126,7 +128,7 @@ export function progressPrinter(out: NodeJS.WriteStream = process.stderr): (e: R
       out.write(
         `! ${e.stage} attempt ${e.attempt} failed (${e.error}); retrying in ${Math.round(e.delay_ms / 1000)}s\n`,
       );
-    } else if (e.type === "log" && (e.line.level === "warn" || e.line.level === "error")) {
+    } else if (e.type === "log" && e.line.level === "warn") {
       clear();
       out.write(`${e.line.level}: ${e.line.msg}\n`);
     } else if (e.type === "run" && e.status !== "running") clear();
