@@ -248,8 +248,9 @@ async function partPrometheus(s: Sizes, work: string) {
 
 /** Starts a fake in a child process; resolves to its URL. */
 function serveFake(kind: "loki" | "tempo", count: number): Promise<{ url: string; child: ChildProcess }> {
+  // Its stdin is a pipe from this process: when this process ends, however it ends, the fake does too.
   const child = spawn(process.execPath, [SELF, "--serve", kind, "--count", String(count)], {
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["pipe", "pipe", "inherit"],
   });
   return new Promise((resolve, reject) => {
     let out = "";
@@ -504,6 +505,8 @@ async function childMain(argv: string[]): Promise<void> {
     const count = Number(argv[argv.indexOf("--count") + 1]);
     const fake = kind === "loki" ? new FakeLoki(logSource(count)) : new FakeTempo(traceSource(count));
     fake.logRequests = false;
+    process.stdin.on("close", () => process.exit(0));
+    process.stdin.resume();
     process.stdout.write(`${JSON.stringify({ url: await fake.start() })}\n`);
     return; // serves until killed
   }
