@@ -166,145 +166,151 @@ export async function train(input: TrainInput): Promise<TrainResult> {
     const parent = TRM.fromSafetensors(
       decodeSafetensors(input.init.weights, `champion ${input.init.version}`),
     );
-    if (parent.cfg.seq_len !== input.model.seq_len || parent.cfg.hidden_size !== input.model.hidden_size)
+    if (parent.cfg.seq_len !== input.model.seq_len || parent.cfg.hidden_size !== input.model.hidden_size) {
+      parent.dispose();
       throw new Error(
         `cannot fine-tune ${input.init.version}: its shape (seq_len ${parent.cfg.seq_len}, hidden ${parent.cfg.hidden_size}) differs from this run's (${input.model.seq_len}, ${input.model.hidden_size})`,
       );
+    }
     trainer = Trainer.fromModel(parent, optionsOf(s, true), s.seed);
     trainer.growVocab(input.model.vocab_size);
     trainer.growPuzzleIds(input.model.num_puzzle_identifiers);
   } else {
     trainer = Trainer.create(input.model, optionsOf(s, false), s.seed);
   }
-  const metrics = await readMetrics(store, prefix, trainer.step);
-  const valIdx = validationSample(input.val, s.eval_examples);
-  emit({
-    kind: "start",
-    step: trainer.step,
-    max_steps: s.max_steps,
-    resumed_from: resumedFrom,
-    fine_tune_from: fineTunedFrom,
-    params: trainer.model.parameterCount(),
-    train_examples: input.train.size,
-    val_examples: valIdx.length,
-  });
+  // Freed however training ends (a cancel, an error): a server trains many times in one process.
+  try {
+    const metrics = await readMetrics(store, prefix, trainer.step);
+    const valIdx = validationSample(input.val, s.eval_examples);
+    emit({
+      kind: "start",
+      step: trainer.step,
+      max_steps: s.max_steps,
+      resumed_from: resumedFrom,
+      fine_tune_from: fineTunedFrom,
+      params: trainer.model.parameterCount(),
+      train_examples: input.train.size,
+      val_examples: valIdx.length,
+    });
 
-  const checkpoint = async () => {
-    const t0 = clock();
-    const extra = { fine_tuned_from: fineTunedFrom ?? "" };
-    const ck = await saveCheckpoint(
-      store,
-      prefix,
-      { kind: "state", step: trainer.step, data: order, early_stop: early, score: null },
-      [{ name: "state.safetensors", data: trainer.exportState(extra) }],
-    );
-    await writeMetrics(store, prefix, metrics);
-    await pruneCheckpoints(store, prefix, "state", s.keep_checkpoints);
-    emit({ kind: "checkpoint", step: trainer.step, dir: ck.dir, seconds: (clock() - t0) / 1000 });
-  };
-
-  // --- the loop ---
-  let stopped: TrainResult["stopped"] = early.evals_since_best >= s.patience ? "early_stop" : "max_steps";
-  let acc = newAccumulator();
-  let intervalStart = clock();
-  const loopStart = clock();
-  const stepsAtStart = trainer.step;
-  while (trainer.step < s.max_steps && stopped === "max_steps") {
-    if (input.signal?.aborted) {
-      await checkpoint(); // a cancelled run can be resumed from here
-      throw new CancelledError("training cancelled");
-    }
-    const indices = nextBatch(order, input.train.size, B, s.seed);
-    const batch = input.train.batch(indices);
-    const m = trainer.trainStep({ tokens: batch.inputs, labels: batch.labels, puzzleIds: batch.puzzleIds });
-    accumulate(acc, m);
-    const step = trainer.step;
-
-    if (step % s.log_interval === 0 || step === s.max_steps) {
-      const now = clock();
-      const line: TrainLogLine = {
-        kind: "train",
-        step,
-        at: new Date().toISOString(),
-        ...means(acc),
-        lr: m.lr,
-        samples_per_s: (acc.n * B) / Math.max(1e-9, (now - intervalStart) / 1000),
-      };
-      metrics.push(line);
-      const stepsPerS = (step - stepsAtStart) / Math.max(1e-9, (now - loopStart) / 1000);
-      emit({
-        ...line,
-        kind: "step",
-        max_steps: s.max_steps,
-        eta_s: stepsPerS > 0 ? (s.max_steps - step) / stepsPerS : null,
-      });
+    const checkpoint = async () => {
+      const t0 = clock();
+      const extra = { fine_tuned_from: fineTunedFrom ?? "" };
+      const ck = await saveCheckpoint(
+        store,
+        prefix,
+        { kind: "state", step: trainer.step, data: order, early_stop: early, score: null },
+        [{ name: "state.safetensors", data: trainer.exportState(extra) }],
+      );
       await writeMetrics(store, prefix, metrics);
-      acc = newAccumulator();
-      intervalStart = clock();
+      await pruneCheckpoints(store, prefix, "state", s.keep_checkpoints);
+      emit({ kind: "checkpoint", step: trainer.step, dir: ck.dir, seconds: (clock() - t0) / 1000 });
+    };
+
+    // --- the loop ---
+    let stopped: TrainResult["stopped"] = early.evals_since_best >= s.patience ? "early_stop" : "max_steps";
+    let acc = newAccumulator();
+    let intervalStart = clock();
+    const loopStart = clock();
+    const stepsAtStart = trainer.step;
+    while (trainer.step < s.max_steps && stopped === "max_steps") {
+      if (input.signal?.aborted) {
+        await checkpoint(); // a cancelled run can be resumed from here
+        throw new CancelledError("training cancelled");
+      }
+      const indices = nextBatch(order, input.train.size, B, s.seed);
+      const batch = input.train.batch(indices);
+      const m = trainer.trainStep({ tokens: batch.inputs, labels: batch.labels, puzzleIds: batch.puzzleIds });
+      accumulate(acc, m);
+      const step = trainer.step;
+
+      if (step % s.log_interval === 0 || step === s.max_steps) {
+        const now = clock();
+        const line: TrainLogLine = {
+          kind: "train",
+          step,
+          at: new Date().toISOString(),
+          ...means(acc),
+          lr: m.lr,
+          samples_per_s: (acc.n * B) / Math.max(1e-9, (now - intervalStart) / 1000),
+        };
+        metrics.push(line);
+        const stepsPerS = (step - stepsAtStart) / Math.max(1e-9, (now - loopStart) / 1000);
+        emit({
+          ...line,
+          kind: "step",
+          max_steps: s.max_steps,
+          eta_s: stepsPerS > 0 ? (s.max_steps - step) / stepsPerS : null,
+        });
+        await writeMetrics(store, prefix, metrics);
+        acc = newAccumulator();
+        intervalStart = clock();
+      }
+
+      if (step % s.eval_interval === 0 || step === s.max_steps) {
+        const v = validate(trainer, input.val, valIdx, B, input.scoreVal);
+        const improved = early.best_score === null || v.score > early.best_score;
+        if (improved) {
+          early = { best_step: step, best_score: v.score, evals_since_best: 0 };
+          await saveCheckpoint(
+            store,
+            prefix,
+            { kind: "best", step, data: order, early_stop: early, score: v.score },
+            [
+              { name: "model.safetensors", data: trainer.exportModel({ ema: true }) },
+              { name: "raw.safetensors", data: trainer.exportModel({ ema: false }) },
+            ],
+          );
+          await pruneCheckpoints(store, prefix, "best", 1);
+        } else {
+          early = { ...early, evals_since_best: early.evals_since_best + 1 };
+        }
+        metrics.push({ kind: "val", step, at: new Date().toISOString(), ...v, best: improved });
+        emit({
+          kind: "val",
+          step,
+          score: v.score,
+          tasks: v.tasks,
+          best_step: early.best_step,
+          best_score: early.best_score,
+          improved,
+          patience_left: s.patience - early.evals_since_best,
+        });
+        if (early.evals_since_best >= s.patience) {
+          stopped = "early_stop";
+          await checkpoint();
+          break;
+        }
+      }
+
+      if (step % s.checkpoint_interval === 0 || step === s.max_steps) await checkpoint();
     }
 
-    if (step % s.eval_interval === 0 || step === s.max_steps) {
-      const v = validate(trainer, input.val, valIdx, B, input.scoreVal);
-      const improved = early.best_score === null || v.score > early.best_score;
-      if (improved) {
-        early = { best_step: step, best_score: v.score, evals_since_best: 0 };
-        await saveCheckpoint(
-          store,
-          prefix,
-          { kind: "best", step, data: order, early_stop: early, score: v.score },
-          [
-            { name: "model.safetensors", data: trainer.exportModel({ ema: true }) },
-            { name: "raw.safetensors", data: trainer.exportModel({ ema: false }) },
-          ],
-        );
-        await pruneCheckpoints(store, prefix, "best", 1);
-      } else {
-        early = { ...early, evals_since_best: early.evals_since_best + 1 };
-      }
-      metrics.push({ kind: "val", step, at: new Date().toISOString(), ...v, best: improved });
-      emit({
-        kind: "val",
-        step,
-        score: v.score,
-        tasks: v.tasks,
-        best_step: early.best_step,
-        best_score: early.best_score,
-        improved,
-        patience_left: s.patience - early.evals_since_best,
-      });
-      if (early.evals_since_best >= s.patience) {
-        stopped = "early_stop";
-        await checkpoint();
-        break;
-      }
-    }
-
-    if (step % s.checkpoint_interval === 0 || step === s.max_steps) await checkpoint();
+    const best = (await listCheckpoints(store, prefix, "best")).at(-1);
+    if (!best) throw new Error("training ended without a validated model (is the validation split empty?)");
+    emit({
+      kind: "end",
+      step: trainer.step,
+      best_step: early.best_step,
+      best_score: early.best_score,
+      stopped,
+    });
+    const result: TrainResult = {
+      steps: trainer.step,
+      max_steps: s.max_steps,
+      stopped,
+      best_step: early.best_step,
+      best_score: early.best_score,
+      best_dir: best.dir,
+      resumed_from_step: resumedFrom,
+      fine_tuned_from: fineTunedFrom,
+      params: trainer.model.parameterCount(),
+      samples_per_s: ((trainer.step - stepsAtStart) * B) / Math.max(1e-9, (clock() - loopStart) / 1000),
+    };
+    return result;
+  } finally {
+    trainer.dispose();
   }
-
-  const best = (await listCheckpoints(store, prefix, "best")).at(-1);
-  if (!best) throw new Error("training ended without a validated model (is the validation split empty?)");
-  emit({
-    kind: "end",
-    step: trainer.step,
-    best_step: early.best_step,
-    best_score: early.best_score,
-    stopped,
-  });
-  const result: TrainResult = {
-    steps: trainer.step,
-    max_steps: s.max_steps,
-    stopped,
-    best_step: early.best_step,
-    best_score: early.best_score,
-    best_dir: best.dir,
-    resumed_from_step: resumedFrom,
-    fine_tuned_from: fineTunedFrom,
-    params: trainer.model.parameterCount(),
-    samples_per_s: ((trainer.step - stepsAtStart) * B) / Math.max(1e-9, (clock() - loopStart) / 1000),
-  };
-  trainer.dispose();
-  return result;
 }
 
 function optionsOf(s: TrainSection, fineTune: boolean) {

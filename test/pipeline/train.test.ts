@@ -3,6 +3,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { initBackend } from "../../src/model/backend.js";
@@ -221,6 +222,7 @@ describe("train", () => {
   it("stops at a step boundary when cancelled, with a checkpoint, and resumes to the same weights", async () => {
     const ref = input();
     await train(ref);
+    const tensorsBefore = tf.memory().numTensors;
     const ac = new AbortController();
     const inp = input({ signal: ac.signal });
     inp.onEvent = (e) => {
@@ -228,7 +230,10 @@ describe("train", () => {
     };
     await expect(train(inp)).rejects.toBeInstanceOf(CancelledError);
     expect((await listCheckpoints(inp.store, inp.prefix, "state")).at(-1)!.manifest.step).toBe(8);
+    // A cancelled training frees its tensors too.
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
     const res = await train({ ...inp, signal: undefined, onEvent: undefined });
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
     expect(res.resumed_from_step).toBe(8);
     expect(res.steps).toBe(24);
     const a = await finalTensors(ref.store, ref.prefix);
