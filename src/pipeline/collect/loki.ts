@@ -51,12 +51,27 @@ interface Page {
 const pad = (ts: string) => ts.padStart(20, "0");
 const nsToMs = (ns: bigint) => Number(ns / NS_PER_MS);
 
-/** "721h0m0s", "1h30m", "90s" (Go durations) in ms; null when unreadable. */
+/**
+ * "721h0m0s", "1h30m", "90s" (Go durations) and "30d1h", "1w" (Prometheus durations, which Loki
+ * uses to print its limits) in ms; null when unreadable. Two-letter units come first in the
+ * alternation so "100ms" is not read as 100 minutes and a stray "s".
+ */
 export function parseGoDuration(s: string): number | null {
   let ms = 0;
   let matched = "";
-  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(h|m|s|ms|us|µs|ns)/g)) {
-    const f = { h: 3600e3, m: 60e3, s: 1e3, ms: 1, us: 1e-3, µs: 1e-3, ns: 1e-6 }[m[2]]!;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|us|µs|ns|y|w|d|h|m|s)/g)) {
+    const f = {
+      y: 365 * 86400e3,
+      w: 7 * 86400e3,
+      d: 86400e3,
+      h: 3600e3,
+      m: 60e3,
+      s: 1e3,
+      ms: 1,
+      us: 1e-3,
+      µs: 1e-3,
+      ns: 1e-6,
+    }[m[2]]!;
     ms += Number(m[1]) * f;
     matched += m[0];
   }

@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeLoki, ListLogSource, type LogEntry } from "../../../src/bench/observability-fakes.js";
 import { collect } from "../../../src/pipeline/collect/index.js";
+import { parseGoDuration } from "../../../src/pipeline/collect/loki.js";
 import type { LogEntryRecord } from "../../../src/pipeline/collect/records.js";
 import { FsStore } from "../../../src/store/index.js";
 import { canaryLines, labConfig, leakedCanaries, readAll } from "./helpers.js";
@@ -280,5 +281,17 @@ describe("Loki collection", () => {
       env: { LOKI_TOKEN: "wrong" },
     });
     expect(bad.sources.find((s) => s.source === "loki")!.queries[0].errors[0]).toMatch(/HTTP 401/);
+  });
+});
+
+describe("parseGoDuration", () => {
+  it("reads Go and Prometheus durations as Loki prints its limits", () => {
+    expect(parseGoDuration("721h0m0s")).toBe(721 * 3600e3);
+    expect(parseGoDuration("30d1h")).toBe(30 * 86400e3 + 3600e3);
+    expect(parseGoDuration("1w")).toBe(7 * 86400e3);
+    expect(parseGoDuration("100ms")).toBe(100);
+    expect(parseGoDuration("1m30s")).toBe(90e3);
+    expect(parseGoDuration("soon")).toBeNull();
+    expect(parseGoDuration("5x")).toBeNull();
   });
 });
