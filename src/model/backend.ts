@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import "./gradients.js";
 import { loadNative, type NativeInfo, readBuildStatus } from "./native/index.js";
 import { NATIVE_BACKEND, registerNativeBackend } from "./native/kernels.js";
+import { PooledCpuBackend } from "./native/pool.js";
 
 export const BACKEND_ORDER = ["tensorflow", "native", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKEND_ORDER)[number];
@@ -189,6 +190,15 @@ export async function initBackend(preference: BackendPreference = "auto"): Promi
 /** What initBackend would choose, without switching backends (modules are resolved, not run). */
 export async function describeBackends(preference: BackendPreference = "auto"): Promise<BackendReport> {
   return choose(preference, false);
+}
+
+/**
+ * Gives back memory the native backend keeps for reuse (its buffer pool, up to 2 GiB after a
+ * training run). Call it when a long-lived process is done training; a no-op on other backends.
+ */
+export function releaseBackendMemory(): void {
+  const b = tf.findBackend(NATIVE_BACKEND);
+  if (b instanceof PooledCpuBackend) b.releasePool();
 }
 
 /** The backend the model runs on right now, by the names this module uses. */

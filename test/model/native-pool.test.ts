@@ -2,6 +2,7 @@
 // someone can still see: arrays read out with dataSync, zero-copy views, shared data.
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
+import { releaseBackendMemory } from "../../src/model/backend.js";
 import { loadNative } from "../../src/model/native/index.js";
 import { NATIVE_BACKEND, registerNativeBackend } from "../../src/model/native/kernels.js";
 import { PooledCpuBackend } from "../../src/model/native/pool.js";
@@ -35,6 +36,15 @@ describe.skipIf(!native.ok)(
       expect(bufferOf(c)).toBe(buf);
       expect(Array.from(c.dataSync().slice(0, 3))).toEqual([3, 3, 3]);
       tf.dispose([a, c]);
+    });
+
+    it("releaseBackendMemory empties the pool", () => {
+      const a = tf.ones([64, 64]);
+      tf.dispose(tf.add(a, a));
+      expect(backend().pooledBytes).toBeGreaterThan(0);
+      releaseBackendMemory();
+      expect(backend().pooledBytes).toBe(0);
+      a.dispose();
     });
 
     it("an array read out with dataSync keeps its values after its tensor is disposed", () => {

@@ -7,6 +7,7 @@
 //   - a buffer that was read out (dataSync/data: the caller holds the array itself) or that a
 //     tensor views only in part (a zero-copy slice) is never reused; the GC takes it;
 //   - a buffer shared by several tensors is reused after the last of them is disposed.
+import { totalmem } from "node:os";
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import type { backend_util, DataType } from "@tensorflow/tfjs-core";
 
@@ -80,7 +81,12 @@ export class PooledCpuBackend extends MathBackendCPU {
   /** Pooled buffers that escaped (read out or viewed in part): never reused. */
   private readonly escaped = new WeakSet<ArrayBuffer>();
 
-  constructor(limitBytes = 256 * 2 ** 20) {
+  /**
+   * The pool may keep up to an eighth of the machine's memory, at most 2 GiB: enough to carry a
+   * whole step's activations to the next step of the 7M config at batch 32 (reusing them saves
+   * about a tenth of the step's CPU in zeroing and page faults, at no extra peak RSS).
+   */
+  constructor(limitBytes = Math.min(2 ** 31, totalmem() / 8)) {
     super();
     this.pool = new BufferPool(limitBytes);
     // The CPU backend's first write prints "install tfjs-node to speed things up"; this one is fast.
@@ -96,6 +102,11 @@ export class PooledCpuBackend extends MathBackendCPU {
   /** Bytes held for reuse right now (for the bench). */
   get pooledBytes(): number {
     return this.pool.heldBytes;
+  }
+
+  /** Lets the GC have every pooled buffer (e.g. after training, in a process that stays up). */
+  releasePool(): void {
+    this.pool.clear();
   }
 
   private track(values: unknown): void {
