@@ -49,6 +49,8 @@ const DAY = 86_400_000;
 /** Segments a day either side of the window are read too: a segment's day need not be its records' day. */
 const MARGIN_DAYS = 1;
 const MAX_REASON_EXAMPLES = 5;
+/** Part of every dataset id: bump it whenever the same raw data would give other examples. */
+const BUILDER_VERSION = 2;
 
 export interface BuildOptions {
   store: ObjectStore;
@@ -328,6 +330,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
 
   const idInput = {
     format: DATASET_VERSION,
+    builder: BUILDER_VERSION,
     agent,
     window: { start, end },
     config: { ...config, window_ms: windowMs },

@@ -103,6 +103,7 @@ export {
   LATENCY_BUCKETS,
   type LatencyBucket,
   latencyBucket,
+  pathText,
   type TraceFacts,
   type TraceOutcomeAnswer,
   type TraceOutcomeQuery,

@@ -212,11 +212,28 @@ function selfTime(s: number, e: number, kids: [number, number][]): number {
   return e - s - covered;
 }
 
+/**
+ * The path as text: hops joined by ";", and a hop in the same service as the one before it
+ * written as ",operation" (the service once), so more of a long trace fits the sequence.
+ */
+export function pathText(path: readonly string[]): string {
+  let out = "";
+  let prev: string | null = null;
+  for (const entry of path) {
+    const i = entry.indexOf(":");
+    const service = i < 0 ? entry : entry.slice(0, i);
+    if (prev !== null && service === prev && i >= 0) out += `,${entry.slice(i + 1)}`;
+    else out += `${out ? HOP : ""}${entry}`;
+    prev = service;
+  }
+  return out;
+}
+
 function encodePath(path: readonly string[], seqLen: number): Int32Array {
   const inputs = new Int32Array(seqLen);
   for (const s of SLOTS) inputs[s.position] = MASK;
   inputs[SLOTS.length] = SEP;
-  putText(inputs, TEXT_FROM, path.join(HOP), seqLen - TEXT_FROM);
+  putText(inputs, TEXT_FROM, pathText(path), seqLen - TEXT_FROM);
   return inputs;
 }
 
@@ -248,12 +265,12 @@ function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<TraceRecord
   };
 }
 
-/** The root operation of an encoded example: the path text up to the first hop. */
+/** The root operation of an encoded example: the path text up to the second hop. */
 function rootOf(ex: Example): string {
   let s = "";
   for (let i = TEXT_FROM; i < ex.inputs.length; i++) {
     const b = ex.inputs[i] - BYTE_BASE;
-    if (b < 0 || b > 255 || b === 0x3b) break;
+    if (b < 0 || b > 255 || b === 0x3b || b === 0x2c) break;
     s += String.fromCharCode(b);
   }
   return s;

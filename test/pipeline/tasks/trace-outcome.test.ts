@@ -6,6 +6,7 @@ import {
   IGNORE,
   latencyBucket,
   MASK,
+  pathText,
   SEP,
   scoreTask,
   TaskInputError,
@@ -69,6 +70,10 @@ describe("trace analysis", () => {
     expect(f.path).toEqual(["api:GET /x", "db:SELECT*3", "cache:GET"]);
     expect(f.rootOperation).toBe("api:GET /x");
     expect(tracePath(spans)).toEqual(f.path);
+    // As text, a hop in the same service as the one before names the service once.
+    expect(pathText(["api:GET /x", "api:auth", "db:SELECT*3", "db:COMMIT", "api:render"])).toBe(
+      "api:GET /x,auth;db:SELECT*3,COMMIT;api:render",
+    );
   });
 
   it("blames the deepest error span", () => {
