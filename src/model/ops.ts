@@ -14,6 +14,7 @@ export interface RopeTables {
 export const FusedKernel = {
   RmsNorm: "TrmRmsNorm",
   RmsNormGrad: "TrmRmsNormGrad",
+  AddRmsNorm: "TrmAddRmsNorm",
   SiluGateMul: "TrmSiluGateMul",
   SiluGateMulGrad: "TrmSiluGateMulGrad",
   Attention: "TrmAttention",
@@ -46,11 +47,34 @@ export function linear(x: tf.Tensor, w: tf.Tensor2D): tf.Tensor {
 
 /** Parameter-free RMSNorm over the last axis: x * rsqrt(mean(x^2) + eps). */
 export function rmsNorm(x: tf.Tensor, eps: number): tf.Tensor {
-  if (hasKernel(FusedKernel.RmsNorm, x)) return run(FusedKernel.RmsNorm, { x }, { eps });
+  if (hasKernel(FusedKernel.RmsNorm, x))
+    return first(tf.engine().runKernel(FusedKernel.RmsNorm, { x }, { eps }));
   return tf.tidy(() => {
     const ms = tf.mean(tf.square(x), -1, true);
     return tf.mul(x, tf.rsqrt(tf.add(ms, eps)));
   });
+}
+
+/**
+ * rmsNorm(a + b): the post-norm residual of a block in one pass. The fused kernel keeps only its
+ * output for backward, where the separate add would keep both of its inputs.
+ */
+export function addRmsNorm(a: tf.Tensor, b: tf.Tensor, eps: number): tf.Tensor {
+  if (
+    hasKernel(FusedKernel.AddRmsNorm, a) &&
+    b.dtype === "float32" &&
+    tf.util.arraysEqual(a.shape, b.shape)
+  ) {
+    return first(tf.engine().runKernel(FusedKernel.AddRmsNorm, { a, b }, { eps }));
+  }
+  return rmsNorm(tf.add(a, b), eps);
+}
+
+/** The first output of a multi-output kernel; the others are only for its gradient. */
+function first(outs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+  if (!Array.isArray(outs)) return outs;
+  tf.dispose(outs.slice(1));
+  return outs[0]!;
 }
 
 /** SwiGLU activation on the fused gate|up projection [..., 2I] -> silu(gate) * up, [..., I]. */
@@ -194,17 +218,35 @@ function unaliasGradients(): void {
 }
 unaliasGradients();
 
+// RMSNorm keeps its output y and per-row scale r (y is the next layer's input, alive anyway)
+// rather than its input; dx = r (dy - y mean(dy y)).
+function rmsNormBackward(dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], uses: number) {
+  const [dy, dr] = dys as tf.Tensor[];
+  const [y, r] = saved;
+  const done = freeAfter(saved, uses, dy);
+  return () =>
+    done(() => {
+      const dx = run(FusedKernel.RmsNormGrad, { dy: dy!, y: y!, r: r! });
+      // The scale's own gradient is the zeros the engine made for an unused output.
+      if (dr && !dr.isDisposed && madeByBackward(dr)) dr.dispose();
+      return dx;
+    });
+}
+
 tf.registerGradient({
   kernelName: FusedKernel.RmsNorm,
-  inputsToSave: ["x"],
-  gradFunc: (dy, saved, attrs) => {
-    const done = freeAfter(saved, 1, dy as tf.Tensor);
-    return {
-      x: () =>
-        done(() =>
-          run(FusedKernel.RmsNormGrad, { dy: dy as tf.Tensor, x: saved[0] }, attrs as { eps: number }),
-        ),
-    };
+  outputsToSave: [true, true],
+  gradFunc: (dys, saved) => ({ x: rmsNormBackward(dys, saved, 1) }),
+});
+
+// d(a + b) = dx for both; each input gets a tensor of its own (computed twice: one cheap pass,
+// where sharing one tensor would keep it to the end of the backward pass).
+tf.registerGradient({
+  kernelName: FusedKernel.AddRmsNorm,
+  outputsToSave: [true, true],
+  gradFunc: (dys, saved) => {
+    const dx = rmsNormBackward(dys, saved, 2);
+    return { a: dx, b: dx };
   },
 });
 

@@ -281,6 +281,21 @@ if (!native.ok) {
     }
 
     for (const shape of [
+      [3, 5, 7],
+      [2, 97, 64],
+    ]) {
+      it(`addRmsNorm (the fused residual) over [${shape}], both inputs differentiated`, async () => {
+        await expectSame([input(shape, 40, -3, 3), input(shape, 41, -3, 3)], (a, b) =>
+          ops.addRmsNorm(a, b, 1e-5),
+        );
+      });
+    }
+
+    it("addRmsNorm with a broadcast second input falls back to add + rmsNorm", async () => {
+      await expectSame([input([3, 5, 7], 42), input([7], 43)], (a, b) => ops.addRmsNorm(a, b, 1e-5));
+    });
+
+    for (const shape of [
       [3, 5, 2 * 7],
       [2, 9, 2 * 384],
       [1, 2],
@@ -381,7 +396,12 @@ if (!native.ok) {
 
     it("the addon rejects buffers too small for the shapes it is given", () => {
       const a = native.addon;
-      expect(() => a.rmsNorm(new Float32Array(5), new Float32Array(6), 2, 3, 1e-5)).toThrow(/needs 6/);
+      expect(() =>
+        a.rmsNorm(new Float32Array(5), null, new Float32Array(6), new Float32Array(2), 2, 3, 1e-5),
+      ).toThrow(/needs 6/);
+      expect(() =>
+        a.rmsNorm(new Float32Array(6), null, new Float32Array(6), new Float32Array(1), 2, 3, 1e-5),
+      ).toThrow(/r: buffer holds 1/);
       expect(() =>
         a.gemm(
           false,

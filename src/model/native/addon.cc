@@ -115,28 +115,30 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-// rmsNorm(x, y, rows, n, eps)
+// rmsNorm(a, b | null, y, r, rows, n, eps): y = rmsnorm(a (+ b)), r = the per-row scale
 napi_value RmsNorm(napi_env env, napi_callback_info info) {
-  Args a(env, info, 5);
-  int64_t rows = a.i64(2, "rows"), n = a.i64(3, "n");
-  float eps = float(a.f64(4, "eps"));
-  const float* x = a.f32(0, "x", rows * n);
-  float* y = a.f32(1, "y", rows * n);
+  Args a(env, info, 7);
+  int64_t rows = a.i64(4, "rows"), n = a.i64(5, "n");
+  float eps = float(a.f64(6, "eps"));
+  const float* x = a.f32(0, "a", rows * n);
+  const float* b = a.f32(1, "b", rows * n, true);
+  float* y = a.f32(2, "y", rows * n);
+  float* r = a.f32(3, "r", rows);
   if (a.failed) return nullptr;
-  trm::rms_norm(x, y, rows, n, eps);
+  trm::rms_norm(x, b, y, r, rows, n, eps);
   return undef(env);
 }
 
-// rmsNormGrad(dy, x, dx, rows, n, eps)
+// rmsNormGrad(dy, y, r, dx, rows, n)
 napi_value RmsNormGrad(napi_env env, napi_callback_info info) {
   Args a(env, info, 6);
-  int64_t rows = a.i64(3, "rows"), n = a.i64(4, "n");
-  float eps = float(a.f64(5, "eps"));
+  int64_t rows = a.i64(4, "rows"), n = a.i64(5, "n");
   const float* dy = a.f32(0, "dy", rows * n);
-  const float* x = a.f32(1, "x", rows * n);
-  float* dx = a.f32(2, "dx", rows * n);
+  const float* y = a.f32(1, "y", rows * n);
+  const float* r = a.f32(2, "r", rows);
+  float* dx = a.f32(3, "dx", rows * n);
   if (a.failed) return nullptr;
-  trm::rms_norm_grad(dy, x, dx, rows, n, eps);
+  trm::rms_norm_grad(dy, y, r, dx, rows, n);
   return undef(env);
 }
 

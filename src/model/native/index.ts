@@ -25,14 +25,24 @@ export interface NativeAddon {
     strideC: number,
     batch: number,
   ): void;
-  rmsNorm(x: Float32Array, y: Float32Array, rows: number, n: number, eps: number): void;
-  rmsNormGrad(
-    dy: Float32Array,
-    x: Float32Array,
-    dx: Float32Array,
+  /** y = rmsnorm(a (+ b)) over rows of n; r receives each row's scale 1/sqrt(mean(x^2) + eps). */
+  rmsNorm(
+    a: Float32Array,
+    b: Float32Array | null,
+    y: Float32Array,
+    r: Float32Array,
     rows: number,
     n: number,
     eps: number,
+  ): void;
+  /** dx from the output y and scales r alone. */
+  rmsNormGrad(
+    dy: Float32Array,
+    y: Float32Array,
+    r: Float32Array,
+    dx: Float32Array,
+    rows: number,
+    n: number,
   ): void;
   siluGateMul(gu: Float32Array, y: Float32Array, rows: number, w: number): void;
   siluGateMulGrad(dy: Float32Array, gu: Float32Array, dgu: Float32Array, rows: number, w: number): void;

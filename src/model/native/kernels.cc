@@ -54,36 +54,43 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
   }
 }
 
-void rms_norm(const float* x, float* y, int64_t rows, int64_t n, float eps) {
+void rms_norm(const float* a, const float* b, float* y, float* r, int64_t rows, int64_t n, float eps) {
   parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      const float* xr = x + r * n;
-      float* yr = y + r * n;
+    for (int64_t row = r0; row < r1; row++) {
+      const float* ar = a + row * n;
+      float* yr = y + row * n;
       double ss = 0;
-      for (int64_t j = 0; j < n; j++) ss += double(xr[j]) * xr[j];
+      if (b) {
+        const float* br = b + row * n;
+        for (int64_t j = 0; j < n; j++) {
+          yr[j] = ar[j] + br[j];  // the sum, rounded to float as an add kernel would
+          ss += double(yr[j]) * yr[j];
+        }
+      } else {
+        for (int64_t j = 0; j < n; j++) {
+          yr[j] = ar[j];
+          ss += double(ar[j]) * ar[j];
+        }
+      }
       float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
-      for (int64_t j = 0; j < n; j++) yr[j] = xr[j] * inv;
+      r[row] = inv;
+      for (int64_t j = 0; j < n; j++) yr[j] *= inv;
     }
   });
 }
 
-// y = x r with r = (mean(x^2) + eps)^-1/2, so dx = r (dy - y mean(dy y)).
-void rms_norm_grad(const float* dy, const float* x, float* dx, int64_t rows, int64_t n, float eps) {
+// y = x r, r = (mean(x^2) + eps)^-1/2: dx = r dy - r^3 x mean(dy x) = r (dy - y mean(dy y)).
+void rms_norm_grad(const float* dy, const float* y, const float* r, float* dx, int64_t rows, int64_t n) {
   parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      const float* xr = x + r * n;
-      const float* gr = dy + r * n;
-      float* dr = dx + r * n;
-      double ss = 0, dot = 0;
-      for (int64_t j = 0; j < n; j++) {
-        ss += double(xr[j]) * xr[j];
-        dot += double(gr[j]) * xr[j];
-      }
-      double inv = 1.0 / std::sqrt(ss / double(n) + double(eps));
-      // mean(dy * y) = inv * mean(dy * x); dx = inv * dy - inv^3 * x * mean(dy * x)
-      float a = float(inv);
-      float b = float(inv * inv * inv * dot / double(n));
-      for (int64_t j = 0; j < n; j++) dr[j] = a * gr[j] - b * xr[j];
+    for (int64_t row = r0; row < r1; row++) {
+      const float* yr = y + row * n;
+      const float* gr = dy + row * n;
+      float* dr = dx + row * n;
+      double dot = 0;
+      for (int64_t j = 0; j < n; j++) dot += double(gr[j]) * yr[j];
+      const float inv = r[row];
+      const float c = float(dot / double(n));
+      for (int64_t j = 0; j < n; j++) dr[j] = inv * (gr[j] - yr[j] * c);
     }
   });
 }

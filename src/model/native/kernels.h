@@ -20,9 +20,11 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
           int64_t strideA, const float* B, int64_t ldb, int64_t strideB, float beta, float* C, int64_t ldc,
           int64_t strideC, int64_t batch);
 
-// Parameter-free RMSNorm over rows of length n: y = x / sqrt(mean(x^2) + eps).
-void rms_norm(const float* x, float* y, int64_t rows, int64_t n, float eps);
-void rms_norm_grad(const float* dy, const float* x, float* dx, int64_t rows, int64_t n, float eps);
+// Parameter-free RMSNorm over rows of length n: y = x r with r = 1 / sqrt(mean(x^2) + eps), r per
+// row written to `r`. With b non-null the input is a + b (the residual add, fused).
+void rms_norm(const float* a, const float* b, float* y, float* r, int64_t rows, int64_t n, float eps);
+// From the output alone: dx = r (dy - y mean(dy y)); nothing but y and r is kept for backward.
+void rms_norm_grad(const float* dy, const float* y, const float* r, float* dx, int64_t rows, int64_t n);
 
 // SwiGLU activation on a fused [rows, 2w] gate|up buffer: y = silu(gate) * up, [rows, w].
 void silu_gate_mul(const float* gu, float* y, int64_t rows, int64_t w);

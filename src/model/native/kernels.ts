@@ -318,27 +318,27 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     return { n, rows: n === 0 ? 0 : size(x.shape) / n };
   };
 
+  /** [y, r]: the normalised rows and each row's scale (kept for backward instead of the input). */
   const rmsNorm = ({ inputs, attrs, backend }: Args) => {
-    const x = inputs.x!;
-    const { rows, n } = lastAxis(x);
-    const out = floats(backend, rows * n);
-    addon.rmsNorm(f32(backend, x), out, rows, n, (attrs as { eps: number }).eps);
-    return backend.makeTensorInfo(x.shape, "float32", out);
+    const a = inputs.x ?? inputs.a!;
+    const b = inputs.b;
+    if (b && !tf.util.arraysEqual(a.shape, b.shape)) {
+      throw new Error(`addRmsNorm: shapes [${a.shape}] and [${b.shape}] differ`);
+    }
+    const { rows, n } = lastAxis(a);
+    const y = floats(backend, rows * n);
+    const r = floats(backend, rows);
+    const eps = (attrs as { eps: number }).eps;
+    addon.rmsNorm(f32(backend, a), b ? f32(backend, b) : null, y, r, rows, n, eps);
+    return [backend.makeTensorInfo(a.shape, "float32", y), backend.makeTensorInfo([rows], "float32", r)];
   };
 
-  const rmsNormGrad = ({ inputs, attrs, backend }: Args) => {
-    const x = inputs.x!;
-    const { rows, n } = lastAxis(x);
+  const rmsNormGrad = ({ inputs, backend }: Args) => {
+    const y = inputs.y!;
+    const { rows, n } = lastAxis(y);
     const out = floats(backend, rows * n);
-    addon.rmsNormGrad(
-      f32(backend, inputs.dy!),
-      f32(backend, x),
-      out,
-      rows,
-      n,
-      (attrs as { eps: number }).eps,
-    );
-    return backend.makeTensorInfo(x.shape, "float32", out);
+    addon.rmsNormGrad(f32(backend, inputs.dy!), f32(backend, y), f32(backend, inputs.r!), out, rows, n);
+    return backend.makeTensorInfo(y.shape, "float32", out);
   };
 
   const siluGateMul = ({ inputs, backend }: Args) => {
@@ -423,6 +423,7 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     [tf.GatherV2, gather],
     [FusedKernel.RmsNorm, rmsNorm],
     [FusedKernel.RmsNormGrad, rmsNormGrad],
+    [FusedKernel.AddRmsNorm, rmsNorm],
     [FusedKernel.SiluGateMul, siluGateMul],
     [FusedKernel.SiluGateMulGrad, siluGateMulGrad],
     [FusedKernel.Attention, attention],
