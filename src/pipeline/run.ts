@@ -52,6 +52,7 @@ import {
   sleep,
 } from "./run/retry.js";
 import { type DeployHook, realStages } from "./run/stages.js";
+import { runnerStages } from "./runner/train-stage.js";
 
 export type {
   Attempt,
@@ -785,7 +786,8 @@ export function createPipeline(config: Config, opts: CreatePipelineOptions = {})
   return new Pipeline({
     config,
     store: opts.store ?? openStore(config),
-    stages: { ...realStages({ deployHooks: opts.deployHooks }), ...opts.stages },
+    // runner: kubernetes moves the train stage into a Job on the GPU pool; explicit stages win over both.
+    stages: { ...realStages({ deployHooks: opts.deployHooks }), ...runnerStages(config), ...opts.stages },
     now: opts.now,
     onRunEnd:
       opts.report === false

@@ -111,11 +111,18 @@ export function defaultDeployHooks(): DeployHook[] {
           store: ctx.store,
           registry: ctx.registry,
           agent: ctx.agent,
+          registered: ctx.manifest,
         });
         return {
           status: out.status === "partial" ? "partial" : out.status === "skipped" ? "skipped" : "ok",
           reason: (out.partial_reason as string | null) ?? (out.reason as string | undefined) ?? null,
-          detail: out.targets,
+          detail: out.download_urls
+            ? {
+                targets: out.targets,
+                download_urls: out.download_urls,
+                download_urls_expire_s: out.download_urls_expire_s,
+              }
+            : out.targets,
         };
       },
     },
