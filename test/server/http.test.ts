@@ -211,7 +211,7 @@ describe("Streamable HTTP with tokens", () => {
     const base = http.url.replace(/\/mcp$/, "");
     const h = await fetch(`${base}/healthz`);
     expect(h.status).toBe(200);
-    const body = await h.json();
+    const body = (await h.json()) as any;
     expect(body).toMatchObject({
       status: "ok",
       store: { kind: "fs", ok: true },
