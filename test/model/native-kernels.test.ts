@@ -210,6 +210,11 @@ if (!native.ok) {
       }
     }
 
+    it("sqrt and square", async () => {
+      await expectSame([input([3, 5, 7], 44, 0.1, 4)], (x) => tf.sqrt(x));
+      await expectSame([input([700, 300], 45)], (x) => tf.square(x));
+    });
+
     it("slice: strided boxes copied, contiguous ones left to the cpu kernel", async () => {
       await expectSame([input([4, 9, 6], 14)], (x) => tf.slice(x, [1, 3, 0], [2, -1, -1]));
       await expectSame([input([4, 9, 6], 14)], (x) => tf.slice(x, [0, 2, 1], [-1, 5, 3]));

@@ -319,6 +319,21 @@ napi_value StridedCopy(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// unary(op, x, y, n): op 0 sqrt, 1 square.
+napi_value Unary(napi_env env, napi_callback_info info) {
+  Args a(env, info, 4);
+  int64_t op = a.i64(0, "op"), n = a.i64(3, "n");
+  const float* x = a.f32(1, "x", n);
+  float* y = a.f32(2, "y", n);
+  if (a.failed) return nullptr;
+  if (op > 1) {
+    a.fail("unary: op must be 0 (sqrt) or 1 (square)");
+    return nullptr;
+  }
+  trm::unary(int(op), x, y, n);
+  return undef(env);
+}
+
 // binary(op, a, aStrides, b, bStrides, out, shape): op 0 add, 1 sub, 2 mul, 3 div.
 napi_value Binary(napi_env env, napi_callback_info info) {
   Args a(env, info, 7);
@@ -400,6 +415,7 @@ NAPI_MODULE_INIT() {
              {"logStablemaxGrad", LogStablemaxGrad},
              {"stridedCopy", StridedCopy},
              {"binary", Binary},
+             {"unary", Unary},
              {"setThreads", SetThreads},
              {"info", Info}};
   for (auto& f : fns) {

@@ -79,6 +79,8 @@ export interface NativeAddon {
     srcStrides: number[],
     dstStrides: number[],
   ): void;
+  /** y = op(x) elementwise over n: op 0 sqrt, 1 square. */
+  unary(op: number, x: Float32Array, y: Float32Array, n: number): void;
   /** out (contiguous, shape) = a op b read through strides (0 = broadcast); op 0 add, 1 sub, 2 mul, 3 div. */
   binary(
     op: number,

@@ -419,6 +419,15 @@ void strided_copy(const void* src, void* dst, int esize, int rank, const int64_t
     copy_typed(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), r, cshape, packed);
 }
 
+void unary(int op, const float* x, float* y, int64_t n) {
+  parallel_for(n, 1 << 16, [=](int64_t i0, int64_t i1) {
+    if (op == 0)
+      for (int64_t i = i0; i < i1; i++) y[i] = std::sqrt(x[i]);
+    else
+      for (int64_t i = i0; i < i1; i++) y[i] = x[i] * x[i];
+  });
+}
+
 template <int OP>
 static inline float apply(float x, float y) {
   if (OP == kAdd) return x + y;

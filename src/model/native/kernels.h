@@ -47,6 +47,9 @@ void log_stablemax_grad(const float* dy, const float* x, float* dx, int64_t rows
 void strided_copy(const void* src, void* dst, int esize, int rank, const int64_t* shape, const int64_t* src_stride,
                   const int64_t* dst_stride);
 
+// y = op(x) elementwise: 0 sqrt, 1 square (the optimiser's, over every weight).
+void unary(int op, const float* x, float* y, int64_t n);
+
 // out = a op b over shape (out contiguous), reading a and b through strides (0 = broadcast).
 enum BinaryOp { kAdd = 0, kSub = 1, kMul = 2, kDiv = 3 };
 void binary(int op, const float* a, const int64_t* a_stride, const float* b, const int64_t* b_stride, float* out,

@@ -210,6 +210,18 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
   };
 
   /** Values in the element type of the tensor's dtype (see f32 for why they may differ). */
+  /** Float32 sqrt and square (the optimiser's); other dtypes go to the cpu kernel. */
+  const unary = (name: string, op: number) => {
+    const cpu = cpuKernel(name);
+    return (args: Args) => {
+      const x = args.inputs.x!;
+      if (x.dtype !== "float32") return cpu(args as never);
+      const out = floats(args.backend, size(x.shape));
+      addon.unary(op, f32(args.backend, x), out, out.length);
+      return args.backend.makeTensorInfo(x.shape, "float32", out);
+    };
+  };
+
   const values = (backend: MathBackendCPU, t: Info): Values => {
     const v = backend.data.get(t.dataId).values as Values;
     if (t.dtype === "float32") return f32(backend, t);
@@ -416,6 +428,8 @@ function makeKernels(addon: NativeAddon): tf.KernelConfig[] {
     [tf.BatchMatMul, batchMatMul],
     [tf._FusedMatMul, fusedMatMul],
     ...binaryOps.map(([name, op]): [string, (args: Args) => Info | Info[]] => [name, binary(name, op)]),
+    [tf.Sqrt, unary(tf.Sqrt, 0)],
+    [tf.Square, unary(tf.Square, 1)],
     [tf.Slice, slice],
     [tf.Transpose, transpose],
     [tf.Tile, tile],
