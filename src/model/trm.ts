@@ -80,10 +80,20 @@ export function bufferNames(c: TRMConfig): string[] {
   return ["H_init", "L_init", ...(c.puzzle_emb_ndim > 0 ? ["puzzle_emb.weight"] : [])];
 }
 
-/** [rows, cols] row-major -> [cols, rows]. */
+/** [rows, cols] row-major -> [cols, rows], in 32x32 tiles so both sides stay in cache. */
 export function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c]!;
+  const T = 32;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(r0 + T, rows);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(c0 + T, cols);
+      for (let r = r0; r < r1; r++) {
+        const src = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = a[src + c]!;
+      }
+    }
+  }
   return out;
 }
 
