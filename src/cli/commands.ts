@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { registerCollectCommands } from "./collect.js";
 import { registerDatasetCommands } from "./dataset.js";
+import { registerDemo } from "./demo.js";
 import { registerDoctor } from "./doctor.js";
 import { registerModelCommands } from "./model.js";
 import { registerRunCommands } from "./run.js";
@@ -16,6 +17,7 @@ export function registerCommands(program: Command): void {
   registerDoctor(program);
   registerModelCommands(program);
   registerSimulate(program);
+  registerDemo(program);
   registerCollectCommands(program);
   registerDatasetCommands(program);
   registerRunCommands(program);

@@ -1,0 +1,192 @@
+// How the demo talks: numbered steps with their wall and CPU time, a redrawn progress bar on a
+// terminal (a line per tenth of the work elsewhere), the per-task table against the baselines.
+import type { EvaluationResult } from "../pipeline/evaluate.js";
+import type { RunEvent } from "../pipeline/run.js";
+import type { StepTime } from "./state.js";
+
+export const STEPS = [
+  ["simulator", "start the simulated homelab"],
+  ["config", "write the demo config"],
+  ["collect", "collect the simulated days over HTTP"],
+  ["build", "build the dataset"],
+  ["train", "train the TRM"],
+  ["evaluate", "evaluate on the validation days"],
+  ["deploy", "register and promote"],
+  ["report", "write the report"],
+  ["predict", "ask the model three questions"],
+  ["serve", "serve it over MCP"],
+] as const;
+export type StepName = (typeof STEPS)[number][0];
+
+export function stepTitle(name: StepName): string {
+  const i = STEPS.findIndex(([n]) => n === name);
+  return `${i + 1}/${STEPS.length} ${STEPS[i][1]}`;
+}
+
+export const secs = (s: number) =>
+  s < 90 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+
+/** Wall and CPU time of a piece of work in this process (CPU counts every thread: the native kernels use two). */
+export class Stopwatch {
+  private wall = performance.now();
+  private cpu = process.cpuUsage();
+  read(): StepTime {
+    const c = process.cpuUsage(this.cpu);
+    return {
+      wall_s: Math.round((performance.now() - this.wall) / 100) / 10,
+      cpu_s: Math.round((c.user + c.system) / 1e5) / 10,
+    };
+  }
+}
+
+export interface Out {
+  /** A finished line of the demo's story. */
+  line(text?: string): void;
+  /** Live progress: a redrawn bar on a terminal, a line per tenth elsewhere. */
+  progress(stage: string, done: number | null, total: number | null, text: string): void;
+  /** Clears the progress bar before other output. */
+  clear(): void;
+}
+
+export function makeOut(stdout: NodeJS.WritableStream, bars: NodeJS.WriteStream | null): Out {
+  const tty = Boolean(bars?.isTTY);
+  let drawn = false;
+  let last = 0;
+  const tenths = new Map<string, number>();
+  const clear = () => {
+    if (drawn && bars) bars.write("\r\x1b[K");
+    drawn = false;
+  };
+  return {
+    line(text = "") {
+      clear();
+      stdout.write(`${text}\n`);
+    },
+    clear,
+    progress(stage, done, total, text) {
+      const frac = done !== null && total ? Math.min(1, done / total) : null;
+      if (tty && bars) {
+        const now = Date.now();
+        if (now - last < 100 && frac !== 1) return;
+        last = now;
+        const bar =
+          frac === null
+            ? ""
+            : `${"█".repeat(Math.round(frac * 28)).padEnd(28, "░")} ${`${Math.round(frac * 100)}`.padStart(3)}% `;
+        clear();
+        bars.write(`   ${bar}${text}`.slice(0, (bars.columns ?? 100) - 1));
+        drawn = true;
+        return;
+      }
+      if (frac === null) return;
+      const tenth = Math.floor(frac * 10);
+      if (tenth <= (tenths.get(stage) ?? 0)) return;
+      tenths.set(stage, tenth);
+      stdout.write(`   ${`${tenth * 10}%`.padStart(4)} ${text}\n`);
+    },
+  };
+}
+
+const fmtEta = (s: number | null) =>
+  s === null || !Number.isFinite(s)
+    ? "?"
+    : s < 90
+      ? `${Math.round(s)}s`
+      : `${Math.floor(s / 60)}m${Math.round(s % 60)}s`;
+
+/** Draws a pipeline run's progress events. */
+export function runProgress(out: Out): (e: RunEvent) => void {
+  return (e) => {
+    if (e.type === "progress") {
+      const p = e.progress;
+      const m = p.metrics;
+      const text =
+        p.stage === "train" && m.loss !== undefined
+          ? `step ${p.step}/${p.total}  loss ${m.loss.toFixed(3)}  token acc ${(m.token_accuracy ?? 0).toFixed(3)}  eta ${fmtEta(p.eta_s)}`
+          : p.message;
+      out.progress(p.stage, p.step, p.total, text);
+    } else if (e.type === "log" && e.line.level === "error") {
+      out.line(`   ${e.line.level}: ${e.line.msg}`);
+    } else if (
+      e.type === "log" &&
+      e.line.level === "warn" &&
+      e.line.stage !== "evaluate" &&
+      e.line.stage !== "deploy"
+    ) {
+      // The gate's reasons and the promotion are told by the demo's own table and lines.
+      out.line(`   ${e.line.level}: ${e.line.msg}`);
+    } else if (e.type === "log" && e.line.stage === "train" && e.line.msg.startsWith("validation")) {
+      out.line(`   ${e.line.msg}`);
+    } else if (e.type === "retry") {
+      out.line(
+        `   ${e.stage}: attempt ${e.attempt} failed (${e.error}); retrying in ${Math.round(e.delay_ms / 1000)} s`,
+      );
+    }
+  };
+}
+
+export interface TaskRow {
+  task: string;
+  metric: string;
+  examples: number;
+  model: number;
+  baseline: number | null;
+  baselineName: string | null;
+  /** Higher is better for every primary metric of the four tasks; the direction is kept anyway. */
+  beats: boolean;
+  judged: boolean;
+}
+
+export function taskRows(ev: EvaluationResult): TaskRow[] {
+  return Object.values(ev.tasks)
+    .filter((t) => t.enabled && t.examples > 0)
+    .map((t) => {
+      const b = t.best_baseline ? t.baselines[t.best_baseline].score : null;
+      const beats = b !== null && (t.direction === "lower" ? t.candidate.score < b : t.candidate.score > b);
+      return {
+        task: t.task,
+        metric: t.primary,
+        examples: t.examples,
+        model: t.candidate.score,
+        baseline: b,
+        baselineName: t.best_baseline,
+        beats,
+        judged: t.judged,
+      };
+    });
+}
+
+export function taskTable(rows: TaskRow[]): string[] {
+  const head = ["task", "metric (validation days)", "model", "best baseline", "", "n"];
+  const body = rows.map((r) => [
+    r.task,
+    r.metric,
+    r.model.toFixed(3),
+    r.baseline === null ? "–" : r.baseline.toFixed(3),
+    r.baseline === null
+      ? "no baseline"
+      : `${r.beats ? "beats" : "does not beat"} ${r.baselineName} (${r.model - r.baseline >= 0 ? "+" : ""}${(r.model - r.baseline).toFixed(3)})`,
+    String(r.examples),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const fmt = (cells: string[]) =>
+    `   ${cells.map((c, i) => (i === 2 || i === 3 || i === 5 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ")}`.trimEnd();
+  return [fmt(head), `   ${widths.map((w) => "─".repeat(w)).join("  ")}`, ...body.map(fmt)];
+}
+
+export function timesTable(times: Partial<Record<StepName, StepTime>>): string[] {
+  const lines = [`   ${"step".padEnd(44)} ${"wall".padStart(10)} ${"CPU".padStart(10)}`];
+  let wall = 0;
+  let cpu = 0;
+  for (const [name] of STEPS) {
+    const t = times[name];
+    if (!t || name === "serve") continue;
+    wall += t.wall_s;
+    cpu += t.cpu_s;
+    lines.push(
+      `   ${stepTitle(name).padEnd(44)} ${secs(t.wall_s).padStart(10)} ${secs(t.cpu_s).padStart(10)}${t.earlier ? "  (an earlier run)" : ""}`,
+    );
+  }
+  lines.push(`   ${"total".padEnd(44)} ${secs(wall).padStart(10)} ${secs(cpu).padStart(10)}`);
+  return lines;
+}

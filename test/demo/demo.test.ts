@@ -1,0 +1,186 @@
+// `trm-forge demo` on the quick schedule, end to end and unmocked: the simulator over HTTP, the real
+// pipeline, the real evaluation on the validation days. Ctrl-C through the built CLI stops
+// training at a checkpoint; the next run continues the same run, and the model it promotes beats
+// its baselines on at least three of the four tasks; a third run reuses it; the MCP server then
+// answers a real client holding the generated token.
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Writable } from "node:stream";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { QUICK } from "../../src/demo/config.js";
+import { type DemoRun, runDemo } from "../../src/demo/run.js";
+import { serveDemo } from "../../src/demo/serve.js";
+import { DemoState, stateFile, tokenFile } from "../../src/demo/state.js";
+import { readRun } from "../../src/pipeline/run/record.js";
+import { FsStore } from "../../src/store/index.js";
+
+const CLI = resolve("dist/cli.js");
+const dir = join(mkdtempSync(join(tmpdir(), "trm-demo-")), "demo");
+
+/** Collects what the demo prints. */
+function sink() {
+  let text = "";
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      text += String(chunk);
+      cb();
+    },
+  });
+  return { stream, text: () => text };
+}
+
+const state = () => DemoState.parse(JSON.parse(readFileSync(stateFile(dir), "utf8")));
+
+describe("trm-forge demo (quick schedule)", () => {
+  let first: DemoRun | null = null;
+  afterAll(async () => {
+    await first?.simulator.close();
+  });
+
+  it("stops cleanly on Ctrl-C during training, at a checkpoint", { timeout: 1_200_000 }, async () => {
+    const child = spawn(process.execPath, [CLI, "demo", "--dir", dir, "--quick", "--no-serve"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, TRM_FORGE_LOG_LEVEL: "error" },
+    });
+    let out = "";
+    let err = "";
+    child.stderr.on("data", (d) => {
+      err += String(d);
+    });
+    const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
+    await new Promise<void>((res, rej) => {
+      child.stdout.on("data", (d) => {
+        out += String(d);
+        // Off a terminal, training reports each tenth: interrupt after the first one.
+        if (/5\/10 train[\s\S]*\d+% step \d+/.test(out)) res();
+      });
+      void exited.then((code) =>
+        rej(new Error(`the demo exited (${code}) before training:\n${out}\n${err}`)),
+      );
+    });
+    child.kill("SIGINT");
+    const code = await exited;
+    expect(code, `${out}\n${err}`).toBe(130);
+    expect(err).toContain("run the demo again to continue");
+    const s = state();
+    expect(s.run_id).toBeTruthy();
+    const run = await readRun(new FsStore(join(dir, "store")), "agent-sre", s.run_id!);
+    expect(run.status).toBe("cancelled");
+    expect(run.stages.map((x) => x.status).slice(0, 3)).toEqual(["succeeded", "succeeded", "cancelled"]);
+    expect(s.times.collect?.wall_s).toBeGreaterThan(0);
+  });
+
+  it("continues the same run, and the model it promotes beats its baselines on >= 3 of 4 tasks", {
+    timeout: 1_800_000,
+  }, async () => {
+    const interrupted = state().run_id;
+    const out = sink();
+    first = await runDemo({ dir, settings: QUICK, stdout: out.stream, bars: null });
+    expect(first.runId).toBe(interrupted);
+    expect(first.reused).toBe(false);
+    const store = new FsStore(join(dir, "store"));
+    const run = await readRun(store, "agent-sre", first.runId);
+    expect(run.status).toBe("succeeded");
+    expect(run.resumes.length).toBe(1);
+    const train = run.stages.find((s) => s.name === "train")!.output;
+    expect(train.resumed_from_step).toBeGreaterThan(0);
+
+    // The pipeline's own evaluation on the time-split validation days, read back from the store.
+    const ev = JSON.parse((await store.get(`runs/agent-sre/${run.id}/evaluation.json`)).toString());
+    const tasks = Object.values(ev.tasks) as {
+      task: string;
+      examples: number;
+      judged: boolean;
+      direction: string;
+      candidate: { score: number };
+      baselines: Record<string, { score: number }>;
+      best_baseline: string;
+    }[];
+    expect(tasks.map((t) => t.task).sort()).toEqual(
+      ["code_infill", "log_triage", "metric_forecast", "trace_outcome"].sort(),
+    );
+    for (const t of tasks) expect(t.judged, `${t.task} has ${t.examples} validation examples`).toBe(true);
+    const beaten = tasks.filter((t) => t.candidate.score > t.baselines[t.best_baseline].score);
+    expect(beaten.length, JSON.stringify(first.rows, null, 1)).toBeGreaterThanOrEqual(3);
+    expect(first.wins).toBe(beaten.length);
+    const manifest = JSON.parse(
+      (await store.get(`datasets/agent-sre/${run.dataset_id}/manifest.json`)).toString(),
+    );
+    expect(Date.parse(manifest.window.split_at)).toBeLessThan(Date.parse(manifest.window.end));
+
+    // Registered, promoted, reported, and asked.
+    const registry = JSON.parse((await store.get("models/agent-sre/registry.json")).toString());
+    expect(registry.aliases.champion).toBe(first.version);
+    expect(readFileSync(first.reportPath, "utf8")).toContain('<section id="tasks"');
+    expect(first.examples.map((e) => e.task)).toEqual(["log_triage", "trace_outcome", "metric_forecast"]);
+    for (const e of first.examples) expect(e.result.version).toBe(first.version);
+    const text = out.text();
+    expect(text).toContain(`it beats its baselines on ${beaten.length} of 4 tasks`);
+    for (const step of ["collect", "build", "train", "evaluate", "deploy", "report", "predict"])
+      expect(first.times[step as keyof typeof first.times], step).toBeDefined();
+    expect(text).toMatch(/total\s+\d/);
+  });
+
+  it("reuses what was built on the next run", { timeout: 600_000 }, async () => {
+    const before = state();
+    await first?.simulator.close();
+    first = null;
+    const out = sink();
+    const again = await runDemo({ dir, settings: QUICK, stdout: out.stream, bars: null });
+    try {
+      expect(again.reused).toBe(true);
+      expect(again.runId).toBe(before.run_id);
+      expect(again.times.train?.earlier).toBe(true);
+      expect(out.text()).toContain("reusing its model");
+      expect(out.text()).toContain("of 4 tasks");
+
+      // Step 10: the MCP server, on loopback, with the generated token.
+      const serving = await serveDemo(again, { port: 0 });
+      try {
+        const token = readFileSync(tokenFile(dir), "utf8").trim();
+        const denied = await fetch(serving.url, { method: "POST", body: "{}" });
+        expect(denied.status).toBe(401);
+        const client = new Client({ name: "demo-test", version: "1.0.0" });
+        await client.connect(
+          new StreamableHTTPClientTransport(new URL(serving.url), {
+            requestInit: { headers: { Authorization: `Bearer ${token}` } },
+          }),
+        );
+        const tools = (await client.listTools()).tools.map((t) => t.name);
+        expect(tools).toContain("model_predict");
+        const r = await client.callTool({
+          name: "model_predict",
+          arguments: { task: "log_triage", input: 'level=error msg="no upstream for route"' },
+        });
+        expect(r.isError).toBeFalsy();
+        expect((r.structuredContent as { version: string }).version).toBe(again.version);
+        await client.close();
+      } finally {
+        await serving.close();
+      }
+    } finally {
+      await again.simulator.close();
+    }
+  });
+
+  it("refuses a data directory built with other settings, unless --fresh", { timeout: 120_000 }, async () => {
+    const other = join(mkdtempSync(join(tmpdir(), "trm-demo-")), "d");
+    const s = { ...state(), settings: { ...QUICK, steps: QUICK.steps + 1 } };
+    mkdirSync(other, { recursive: true });
+    writeFileSync(stateFile(other), JSON.stringify(s));
+    const child = spawn(process.execPath, [CLI, "demo", "--dir", other, "--quick", "--no-serve"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    child.stderr.on("data", (d) => {
+      err += String(d);
+    });
+    const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
+    expect(code).toBe(2);
+    expect(err).toContain("--fresh");
+  });
+});
