@@ -79,6 +79,8 @@ export interface TrainMetrics {
   haltedExactAccuracy: number | null;
   /** Mean supervision steps used by the samples that halted now; null when none did. */
   haltSteps: number | null;
+  /** Per slot, for accuracy by task: the sample's task id, supervised and correct tokens, exactness. */
+  slots: { puzzleIds: Int32Array; valid: Int32Array; correct: Int32Array; exact: Uint8Array };
 }
 
 const STATE_FORMAT = "trm-forge-train-v1";
@@ -210,6 +212,12 @@ export class Trainer {
         halted: nHalted,
         haltedExactAccuracy: nHalted ? exactHalted / nHalted : null,
         haltSteps: nHalted ? stepsHalted / nHalted : null,
+        slots: {
+          puzzleIds: carry.puzzleIds.slice(),
+          valid: parts.valid,
+          correct: parts.correct,
+          exact: parts.exact,
+        },
       };
     } finally {
       tf.dispose(tokens);

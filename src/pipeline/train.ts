@@ -70,6 +70,8 @@ export interface TrainLogLine {
   samples_per_s: number;
   /** Mean supervision steps of the samples that halted in the interval. */
   halt_steps: number | null;
+  /** Token and exact accuracy per task over the interval's training slots. */
+  tasks: Record<string, { token_accuracy: number; exact_accuracy: number }>;
 }
 
 export interface ValLogLine {
@@ -210,6 +212,8 @@ export async function train(input: TrainInput): Promise<TrainResult> {
     // --- the loop ---
     let stopped: TrainResult["stopped"] = early.evals_since_best >= s.patience ? "early_stop" : "max_steps";
     let acc = newAccumulator();
+    // Task ids are the TRM puzzle identifiers; training slots carry only the id.
+    const taskOfId = new Map<number, string>();
     let intervalStart = clock();
     const loopStart = clock();
     const stepsAtStart = trainer.step;
@@ -220,8 +224,10 @@ export async function train(input: TrainInput): Promise<TrainResult> {
       }
       const indices = nextBatch(order, input.train.size, B, s.seed);
       const batch = input.train.batch(indices);
+      for (let j = 0; j < indices.length; j++)
+        taskOfId.set(batch.puzzleIds[j]!, input.train.tasks[indices[j]!]!);
       const m = trainer.trainStep({ tokens: batch.inputs, labels: batch.labels, puzzleIds: batch.puzzleIds });
-      accumulate(acc, m);
+      accumulate(acc, m, taskOfId);
       const step = trainer.step;
 
       if (step % s.log_interval === 0 || step === s.max_steps) {
@@ -445,13 +451,38 @@ interface Accumulator {
   qacc: number;
   haltSteps: number;
   halted: number;
+  byTask: Map<string, { n: number; tok: number; exact: number }>;
 }
 
 function newAccumulator(): Accumulator {
-  return { n: 0, loss: 0, lm: 0, qh: 0, tok: 0, exact: 0, qacc: 0, haltSteps: 0, halted: 0 };
+  return {
+    n: 0,
+    loss: 0,
+    lm: 0,
+    qh: 0,
+    tok: 0,
+    exact: 0,
+    qacc: 0,
+    haltSteps: 0,
+    halted: 0,
+    byTask: new Map(),
+  };
 }
 
-function accumulate(a: Accumulator, m: ReturnType<Trainer["trainStep"]>): void {
+function accumulate(
+  a: Accumulator,
+  m: ReturnType<Trainer["trainStep"]>,
+  taskOfId: Map<number, string>,
+): void {
+  const { puzzleIds, valid, correct, exact } = m.slots;
+  for (let b = 0; b < puzzleIds.length; b++) {
+    const task = taskOfId.get(puzzleIds[b]!) ?? `task_${puzzleIds[b]}`;
+    let t = a.byTask.get(task);
+    if (!t) a.byTask.set(task, (t = { n: 0, tok: 0, exact: 0 }));
+    t.n++;
+    t.tok += correct[b]! / Math.max(1, valid[b]!);
+    t.exact += exact[b]!;
+  }
   a.n++;
   a.loss += m.loss;
   a.lm += m.lmLoss;
@@ -475,6 +506,11 @@ function means(a: Accumulator) {
     exact_accuracy: a.exact / n,
     q_halt_accuracy: a.qacc / n,
     halt_steps: a.halted ? a.haltSteps / a.halted : null,
+    tasks: Object.fromEntries(
+      [...a.byTask]
+        .sort(([x], [y]) => (x < y ? -1 : 1))
+        .map(([task, t]) => [task, { token_accuracy: t.tok / t.n, exact_accuracy: t.exact / t.n }]),
+    ),
   };
 }
 

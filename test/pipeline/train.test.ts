@@ -167,9 +167,18 @@ describe("train", () => {
         "q_halt_loss",
         "samples_per_s",
         "step",
+        "tasks",
         "token_accuracy",
       ].sort(),
     );
+    // Training accuracy per task too: every slot is counted under its own task.
+    if (line.kind !== "train") throw new Error("no train line");
+    expect(Object.keys(line.tasks).sort()).toEqual(["a", "b"]);
+    for (const t of Object.values(line.tasks)) {
+      expect(t.token_accuracy).toBeGreaterThanOrEqual(0);
+      expect(t.token_accuracy).toBeLessThanOrEqual(1);
+      expect(t.exact_accuracy).toBeLessThanOrEqual(t.token_accuracy);
+    }
     const val = lines.find((l) => l.kind === "val")!;
     expect(val.kind === "val" && Object.keys(val.tasks).sort()).toEqual(["a", "b"]);
     expect(val.kind === "val" && val.halt_histogram.reduce((a, b) => a + b, 0)).toBe(16);
