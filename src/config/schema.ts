@@ -277,7 +277,9 @@ export const LokiQuerySchema = z.object({ name: NameSchema, logql: z.string().mi
 
 /** `${key}` in a query is the agent's namespaces[key]. */
 export const DEFAULT_LOKI_QUERIES = [
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: ${key} is the config's own placeholder
   { name: "lambda_errors", logql: '{namespace="${lambda}"} |= "error"' },
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: ${key} is the config's own placeholder
   { name: "agent_logs", logql: '{namespace="${agents}"} | json' },
   { name: "lambda_services", logql: '{service_name=~"lambda-.*"} | json' },
 ];
@@ -652,7 +654,11 @@ export const ScheduleSchema = z
     catch_up: z.boolean().default(true),
     /** How far back a source keeps data: a catch-up collection cannot reach further. */
     retention: z
-      .object({ prometheus: DurationSchema.default("7d"), loki: DurationSchema.default("7d"), tempo: DurationSchema.default("1d") })
+      .object({
+        prometheus: DurationSchema.default("7d"),
+        loki: DurationSchema.default("7d"),
+        tempo: DurationSchema.default("1d"),
+      })
       .strict()
       .prefault({}),
     /** Per-agent overrides; null turns a job off for that agent. */

@@ -478,7 +478,10 @@ function accumulate(
   for (let b = 0; b < puzzleIds.length; b++) {
     const task = taskOfId.get(puzzleIds[b]!) ?? `task_${puzzleIds[b]}`;
     let t = a.byTask.get(task);
-    if (!t) a.byTask.set(task, (t = { n: 0, tok: 0, exact: 0 }));
+    if (!t) {
+      t = { n: 0, tok: 0, exact: 0 };
+      a.byTask.set(task, t);
+    }
     t.n++;
     t.tok += correct[b]! / Math.max(1, valid[b]!);
     t.exact += exact[b]!;

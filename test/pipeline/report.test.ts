@@ -73,6 +73,7 @@ function metrics(): MetricsLine[] {
       loss: 4 / Math.sqrt(step),
       lm_loss: 3.5 / Math.sqrt(step),
       q_halt_loss: 0.1,
+      tasks: {},
       token_accuracy: Math.min(0.95, step / 200),
       exact_accuracy: step / 400,
       q_halt_accuracy: 0.9,

@@ -20,7 +20,7 @@ import {
   train,
   validationSample,
 } from "../../src/pipeline/train.js";
-import { FsStore } from "../../src/store/index.js";
+import { FsStore, type ObjectStore } from "../../src/store/index.js";
 
 const S = 16;
 
@@ -104,7 +104,7 @@ function input(extra: Partial<TrainInput> = {}): TrainInput & { events: TrainEve
   };
 }
 
-async function finalTensors(store: FsStore, prefix: string) {
+async function finalTensors(store: ObjectStore, prefix: string) {
   const ck = (await listCheckpoints(store, prefix, "state")).at(-1)!;
   return decodeSafetensors(await readCheckpointFile(store, ck, "state.safetensors"));
 }

@@ -68,7 +68,7 @@ export async function registerVersion(
     puzzle_emb_ndim: 16,
     num_puzzle_identifiers: 5,
   });
-  let weights = new Uint8Array(0);
+  let weights: Uint8Array = new Uint8Array(0);
   // In a scope: TRM.init leaves its initial-value tensors behind, and this test counts tensors.
   tf.tidy(() => {
     const model = TRM.init(cfg, o.seed ?? 1);

@@ -39,7 +39,7 @@ describe("predict", () => {
   it("gives the typed answer with per-label confidence and the steps used, and batched answers equal one-by-one answers", async () => {
     const env = await started({ max_batch_size: 8, max_wait_ms: 30 });
     server = env.server;
-    const alone = [];
+    const alone: Awaited<ReturnType<typeof server.predict>>[] = [];
     for (const line of LINES) alone.push(await server.predict(AGENT, "log_triage", line));
     const r = alone[0];
     expect(r).toMatchObject({ agent: AGENT, task: "log_triage", version: env.v1, max_steps: 2 });

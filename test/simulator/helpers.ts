@@ -24,7 +24,9 @@ export async function get(
   path: string,
   params: Record<string, string | number> = {},
 ): Promise<Got> {
-  const qs = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString();
+  const qs = new URLSearchParams(
+    Object.entries(params).map(([k, v]): [string, string] => [k, String(v)]),
+  ).toString();
   const res = await fetch(`${base}${path}${qs ? `?${qs}` : ""}`);
   const text = await res.text();
   let json: unknown = null;
