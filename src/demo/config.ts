@@ -62,6 +62,9 @@ export function demoConfig(input: DemoConfigInput): Record<string, unknown> {
       H_cycles: 1,
       L_cycles: 2,
       halt_max_steps: 3,
+      // Softmax cross-entropy: stablemax (the reference's default, for long runs) needs many more
+      // steps to make a class confident, and the demo has a few hundred.
+      loss_type: "softmax",
     },
     dataset: {
       window: `${s.days}d`,

@@ -50,7 +50,7 @@ const DAY = 86_400_000;
 const MARGIN_DAYS = 1;
 const MAX_REASON_EXAMPLES = 5;
 /** Part of every dataset id: bump it whenever the same raw data would give other examples. */
-const BUILDER_VERSION = 2;
+const BUILDER_VERSION = 3;
 
 export interface BuildOptions {
   store: ObjectStore;

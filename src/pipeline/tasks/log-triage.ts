@@ -12,6 +12,7 @@ import {
   scoreSlots,
   serviceOf,
   slotLabels,
+  slotQuery,
   slotReadouts,
   tokensToText,
 } from "./common.js";
@@ -32,7 +33,7 @@ import {
   TaskInputError,
   type TaskModule,
 } from "./types.js";
-import { MASK, SEP, type Vocab } from "./vocab.js";
+import { SEP, type Vocab } from "./vocab.js";
 
 export interface LogTriageQuery {
   /** The raw line, as Loki returns it (already redacted). */
@@ -76,7 +77,7 @@ export function nsToMs(ns: string): number {
 
 function encodeLine(line: string, seqLen: number): Int32Array {
   const inputs = new Int32Array(seqLen);
-  for (const s of SLOTS) inputs[s.position] = MASK;
+  for (const s of SLOTS) inputs[s.position] = slotQuery(s);
   inputs[SLOTS.length] = SEP;
   const text = normaliseLogLine(line.length > seqLen * MAX_SCAN ? line.slice(0, seqLen * MAX_SCAN) : line);
   putText(inputs, TEXT_FROM, text, seqLen - TEXT_FROM);

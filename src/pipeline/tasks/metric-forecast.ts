@@ -142,7 +142,13 @@ function encodeHistory(
     } else inputs[L.histFrom + i] = UNK;
   }
   inputs[L.histFrom + k] = SEP;
-  for (let i = 0; i < k; i++) inputs[L.predFrom + i] = MASK;
+  // Each forecast slot starts from the point K steps earlier (with the default 24 hourly points,
+  // the same hour yesterday: the seasonal-naive guess), so the model learns a correction to it
+  // rather than where to copy from; a missing point leaves the slot masked.
+  for (let i = 0; i < k; i++) {
+    const prior = inputs[L.histFrom + i]!;
+    inputs[L.predFrom + i] = prior === UNK ? MASK : prior;
+  }
   return { inputs, layout: L, ...sc, last };
 }
 

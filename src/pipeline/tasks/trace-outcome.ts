@@ -12,6 +12,7 @@ import {
   putText,
   scoreSlots,
   slotLabels,
+  slotQuery,
   slotReadouts,
   tokensToText,
 } from "./common.js";
@@ -29,7 +30,7 @@ import {
   TaskInputError,
   type TaskModule,
 } from "./types.js";
-import { BYTE_BASE, MASK, SEP, type Vocab } from "./vocab.js";
+import { BYTE_BASE, SEP, type Vocab } from "./vocab.js";
 
 export interface TraceOutcomeQuery {
   /** "service:operation" entries, root first, then in start order (see tracePath). */
@@ -231,7 +232,7 @@ export function pathText(path: readonly string[]): string {
 
 function encodePath(path: readonly string[], seqLen: number): Int32Array {
   const inputs = new Int32Array(seqLen);
-  for (const s of SLOTS) inputs[s.position] = MASK;
+  for (const s of SLOTS) inputs[s.position] = slotQuery(s);
   inputs[SLOTS.length] = SEP;
   putText(inputs, TEXT_FROM, pathText(path), seqLen - TEXT_FROM);
   return inputs;

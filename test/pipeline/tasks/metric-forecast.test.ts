@@ -94,7 +94,8 @@ describe("metric_forecast", () => {
       [30, 31, 32, 33].map((v) => BIN_BASE + toBin(v, 31.5, 1.5, 64, 20)),
     );
     expect(ex.inputs[27]).toBe(SEP);
-    expect(Array.from(ex.inputs.slice(28, 32))).toEqual([MASK, MASK, MASK, MASK]);
+    // Each forecast slot starts from the point K steps earlier.
+    expect(Array.from(ex.inputs.slice(28, 32))).toEqual(Array.from(ex.inputs.slice(23, 27)));
     expect(Array.from(ex.labels.slice(28))).toEqual(
       [10, 11, 12, 13].map((v) => BIN_BASE + toBin(v, 31.5, 1.5, 64, 20)),
     );
@@ -115,6 +116,8 @@ describe("metric_forecast", () => {
     // history 8,NaN,NaN,11 (two gaps, too many).
     expect(built.examples.map((e) => (e.time - T0) / H)).toEqual([4, 8]);
     expect(built.examples[0].inputs[25]).toBe(UNK);
+    // ...and its forecast slot starts masked, with no earlier point to start from.
+    expect(built.examples[0].inputs[30]).toBe(MASK);
     // Targets that are missing are not supervised.
     const second = built.examples[1];
     expect(Array.from(second.labels.slice(28)).map((l) => l === IGNORE)).toEqual([true, true, false, false]);

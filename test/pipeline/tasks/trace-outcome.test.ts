@@ -2,10 +2,10 @@ import { describe, expect, it } from "vitest";
 import type { SpanRecord, TraceRecord } from "../../../src/pipeline/collect/records.js";
 import {
   analyseTrace,
+  BYTE_BASE,
   buildExamples,
   IGNORE,
   latencyBucket,
-  MASK,
   pathText,
   SEP,
   scoreTask,
@@ -161,7 +161,9 @@ describe("trace_outcome", () => {
     const v = built.vocab;
     expect(built.examples).toHaveLength(2);
     const ex = built.examples[0];
-    expect(Array.from(ex.inputs.slice(0, 4))).toEqual([MASK, MASK, MASK, SEP]);
+    expect(Array.from(ex.inputs.slice(0, 4))).toEqual(
+      [..."slc"].map((c) => BYTE_BASE + c.charCodeAt(0)).concat(SEP),
+    );
     expect(traceOutcome.describe(ex, v)).toEqual({
       input: "api:GET;db:q",
       labels: { status: "error", latency: "<1s", culprit: "db" },
