@@ -23,7 +23,7 @@ export interface DemoSettings {
 /** `npm run demo`. */
 export const FULL: DemoSettings = { days: 30, seed: 1, steps: 600, examples: 3000 };
 /** The CI test's schedule: fewer days and steps, same model and pipeline. */
-export const QUICK: DemoSettings = { days: 12, seed: 1, steps: 200, examples: 1500 };
+export const QUICK: DemoSettings = { days: 12, seed: 1, steps: 400, examples: 1500 };
 
 /** The project's own repository: the code source of the demo agent. */
 export function repoRoot(): string {

@@ -288,6 +288,29 @@ describe("the config in the ConfigMap", () => {
     ).toBe(true);
   });
 
+  it.each(BUILDS)(
+    "serves on the pod's address with a token per agent, read from the mounted Secret (%s)",
+    (dir) => {
+      const objects = built(dir);
+      const { config } = configOf(objects);
+      const c = serverContainer(objects);
+      // The server refuses a non-loopback bind without tokens: the pod listens on all interfaces.
+      expect(c.args).toEqual(expect.arrayContaining(["--host", config.server.host]));
+      expect(config.server.host).toBe("0.0.0.0");
+      expect(config.server.allowed_hosts).toContain("trm-forge.trm-forge.svc.cluster.local");
+      const mount = c.volumeMounts.find((m: any) => m.name === "tokens").mountPath;
+      const secret = one(secretsExample, "Secret", "trm-forge-tokens");
+      const identities = config.tokens.map((t) => t.identity);
+      for (const agent of Object.keys(config.agents)) expect(identities).toContain(agent);
+      for (const t of config.tokens) {
+        expect("file" in t.token && t.token.file).toBe(`${mount}/${t.identity}`);
+        expect(Object.keys(secret.stringData)).toContain(t.identity);
+      }
+      const admins = config.tokens.filter((t) => t.scopes.includes("admin")).map((t) => t.identity);
+      expect(admins).toEqual(["admin"]);
+    },
+  );
+
   it("the gpu config is the base config plus the Kubernetes runner", () => {
     const base = configOf(built("overlays/cpu")).raw;
     const gpu = configOf(built("overlays/gpu")).raw;
