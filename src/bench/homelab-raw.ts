@@ -293,8 +293,18 @@ function codeFile(r: () => number, i: number, day: string): CodeFileRecord {
   };
 }
 
-/** Writes the homelab into the store, a segment per source per day; returns the incidents placed. */
-export async function writeRawHomelab(opts: RawHomelabOptions): Promise<PlacedIncident[]> {
+export interface HomelabDay {
+  day: string;
+  logs: LogEntryRecord[];
+  traces: TraceRecord[];
+  series: MetricSeriesRecord[];
+}
+
+/** The homelab's incidents and its records, day by day (only one day is in memory at a time). */
+export function homelabDays(opts: Omit<RawHomelabOptions, "store" | "agent">): {
+  incidents: PlacedIncident[];
+  days: Iterable<HomelabDay>;
+} {
   const end = opts.end ?? Date.parse("2026-02-01T00:00:00Z");
   const seed = opts.seed ?? 1;
   const start = end - opts.days * DAY;
@@ -304,83 +314,95 @@ export async function writeRawHomelab(opts: RawHomelabOptions): Promise<PlacedIn
     opts.incidents ?? Math.max(1, Math.round(opts.days / 4)),
     seed,
   );
-  const { store, agent } = opts;
   const seriesDefs = Array.from({ length: opts.series }, (_, i) => {
     const svc = SERVICES[i % SERVICES.length];
     const kind =
       i < SERVICES.length ? "up" : pick(rng(seed + i), ["http_requests_rate", "memory_bytes", "cpu_rate"]);
     return { svc, kind, replica: Math.floor(i / SERVICES.length), base: 10 + (i % 13) * 7 };
   });
-  for (let d = 0; d < opts.days; d++) {
-    const dayStart = start + d * DAY;
-    const day = dayOf(dayStart);
-    const r = rng(seed * 1000 + d);
-    const logs: LogEntryRecord[] = [];
-    const perDay = Math.round(opts.logLines / opts.days);
-    for (let k = 0; k < perDay; k++) {
-      const t = dayStart + Math.floor(r() * DAY);
-      const svc = pick(r, SERVICES);
-      const inc = activeIncident(incidents, svc, t);
-      const level =
-        inc && inc.kind !== "slow" && r() < 0.7 ? "error" : inc && r() < 0.5 ? "error" : levelFor(r);
-      logs.push({
-        kind: "log_entry",
-        query: "homelab",
-        ts_ns: `${t}000000`,
-        labels: { service_name: svc, namespace: "homelab" },
-        line: logLine(r, svc, t, level, level === "error" ? inc : undefined),
-      });
-    }
-    // Extra error bursts during incidents, so the error-log rate stands out.
-    for (const inc of incidents) {
-      if (inc.end <= dayStart || inc.start >= dayStart + DAY) continue;
-      for (let t = Math.max(inc.start, dayStart); t < Math.min(inc.end, dayStart + DAY); t += 20_000) {
+  function* days(): Iterable<HomelabDay> {
+    for (let d = 0; d < opts.days; d++) {
+      const dayStart = start + d * DAY;
+      const r = rng(seed * 1000 + d);
+      const logs: LogEntryRecord[] = [];
+      const perDay = Math.round(opts.logLines / opts.days);
+      for (let k = 0; k < perDay; k++) {
+        const t = dayStart + Math.floor(r() * DAY);
+        const svc = pick(r, SERVICES);
+        const inc = activeIncident(incidents, svc, t);
+        const level =
+          inc && inc.kind !== "slow" && r() < 0.7 ? "error" : inc && r() < 0.5 ? "error" : levelFor(r);
         logs.push({
           kind: "log_entry",
           query: "homelab",
-          ts_ns: `${t}000000`,
-          labels: { service_name: inc.service, namespace: "homelab" },
-          line: logLine(r, inc.service as Service, t, "error", inc),
+          ts_ns: `${Math.round(t)}000000`,
+          labels: { service_name: svc, namespace: "homelab" },
+          line: logLine(r, svc, t, level, level === "error" ? inc : undefined),
         });
       }
-    }
-    logs.sort((a, b) => (a.ts_ns < b.ts_ns ? -1 : 1));
-    await writeSegment(store, agent, "loki", day, "homelab-0001", logs);
-
-    const traces: TraceRecord[] = [];
-    const tracesPerDay = Math.round(opts.traces / opts.days);
-    for (let k = 0; k < tracesPerDay; k++)
-      traces.push(makeTrace(r, dayStart + Math.floor(r() * DAY), incidents));
-    await writeSegment(store, agent, "tempo", day, "all-0001", traces);
-
-    const series: MetricSeriesRecord[] = [];
-    for (const def of seriesDefs) {
-      const points: [number, number][] = [];
-      for (let h = 0; h < 24; h++) {
-        const t = dayStart + h * HOUR;
-        const diurnal = Math.sin(((h - 6) / 24) * 2 * Math.PI);
-        const inc = activeIncident(incidents, def.svc, t);
-        let v: number;
-        if (def.kind === "up") v = inc?.kind === "crash" ? 0 : 1;
-        else if (def.kind === "memory_bytes") v = 2e8 + def.base * 1e6 * (1 + 0.2 * diurnal) + r() * 1e6;
-        else v = def.base * (1 + 0.5 * diurnal) + r() * 2;
-        points.push([t / 1000, v]);
+      // Extra error bursts during incidents, so the error-log rate stands out.
+      for (const inc of incidents) {
+        if (inc.end <= dayStart || inc.start >= dayStart + DAY) continue;
+        for (let t = Math.max(inc.start, dayStart); t < Math.min(inc.end, dayStart + DAY); t += 20_000) {
+          logs.push({
+            kind: "log_entry",
+            query: "homelab",
+            ts_ns: `${Math.round(t)}000000`,
+            labels: { service_name: inc.service, namespace: "homelab" },
+            line: logLine(r, inc.service as Service, t, "error", inc),
+          });
+        }
       }
-      const labels: Record<string, string> =
-        def.kind === "up"
-          ? { __name__: "up", job: def.svc, instance: `${def.svc}:9090` }
-          : { service: def.svc, replica: String(def.replica) };
-      series.push({
-        kind: "metric_series",
-        query: def.kind,
-        promql: def.kind === "up" ? "up" : `${def.kind}`,
-        labels,
-        step_s: 3600,
-        start: dayStart / 1000,
-        end: (dayStart + DAY - HOUR) / 1000,
-        points,
-      });
+      logs.sort((a, b) => (a.ts_ns < b.ts_ns ? -1 : 1));
+
+      const traces: TraceRecord[] = [];
+      const tracesPerDay = Math.round(opts.traces / opts.days);
+      for (let k = 0; k < tracesPerDay; k++)
+        traces.push(makeTrace(r, dayStart + Math.floor(r() * DAY), incidents));
+
+      const series: MetricSeriesRecord[] = [];
+      for (const def of seriesDefs) {
+        const points: [number, number][] = [];
+        for (let h = 0; h < 24; h++) {
+          const t = dayStart + h * HOUR;
+          const diurnal = Math.sin(((h - 6) / 24) * 2 * Math.PI);
+          const inc = activeIncident(incidents, def.svc, t);
+          let v: number;
+          if (def.kind === "up") v = inc?.kind === "crash" ? 0 : 1;
+          else if (def.kind === "memory_bytes") v = 2e8 + def.base * 1e6 * (1 + 0.2 * diurnal) + r() * 1e6;
+          else v = def.base * (1 + 0.5 * diurnal) + r() * 2;
+          points.push([t / 1000, v]);
+        }
+        const labels: Record<string, string> =
+          def.kind === "up"
+            ? { __name__: "up", job: def.svc, instance: `${def.svc}:9090` }
+            : { service: def.svc, replica: String(def.replica) };
+        series.push({
+          kind: "metric_series",
+          query: def.kind,
+          promql: def.kind === "up" ? "up" : `${def.kind}`,
+          labels,
+          step_s: 3600,
+          start: dayStart / 1000,
+          end: (dayStart + DAY - HOUR) / 1000,
+          points,
+        });
+      }
+      yield { day: dayOf(dayStart), logs, traces, series };
     }
+  }
+  return { incidents, days: days() };
+}
+
+/** Writes the homelab into the store, a segment per source per day; returns the incidents placed. */
+export async function writeRawHomelab(opts: RawHomelabOptions): Promise<PlacedIncident[]> {
+  const end = opts.end ?? Date.parse("2026-02-01T00:00:00Z");
+  const seed = opts.seed ?? 1;
+  const { store, agent } = opts;
+  const { incidents, days } = homelabDays(opts);
+  for (const { day, logs, traces, series } of days) {
+    await writeSegment(store, agent, "loki", day, "homelab-0001", logs);
+    await writeSegment(store, agent, "tempo", day, "all-0001", traces);
     await writeSegment(store, agent, "prometheus", day, "series-0001", series);
   }
   // The repository is collected once, on the last day.

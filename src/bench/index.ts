@@ -12,6 +12,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   serve: () => import("./serve.js"),
   collect: () => import("./collect.js"),
   run: () => import("./run.js"),
+  server: () => import("./server.js"),
 };
 
 async function main(argv: string[]): Promise<number> {

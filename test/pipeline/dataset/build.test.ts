@@ -117,7 +117,10 @@ describe("dataset build", () => {
     const d = await openDataset(store, "sre", res.id);
     for (const t of TASK_NAMES) {
       const valKeys = new Set(d.val.examples(t).map((e) => hash53(e.inputs)));
-      expect(d.train.examples(t).filter((e) => valKeys.has(hash53(e.inputs))), t).toEqual([]);
+      expect(
+        d.train.examples(t).filter((e) => valKeys.has(hash53(e.inputs))),
+        t,
+      ).toEqual([]);
       expect(d.manifest.quality.tasks[t].val_inputs_seen_in_train).toBe(0);
     }
     expect(res.manifest.quality.tasks.trace_outcome.dropped_as_leaks).toBeGreaterThan(0);
