@@ -13,17 +13,13 @@ import { loadConfig, parseConfig } from "../config/index.js";
 import type { Config } from "../config/schema.js";
 import { UsageError } from "../errors.js";
 import { initBackend } from "../model/backend.js";
-import { resolveModelConfig, type TRMConfig } from "../model/config.js";
-import { encodeSafetensors } from "../model/safetensors.js";
+import type { TRMConfig } from "../model/config.js";
 import { TRM } from "../model/trm.js";
 import { ModelRegistry } from "../pipeline/deploy/registry.js";
-import { NUM_PUZZLE_IDENTIFIERS } from "../pipeline/tasks/types.js";
-import { Vocab } from "../pipeline/tasks/vocab.js";
 import { ModelServer } from "../serve/index.js";
 import { FsStore, type ObjectStore, openStore } from "../store/index.js";
+import { registerRandomChampion, SERVICES } from "./champion.js";
 
-const SEQ_LEN = 128;
-const SERVICES = ["api", "checkout", "db", "frontend", "payments", "queue", "auth", "cache"];
 const LEVELS = ["ERROR", "WARN", "INFO", "DEBUG"];
 const MESSAGES = [
   "connection refused to db:5432 after 3 retries",
@@ -83,38 +79,7 @@ async function demoChampion(
   config: Config,
   store: ObjectStore,
 ): Promise<{ agent: string; cfg: TRMConfig; trained: false }> {
-  const vocab = Vocab.create({
-    numBins: config.dataset.num_bins,
-    encoding: { seq_len: SEQ_LEN, metric_forecast: { points: 24, step_ms: 3_600_000, z_max: 20 } },
-    classes: SERVICES.map((s) => `service:${s}`),
-  });
-  const cfg = resolveModelConfig(
-    { preset: "demo" },
-    { vocab_size: vocab.size, seq_len: SEQ_LEN, num_puzzle_identifiers: NUM_PUZZLE_IDENTIFIERS },
-  );
-  let weights: Uint8Array = new Uint8Array(0);
-  tf.tidy(() => {
-    const m = TRM.init(cfg, 7);
-    weights = encodeSafetensors(m.exportTensors(), m.metadata());
-    m.dispose();
-  });
-  const registry = new ModelRegistry(store);
-  const manifest = await registry.register("bench", {
-    artifacts: [
-      { name: "model.safetensors", data: weights },
-      { name: "vocab.json", data: vocab.serialize() },
-    ],
-    lineage: {
-      run_id: null,
-      dataset_id: null,
-      raw_segments: [],
-      code_version: "bench",
-      parent_version: null,
-    },
-    gate: { passed: true, reasons: [] },
-    createdBy: "bench",
-  });
-  await registry.promote("bench", manifest.version, { actor: "bench", reason: "bench" });
+  const { cfg } = await registerRandomChampion(new ModelRegistry(store), "bench", config, { preset: "demo" });
   return { agent: "bench", cfg, trained: false };
 }
 

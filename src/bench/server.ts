@@ -10,23 +10,15 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import * as tf from "@tensorflow/tfjs-core";
 import { parseConfig } from "../config/index.js";
-import type { Config } from "../config/schema.js";
 import { UsageError } from "../errors.js";
-import { resolveModelConfig } from "../model/config.js";
-import { encodeSafetensors } from "../model/safetensors.js";
-import { TRM } from "../model/trm.js";
-import type { ModelRegistry } from "../pipeline/deploy/registry.js";
-import { NUM_PUZZLE_IDENTIFIERS } from "../pipeline/tasks/types.js";
-import { Vocab } from "../pipeline/tasks/vocab.js";
 import { ServerContext } from "../server/context.js";
 import { startHttpServer } from "../server/http.js";
 import { FsStore } from "../store/index.js";
+import { registerRandomChampion } from "./champion.js";
 import { type ClientJob, LINES, type LoadResult, load, type Work } from "./server-load.js";
 
 const AGENT = "bench";
 const TOKEN_ENV = "TRM_FORGE_BENCH_SERVER_TOKEN";
-const SEQ_LEN = 128;
-const SERVICES = ["api", "checkout", "db", "frontend", "payments", "queue", "auth", "cache"];
 const BUDGET_MS = 5;
 
 interface Options {
@@ -56,43 +48,6 @@ function parseArgs(args: string[]): Options {
 }
 
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-
-/** A champion of the preset's shape with random weights, registered in a fresh store. */
-async function registerChampion(config: Config, registry: ModelRegistry): Promise<string> {
-  const vocab = Vocab.create({
-    numBins: config.dataset.num_bins,
-    encoding: { seq_len: SEQ_LEN, metric_forecast: { points: 24, step_ms: 3_600_000, z_max: 20 } },
-    classes: SERVICES.map((s) => `service:${s}`),
-  });
-  const cfg = resolveModelConfig(config.model, {
-    vocab_size: vocab.size,
-    seq_len: SEQ_LEN,
-    num_puzzle_identifiers: NUM_PUZZLE_IDENTIFIERS,
-  });
-  let weights: Uint8Array = new Uint8Array(0);
-  tf.tidy(() => {
-    const m = TRM.init(cfg, 7);
-    weights = encodeSafetensors(m.exportTensors(), m.metadata());
-    m.dispose();
-  });
-  const manifest = await registry.register(AGENT, {
-    artifacts: [
-      { name: "model.safetensors", data: weights },
-      { name: "vocab.json", data: vocab.serialize() },
-    ],
-    lineage: {
-      run_id: null,
-      dataset_id: null,
-      raw_segments: [],
-      code_version: "bench",
-      parent_version: null,
-    },
-    gate: { passed: true, reasons: [] },
-    createdBy: "bench",
-  });
-  await registry.promote(AGENT, manifest.version, { actor: "bench", reason: "bench" });
-  return manifest.version;
-}
 
 /** Runs the MCP clients in a worker thread and returns each phase's result. */
 function runClients(job: ClientJob): Promise<LoadResult[]> {
@@ -130,7 +85,7 @@ export async function run(args: string[]): Promise<unknown> {
     env: { ...process.env, [TOKEN_ENV]: token },
   });
   try {
-    const version = await registerChampion(config, ctx.registry);
+    const { version } = await registerRandomChampion(ctx.registry, AGENT, config, config.model);
     await ctx.start();
     const http = await startHttpServer(ctx, { host: "127.0.0.1", port: 0 });
     process.stderr.write(
