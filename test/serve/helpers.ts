@@ -9,7 +9,7 @@ import type { Config } from "../../src/config/schema.js";
 import { parseTRMConfig } from "../../src/model/config.js";
 import { encodeSafetensors, type TensorToWrite } from "../../src/model/safetensors.js";
 import { TRM } from "../../src/model/trm.js";
-import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
+import { type ArtifactInput, ModelRegistry } from "../../src/pipeline/deploy/registry.js";
 import { smokeArtifact } from "../../src/pipeline/deploy/smoke-example.js";
 import { getTask } from "../../src/pipeline/tasks/index.js";
 import { IGNORE, Vocab } from "../../src/pipeline/tasks/vocab.js";
@@ -46,12 +46,8 @@ export interface VersionOptions {
   halt?: number;
 }
 
-/** Registers a version whose gate passed and returns its id. */
-export async function registerVersion(
-  registry: ModelRegistry,
-  agent: string,
-  o: VersionOptions = {},
-): Promise<string> {
+/** The tiny TRM's weights and vocabulary, plus its smoke example (one encoded log line). */
+export function tinyArtifacts(o: VersionOptions = {}): ArtifactInput[] {
   const vocab = testVocab();
   const cfg = parseTRMConfig({
     vocab_size: vocab.size,
@@ -94,12 +90,21 @@ export async function registerVersion(
     time: 0,
     aux: new Float64Array(0),
   });
+  return [
+    { name: "model.safetensors", data: weights },
+    { name: "vocab.json", data: (o.vocab ?? vocab).serialize() },
+    smoke,
+  ];
+}
+
+/** Registers a version whose gate passed and returns its id. */
+export async function registerVersion(
+  registry: ModelRegistry,
+  agent: string,
+  o: VersionOptions = {},
+): Promise<string> {
   const manifest = await registry.register(agent, {
-    artifacts: [
-      { name: "model.safetensors", data: weights },
-      { name: "vocab.json", data: (o.vocab ?? vocab).serialize() },
-      smoke,
-    ],
+    artifacts: tinyArtifacts(o),
     lineage: { run_id: null, dataset_id: null, raw_segments: [], code_version: "test", parent_version: null },
     gate: { passed: true, reasons: [] },
     createdBy: "test",

@@ -8,24 +8,18 @@ import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import * as tf from "@tensorflow/tfjs-core";
 import { parseConfig } from "../../src/config/index.js";
 import type { Config } from "../../src/config/schema.js";
-import { parseTRMConfig } from "../../src/model/config.js";
-import { encodeSafetensors } from "../../src/model/safetensors.js";
-import { TRM } from "../../src/model/trm.js";
 import type { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
-import { smokeArtifact } from "../../src/pipeline/deploy/smoke-example.js";
 import type { StageContext, StageFns } from "../../src/pipeline/run.js";
-import { getTask } from "../../src/pipeline/tasks/index.js";
-import { IGNORE, Vocab } from "../../src/pipeline/tasks/vocab.js";
 import { defaultScopes, type Identity, type Scope } from "../../src/server/auth.js";
 import { ServerContext } from "../../src/server/context.js";
 import { createServer } from "../../src/server/mcp.js";
+import { tinyArtifacts } from "../serve/helpers.js";
 
 export const SRE = "agent-sre";
 export const BRUNO = "agent-bruno";
-export const SEQ_LEN = 16;
+export { SEQ_LEN, testVocab } from "../serve/helpers.js";
 
 /** Tokens the tests configure (each at least 16 characters), by name. */
 export const TOKENS = {
@@ -73,51 +67,16 @@ export function identity(name: string, scopes?: Scope[]): Identity {
   return { name, scopes: scopes ?? defaultScopes(name) };
 }
 
-export function testVocab(): Vocab {
-  return Vocab.create({
-    numBins: 8,
-    encoding: { seq_len: SEQ_LEN, metric_forecast: { points: 4, step_ms: 60_000, z_max: 4 } },
-    classes: ["service:api", "service:db"],
-  });
-}
-
 /** Registers a tiny TRM version (with card, knowledge card and smoke example); returns its id. */
 export async function registerTiny(
   registry: ModelRegistry,
   agent: string,
   o: { gate?: boolean | null; seed?: number; scores?: Record<string, number> } = {},
 ): Promise<string> {
-  const vocab = testVocab();
-  const cfg = parseTRMConfig({
-    vocab_size: vocab.size,
-    seq_len: SEQ_LEN,
-    hidden_size: 16,
-    num_heads: 1,
-    num_layers: 1,
-    expansion: 2,
-    H_cycles: 1,
-    L_cycles: 1,
-    halt_max_steps: 2,
-    pos_encodings: "none",
-    puzzle_emb_len: 2,
-    puzzle_emb_ndim: 16,
-    num_puzzle_identifiers: 5,
-  });
-  let weights: Uint8Array = new Uint8Array(0);
-  tf.tidy(() => {
-    const model = TRM.init(cfg, o.seed ?? 1);
-    weights = encodeSafetensors(model.exportTensors(), model.metadata());
-    model.dispose();
-  });
-  const enc = getTask("log_triage").encode({ line: "ERROR db timeout after 30s" }, vocab);
-  const labels = new Int32Array(SEQ_LEN).fill(IGNORE);
-  labels[enc.readouts[0].position] = vocab.classId("level:error")!;
   const gate = o.gate === undefined ? true : o.gate;
   const manifest = await registry.register(agent, {
     artifacts: [
-      { name: "model.safetensors", data: weights },
-      { name: "vocab.json", data: vocab.serialize() },
-      smokeArtifact({ task: "log_triage", inputs: enc.inputs, labels, time: 0, aux: new Float64Array(0) }),
+      ...tinyArtifacts({ seed: o.seed }),
       { name: "knowledge.md", data: `# ${agent} knowledge\n\nservices: api, db\n` },
     ],
     versioned: (v) => [{ name: "card.md", data: `# ${agent} · TRM ${v}\n\nA tiny test model.\n` }],
