@@ -1,9 +1,9 @@
 // The MinIO store against s3rver, a real S3 server in-process (no multipart: part size above the
 // largest object, sizes always passed).
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import S3rver from "s3rver";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { ConfigError } from "../../src/errors.js";
@@ -11,17 +11,8 @@ import { collect } from "../../src/pipeline/collect/index.js";
 import { listSegments, readSegment, writeSegment } from "../../src/pipeline/collect/raw-store.js";
 import { type MinioStore, NotFoundError, openStore } from "../../src/store/index.js";
 
-// s3rver ships no type declarations; this is the part of it the test uses.
-interface S3rverServer {
-  run(): Promise<{ port: number }>;
-  close(): Promise<void>;
-}
-const S3rver = createRequire(import.meta.url)("s3rver") as new (
-  opts: Record<string, unknown>,
-) => S3rverServer;
-
 describe("MinioStore on s3rver", () => {
-  let server: S3rverServer;
+  let server: S3rver;
   let port: number;
   let store: MinioStore;
 

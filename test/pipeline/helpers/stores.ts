@@ -2,9 +2,9 @@
 // against s3rver (credentials S3RVER/S3RVER, path style, region us-east-1). s3rver has no
 // multipart upload, so the part size (16 MiB) is kept above the largest object a test writes.
 import { mkdtempSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import S3rver from "s3rver";
 import { parseConfig } from "../../../src/config/index.js";
 import { FsStore, type ObjectStore, openStore } from "../../../src/store/index.js";
 
@@ -17,15 +17,6 @@ export interface StoreKind {
   name: string;
   open(): Promise<StoreUnderTest>;
 }
-
-// s3rver ships no type declarations; this is the part of it the tests use.
-interface S3rverServer {
-  run(): Promise<{ port: number }>;
-  close(): Promise<void>;
-}
-const S3rver = createRequire(import.meta.url)("s3rver") as new (
-  opts: Record<string, unknown>,
-) => S3rverServer;
 
 export async function openS3rverStore(bucket = "trm-pipeline"): Promise<StoreUnderTest> {
   const server = new S3rver({
