@@ -10,12 +10,12 @@ import { Rng } from "../model/rng.js";
 import { decodeSafetensors } from "../model/safetensors.js";
 import { TRM } from "../model/trm.js";
 import type { ObjectStore } from "../store/index.js";
+import { timeId } from "./common/ids.js";
+import { CancelledError } from "./common/retry.js";
 import type { Dataset } from "./dataset/index.js";
 import type { ModelRegistry } from "./deploy/registry.js";
 import type { GateVerdict, TaskEvaluation } from "./evaluate/gate.js";
 import { runGate } from "./evaluate/gate.js";
-import { timeId } from "./run/ids.js";
-import { CancelledError } from "./run/retry.js";
 import { getTask, scoreBaselines, scoreTask } from "./tasks/index.js";
 import { TASK_NAMES, type TaskName } from "./tasks/types.js";
 

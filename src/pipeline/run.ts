@@ -19,11 +19,20 @@ import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { runLastSuccess, runStageDuration, runsTotal } from "../metrics.js";
 import { NotFoundError, type ObjectStore, openStore } from "../store/index.js";
+import { timeId } from "./common/ids.js";
+import { lockPath, peekLock, tryLock } from "./common/lock.js";
+import {
+  backoffMs,
+  CancelledError,
+  isCancel,
+  isSuspend,
+  isTransient,
+  SuspendSignal,
+  sleep,
+} from "./common/retry.js";
 import { ModelRegistry } from "./deploy/registry.js";
 import { writeRunReport } from "./report.js";
 import { codeVersion } from "./run/code-version.js";
-import { timeId } from "./run/ids.js";
-import { lockPath, peekLock, tryLock } from "./run/lock.js";
 import {
   isTerminal,
   LOG_LINES_KEPT,
@@ -42,18 +51,10 @@ import {
   type Trigger,
   writeRun,
 } from "./run/record.js";
-import {
-  backoffMs,
-  CancelledError,
-  isCancel,
-  isSuspend,
-  isTransient,
-  SuspendSignal,
-  sleep,
-} from "./run/retry.js";
 import { type DeployHook, realStages } from "./run/stages.js";
 import { runnerStages } from "./runner/train-stage.js";
 
+export { CancelledError, isTransient, TransientError } from "./common/retry.js";
 export type {
   Attempt,
   Progress,
@@ -64,7 +65,6 @@ export type {
   Trigger,
 } from "./run/record.js";
 export { STAGES, type StageName } from "./run/record.js";
-export { CancelledError, isTransient, TransientError } from "./run/retry.js";
 export {
   type DeployContext,
   type DeployHook,

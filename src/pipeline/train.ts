@@ -12,7 +12,7 @@ import { decodeSafetensors } from "../model/safetensors.js";
 import { Trainer } from "../model/trainer.js";
 import { TRM } from "../model/trm.js";
 import type { ObjectStore } from "../store/index.js";
-import { CancelledError } from "./run/retry.js";
+import { CancelledError } from "./common/retry.js";
 import {
   type DataOrder,
   type EarlyStop,

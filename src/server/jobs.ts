@@ -11,10 +11,10 @@ import * as z from "zod";
 import type { Config } from "../config/index.js";
 import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
+import { timeId } from "../pipeline/common/ids.js";
+import { lockPath, peekLock } from "../pipeline/common/lock.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
 import { writeRunReport } from "../pipeline/report.js";
-import { timeId } from "../pipeline/run/ids.js";
-import { lockPath, peekLock } from "../pipeline/run/lock.js";
 import { LogLine, Progress } from "../pipeline/run/record.js";
 import { realStages } from "../pipeline/run/stages.js";
 import {

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { UsageError } from "../../src/errors.js";
-import { lockPath } from "../../src/pipeline/run/lock.js";
+import { lockPath } from "../../src/pipeline/common/lock.js";
 import {
   CancelledError,
   Pipeline,

@@ -17,8 +17,8 @@ import { log } from "../../log.js";
 import { gateResult, servedModelInfo } from "../../metrics.js";
 import { checkKey, NotFoundError, type ObjectStore } from "../../store/index.js";
 import { sha256 } from "../../util/fs.js";
-import { timeId, timeOfId } from "../run/ids.js";
-import { lockPath, withLock } from "../run/lock.js";
+import { timeId, timeOfId } from "../common/ids.js";
+import { lockPath, withLock } from "../common/lock.js";
 
 export const ALIASES = ["champion", "challenger"] as const;
 export type Alias = (typeof ALIASES)[number];

@@ -14,6 +14,7 @@ import { decodeSafetensors } from "../../model/safetensors.js";
 import { configFromMetadata } from "../../model/trm.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import { collect } from "../collect/index.js";
+import { CancelledError, TransientError } from "../common/retry.js";
 import {
   buildDataset,
   type Dataset,
@@ -33,7 +34,6 @@ import { Vocab } from "../tasks/vocab.js";
 import { latestCheckpoint, readCheckpointFile } from "../train/checkpoint.js";
 import { type TrainResult, train as trainLoop } from "../train.js";
 import { runPrefix } from "./record.js";
-import { CancelledError, TransientError } from "./retry.js";
 
 /** What a deploy target sees. */
 export interface DeployContext {

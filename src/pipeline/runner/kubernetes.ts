@@ -9,7 +9,7 @@ import type { V1Job, V1Pod } from "@kubernetes/client-node";
 import type { Config } from "../../config/schema.js";
 import { ConfigError, WorkError } from "../../errors.js";
 import { log } from "../../log.js";
-import { TransientError } from "../run/retry.js";
+import { TransientError } from "../common/retry.js";
 import {
   ANNOTATION,
   buildTrainJob,

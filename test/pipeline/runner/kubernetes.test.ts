@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../../../src/config/index.js";
 import type { Config } from "../../../src/config/schema.js";
 import { ConfigError } from "../../../src/errors.js";
-import { TransientError } from "../../../src/pipeline/run/retry.js";
+import { TransientError } from "../../../src/pipeline/common/retry.js";
 import {
   cancelTrainJobs,
   type LogMeta,
