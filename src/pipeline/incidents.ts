@@ -4,9 +4,7 @@
 // within the configured window of a flagged bucket count as in incident too.
 import type { IncidentsSection } from "../config/schema.js";
 import type { MetricSeriesRecord, TraceRecord } from "./collect/records.js";
-import { getOrAdd, serviceOf } from "./tasks/common.js";
-import type { LogFacts } from "./tasks/log-triage.js";
-import { nsToMs } from "./tasks/log-triage.js";
+import { getOrAdd, type LogFacts, nsToMs, serviceOf } from "./tasks/facts.js";
 
 export interface IncidentSettings {
   bucketMs: number;

@@ -1,5 +1,7 @@
 // Helpers the four tasks share: text to byte tokens and back, reading an answer at a position,
 // and the class-slot machinery of the two classification tasks.
+export { getOrAdd, serviceOf } from "./facts.js";
+
 import { hash53 } from "./hash.js";
 import type { Answer, Encoded, Example, LabelSlot, ModelOutput, Readout, TaskName } from "./types.js";
 import { BYTE_BASE, IGNORE, MASK, PAD, SEP, type Vocab } from "./vocab.js";
@@ -54,15 +56,6 @@ export function ignoreLabels(seqLen: number): Int32Array {
 
 export function inputKey(inputs: Int32Array): number {
   return hash53(inputs, 0x1eaf);
-}
-
-/** The first label naming a service, in the configured order. */
-export function serviceOf(labels: Record<string, string>, serviceLabels: readonly string[]): string | null {
-  for (const k of serviceLabels) {
-    const v = labels[k];
-    if (v?.trim()) return v.trim();
-  }
-  return null;
 }
 
 /** Ids a valid answer may take at a readout. */
@@ -225,14 +218,4 @@ export function fillSlots(
     if (id === undefined) throw new Error(`${task}: vocabulary has no class ${name}`);
     labels[s.position] = id;
   });
-}
-
-/** The map's value for key, created with make() when absent. */
-export function getOrAdd<K, V>(m: Map<K, V>, key: K, make: () => V): V {
-  let v = m.get(key);
-  if (v === undefined) {
-    v = make();
-    m.set(key, v);
-  }
-  return v;
 }

@@ -16,8 +16,12 @@ import {
   slotReadouts,
   tokensToText,
 } from "./common.js";
+
+export { type LogFacts, nsToMs } from "./facts.js";
+
+import { type LogFacts, nsToMs } from "./facts.js";
 import { hashText } from "./hash.js";
-import { garbageShare, type Level, logLevel, normaliseLogLine } from "./log-normalize.js";
+import { garbageShare, logLevel, normaliseLogLine } from "./log-normalize.js";
 import {
   type Answer,
   type Baseline,
@@ -55,13 +59,6 @@ const TEXT_FROM = SLOTS.length + 1;
 /** Longer lines are cut before normalising: only the first seq_len bytes survive anyway. */
 const MAX_SCAN = 16;
 
-/** What the incident join and the task read from a log entry. */
-export interface LogFacts {
-  time: number;
-  service: string | null;
-  level: Level;
-}
-
 export function logFacts(rec: LogEntryRecord, serviceLabels: readonly string[]): LogFacts {
   return {
     time: nsToMs(rec.ts_ns),
@@ -69,10 +66,6 @@ export function logFacts(rec: LogEntryRecord, serviceLabels: readonly string[]):
       serviceOf(rec.labels, serviceLabels) ?? (rec.metadata ? serviceOf(rec.metadata, serviceLabels) : null),
     level: logLevel(rec.line, rec.labels, rec.metadata),
   };
-}
-
-export function nsToMs(ns: string): number {
-  return ns.length > 6 ? Number(ns.slice(0, -6)) + Number(ns.slice(-6)) / 1e6 : Number(ns) / 1e6;
 }
 
 function encodeLine(line: string, seqLen: number): Int32Array {
