@@ -15,7 +15,8 @@ import {
 } from "../../src/model/safetensors.js";
 import { TRM } from "../../src/model/trm.js";
 
-const FIXTURE = "/work/shared/reference/fixtures/att-h32-s9-learned-nopuzzle.safetensors";
+const FIXTURE = new URL("../fixtures/model/att-h32-s9-learned-nopuzzle.safetensors", import.meta.url)
+  .pathname;
 const LOCAL = new URL("../fixtures/model/att-h40-heads5-rope.safetensors", import.meta.url).pathname;
 
 /** A file from a raw header object and data bytes, with an optional forged length field. */

@@ -1,7 +1,7 @@
 // Parity with the PyTorch reference: every fixture (the shared ones and those generated for odd
 // shapes, see test/fixtures/model/README.md) through `verifyFile`, on the plain cpu backend, on
 // wasm and on the native kernels, plus the `trm-forge model verify` command itself.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
@@ -13,8 +13,9 @@ import { loadNative } from "../../src/model/native/index.js";
 import { decodeSafetensors, encodeSafetensors, toFloat32, toInt32 } from "../../src/model/safetensors.js";
 import { type VerifyReport, verifyFile } from "../../src/model/verify.js";
 
-const SHARED = "/work/shared/reference/fixtures";
 const LOCAL = new URL("../fixtures/model/", import.meta.url).pathname;
+/** Optional extra: the shared reference folder beside a development checkout, never required. */
+const SHARED = new URL("../../../shared/reference/fixtures/", import.meta.url).pathname;
 /** Its N_sup-step logits are chaotic: ref_trm.py itself reproduces them only to 1.4 rel here (see README). */
 const ILL_CONDITIONED = "mlpt-h64-s16.safetensors";
 
@@ -22,7 +23,12 @@ const list = (dir: string) =>
   readdirSync(dir)
     .filter((f) => f.endsWith(".safetensors"))
     .map((f) => join(dir, f));
-const FIXTURES = [...list(SHARED), ...list(LOCAL)];
+const local = list(LOCAL);
+const copied = new Set(local.map((f) => f.split("/").pop()));
+const FIXTURES = [
+  ...local,
+  ...(existsSync(SHARED) ? list(SHARED).filter((f) => !copied.has(f.split("/").pop())) : []),
+];
 
 function summary(r: VerifyReport): string {
   const worst = (pred: (n: string) => boolean) =>
