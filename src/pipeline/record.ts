@@ -2,8 +2,8 @@
 // status, times and attempts, and what it produced. It is rewritten whole (an atomic put) on
 // every change, so a reader always sees a consistent record.
 import * as z from "zod";
-import { WorkError } from "../../errors.js";
-import { checkKey, NotFoundError, type ObjectStore } from "../../store/index.js";
+import { WorkError } from "../errors.js";
+import { checkKey, NotFoundError, type ObjectStore } from "../store/index.js";
 
 export const STAGES = ["collect", "build", "train", "evaluate", "deploy"] as const;
 export type StageName = (typeof STAGES)[number];

@@ -8,8 +8,8 @@ import { NotFoundError } from "../store/index.js";
 import { listSegments } from "./collect/raw-store.js";
 import { SOURCES } from "./collect/records.js";
 import type { EvaluationResult } from "./evaluate.js";
+import { type RunRecord, runPrefix } from "./record.js";
 import { COLORS, esc, fmt, groupedBars, heatStrip, lineChart, TASK_COLORS } from "./report/charts.js";
-import { type RunRecord, runPrefix } from "./run/record.js";
 import { type MetricsLine, readRunMetrics, type TrainLogLine, type ValLogLine } from "./train.js";
 
 /** The part of a dataset manifest the report shows (the dataset module's Manifest has it). */

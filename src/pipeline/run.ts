@@ -31,8 +31,6 @@ import {
   sleep,
 } from "./common/retry.js";
 import { ModelRegistry } from "./deploy/registry.js";
-import { writeRunReport } from "./report.js";
-import { codeVersion } from "./run/code-version.js";
 import {
   isTerminal,
   LOG_LINES_KEPT,
@@ -50,7 +48,9 @@ import {
   type StageStatus,
   type Trigger,
   writeRun,
-} from "./run/record.js";
+} from "./record.js";
+import { writeRunReport } from "./report.js";
+import { codeVersion } from "./run/code-version.js";
 import { type DeployHook, realStages } from "./run/stages.js";
 import { runnerStages } from "./runner/train-stage.js";
 
@@ -63,8 +63,8 @@ export type {
   StageRecord,
   StageStatus,
   Trigger,
-} from "./run/record.js";
-export { STAGES, type StageName } from "./run/record.js";
+} from "./record.js";
+export { STAGES, type StageName } from "./record.js";
 export {
   type DeployContext,
   type DeployHook,

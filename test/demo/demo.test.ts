@@ -15,7 +15,7 @@ import { QUICK } from "../../src/demo/config.js";
 import { type DemoRun, runDemo } from "../../src/demo/run.js";
 import { serveDemo } from "../../src/demo/serve.js";
 import { DemoState, stateFile, tokenFile } from "../../src/demo/state.js";
-import { readRun } from "../../src/pipeline/run/record.js";
+import { readRun } from "../../src/pipeline/record.js";
 import { FsStore } from "../../src/store/index.js";
 
 const CLI = resolve("dist/cli.js");

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { CodeVersion } from "./record.js";
+import type { CodeVersion } from "../record.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 let cached: CodeVersion | null = null;

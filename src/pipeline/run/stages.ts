@@ -28,12 +28,12 @@ import type { Alias, ArtifactInput, ModelRegistry, VersionManifest } from "../de
 import { smokeArtifact } from "../deploy/smoke-example.js";
 import { deployStageHook } from "../deploy/targets.js";
 import { type EvaluationResult, evaluateModels, type ModelUnderTest } from "../evaluate.js";
+import { runPrefix } from "../record.js";
 import type { StageContext, StageFns } from "../run.js";
 import { scoreTask } from "../tasks/index.js";
 import { Vocab } from "../tasks/vocab.js";
 import { latestCheckpoint, readCheckpointFile } from "../train/checkpoint.js";
 import { type TrainResult, train as trainLoop } from "../train.js";
-import { runPrefix } from "./record.js";
 
 /** What a deploy target sees. */
 export interface DeployContext {

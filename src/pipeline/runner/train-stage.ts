@@ -8,7 +8,7 @@ import type { Config } from "../../config/schema.js";
 import { WorkError } from "../../errors.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import { CancelledError, TransientError } from "../common/retry.js";
-import { Progress, runPrefix, StageRecord } from "../run/record.js";
+import { Progress, runPrefix, StageRecord } from "../record.js";
 import type { StageContext, StageFn, StageFns } from "../run.js";
 import type { Kube } from "./kube.js";
 import { listTrainJobs, runTrainStageInKubernetes } from "./kubernetes.js";
