@@ -15,7 +15,7 @@ import { timeId } from "../pipeline/common/ids.js";
 import { lockPath, peekLock } from "../pipeline/common/lock.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
 import { writeRunReport } from "../pipeline/report.js";
-import { LogLine, Progress } from "../pipeline/run/record.js";
+import { LogLine, Progress } from "../pipeline/record.js";
 import { realStages } from "../pipeline/run/stages.js";
 import {
   CancelledError,
