@@ -22,6 +22,7 @@ import {
 } from "../pipeline/run.js";
 import { scheduleStatus } from "../pipeline/schedule.js";
 import { FsStore } from "../store/index.js";
+import { cliFreeText } from "../util/text.js";
 import { action, emit, loadCliConfig } from "./common.js";
 
 function actor(): string {
@@ -417,7 +418,7 @@ export function registerRunCommands(program: Command): void {
           const moves = await registry.promote(agent, opts.version, {
             alias: opts.alias as Alias,
             actor: actor(),
-            reason: opts.reason,
+            reason: cliFreeText(opts.reason, "--reason", 500, 3),
             force: opts.force,
           });
           emit(opts.json, { moves }, () =>
@@ -445,7 +446,10 @@ export function registerRunCommands(program: Command): void {
         const { config } = loadCliConfig(cmd);
         const agent = agentOf(config, opts.agent);
         const { registry } = createPipeline(config);
-        const m = await registry.rollback(agent, { actor: actor(), reason: opts.reason });
+        const m = await registry.rollback(agent, {
+          actor: actor(),
+          reason: cliFreeText(opts.reason, "--reason", 500, 3),
+        });
         emit(opts.json, { move: m }, () => `champion: ${m.from} -> ${m.to}`);
       }),
     );

@@ -714,7 +714,10 @@ export const ServerSchema = z
     max_request_bytes: z.number().int().min(1024).max(67_108_864).default(1_048_576),
     /** Array elements plus object members in one tool call's arguments. */
     max_tool_input_elements: z.number().int().min(16).max(1_000_000).default(4096),
+    /** Concurrent MCP sessions of agents; admin's come on top, up to max_sessions_per_identity. */
     max_sessions: z.number().int().min(1).default(256),
+    /** Sessions one identity may hold; at the cap its oldest idle session is closed for the new one. */
+    max_sessions_per_identity: z.number().int().min(1).max(1024).default(16),
     /** A session without a request for this long is closed. */
     session_idle_timeout: DurationSchema.default("30m"),
     /** /metrics asks for a token with the read scope (Prometheus then needs one too). */

@@ -1,10 +1,13 @@
 // `trm-forge serve --http`: Streamable HTTP with stateful sessions on /mcp, plus /healthz and
-// /metrics. Every /mcp request passes, in order: the Host check (DNS rebinding), the Origin check,
-// the bearer token (401 with WWW-Authenticate), the body size limit (413), then its session, which
-// belongs to the identity that opened it. Without tokens the server only binds to loopback.
+// /metrics. Every request passes the Host check (DNS rebinding) and the Origin check; an /mcp
+// request then the bearer token (401 with WWW-Authenticate), the body size limit (413), then its
+// session, which belongs to the identity that opened it (a few per identity, so one cannot take
+// every slot). /healthz gives its details to a token holder only. Without tokens the server only
+// binds to loopback.
 import { randomUUID } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { networkInterfaces } from "node:os";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
@@ -12,7 +15,7 @@ import { ConfigError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { registry as metrics } from "../metrics.js";
 import { parseMs } from "../pipeline/run.js";
-import { authInfoOf, hasScope, type Identity } from "./auth.js";
+import { ADMIN, authInfoOf, hasScope, type Identity, isAdmin } from "./auth.js";
 import type { ServerContext } from "./context.js";
 import { createServer } from "./mcp.js";
 
@@ -37,6 +40,7 @@ interface Session {
   server: McpServer;
   identity: string;
   lastSeen: number;
+  /** Requests in progress, not counting the standalone SSE stream (GET), which may stay open. */
   inflight: number;
 }
 
@@ -54,6 +58,14 @@ function hostnameOf(hostHeader: string): string | null {
   }
 }
 
+/** This machine's own addresses, as a Host header names them: the pod IP the kubelet probes with. */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .filter((i) => i !== undefined)
+    .map((i) => (i.family === "IPv6" ? `[${i.address}]` : i.address));
+}
+
 function sendJson(
   res: ServerResponse,
   status: number,
@@ -68,6 +80,11 @@ function sendJson(
     ...headers,
   });
   res.end(text);
+}
+
+/** A header echoed in an error, cut short: it is the caller's text. */
+function bounded(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }
 
 function rpcError(
@@ -114,12 +131,16 @@ export async function startHttpServer(ctx: ServerContext, opts: HttpServerOption
   const wildcard = host === "0.0.0.0" || host === "::" || host === "[::]";
   const allowedHosts = new Set([
     ...LOOPBACK_NAMES,
+    // Bound to every interface, each interface's address is "the bound address". An IP literal
+    // cannot be rebound, and the kubelet's probes and Prometheus send Host: <pod IP>:<port>.
     ...(wildcard
-      ? []
+      ? ownAddresses()
       : [hostnameOf(host.includes(":") && !host.startsWith("[") ? `[${host}]` : host) ?? host]),
     ...cfg.allowed_hosts.map((h) => h.toLowerCase()),
   ]);
   const sessions = new Map<string, Session>();
+  /** Initialisations under way per identity: counted before their session id exists. */
+  const opening = new Map<string, number>();
   const idleMs = parseMs(cfg.session_idle_timeout);
   let inflight = 0;
   let closing = false;
@@ -159,10 +180,13 @@ export async function startHttpServer(ctx: ServerContext, opts: HttpServerOption
     await s.server.close().catch(() => undefined);
   };
 
-  const handleMcp = async (req: IncomingMessage, res: ServerResponse) => {
+  /** The Host (DNS rebinding) and Origin checks every path gets; false after answering 403. */
+  const hostAllowed = (req: IncomingMessage, res: ServerResponse): boolean => {
     const hostname = hostnameOf(req.headers.host ?? "");
-    if (!hostname || !allowedHosts.has(hostname))
-      return rpcError(res, 403, -32000, `Invalid Host: ${req.headers.host ?? "(none)"}`);
+    if (!hostname || !allowedHosts.has(hostname)) {
+      rpcError(res, 403, -32000, `Invalid Host: ${bounded(req.headers.host ?? "(none)")}`);
+      return false;
+    }
     const origin = req.headers.origin;
     if (origin) {
       let originHost: string | null = null;
@@ -171,9 +195,33 @@ export async function startHttpServer(ctx: ServerContext, opts: HttpServerOption
       } catch {
         originHost = null;
       }
-      if (!originHost || !allowedHosts.has(originHost))
-        return rpcError(res, 403, -32000, `Invalid Origin: ${origin}`);
+      if (!originHost || !allowedHosts.has(originHost)) {
+        rpcError(res, 403, -32000, `Invalid Origin: ${bounded(origin)}`);
+        return false;
+      }
     }
+    return true;
+  };
+
+  /** /healthz: a status for anyone who passes the Host check; the details for a token holder. */
+  const handleHealth = async (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method !== "GET" && req.method !== "HEAD") return sendJson(res, 405, { error: "use GET" });
+    let caller: Identity | null = tokens.configured ? null : localIdentity;
+    if (req.headers.authorization !== undefined) {
+      const auth = authenticate(req, res);
+      if (!auth) return;
+      caller = auth.identity;
+    }
+    const h = await ctx.health();
+    const code = h.status === "ok" && !closing ? 200 : 503;
+    const status = closing ? "stopping" : h.status;
+    if (!caller) return sendJson(res, code, { status });
+    // Agent names, versions and failure text: an agent sees its own agent's only.
+    const served = isAdmin(caller) ? h.served : h.served.filter((x) => x.agent === caller.name);
+    return sendJson(res, code, { ...h, status, served });
+  };
+
+  const handleMcp = async (req: IncomingMessage, res: ServerResponse) => {
     const auth = authenticate(req, res);
     if (!auth) return;
     let body: unknown;
@@ -198,12 +246,13 @@ export async function startHttpServer(ctx: ServerContext, opts: HttpServerOption
       if (!s) return rpcError(res, 404, -32001, "Session not found: initialize a new one");
       if (s.identity !== auth.identity.name)
         return rpcError(res, 403, -32000, "Forbidden: this session belongs to another identity");
+      const counted = req.method !== "GET";
       s.lastSeen = Date.now();
-      s.inflight++;
+      if (counted) s.inflight++;
       try {
         await s.transport.handleRequest(req, res, body);
       } finally {
-        s.inflight--;
+        if (counted) s.inflight--;
         s.lastSeen = Date.now();
       }
       return;
@@ -218,13 +267,74 @@ export async function startHttpServer(ctx: ServerContext, opts: HttpServerOption
         -32000,
         "Bad Request: no valid session id (mcp-session-id); initialize first",
       );
-    if (sessions.size >= cfg.max_sessions)
-      return rpcError(res, 503, -32000, `Too many sessions (${cfg.max_sessions}); close one or try later`);
-    const server = createServer(ctx, { identity: tokens.configured ? null : localIdentity });
+    // Counted before any await, so concurrent initialisations see each other.
+    const name = auth.identity.name;
+    opening.set(name, (opening.get(name) ?? 0) + 1);
+    try {
+      const refused = await makeRoom(name);
+      if (refused) return rpcError(res, 503, -32000, refused);
+      await openSession(req, res, body, auth.identity);
+    } finally {
+      const n = (opening.get(name) ?? 1) - 1;
+      if (n > 0) opening.set(name, n);
+      else opening.delete(name);
+    }
+  };
+
+  /** Sessions of an identity, open or opening. */
+  const countOf = (name: string): number => {
+    let n = opening.get(name) ?? 0;
+    for (const s of sessions.values()) if (s.identity === name) n++;
+    return n;
+  };
+
+  /**
+   * Makes room for the session `name` is opening (already counted), or says why not. At its own cap an identity's oldest
+   * idle session is closed first, so one identity cannot take every slot from the others. Admin's
+   * sessions are not counted against max_sessions (only against the per-identity cap): admin always
+   * has room to look at what is going on.
+   */
+  const makeRoom = async (name: string): Promise<string | null> => {
+    const cap = cfg.max_sessions_per_identity;
+    if (countOf(name) > cap) {
+      let oldest: [string, Session] | null = null;
+      for (const entry of sessions)
+        if (
+          entry[1].identity === name &&
+          entry[1].inflight === 0 &&
+          (!oldest || entry[1].lastSeen < oldest[1].lastSeen)
+        )
+          oldest = entry;
+      if (!oldest) return `Too many sessions for ${name} (${cap}), each busy; let one finish or close one`;
+      log.info(
+        { session: oldest[0].slice(0, 8), identity: name },
+        "closing the identity's oldest idle session for a new one",
+      );
+      await closeSession(oldest[0]);
+    }
+    if (name === ADMIN) return null;
+    let agents = 0;
+    for (const s of sessions.values()) if (s.identity !== ADMIN) agents++;
+    for (const [n, k] of opening) if (n !== ADMIN) agents += k;
+    return agents > cfg.max_sessions
+      ? `Too many sessions (${cfg.max_sessions}); close one or try later`
+      : null;
+  };
+
+  const openSession = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: unknown,
+    identity: Identity,
+  ) => {
+    const server = createServer(ctx, {
+      identity: tokens.configured ? null : localIdentity,
+      owner: identity.name,
+    });
     const entry: Session = {
       transport: undefined as unknown as StreamableHTTPServerTransport,
       server,
-      identity: auth.identity.name,
+      identity: identity.name,
       lastSeen: Date.now(),
       inflight: 1,
     };
@@ -252,14 +362,8 @@ export async function startHttpServer(ctx: ServerContext, opts: HttpServerOption
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
     try {
-      if (path === "/healthz") {
-        if (req.method !== "GET" && req.method !== "HEAD") return sendJson(res, 405, { error: "use GET" });
-        const h = await ctx.health();
-        return sendJson(res, h.status === "ok" && !closing ? 200 : 503, {
-          ...h,
-          ...(closing ? { status: "stopping" } : {}),
-        });
-      }
+      if (!hostAllowed(req, res)) return;
+      if (path === "/healthz") return await handleHealth(req, res);
       if (path === "/metrics") {
         if (req.method !== "GET") return sendJson(res, 405, { error: "use GET" });
         if (ctx.config.server.metrics_require_token) {

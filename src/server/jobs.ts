@@ -350,15 +350,18 @@ export class JobManager {
 
   // ---- reading -------------------------------------------------------------------------------
 
-  /** The agent a job belongs to; JobNotFoundError when no configured agent has it. */
-  async agentOf(jobId: string): Promise<string> {
+  /**
+   * The agent a job belongs to, looked for among `among` only (default every agent): a caller's
+   * own agents, so another agent's job answers exactly as an unknown id does.
+   */
+  async agentOf(jobId: string, among: readonly string[] = Object.keys(this.config.agents)): Promise<string> {
     if (!isJobId(jobId))
       throw new JobNotFoundError(
         `no job "${jobId}": job ids look like r20260101-020000-000-ab12 (runs) or j20260101-020000-000-ab12 (evaluations)`,
       );
     const live = this.runs.get(jobId)?.agent ?? this.evaluations.get(jobId)?.record.agent;
-    if (live) return live;
-    for (const agent of Object.keys(this.config.agents)) {
+    if (live && among.includes(live)) return live;
+    for (const agent of among) {
       if (await this.store.exists(jobKey(agent, jobId))) return agent;
       if (jobId.startsWith("r") && (await this.store.exists(`runs/${agent}/${jobId}/run.json`))) return agent;
     }

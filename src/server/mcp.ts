@@ -21,6 +21,8 @@ export const INSTRUCTIONS = [
 export interface CreateServerOptions {
   /** The identity of every request without authInfo (stdio, tokenless loopback HTTP, tests). */
   identity?: Identity | null;
+  /** The identity name an HTTP session belongs to (completion answers for it alone). */
+  owner?: string | null;
 }
 
 export function createServer(ctx: ServerContext, opts: CreateServerOptions = {}): McpServer {
@@ -32,7 +34,7 @@ export function createServer(ctx: ServerContext, opts: CreateServerOptions = {})
       maxToolInputElements: ctx.config.server.max_tool_input_elements,
     },
   );
-  const env = { ctx, identity: opts.identity ?? null };
+  const env = { ctx, identity: opts.identity ?? null, owner: opts.owner ?? null };
   registerTools(server, env);
   registerResources(server, env);
   registerPrompts(server);

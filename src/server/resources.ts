@@ -4,7 +4,7 @@ import { type McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/serv
 import { ErrorCode, McpError, type ReadResourceResult } from "@modelcontextprotocol/sdk/types.js";
 import { log } from "../log.js";
 import { callerOf, type Extra, type ToolEnv } from "../tools/common.js";
-import { ForbiddenError, type Identity, isAdmin, requireAgent, requireScope } from "./auth.js";
+import { ADMIN, ForbiddenError, type Identity, requireAgent, requireScope } from "./auth.js";
 
 function one(v: string | string[] | undefined): string {
   return (Array.isArray(v) ? v[0] : v) ?? "";
@@ -35,19 +35,25 @@ async function asCaller(
   }
 }
 
+/** The agents an identity may see: all for admin, else its own (when configured). */
+function agentsOf(env: ToolEnv, name: string | null): string[] {
+  const all = Object.keys(env.ctx.config.agents);
+  return name === ADMIN ? all : all.filter((a) => a === name);
+}
+
 function visibleAgents(env: ToolEnv, extra: Extra): string[] {
   try {
-    const id = callerOf(env, extra);
-    const all = Object.keys(env.ctx.config.agents);
-    return isAdmin(id) ? all : all.filter((a) => a === id.name);
+    return agentsOf(env, callerOf(env, extra).name);
   } catch {
     return [];
   }
 }
 
 export function registerResources(server: McpServer, env: ToolEnv): void {
+  // A completion request carries no authInfo: it completes for the session's owner, else nothing.
   const complete = {
-    agent: (value: string) => Object.keys(env.ctx.config.agents).filter((a) => a.startsWith(value)),
+    agent: (value: string) =>
+      agentsOf(env, env.owner ?? env.identity?.name ?? null).filter((a) => a.startsWith(value)),
   };
 
   server.registerResource(
@@ -123,7 +129,8 @@ export function registerResources(server: McpServer, env: ToolEnv): void {
     (uri, vars, extra) =>
       asCaller(env, extra, null, async (id) => {
         const jobId = one(vars.id);
-        const agent = await env.ctx.jobs.agentOf(jobId);
+        // Looked for among the caller's own agents: another's job reads as an unknown id.
+        const agent = await env.ctx.jobs.agentOf(jobId, agentsOf(env, id.name));
         requireAgent(id, agent);
         const view = await env.ctx.jobs.view(jobId, agent);
         return {

@@ -17,6 +17,7 @@ import {
 } from "../server/auth.js";
 import type { ServerContext } from "../server/context.js";
 import type { JobView } from "../server/jobs.js";
+import { freeText } from "../util/text.js";
 
 export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -29,6 +30,8 @@ export interface ToolEnv {
   ctx: ServerContext;
   /** The process's identity (stdio, tokenless loopback HTTP); HTTP calls carry theirs in authInfo. */
   identity: Identity | null;
+  /** The identity name an HTTP session is bound to, for requests that carry no authInfo (completion). */
+  owner?: string | null;
 }
 
 /** The identity behind a request: its authInfo over HTTP, else the process's. */
@@ -55,6 +58,9 @@ export const VersionRef = z
     "a version id or champion, challenger, latest",
   )
   .describe("A version id (v20260101-020000-000-ab12) or an alias: champion, challenger, latest.");
+
+/** Why an alias moved: stored in the alias history, so plain one-line text only. */
+export const Reason = freeText(500, 3).describe("Why, for the alias history.");
 
 export const WaitS = z
   .number()

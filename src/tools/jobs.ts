@@ -15,7 +15,7 @@ export const jobStatus = defineTool({
   output: JobView,
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async run(args, call, env) {
-    const agent = call.agent(await env.ctx.jobs.agentOf(args.job_id));
+    const agent = call.agent(await env.ctx.jobs.agentOf(args.job_id, call.visibleAgents(undefined)));
     const view = await waitForJob(env, call, await env.ctx.jobs.view(args.job_id, agent), args.wait_s);
     return { data: view, text: jobText(view) };
   },
@@ -59,7 +59,7 @@ export const jobLogs = defineTool({
     .strict(),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async run(args, call, env) {
-    const agent = call.agent(await env.ctx.jobs.agentOf(args.job_id));
+    const agent = call.agent(await env.ctx.jobs.agentOf(args.job_id, call.visibleAgents(undefined)));
     const { lines, total } = await env.ctx.jobs.logs(args.job_id, agent, {
       limit: args.limit,
       stage: args.stage,
@@ -95,7 +95,7 @@ export const jobCancel = defineTool({
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async run(args, call, env) {
     const jobs = env.ctx.jobs;
-    const agent = call.agent(await jobs.agentOf(args.job_id));
+    const agent = call.agent(await jobs.agentOf(args.job_id, call.visibleAgents(undefined)));
     const before = await jobs.view(args.job_id, agent);
     if (before.status !== "running" && before.status !== "interrupted") {
       const message = `job ${args.job_id} is already ${before.status}; nothing to cancel`;

@@ -18,6 +18,7 @@ import {
   defineTool,
   jobText,
   pct,
+  Reason,
   type ToolEnv,
   VersionRef,
   WaitS,
@@ -614,7 +615,7 @@ export const modelPromote = defineTool({
         .boolean()
         .default(false)
         .describe("Promote even though the version failed (or never had) its gate."),
-      reason: z.string().min(3).max(500).describe("Why, for the alias history."),
+      reason: Reason,
     })
     .strict(),
   output: PromoteOut,
@@ -664,7 +665,7 @@ export const modelRollback = defineTool({
   input: z
     .object({
       agent: AgentName.optional(),
-      reason: z.string().min(3).max(500).describe("Why, for the alias history."),
+      reason: Reason,
     })
     .strict(),
   output: z.object({ agent: z.string(), move: MoveOut, served: ServedOut, next: z.string() }).strict(),

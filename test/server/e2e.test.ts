@@ -150,7 +150,11 @@ describe("end to end over HTTP, with the simulated homelab", () => {
       "loki",
       "tempo",
     ]);
-    const health = await (await fetch(server.url.replace(/\/mcp$/, "/healthz"))).json();
+    const health = await (
+      await fetch(server.url.replace(/\/mcp$/, "/healthz"), {
+        headers: { Authorization: `Bearer ${TOKENS.admin}` },
+      })
+    ).json();
     expect((health as any).scheduler).toMatchObject({ enabled: true, running: true, jobs: 4 });
 
     const started = (await call(sre, "training_start", {})).structuredContent as any;

@@ -3,6 +3,7 @@
 // scopes per tool call, progress over SSE, /healthz and /metrics, refusing a public bind without
 // tokens, and a graceful close that lets an in-flight call finish.
 import { request } from "node:http";
+import { networkInterfaces } from "node:os";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -209,7 +210,22 @@ describe("Streamable HTTP with tokens", () => {
 
   it("reports health and metrics", async () => {
     const base = http.url.replace(/\/mcp$/, "");
-    const h = await fetch(`${base}/healthz`);
+    // Without a token: the status alone, no agent names, versions or failure text.
+    const anon = await fetch(`${base}/healthz`);
+    expect(anon.status).toBe(200);
+    expect(await anon.json()).toEqual({ status: "ok" });
+    const bad = await fetch(`${base}/healthz`, {
+      headers: { Authorization: "Bearer not-a-real-token-000000" },
+    });
+    expect(bad.status).toBe(401);
+    expect(await bad.text()).not.toContain(SRE);
+    // An agent's token: its own agent only.
+    const own = (await (
+      await fetch(`${base}/healthz`, { headers: { Authorization: `Bearer ${TOKENS.sreRead}` } })
+    ).json()) as any;
+    expect(own.served.map((s: any) => s.agent)).toEqual([SRE]);
+    expect(JSON.stringify(own)).not.toContain(BRUNO);
+    const h = await fetch(`${base}/healthz`, { headers: { Authorization: `Bearer ${TOKENS.admin}` } });
     expect(h.status).toBe(200);
     const body = (await h.json()) as any;
     expect(body).toMatchObject({
@@ -226,6 +242,155 @@ describe("Streamable HTTP with tokens", () => {
     expect(text).toContain(`trm_forge_served_model_info{agent="${SRE}",alias="champion"`);
     const nope = await fetch(`${base}/admin`);
     expect(nope.status).toBe(404);
+  });
+
+  it("checks Host and Origin on /healthz and /metrics as on /mcp", async () => {
+    const base = http.url.replace(/\/mcp$/, "");
+    for (const path of ["/healthz", "/metrics"]) {
+      const host = await raw(`${base}${path}`, { method: "GET", headers: { Host: "evil.example" } });
+      expect(host.status, path).toBe(403);
+      expect(JSON.parse(host.body).error.message).toBe("Invalid Host: evil.example");
+      const origin = await raw(`${base}${path}`, {
+        method: "GET",
+        headers: { Origin: "https://evil.example" },
+      });
+      expect(origin.status, path).toBe(403);
+      expect(origin.body).not.toContain("trm_forge_");
+      const ok = await raw(`${base}${path}`, {
+        method: "GET",
+        headers: { Host: `trm-forge.trm-forge.svc:${http.port}`, Origin: "http://localhost" },
+      });
+      expect(ok.status, path).toBe(200);
+    }
+  });
+
+  it("caps sessions per identity: a flood closes the flooder's own oldest, others still initialise and call tools", async () => {
+    const d = tempDir("trm-http-flood-");
+    const c = new ServerContext({
+      config: testConfig(d, {
+        tokens: tokenSection(d),
+        server: { max_sessions: 12, max_sessions_per_identity: 4 },
+      }),
+      schedule: false,
+    });
+    await c.start();
+    const h = await startHttpServer(c, { host: "127.0.0.1", port: 0 });
+    const opened: Client[] = [];
+    try {
+      // agent-sre initialises 40 SDK sessions, ten at a time. Each closes the identity's oldest idle
+      // session; one that finds them all still initialising is refused (503), and a session closed
+      // by a sibling before the client's initialized notification reads as gone (404).
+      for (let i = 0; i < 4; i++) {
+        const batch = await Promise.allSettled(Array.from({ length: 10 }, () => connect(h.url, TOKENS.sre)));
+        for (const r of batch)
+          if (r.status === "fulfilled") opened.push(r.value.client);
+          else
+            expect(String(r.reason)).toMatch(
+              /Too many sessions for agent-sre \(4\), each busy|Session not found: initialize a new one/,
+            );
+        expect(h.sessions()).toBeLessThanOrEqual(4);
+      }
+      expect(opened.length).toBeGreaterThanOrEqual(4);
+      // The newest of them still works; the oldest was closed for a newer one.
+      expect((await call(opened.at(-1)!, "models_list", {})).isError).toBeFalsy();
+      await expect(opened[0].listTools()).rejects.toThrow(/Session not found|404/);
+      // The other agent and admin still initialise and call tools.
+      const { client: bruno } = await connect(h.url, TOKENS.bruno);
+      expect((await call(bruno, "models_list", {})).structuredContent).toMatchObject({ agent: BRUNO });
+      const { client: admin } = await connect(h.url, TOKENS.admin);
+      expect((await call(admin, "models_list", { agent: SRE })).structuredContent).toMatchObject({
+        agent: SRE,
+      });
+      opened.push(bruno, admin);
+      expect(h.sessions()).toBeLessThanOrEqual(6);
+    } finally {
+      await Promise.all(opened.map((x) => x.close().catch(() => undefined)));
+      await h.close(1000);
+      await c.stop(1000);
+      removeDir(d);
+    }
+  });
+
+  it("keeps room for admin when the agents fill max_sessions, and refuses an identity whose sessions are all busy", async () => {
+    const d = tempDir("trm-http-full-");
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const c = new ServerContext({
+      config: testConfig(d, {
+        tokens: tokenSection(d),
+        server: { max_sessions: 2, max_sessions_per_identity: 2 },
+      }),
+      stages: quickStages({ steps: 2, stepMs: 5, hold: held }),
+      schedule: false,
+    });
+    await c.start();
+    const h = await startHttpServer(c, { host: "127.0.0.1", port: 0 });
+    const opened: Client[] = [];
+    try {
+      const sre = [await connect(h.url, TOKENS.sre), await connect(h.url, TOKENS.sre)].map((x) => x.client);
+      opened.push(...sre);
+      // Both of agent-sre's sessions are busy: a job they wait on is held at its train stage.
+      const started = (await call(sre[0], "training_start", { stages: ["build", "train"] }))
+        .structuredContent as any;
+      const waits = sre.map((x) => call(x, "job_status", { job_id: started.job.job_id, wait_s: 20 }));
+      await new Promise((r) => setTimeout(r, 200));
+      const third = await raw(h.url, {
+        headers: { ...MCP_HEADERS, Authorization: `Bearer ${TOKENS.sre}` },
+        body: INIT,
+      });
+      expect(third.status).toBe(503);
+      expect(JSON.parse(third.body).error.message).toMatch(
+        /Too many sessions for agent-sre \(2\), each busy/,
+      );
+      // The agents' slots are full (2 of 2); admin still gets a session and works.
+      const bruno = await raw(h.url, {
+        headers: { ...MCP_HEADERS, Authorization: `Bearer ${TOKENS.bruno}` },
+        body: INIT,
+      });
+      expect(bruno.status).toBe(503);
+      expect(JSON.parse(bruno.body).error.message).toMatch(/Too many sessions \(2\)/);
+      const { client: admin } = await connect(h.url, TOKENS.admin);
+      opened.push(admin);
+      expect((await call(admin, "jobs_list", { agent: SRE })).isError).toBeFalsy();
+      release();
+      for (const w of await Promise.all(waits)) expect((w.structuredContent as any).status).toBe("succeeded");
+    } finally {
+      release();
+      await Promise.all(opened.map((x) => x.close().catch(() => undefined)));
+      await h.close(1000);
+      await c.stop(1000);
+      removeDir(d);
+    }
+  });
+
+  it("bound to every interface, accepts the machine's own addresses as Host (the kubelet probes the pod IP)", async () => {
+    const d = tempDir("trm-http-any-");
+    const c = new ServerContext({ config: testConfig(d, { tokens: tokenSection(d) }), schedule: false });
+    await c.start();
+    const h = await startHttpServer(c, { host: "0.0.0.0", port: 0 });
+    try {
+      const addrs = Object.values(networkInterfaces())
+        .flat()
+        .filter((i) => i && i.family === "IPv4")
+        .map((i) => i!.address);
+      expect(addrs).toContain("127.0.0.1");
+      for (const a of addrs) {
+        const r = await raw(`http://${a}:${h.port}/healthz`, { method: "GET" });
+        expect(r.status, a).toBe(200);
+        expect(JSON.parse(r.body)).toEqual({ status: "ok" });
+      }
+      const foreign = await raw(`http://127.0.0.1:${h.port}/healthz`, {
+        method: "GET",
+        headers: { Host: `203.0.113.9:${h.port}` },
+      });
+      expect(foreign.status).toBe(403);
+    } finally {
+      await h.close(1000);
+      await c.stop(1000);
+      removeDir(d);
+    }
   });
 
   it("refuses to listen beyond loopback without tokens, and serves loopback as the local identity", async () => {

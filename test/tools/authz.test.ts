@@ -1,6 +1,7 @@
 // The authorisation matrix: every tool, called by each identity on its own agent and on the other
-// agent. Missing scopes and other agents' models or jobs get a 403-style tool error that names the
-// missing permission, and change nothing; admin acts on all.
+// agent. Missing scopes and other agents' models get a 403-style tool error that names the missing
+// permission; another agent's job answers exactly as an unknown job id does; nothing changes; admin
+// acts on all.
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Scope } from "../../src/server/auth.js";
@@ -23,6 +24,10 @@ interface ToolCase {
   scope: Exclude<Scope, "admin">;
   args(agent: Agent): Record<string, unknown>;
 }
+
+/** Tools that name a job rather than an agent: another agent's job must read as no job at all. */
+const JOB_TOOLS = new Set(["job_status", "job_logs", "job_cancel"]);
+const UNKNOWN_JOB = "r20990101-000000-000-abcd";
 
 const CALLERS: { name: string; as: string; scopes: Scope[] }[] = [
   { name: "agent-sre (read, train, promote)", as: SRE, scopes: ["read", "train", "promote"] },
@@ -101,12 +106,24 @@ describe("authorisation: identity × tool × own or other agent", () => {
           const where = `${c.name} → ${tc.tool} on ${target}`;
           expect(r.isError, where).toBe(true);
           const text = textOf(r);
-          expect(text, where).toMatch(/^Forbidden \(403\): /);
           const scopeOk = c.scopes.includes("admin") || c.scopes.includes(tc.scope);
+          refused++;
+          if (scopeOk && JOB_TOOLS.has(tc.tool)) {
+            const unknown = await call(clients.get(c.name)!, tc.tool, {
+              ...tc.args(target),
+              job_id: UNKNOWN_JOB,
+            });
+            expect(unknown.isError, where).toBe(true);
+            expect(text.replaceAll(jobs[target], "<id>"), where).toBe(
+              textOf(unknown).replaceAll(UNKNOWN_JOB, "<id>"),
+            );
+            expect(text, where).not.toMatch(/Forbidden|agent-/);
+            continue;
+          }
+          expect(text, where).toMatch(/^Forbidden \(403\): /);
           expect(text, where).toContain(
             `missing permission: ${scopeOk ? `agent:${target}` : `scope:${tc.scope}`}`,
           );
-          refused++;
         }
     // sre read-only: 6 write tools × 2 agents; sre and bruno: 16 tools on the other agent.
     expect(refused).toBe(6 * 2 + 16 + 16 + 10);
@@ -150,13 +167,42 @@ describe("authorisation: identity × tool × own or other agent", () => {
     await expect(sre.readResource({ uri: `trm://agents/${BRUNO}/registry` })).rejects.toThrow(
       /missing permission: agent:agent-bruno/,
     );
-    await expect(sre.readResource({ uri: `trm://jobs/${jobs[BRUNO]}` })).rejects.toThrow(
-      /missing permission: agent:agent-bruno/,
-    );
+    // Another agent's job reads exactly as an unknown id.
+    const errorOf = (uri: string) =>
+      sre.readResource({ uri }).then(
+        () => "read",
+        (err: Error) => err.message,
+      );
+    const foreign = await errorOf(`trm://jobs/${jobs[BRUNO]}`);
+    const unknown = await errorOf(`trm://jobs/${UNKNOWN_JOB}`);
+    expect(foreign).toMatch(/no job/);
+    expect(foreign.replaceAll(jobs[BRUNO], "<id>")).toBe(unknown.replaceAll(UNKNOWN_JOB, "<id>"));
     await expect(
       sre.readResource({ uri: `trm://agents/${BRUNO}/models/${versions[BRUNO]}/card` }),
     ).rejects.toThrow(/Forbidden/);
     const admin = clients.get("admin")!;
     await expect(admin.readResource({ uri: `trm://jobs/${jobs[BRUNO]}` })).resolves.toBeTruthy();
+  });
+
+  it("completes resource-template agents to the caller's own only (admin: all)", async () => {
+    const complete = async (c: Client, uri: string, value: string) =>
+      (
+        await c.complete({
+          ref: { type: "ref/resource", uri },
+          argument: { name: "agent", value },
+        })
+      ).completion.values;
+    for (const uri of [
+      "trm://agents/{agent}/registry",
+      "trm://agents/{agent}/models/{version}/card",
+      "trm://agents/{agent}/models/{version}/knowledge",
+    ]) {
+      expect(await complete(clients.get("agent-sre (read only)")!, uri, ""), uri).toEqual([SRE]);
+      expect(await complete(clients.get("agent-sre (read only)")!, uri, "agent-b"), uri).toEqual([]);
+      expect(await complete(clients.get("agent-bruno (read, train, promote)")!, uri, "agent-"), uri).toEqual([
+        BRUNO,
+      ]);
+      expect((await complete(clients.get("admin")!, uri, "agent-")).sort(), uri).toEqual([BRUNO, SRE].sort());
+    }
   });
 });

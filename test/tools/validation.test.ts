@@ -63,6 +63,40 @@ describe("bad input", () => {
     expect(textOf(r)).toMatch(field);
   });
 
+  it("rejects control characters in free text (alias-history reasons) and stores nothing", async () => {
+    const before = snapshot(t.ctx.config.data_dir);
+    const hostile: [string, string][] = [
+      ["NUL", "ok\u0000then"],
+      ["an ANSI escape", "ok \u001b[31mred\u001b[0m"],
+      ["CR/LF", "ok\r\nFAKE LOG LINE"],
+      ["a tab", "ok\tthen"],
+      ["DEL", "ok\u007f"],
+      ["a C1 control (CSI)", "ok \u009b31m"],
+      ["a right-to-left override", "ok \u202egnp.exe"],
+      ["a bidi isolate", "ok \u2066x\u2069"],
+      ["a line separator", "ok\u2028then"],
+    ];
+    for (const [what, reason] of hostile)
+      for (const [tool, args] of [
+        ["model_promote", { version, reason, force: true }],
+        ["model_rollback", { reason }],
+      ] as const) {
+        const r = await call(sre, tool, args);
+        const where = `${what} in ${tool}`;
+        expect(r.isError, where).toBe(true);
+        expect(textOf(r), where).toMatch(INVALID);
+        expect(textOf(r), where).toMatch(/reason/);
+        expect(textOf(r), where).toMatch(
+          /control characters are not allowed \(found U\+[0-9A-F]{4} at \d+\)/,
+        );
+      }
+    expect(snapshot(t.ctx.config.data_dir)).toEqual(before);
+    // Plain text in any script passes validation (the rollback then fails for its own reason).
+    const plain = await call(sre, "model_rollback", { reason: "régression — 回滚 💥 (ticket #12)" });
+    expect(textOf(plain)).not.toMatch(INVALID);
+    expect(textOf(plain)).toMatch(/no previous champion/);
+  });
+
   it("caps the elements of one call's arguments (maxToolInputElements)", async () => {
     const r = await call(sre, "model_predict", {
       task: "metric_forecast",
