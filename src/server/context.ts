@@ -3,8 +3,10 @@
 import type { Config } from "../config/index.js";
 import { log } from "../log.js";
 import type { ModelRegistry } from "../pipeline/deploy/registry.js";
-import type { DeployHook, StageFns } from "../pipeline/run.js";
+import type { DeployHook } from "../pipeline/deploy/stage.js";
+import type { StageFns } from "../pipeline/run.js";
 import { parseMs } from "../pipeline/run.js";
+import { processTrainStage } from "../pipeline/runner/process.js";
 import { type CatchUp, Scheduler } from "../pipeline/schedule.js";
 import { ModelServer } from "../serve/index.js";
 import { type ObjectStore, openStore } from "../store/index.js";
@@ -58,7 +60,11 @@ export class ServerContext {
     this.jobs = new JobManager({
       config: opts.config,
       store: this.store,
-      stages: opts.stages,
+      // The in-process runner trains in a child process, so this one keeps answering.
+      stages: {
+        ...(opts.config.runner === "in-process" ? { train: processTrainStage() } : {}),
+        ...opts.stages,
+      },
       deployHooks: opts.deployHooks,
       now: opts.now,
     });

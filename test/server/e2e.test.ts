@@ -3,62 +3,25 @@
 // tiny model, SIGTERM in the middle of training (the run stops at a checkpoint and the process
 // exits cleanly), a restart that lists the job and resumes it to the end, a second run that
 // fine-tunes, then model_compare, model_promote, model_predict and model_rollback.
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { join } from "node:path";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { agentConfigFor, createSimulator, type Simulator } from "../../src/simulator/index.js";
-import { BRUNO, call, removeDir, SRE, TOKENS, tempDir, textOf, tokenSection } from "./helpers.js";
-
-const CLI = resolve("dist/cli.js");
-
-interface Proc {
-  child: ChildProcess;
-  url: string;
-  stderr: () => string;
-  exit: Promise<number | null>;
-}
-
-async function startServer(configPath: string): Promise<Proc> {
-  const child = spawn(
-    process.execPath,
-    [CLI, "-c", configPath, "--log-level", "debug", "serve", "--http", "--port", "0"],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let err = "";
-  child.stderr!.on("data", (d) => {
-    err += d;
-  });
-  const exit = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-  const url = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`server did not start:\n${err.slice(-2000)}`)), 120_000);
-    const look = () => {
-      const m = /MCP over Streamable HTTP at (\S+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        res(m[1]);
-      }
-    };
-    child.stderr!.on("data", look);
-    void exit.then((code) => rej(new Error(`server exited with ${code}:\n${err.slice(-2000)}`)));
-  });
-  return { child, url, stderr: () => err, exit };
-}
-
-async function connect(url: string, token: string): Promise<Client> {
-  const client = new Client({ name: "e2e", version: "0" });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(url), {
-      requestInit: { headers: { Authorization: `Bearer ${token}` } },
-    }),
-  );
-  return client;
-}
+import {
+  BRUNO,
+  call,
+  connectHttp as connect,
+  removeDir,
+  type ServerProcess,
+  SRE,
+  startServerProcess as startServer,
+  TOKENS,
+  tempDir,
+  textOf,
+  tokenSection,
+} from "./helpers.js";
 
 async function untilDone(client: Client, jobId: string, limitMs = 540_000): Promise<any> {
   const end = Date.now() + limitMs;
@@ -75,7 +38,7 @@ describe("end to end over HTTP, with the simulated homelab", () => {
   const configPath = join(dir, "trm-forge.yaml");
   const dataDir = join(dir, "data");
   let sim: Simulator;
-  let server: Proc | null = null;
+  let server: ServerProcess | null = null;
   let v1: string;
   let v2: string;
   let firstJob: string;

@@ -1,11 +1,13 @@
 // Shared set-up for the server and tool tests: a config with two agents, tiny model versions
 // registered through the real registry, quick pipeline stages where a test is not about the
 // pipeline, in-memory MCP clients with a chosen identity, and a store snapshot.
+import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { parseConfig } from "../../src/config/index.js";
@@ -185,4 +187,50 @@ export function snapshot(dir: string): Record<string, string> {
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** A `trm-forge serve --http` process of the built CLI. */
+export interface ServerProcess {
+  child: ChildProcess;
+  url: string;
+  stderr: () => string;
+  exit: Promise<number | null>;
+}
+
+/** Starts `node dist/cli.js -c <config> serve --http --port 0` and resolves once it listens. */
+export async function startServerProcess(configPath: string): Promise<ServerProcess> {
+  const child = spawn(
+    process.execPath,
+    [resolve("dist/cli.js"), "-c", configPath, "--log-level", "debug", "serve", "--http", "--port", "0"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let err = "";
+  child.stderr!.on("data", (d) => {
+    err += d;
+  });
+  const exit = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  const url = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`server did not start:\n${err.slice(-2000)}`)), 120_000);
+    const look = () => {
+      const m = /MCP over Streamable HTTP at (\S+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        res(m[1]);
+      }
+    };
+    child.stderr!.on("data", look);
+    void exit.then((code) => rej(new Error(`server exited with ${code}:\n${err.slice(-2000)}`)));
+  });
+  return { child, url, stderr: () => err, exit };
+}
+
+/** An MCP client over Streamable HTTP with a bearer token. */
+export async function connectHttp(url: string, token: string): Promise<Client> {
+  const client = new Client({ name: "test", version: "0" });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(url), {
+      requestInit: { headers: { Authorization: `Bearer ${token}` } },
+    }),
+  );
+  return client;
 }

@@ -1,0 +1,141 @@
+// The train stage in a child process, for a server with `runner: in-process`. Training is
+// seconds of native kernels per step: on the server's own event loop it would stall /healthz,
+// the MCP tools and SIGTERM for the whole training. The child (stage-child.ts) runs the real
+// stage against the same store, as a Kubernetes Job's pod does; what differs is the channel:
+// progress, log lines and run fields come over IPC instead of pod logs.
+//
+// Stopping: an abort of the run (cancel, server shutdown) asks the child to stop at its next
+// step boundary, where it writes a checkpoint. A child that does not stop in time gets SIGTERM,
+// then SIGKILL: the run keeps its last checkpoint either way. A child that dies on its own
+// (a crash, the OOM killer) fails the stage with the reason; the run resumes from its checkpoint.
+import { fork } from "node:child_process";
+import { WorkError } from "../../errors.js";
+import { log } from "../../log.js";
+import { builtEntry } from "../../util/entry.js";
+import { CancelledError, parseMs, type StageContext, type StageFn, TransientError } from "../run.js";
+import { type ToChild, ToParent } from "./child-protocol.js";
+
+export interface ProcessStageOptions {
+  /** From the abort to SIGTERM, and from SIGTERM to SIGKILL (default: 45% of server.shutdown_grace each). */
+  stopAfterMs?: number;
+}
+
+/** The train stage, run in a child process. */
+export function processTrainStage(opts: ProcessStageOptions = {}): StageFn {
+  return (ctx) => runInChild(ctx, opts);
+}
+
+function runInChild(ctx: StageContext, opts: ProcessStageOptions): Promise<Record<string, unknown>> {
+  const stopAfterMs = opts.stopAfterMs ?? Math.round(0.45 * parseMs(ctx.config.server.shutdown_grace));
+  const child = fork(builtEntry(import.meta.url, "./stage-child.js"), [], {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+    serialization: "advanced",
+    env: { ...process.env, TRM_FORGE_LOG_LEVEL: process.env.TRM_FORGE_LOG_LEVEL ?? log.level },
+  });
+  // If this process exits first, it must not leave a trainer behind.
+  const killOnExit = () => child.kill("SIGKILL");
+  process.on("exit", killOnExit);
+  const pid = child.pid ?? -1;
+
+  return new Promise<Record<string, unknown>>((resolve, reject) => {
+    let outcome: { ok: true; output: Record<string, unknown> } | { ok: false; err: Error } | null = null;
+    let stopping: string | null = null;
+    const timers: NodeJS.Timeout[] = [];
+    const send = (msg: ToChild) => {
+      if (child.connected) child.send(msg, (err) => err && undefined);
+    };
+
+    const onAbort = () => {
+      stopping = String((ctx.signal.reason as Error | undefined)?.message ?? "stopped");
+      send({ type: "abort", message: stopping });
+      timers.push(
+        setTimeout(() => {
+          ctx.log("warn", `the training process did not stop within ${stopAfterMs} ms; sending SIGTERM`);
+          child.kill("SIGTERM");
+          timers.push(
+            setTimeout(() => {
+              ctx.log("warn", "the training process did not stop after SIGTERM; killing it");
+              child.kill("SIGKILL");
+            }, stopAfterMs),
+          );
+        }, stopAfterMs),
+      );
+    };
+
+    child.on("message", (raw) => {
+      const r = ToParent.safeParse(raw);
+      if (!r.success) {
+        outcome ??= {
+          ok: false,
+          err: new WorkError(`the training process sent an invalid message: ${r.error.issues[0]?.message}`),
+        };
+        child.kill("SIGKILL");
+        return;
+      }
+      const msg = r.data;
+      switch (msg.type) {
+        case "ready":
+          ctx.log("info", `training in a child process (pid ${msg.pid})`);
+          send({
+            type: "start",
+            stage: "train",
+            runId: ctx.runId,
+            agent: ctx.agent,
+            attempt: ctx.attempt,
+            fromScratch: ctx.fromScratch,
+            record: JSON.parse(JSON.stringify(ctx.record)),
+            config: JSON.parse(JSON.stringify(ctx.config)),
+          });
+          if (ctx.signal.aborted) onAbort();
+          else ctx.signal.addEventListener("abort", onAbort, { once: true });
+          break;
+        case "log":
+          ctx.log(msg.level, msg.msg);
+          break;
+        case "progress":
+          ctx.progress(msg.progress, msg.detail);
+          break;
+        case "fields":
+          ctx
+            .setRunFields(msg.fields)
+            .then(() => send({ type: "fields-done", id: msg.id, error: null }))
+            .catch((err: Error) => send({ type: "fields-done", id: msg.id, error: err.message }));
+          break;
+        case "done":
+          outcome ??= { ok: true, output: msg.output };
+          break;
+        case "failed":
+          outcome ??= { ok: false, err: childError(msg) };
+          break;
+      }
+    });
+
+    child.on("error", (err) => {
+      outcome ??= { ok: false, err: new WorkError(`cannot run the training process: ${err.message}`) };
+    });
+
+    child.on("exit", (code, signal) => {
+      for (const t of timers) clearTimeout(t);
+      ctx.signal.removeEventListener("abort", onAbort);
+      process.off("exit", killOnExit);
+      if (outcome?.ok) return resolve(outcome.output);
+      if (outcome) return reject(outcome.err);
+      // Killed on the way out of an abort: the run stops as asked, at its last checkpoint.
+      if (stopping !== null) return reject(new CancelledError(stopping));
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const hint = signal === "SIGKILL" ? " (out of memory, or killed from outside)" : "";
+      reject(
+        new WorkError(
+          `the training process (pid ${pid}) ${how}${hint} before the stage finished; ` +
+            "the run keeps its last checkpoint: resume it to continue from there",
+        ),
+      );
+    });
+  });
+}
+
+function childError(msg: Extract<ToParent, { type: "failed" }>): Error {
+  if (msg.cancelled) return new CancelledError(msg.message);
+  if (msg.transient) return new TransientError(msg.message);
+  return new WorkError(msg.message);
+}

@@ -1,0 +1,240 @@
+// A server that trains stays a server: against the built CLI (`trm-forge serve --http`, the
+// in-process runner, the demo preset), /healthz answers within a second at every probe and a
+// read tool within a second while a training runs, because the train stage runs in a child
+// process. A crash of that child fails the run with a clear error, the server goes on, and the
+// run resumes from its checkpoint; SIGTERM during a training stops the child at a checkpoint and
+// the server exits cleanly, leaving no trainer behind.
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { agentConfigFor, createSimulator, type Simulator } from "../../src/simulator/index.js";
+import {
+  BRUNO,
+  call,
+  connectHttp,
+  removeDir,
+  type ServerProcess,
+  SRE,
+  startServerProcess,
+  TOKENS,
+  tempDir,
+  textOf,
+  tokenSection,
+} from "./helpers.js";
+
+interface Probes {
+  health: number[];
+  reads: number[];
+  failures: string[];
+  stop: () => Promise<void>;
+}
+
+/** /healthz every 200 ms and models_list back to back, each timed, until stopped. */
+function probe(server: ServerProcess, reader: Client): Probes {
+  const p: Probes = { health: [], reads: [], failures: [], stop: async () => {} };
+  let running = true;
+  const healthz = server.url.replace(/\/mcp$/, "/healthz");
+  const health = (async () => {
+    while (running) {
+      const t0 = performance.now();
+      try {
+        const r = await fetch(healthz, { signal: AbortSignal.timeout(10_000) });
+        await r.text();
+        if (!r.ok) p.failures.push(`/healthz ${r.status}`);
+      } catch (err) {
+        p.failures.push(`/healthz ${(err as Error).message}`);
+      }
+      p.health.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  const reads = (async () => {
+    while (running) {
+      const t0 = performance.now();
+      const r = await call(reader, "models_list", {});
+      if (r.isError) p.failures.push(`models_list: ${textOf(r)}`);
+      p.reads.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  })();
+  p.stop = async () => {
+    running = false;
+    await Promise.all([health, reads]);
+  };
+  return p;
+}
+
+async function status(client: Client, jobId: string): Promise<any> {
+  const r = await call(client, "job_status", { job_id: jobId, wait_s: 1 });
+  expect(r.isError, textOf(r)).toBeFalsy();
+  return r.structuredContent;
+}
+
+/** Polls job_status until `until` holds or the job ends. */
+async function follow(client: Client, jobId: string, until: (v: any) => boolean): Promise<any> {
+  const end = Date.now() + 300_000;
+  for (;;) {
+    const v = await status(client, jobId);
+    if (v.status !== "running" || until(v) || Date.now() > end) return v;
+  }
+}
+
+/** The training child's pid, from the line the train stage logs when it starts it. */
+async function childPid(client: Client, jobId: string): Promise<number> {
+  const r = await call(client, "job_logs", { job_id: jobId, stage: "train", limit: 200 });
+  const m = /training in a child process \(pid (\d+)\)/.exec(textOf(r));
+  expect(m, textOf(r)).not.toBeNull();
+  return Number(m![1]);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("the server answers while it trains", () => {
+  const dir = tempDir("trm-responsive-");
+  const configPath = join(dir, "trm-forge.yaml");
+  const dataDir = join(dir, "data");
+  let sim: Simulator;
+  let server: ServerProcess | null = null;
+  let crashedRun = "";
+
+  beforeAll(async () => {
+    sim = await createSimulator({ seed: 5, days: 3, logsPerDay: 600, tracesPerDay: 250 });
+    const few = { max_examples: 200, min_examples: 1 };
+    writeFileSync(
+      configPath,
+      stringify({
+        data_dir: dataDir,
+        model: { preset: "demo", backend: "auto" },
+        agents: { [SRE]: agentConfigFor(sim.url, { lookback: "3d" }), [BRUNO]: {} },
+        dataset: {
+          window: "3d",
+          seq_len: 64,
+          tasks: {
+            code_infill: { enabled: false },
+            log_triage: few,
+            metric_forecast: { ...few, points: 8, step: "15m", stride: 2 },
+            trace_outcome: few,
+          },
+        },
+        train: {
+          max_steps: 30,
+          batch_size: 16,
+          eval_interval: 15,
+          checkpoint_interval: 5,
+          log_interval: 1,
+          eval_examples: 64,
+          warmup_steps: 2,
+        },
+        runs: { retries: 0 },
+        schedule: { enabled: false },
+        serve: { shadow_fraction: 0 },
+        server: { shutdown_grace: "60s" },
+        tokens: tokenSection(dir),
+      }),
+    );
+  });
+  afterAll(async () => {
+    if (server && server.child.exitCode === null) {
+      server.child.kill("SIGKILL");
+      await server.exit;
+    }
+    await sim?.close();
+    removeDir(dir);
+  });
+
+  it("answers /healthz and models_list within 1 s during a training; a crashed trainer fails the run, not the server", {
+    timeout: 600_000,
+  }, async () => {
+    server = await startServerProcess(configPath);
+    const sre = await connectHttp(server.url, TOKENS.sre);
+    const reader = await connectHttp(server.url, TOKENS.sreRead);
+    const started = (await call(sre, "training_start", { stages: ["collect", "build", "train"] }))
+      .structuredContent as any;
+    expect(started.started).toBe(true);
+    const jobId = started.job.job_id;
+    crashedRun = jobId;
+
+    const probes = probe(server, reader);
+    const v = await follow(sre, jobId, (x) => x.stage === "train" && x.step >= 11);
+    await probes.stop();
+    expect(v.status, JSON.stringify(v)).toBe("running");
+    // Progress crosses the process boundary: the step and the loss come from the child.
+    expect(v.total_steps).toBe(30);
+    expect(v.metrics.loss).toBeGreaterThan(0);
+    expect(probes.failures).toEqual([]);
+    expect(probes.health.length).toBeGreaterThan(5);
+    expect(Math.max(...probes.health)).toBeLessThan(1000);
+    expect(Math.max(...probes.reads)).toBeLessThan(1000);
+
+    const pid = await childPid(sre, jobId);
+    expect(pid).not.toBe(server.child.pid);
+    process.kill(pid, "SIGKILL");
+    const failed = await follow(sre, jobId, () => false);
+    expect(failed.status).toBe("failed");
+    expect(JSON.stringify(failed)).toMatch(/killed by SIGKILL/);
+    const health = await fetch(server.url.replace(/\/mcp$/, "/healthz"));
+    expect(health.status).toBe(200);
+    expect(server.child.exitCode).toBeNull();
+    const run = JSON.parse(readFileSync(join(dataDir, "store", "runs", SRE, jobId, "run.json"), "utf8"));
+    expect(run.status).toBe("failed");
+    expect(run.stages.find((s: any) => s.name === "train").error).toMatch(
+      /training process \(pid \d+\) was killed by SIGKILL.*resume it/,
+    );
+    expect(existsSync(join(dataDir, "store", "runs", SRE, jobId, "checkpoints"))).toBe(true);
+    await sre.close();
+    await reader.close();
+  });
+
+  it("stops the trainer at a checkpoint on SIGTERM and exits cleanly", { timeout: 600_000 }, async () => {
+    const sre = await connectHttp(server!.url, TOKENS.sre);
+    const started = (await call(sre, "training_start", { stages: ["build", "train"] }))
+      .structuredContent as any;
+    expect(started.started).toBe(true);
+    const jobId = started.job.job_id;
+    const v = await follow(sre, jobId, (x) => x.stage === "train" && x.step >= 6);
+    expect(v.status).toBe("running");
+    const pid = await childPid(sre, jobId);
+    await sre.close().catch(() => undefined);
+
+    const t0 = Date.now();
+    server!.child.kill("SIGTERM");
+    expect(await server!.exit).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(alive(pid)).toBe(false);
+    const record = JSON.parse(readFileSync(join(dataDir, "store", "jobs", SRE, `${jobId}.json`), "utf8"));
+    expect(record).toMatchObject({ status: "interrupted", kind: "training" });
+    const run = JSON.parse(readFileSync(join(dataDir, "store", "runs", SRE, jobId, "run.json"), "utf8"));
+    expect(run.stages.find((s: any) => s.name === "train").status).toBe("cancelled");
+    expect(server!.stderr()).toMatch(/stopped at a checkpoint|training cancelled|cancelled/);
+  });
+
+  it("resumes the crashed run from its checkpoint", { timeout: 600_000 }, async () => {
+    const out = await new Promise<{ code: number | null; text: string }>((res) => {
+      const p = spawn(
+        process.execPath,
+        [resolve("dist/cli.js"), "-c", configPath, "run", "--agent", SRE, "--resume", crashedRun],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let text = "";
+      p.stdout!.on("data", (d) => (text += d));
+      p.stderr!.on("data", (d) => (text += d));
+      p.on("exit", (code) => res({ code, text }));
+    });
+    expect(out.code, out.text.slice(-2000)).toBe(0);
+    const run = JSON.parse(readFileSync(join(dataDir, "store", "runs", SRE, crashedRun, "run.json"), "utf8"));
+    expect(run.status).toBe("succeeded");
+    const train = run.stages.find((s: any) => s.name === "train").output;
+    expect(train.resumed_from_step).toBeGreaterThanOrEqual(5);
+    expect(train.steps).toBe(30);
+  });
+});
