@@ -11,8 +11,8 @@ import { initBackend } from "../model/backend.js";
 import { ALIASES, type Alias } from "../pipeline/deploy/registry.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
 import { reportKey, writeRunReport } from "../pipeline/report.js";
+import { createPipeline } from "../pipeline/create.js";
 import {
-  createPipeline,
   type Pipeline,
   type RunEvent,
   type RunRecord,

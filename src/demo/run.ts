@@ -10,9 +10,9 @@ import { UsageError, WorkError } from "../errors.js";
 import { activeBackend, initBackend } from "../model/backend.js";
 import type { EvaluationResult } from "../pipeline/evaluate.js";
 import { reportKey, writeRunReport } from "../pipeline/report.js";
-import { evaluationRunKey } from "../pipeline/run/stages.js";
+import { createPipeline } from "../pipeline/create.js";
+import { evaluationRunKey } from "../pipeline/evaluate/stage.js";
 import {
-  createPipeline,
   type Pipeline,
   parseMs,
   type RunEvent,

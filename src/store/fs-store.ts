@@ -1,8 +1,10 @@
 // The local-directory store. Puts go through a temporary file and a rename, so a crash never
-// leaves a torn object visible; temporaries are skipped by list().
+// leaves a torn object visible; temporaries are skipped by list(). Conditional puts hold a
+// per-key lock file (O_EXCL) around read-compare-rename, so processes sharing the directory
+// (one host, or an NFS mount) see a true compare-and-swap; the ETag is the md5 of the content.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { atomicWrite, sha256 } from "../util/fs.js";
 import {
@@ -12,7 +14,12 @@ import {
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
+  type VersionedObject,
 } from "./types.js";
+
+/** A lock file older than this belongs to a writer that died inside its few-millisecond critical section. */
+const CAS_LOCK_STALE_MS = 10_000;
+const CAS_LOCK_WAIT_MS = 30_000;
 
 export class FsStore implements ObjectStore {
   readonly kind = "fs" as const;
@@ -59,8 +66,62 @@ export class FsStore implements ObjectStore {
     }
   }
 
+  /** Copies through a temporary file and a rename; the object is never read into memory. */
   async getFile(key: string, path: string): Promise<void> {
-    await atomicWrite(path, await this.get(key));
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+    try {
+      await copyFile(this.pathOf(key), tmp);
+      await rename(tmp, path);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      if ((err as NodeJS.ErrnoException).code === "ENOENT" && !(await this.exists(key)))
+        throw new NotFoundError(key);
+      throw err;
+    }
+  }
+
+  async getVersioned(key: string): Promise<VersionedObject | null> {
+    try {
+      const body = await readFile(this.pathOf(key));
+      return { body, etag: md5(body) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+  }
+
+  async putIf(key: string, data: Uint8Array | string, ifMatch: string | null, _opts?: PutOptions) {
+    const path = this.pathOf(key);
+    await mkdir(dirname(path), { recursive: true });
+    const release = await this.casLock(`${path}.tmp-cas`);
+    try {
+      const current = await this.getVersioned(key);
+      if (ifMatch === null ? current !== null : current?.etag !== ifMatch) return null;
+      await atomicWrite(path, data);
+      return md5(data);
+    } finally {
+      await release();
+    }
+  }
+
+  private async casLock(lock: string): Promise<() => Promise<void>> {
+    const deadline = Date.now() + CAS_LOCK_WAIT_MS;
+    for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
+      try {
+        await (await open(lock, "wx")).close();
+        return () => rm(lock, { force: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }
+      const age = await stat(lock).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
+      if (age > CAS_LOCK_STALE_MS) await rm(lock, { force: true });
+      else if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
@@ -119,4 +180,8 @@ export class FsStore implements ObjectStore {
   async presign(): Promise<string | null> {
     return null;
   }
+}
+
+function md5(data: Uint8Array | string): string {
+  return createHash("md5").update(data).digest("hex");
 }

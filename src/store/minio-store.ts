@@ -1,10 +1,13 @@
 // The MinIO/S3 store. An S3 PUT is atomic: readers see the whole object or none, so no temporary
-// key is needed. Every upload passes its size and stays at or below `partSize`, so the client never
-// switches to multipart (s3rver, used in tests, has no multipart; MinIO does, and larger files
-// still work there). Set part_size_mb above the largest object you expect when testing on s3rver.
+// key is needed. Objects up to `partSize` go up in one PUT; larger ones as a multipart upload
+// (initiate, parts in order with a retry each, complete), which is just as atomic: the object
+// appears at complete. A failed upload is aborted so no parts linger. The client's own
+// putObject is not used for multipart: it resumes any unfinished upload of the same key (another
+// writer's too), never aborts, and does not retry a part.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import type { IncomingHttpHeaders } from "node:http";
 import { dirname } from "node:path";
 import { pipeline } from "node:stream/promises";
 import * as Minio from "minio";
@@ -16,7 +19,14 @@ import {
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
+  type VersionedObject,
 } from "./types.js";
+
+/** Attempts per part (a part is idempotent: the same bytes under the same number). */
+const PART_ATTEMPTS = 3;
+/** S3 allows at most this many parts; larger objects get larger parts. */
+const MAX_PARTS = 10_000;
+const MiB = 1024 * 1024;
 
 export interface MinioStoreOptions {
   endPoint: string;
@@ -27,13 +37,15 @@ export interface MinioStoreOptions {
   bucket: string;
   region: string;
   pathStyle: boolean;
-  /** Bytes; uploads up to this size go in one PUT. */
+  /** Bytes; uploads up to this size go in one PUT, larger ones in parts of this size. */
   partSize: number;
   /** Prepended to every key, e.g. "trm-forge/". */
   prefix?: string;
 }
 
 const NOT_FOUND = new Set(["NoSuchKey", "NotFound", "NoSuchObject"]);
+/** A conditional write that lost: 412, or S3's 409 for two conditional writes racing. */
+const CONDITION_FAILED = new Set(["PreconditionFailed", "ConditionalRequestConflict"]);
 
 export class MinioStore implements ObjectStore {
   readonly kind = "minio" as const;
@@ -82,21 +94,17 @@ export class MinioStore implements ObjectStore {
     return this.bucketReady;
   }
 
-  private tooLarge(key: string, size: number): Error {
-    return new Error(
-      `${key}: ${size} bytes is larger than store.part_size_mb (${this.opts.partSize} bytes); raise it so the upload stays one PUT`,
-    );
-  }
-
   async put(key: string, data: Uint8Array | string, opts?: PutOptions) {
     const name = this.name(key);
     await this.ready();
-    const buf =
-      typeof data === "string"
-        ? Buffer.from(data)
-        : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    if (buf.length > this.opts.partSize) throw this.tooLarge(key, buf.length);
-    await this.client.putObject(this.bucket, name, buf, buf.length, meta(opts));
+    const buf = toBuffer(data);
+    if (buf.length <= this.opts.partSize) {
+      await this.client.putObject(this.bucket, name, buf, buf.length, headers(opts));
+    } else {
+      await this.multipart(name, buf.length, headers(opts), async (offset, length) =>
+        buf.subarray(offset, offset + length),
+      );
+    }
     return { sha256: sha256(buf), size: buf.length };
   }
 
@@ -104,11 +112,66 @@ export class MinioStore implements ObjectStore {
     const name = this.name(key);
     await this.ready();
     const { size } = await stat(path);
-    if (size > this.opts.partSize) throw this.tooLarge(key, size);
     const h = createHash("sha256");
     for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-    await this.client.putObject(this.bucket, name, createReadStream(path), size, meta(opts));
+    if (size <= this.opts.partSize) {
+      await this.client.putObject(this.bucket, name, createReadStream(path), size, headers(opts));
+    } else {
+      // One part in memory at a time.
+      const fh = await open(path, "r");
+      try {
+        await this.multipart(name, size, headers(opts), async (offset, length) => {
+          const part = Buffer.allocUnsafe(length);
+          let got = 0;
+          while (got < length) {
+            const { bytesRead } = await fh.read(part, got, length - got, offset + got);
+            if (bytesRead === 0) throw new Error(`${path} shrank while it was uploaded`);
+            got += bytesRead;
+          }
+          return part;
+        });
+      } finally {
+        await fh.close();
+      }
+    }
     return { sha256: h.digest("hex"), size };
+  }
+
+  /** A multipart upload of `size` bytes read part by part; aborted (parts removed) on any failure. */
+  private async multipart(
+    name: string,
+    size: number,
+    hdrs: Record<string, string>,
+    readPart: (offset: number, length: number) => Promise<Buffer>,
+  ): Promise<void> {
+    const partSize = Math.max(this.opts.partSize, Math.ceil(size / MAX_PARTS / MiB) * MiB);
+    const uploadID = await this.client.initiateNewMultipartUpload(this.bucket, name, hdrs);
+    try {
+      const parts: { part: number; etag: string }[] = [];
+      for (let offset = 0, partNumber = 1; offset < size; offset += partSize, partNumber++) {
+        const body = await readPart(offset, Math.min(partSize, size - offset));
+        const md5 = createHash("md5").update(body).digest("base64");
+        const etag = await retry(PART_ATTEMPTS, async () => {
+          const r = await this.client.uploadPart(
+            {
+              bucketName: this.bucket,
+              objectName: name,
+              uploadID,
+              partNumber,
+              headers: { "Content-Length": String(body.length), "Content-MD5": md5 },
+            },
+            body,
+          );
+          if (!r.etag) throw new Error(`part ${partNumber} of ${name}: no ETag in the answer`);
+          return r.etag;
+        });
+        parts.push({ part: partNumber, etag });
+      }
+      await this.client.completeMultipartUpload(this.bucket, name, uploadID, parts);
+    } catch (err) {
+      await this.client.abortMultipartUpload(this.bucket, name, uploadID).catch(() => undefined);
+      throw err;
+    }
   }
 
   async get(key: string): Promise<Buffer> {
@@ -143,6 +206,54 @@ export class MinioStore implements ObjectStore {
     } catch (err) {
       await rm(tmp, { force: true });
       if (isNotFound(err)) throw new NotFoundError(key);
+      throw err;
+    }
+  }
+
+  async getVersioned(key: string): Promise<VersionedObject | null> {
+    const name = this.name(key);
+    await this.ready();
+    let stream: Awaited<ReturnType<Minio.Client["getObject"]>>;
+    try {
+      stream = await this.client.getObject(this.bucket, name);
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+    // The client hands back the HTTP response itself: its ETag names exactly these bytes.
+    const etag = unquote((stream as unknown as { headers?: IncomingHttpHeaders }).headers?.etag ?? "");
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of stream) {
+      size += (c as Buffer).length;
+      if (size > this.opts.partSize) {
+        stream.destroy();
+        throw new Error(`${key}: larger than one PUT (${this.opts.partSize} bytes), not a small object`);
+      }
+      chunks.push(c as Buffer);
+    }
+    if (!etag) throw new Error(`${key}: the store sent no ETag`);
+    return { body: Buffer.concat(chunks), etag };
+  }
+
+  async putIf(key: string, data: Uint8Array | string, ifMatch: string | null, opts?: PutOptions) {
+    const name = this.name(key);
+    await this.ready();
+    const buf = toBuffer(data);
+    if (buf.length > this.opts.partSize)
+      throw new Error(`${key}: a conditional put must fit one PUT (${this.opts.partSize} bytes)`);
+    const cond = ifMatch === null ? { "If-None-Match": "*" } : { "If-Match": `"${ifMatch}"` };
+    try {
+      const r = await this.client.putObject(this.bucket, name, buf, buf.length, {
+        ...headers(opts),
+        ...cond,
+      });
+      return unquote(r.etag);
+    } catch (err) {
+      const code = (err as { code?: string } | null)?.code;
+      // If-Match on a key that is gone fails as NoSuchKey: the condition did not hold either.
+      if (code !== undefined && (CONDITION_FAILED.has(code) || (ifMatch !== null && NOT_FOUND.has(code))))
+        return null;
       throw err;
     }
   }
@@ -197,10 +308,33 @@ export class MinioStore implements ObjectStore {
   }
 }
 
-function meta(opts?: PutOptions): Record<string, string> {
-  const m: Record<string, string> = { ...(opts?.meta ?? {}) };
-  if (opts?.contentType) m["Content-Type"] = opts.contentType;
-  return m;
+/** Content type and user metadata as S3 headers (x-amz-meta-*), for one PUT and for initiate alike. */
+function headers(opts?: PutOptions): Record<string, string> {
+  const h: Record<string, string> = {};
+  for (const [k, v] of Object.entries(opts?.meta ?? {})) h[`x-amz-meta-${k}`] = v;
+  if (opts?.contentType) h["Content-Type"] = opts.contentType;
+  return h;
+}
+
+function toBuffer(data: Uint8Array | string): Buffer {
+  return typeof data === "string"
+    ? Buffer.from(data)
+    : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function unquote(etag: string): string {
+  return etag.replace(/^"|"$/g, "");
+}
+
+async function retry<T>(attempts: number, fn: () => Promise<T>): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 100 * 2 ** i));
+    }
+  }
 }
 
 function isNotFound(err: unknown): boolean {

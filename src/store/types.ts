@@ -3,6 +3,7 @@
 //   datasets/<agent>/<dataset-id>/...
 //   runs/<agent>/<run-id>/...
 //   models/<agent>/<version>/...   models/<agent>/registry.json
+//   locks/<agent>/run.json (the run lease)
 // Keys are "/"-separated relative paths. Every put is atomic: readers see the whole object or none.
 
 export interface PutOptions {
@@ -18,6 +19,12 @@ export interface ObjectInfo {
   mtimeMs: number;
 }
 
+/** A small object with its ETag (an opaque version tag that changes with every write). */
+export interface VersionedObject {
+  body: Buffer;
+  etag: string;
+}
+
 export interface ObjectStore {
   readonly kind: "fs" | "minio";
   /** A short description for logs and doctor, without credentials. */
@@ -30,6 +37,19 @@ export interface ObjectStore {
   /** Downloads to a local file atomically. Throws NotFoundError when absent. */
   getFile(key: string, path: string): Promise<void>;
   stat(key: string): Promise<ObjectInfo | null>;
+  /** A small object (at most one PUT) with its ETag, or null when absent. */
+  getVersioned(key: string): Promise<VersionedObject | null>;
+  /**
+   * Compare-and-swap of a small object: writes only when the key is absent (ifMatch null, S3's
+   * `If-None-Match: *`) or when its current ETag is ifMatch (`If-Match`). Returns the new ETag,
+   * or null when the condition did not hold (another writer got there first).
+   */
+  putIf(
+    key: string,
+    data: Uint8Array | string,
+    ifMatch: string | null,
+    opts?: PutOptions,
+  ): Promise<string | null>;
   exists(key: string): Promise<boolean>;
   /** Every object under a prefix (recursive), sorted by key. */
   list(prefix: string): Promise<ObjectInfo[]>;

@@ -9,7 +9,9 @@ import { type Config, parseConfig } from "../../src/config/index.js";
 import { registry as metrics } from "../../src/metrics.js";
 import { readDatasetManifest } from "../../src/pipeline/dataset/index.js";
 import { reportKey } from "../../src/pipeline/report.js";
-import { createPipeline, type DeployHook, type Pipeline, type RunRecord } from "../../src/pipeline/run.js";
+import { createPipeline } from "../../src/pipeline/create.js";
+import type { DeployHook } from "../../src/pipeline/deploy/stage.js";
+import type { Pipeline, RunRecord } from "../../src/pipeline/run.js";
 import { agentConfigFor, createSimulator, type Simulator } from "../../src/simulator/index.js";
 
 /** A sample's value from the process's metrics registry (histograms by their _count, _sum names). */

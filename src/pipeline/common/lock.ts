@@ -3,9 +3,9 @@
 // start time so a recycled pid does not keep a dead owner's lock alive. A lock whose owner is
 // gone (kill -9, power cut) is stale and may be taken over.
 //
-// Single-writer assumption: liveness can only be checked on the same host. Processes on other
-// hosts sharing one data_dir (or one MinIO bucket with separate data_dirs) are not coordinated;
-// run one trm-forge writer per agent.
+// Liveness can only be checked on the same host, so these files coordinate one host. Across hosts
+// the run lock is a lease in the store (lease.ts) and the registry index a compare-and-swap on its
+// ETag; a file lock here only queues one host's writers ahead of that.
 import { readFileSync } from "node:fs";
 import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
@@ -48,6 +48,18 @@ function procStart(pid: number): string | null {
 
 const selfStart = procStart(process.pid);
 
+/** This process as a lock owner. */
+export function currentOwner(purpose: string, holder: string | null): LockOwner {
+  return {
+    pid: process.pid,
+    host: hostname(),
+    proc_start: selfStart,
+    acquired_at: new Date().toISOString(),
+    purpose,
+    holder,
+  };
+}
+
 /** True when the owner is certainly gone: same host, and its pid is dead or belongs to another process. */
 export function isStale(owner: LockOwner): boolean {
   if (owner.host !== hostname()) return false;
@@ -89,14 +101,7 @@ export async function tryLock(
   holder: string | null = null,
 ): Promise<LockResult> {
   await mkdir(dirname(path), { recursive: true });
-  const owner: LockOwner = {
-    pid: process.pid,
-    host: hostname(),
-    proc_start: selfStart,
-    acquired_at: new Date().toISOString(),
-    purpose,
-    holder,
-  };
+  const owner = currentOwner(purpose, holder);
   const body = `${JSON.stringify(owner)}\n`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {

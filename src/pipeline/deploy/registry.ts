@@ -106,6 +106,18 @@ export const AliasMove = z
   .strict();
 export type AliasMove = z.infer<typeof AliasMove>;
 
+/** A version whose files retention deleted; its version entry stays (the index is append-only). */
+export const PrunedEntry = z
+  .object({
+    version: z.string().regex(VERSION_RE),
+    at: z.string(),
+    /** The retention rule that chose it, e.g. "versions: beyond the newest 4". */
+    rule: z.string(),
+    actor: z.string().min(1),
+  })
+  .strict();
+export type PrunedEntry = z.infer<typeof PrunedEntry>;
+
 export const RegistryIndex = z
   .object({
     schema: z.literal(1),
@@ -114,6 +126,8 @@ export const RegistryIndex = z
     versions: z.array(VersionEntry),
     aliases: z.object({ champion: z.string().nullable(), challenger: z.string().nullable() }).strict(),
     history: z.array(AliasMove),
+    /** Written once something was pruned; absent in older indexes. */
+    pruned: z.array(PrunedEntry).optional(),
   })
   .strict();
 export type RegistryIndex = z.infer<typeof RegistryIndex>;
@@ -169,10 +183,13 @@ export interface AliasEvent {
 export const registryEvents = new EventEmitter<{ alias: [AliasEvent] }>();
 
 export interface RegistryOptions {
-  /** The data directory: its locks/ folder serialises index writes across processes on this host. */
+  /** The data directory: its locks/ folder queues this host's index writers (the index update itself is a compare-and-swap). */
   dataDir?: string;
   now?: () => Date;
 }
+
+/** Compare-and-swap attempts on the index before giving up (each after a short random wait). */
+const INDEX_CAS_ATTEMPTS = 50;
 
 export function registryKey(agent: string): string {
   return checkKey(`models/${agent}/registry.json`);
@@ -198,14 +215,21 @@ export class ModelRegistry {
 
   /** The index; an empty one when the agent has never registered a version. */
   async read(agent: string): Promise<RegistryIndex> {
+    return (await this.readVersioned(agent)).index;
+  }
+
+  /** The index with the ETag it was read at (null when there is none yet), for a compare-and-swap. */
+  private async readVersioned(agent: string): Promise<{ index: RegistryIndex; etag: string | null }> {
     const key = registryKey(agent);
-    let body: Buffer;
-    try {
-      body = await this.settledGet(key, (b) => isJson(b));
-    } catch (err) {
-      if (err instanceof NotFoundError) return emptyIndex(agent, this.now());
-      throw err;
+    let current = await this.store.getVersioned(key);
+    // Some S3 servers (s3rver among them) answer a PUT before the object is fully written: a read
+    // right after it can see a short file, so look again briefly before calling it damaged.
+    for (let i = 0; i < 4 && current && !isJson(current.body); i++) {
+      await new Promise((r) => setTimeout(r, 25 * 2 ** i));
+      current = await this.store.getVersioned(key);
     }
+    if (!current) return { index: emptyIndex(agent, this.now()), etag: null };
+    const body = current.body;
     let raw: unknown;
     try {
       raw = JSON.parse(body.toString("utf8"));
@@ -220,7 +244,7 @@ export class ModelRegistry {
       throw new IntegrityError(`${key} is not a valid registry: ${i.path.join(".")}: ${i.message}`);
     }
     if (r.data.agent !== agent) throw new IntegrityError(`${key} belongs to agent "${r.data.agent}"`);
-    return r.data;
+    return { index: r.data, etag: current.etag };
   }
 
   async listVersions(agent: string): Promise<VersionEntry[]> {
@@ -238,6 +262,7 @@ export class ModelRegistry {
     const idx = index ?? (await this.read(agent));
     const entry = idx.versions.find((v) => v.version === version);
     if (!entry) throw new RegistryError(unknownVersionMessage(idx, version));
+    refusePruned(idx, version);
     const key = artifactKey(agent, version, "manifest.json");
     let body: Buffer;
     try {
@@ -450,6 +475,30 @@ export class ModelRegistry {
     });
   }
 
+  /**
+   * Records versions as pruned, before gc deletes their files: from then on they resolve to a
+   * "pruned" error instead of a half-deleted version. Aliases may not point at them.
+   */
+  async markPruned(agent: string, items: { version: string; rule: string }[], actor: string): Promise<void> {
+    await this.updateIndex(agent, (index) => {
+      const done = new Set((index.pruned ?? []).map((p) => p.version));
+      for (const it of items) {
+        if (done.has(it.version)) continue;
+        if (!index.versions.some((v) => v.version === it.version))
+          throw new RegistryError(unknownVersionMessage(index, it.version));
+        if (ALIASES.some((a) => index.aliases[a] === it.version))
+          throw new RegistryError(
+            `version ${it.version} of ${agent} is an alias target; it cannot be pruned`,
+          );
+        index.pruned = [
+          ...(index.pruned ?? []),
+          { version: it.version, at: this.now().toISOString(), rule: it.rule, actor },
+        ];
+        done.add(it.version);
+      }
+    });
+  }
+
   /** The champion before the current one (the rollback target), or null. */
   async previousChampion(agent: string): Promise<string | null> {
     const stack = championStack((await this.read(agent)).history);
@@ -481,34 +530,63 @@ export class ModelRegistry {
     return timeId("v", at, true);
   }
 
-  /** Read-modify-write of the index under the lock; mutate may return a value (e.g. the moves). */
+  /**
+   * Read-modify-write of the index as a compare-and-swap on its ETag, so writers on other hosts
+   * sharing the store never lose each other's update: when the index changed since it was read,
+   * mutate runs again on the new one. The host-local lock only queues this host's writers.
+   * mutate may return a value (e.g. the moves).
+   */
   private async updateIndex<T>(agent: string, mutate: (index: RegistryIndex) => T): Promise<T> {
     const key = registryKey(agent);
     const work = async () => {
-      const before = await this.read(agent);
-      const index = structuredClone(before);
-      const result = mutate(index);
-      const moves = Array.isArray(result) ? (result as unknown[]).filter(isMove) : [];
-      if (moves.length === 0 && index.versions.length === before.versions.length) return result;
-      checkAppendOnly(before, index);
-      index.updated_at = this.now().toISOString();
-      await this.store.put(key, `${JSON.stringify(RegistryIndex.parse(index), null, 2)}\n`, {
-        contentType: "application/json",
-      });
-      for (const m of moves) {
-        if (m.from) servedModelInfo.remove({ agent, alias: m.alias, version: m.from });
-        if (m.to) servedModelInfo.set({ agent, alias: m.alias, version: m.to }, 1);
-        registryEvents.emit("alias", { agent, alias: m.alias, from: m.from, to: m.to, action: m.action });
-        log.info(
-          { agent, alias: m.alias, from: m.from, to: m.to, actor: m.actor, reason: m.reason },
-          "alias moved",
-        );
+      for (let attempt = 1; ; attempt++) {
+        const r = await this.tryUpdateIndex(agent, key, mutate);
+        if (r.done) return r.result;
+        if (attempt >= INDEX_CAS_ATTEMPTS)
+          throw new WorkError(`${key} kept changing under ${attempt} attempts to update it; try again`);
+        // Jittered backoff, so writers that collided do not collide again in step.
+        await new Promise((res) => setTimeout(res, Math.random() * 20 * Math.min(attempt, 10)));
       }
-      return result;
     };
     const lockFile = this.opts.dataDir ? lockPath(this.opts.dataDir, `registry-${agent}`) : `mem:${key}`;
     if (!this.opts.dataDir) return withMemLock(lockFile, work);
     return withLock(lockFile, `registry ${agent}`, work);
+  }
+
+  private async tryUpdateIndex<T>(
+    agent: string,
+    key: string,
+    mutate: (index: RegistryIndex) => T,
+  ): Promise<{ done: true; result: T } | { done: false }> {
+    const { index: before, etag } = await this.readVersioned(agent);
+    const index = structuredClone(before);
+    const result = mutate(index);
+    const moves = Array.isArray(result) ? (result as unknown[]).filter(isMove) : [];
+    if (
+      moves.length === 0 &&
+      index.versions.length === before.versions.length &&
+      (index.pruned?.length ?? 0) === (before.pruned?.length ?? 0)
+    )
+      return { done: true, result };
+    checkAppendOnly(before, index);
+    index.updated_at = this.now().toISOString();
+    const body = `${JSON.stringify(RegistryIndex.parse(index), null, 2)}\n`;
+    const written = await this.store.putIf(key, body, etag, { contentType: "application/json" });
+    if (written === null) {
+      // Lost the race, unless the write did land and only its answer was lost (a retried PUT).
+      const now = await this.store.getVersioned(key);
+      if (now?.body.toString("utf8") !== body) return { done: false };
+    }
+    for (const m of moves) {
+      if (m.from) servedModelInfo.remove({ agent, alias: m.alias, version: m.from });
+      if (m.to) servedModelInfo.set({ agent, alias: m.alias, version: m.to }, 1);
+      registryEvents.emit("alias", { agent, alias: m.alias, from: m.from, to: m.to, action: m.action });
+      log.info(
+        { agent, alias: m.alias, from: m.from, to: m.to, actor: m.actor, reason: m.reason },
+        "alias moved",
+      );
+    }
+    return { done: true, result };
   }
 }
 
@@ -587,6 +665,28 @@ function checkAppendOnly(before: RegistryIndex, after: RegistryIndex): void {
     !same(after.versions.slice(0, before.versions.length), before.versions)
   )
     throw new RegistryError("refusing to change registered versions (they are immutable)");
+  const pb = before.pruned ?? [];
+  const pa = after.pruned ?? [];
+  if (pa.length < pb.length || !same(pa.slice(0, pb.length), pb))
+    throw new RegistryError("refusing to rewrite the pruned list (it is append-only)");
+}
+
+/** The pruned entry of a version, or undefined while its files are kept. */
+export function prunedEntry(index: RegistryIndex, version: string): PrunedEntry | undefined {
+  return index.pruned?.find((p) => p.version === version);
+}
+
+/** A version that was pruned, or was chosen for pruning, is never loaded or pointed at. */
+export class PrunedVersionError extends RegistryError {
+  override name = "PrunedVersionError";
+}
+
+function refusePruned(index: RegistryIndex, version: string): void {
+  const p = prunedEntry(index, version);
+  if (p)
+    throw new PrunedVersionError(
+      `version ${version} of ${index.agent} was pruned by retention at ${p.at} (${p.rule}); its entry and lineage stay in the registry`,
+    );
 }
 
 function resolveIn(index: RegistryIndex, ref: string): string {
@@ -602,6 +702,7 @@ function resolveIn(index: RegistryIndex, ref: string): string {
   }
   if (!index.versions.some((v) => v.version === ref))
     throw new RegistryError(unknownVersionMessage(index, ref));
+  refusePruned(index, ref);
   return ref;
 }
 

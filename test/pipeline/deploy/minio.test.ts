@@ -1,5 +1,5 @@
-// Publishing to MinIO, against s3rver (no multipart there: the part size stays above every object
-// the test writes except the one meant to fail).
+// Publishing to MinIO, against s3rver; the failed upload against the project's S3 endpoint, which
+// can fail a multipart upload's parts on purpose.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +17,7 @@ import {
 } from "../../../src/pipeline/deploy/targets.js";
 import { type ObjectStore, openStore } from "../../../src/store/index.js";
 import { sha256 } from "../../../src/util/fs.js";
+import { S3Endpoint } from "../../store/s3-endpoint.js";
 
 const ENV = { S3_ACCESS: "S3RVER", S3_SECRET: "S3RVER" };
 const LINEAGE = {
@@ -149,6 +150,14 @@ describe("publishing a version to MinIO (s3rver)", () => {
   });
 
   it("leaves the registry unchanged when an upload fails", async () => {
+    const s3 = new S3Endpoint();
+    const port = await s3.start();
+    const store = openStore(
+      parseConfig({
+        store: { ...config.store, kind: "minio", endpoint: "127.0.0.1", port, part_size_mb: 5 },
+      }),
+      ENV,
+    );
     const registry = new ModelRegistry(store);
     const first = await registry.register("agent-b", {
       artifacts: [{ name: "vocab.json", data: "{}" }],
@@ -158,7 +167,9 @@ describe("publishing a version to MinIO (s3rver)", () => {
     });
     const before = await registry.read("agent-b");
     const keysBefore = (await store.list("models/agent-b")).map((o) => o.key);
-    // 6 MiB is above the 5 MiB part size: the store refuses the upload rather than go multipart.
+    // 6 MiB is above the 5 MiB part size: a multipart upload, whose second part always fails.
+    s3.fault = (c) =>
+      c.op === "UploadPart" && c.partNumber === 2 ? { status: 500, code: "InternalError" } : undefined;
     const err = await registry
       .register("agent-b", {
         artifacts: [
@@ -170,10 +181,12 @@ describe("publishing a version to MinIO (s3rver)", () => {
         createdBy: "test",
       })
       .catch((e) => e);
-    expect(String(err)).toMatch(/larger than store.part_size_mb/);
+    expect(String(err)).toMatch(/500|InternalError|injected/);
+    expect(s3.uploads.size).toBe(0);
     expect(await registry.read("agent-b")).toEqual(before);
     expect(before.versions.map((x) => x.version)).toEqual([first.version]);
     // Nothing of the failed version is left behind for a pointer to reach.
     expect((await store.list("models/agent-b")).map((o) => o.key)).toEqual(keysBefore);
+    await s3.close();
   });
 });
