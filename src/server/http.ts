@@ -51,6 +51,9 @@ export function isLoopback(host: string): boolean {
 }
 
 function hostnameOf(hostHeader: string): string | null {
+  // A name or an IP literal and a port, nothing else: the URL parser would read "evil@localhost"
+  // or "localhost/x" as localhost.
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(hostHeader)) return null;
   try {
     return new URL(`http://${hostHeader}`).hostname.toLowerCase();
   } catch {
