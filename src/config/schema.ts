@@ -375,7 +375,7 @@ export const CollectSchema = z
     gap_min: DurationSchema.default("1h"),
     backoff_base: DurationSchema.default("500ms"),
     backoff_max: DurationSchema.default("30s"),
-    /** Larger HTTP responses are refused. */
+    /** Larger HTTP responses are refused, counted both as sent and after gzip/deflate/br decoding. */
     max_response_mb: z.number().int().min(1).default(256),
   })
   .strict();

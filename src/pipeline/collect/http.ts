@@ -4,12 +4,13 @@
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
+import type { Transform } from "node:stream";
 import { rootCertificates } from "node:tls";
-import { gunzipSync } from "node:zlib";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { ConfigError, WorkError } from "../../errors.js";
 import { resolveSecretRef as resolveSecret, type SecretRef } from "../../util/secret-ref.js";
 
-export type SourceErrorKind = "network" | "timeout" | "http" | "malformed" | "cancelled";
+export type SourceErrorKind = "network" | "timeout" | "http" | "malformed" | "too_large" | "cancelled";
 
 /** A source failed for one query; the message names both and says what came back. */
 export class SourceError extends WorkError {
@@ -88,11 +89,21 @@ export class HttpSourceClient {
   private readonly headers: Record<string, string>;
   private readonly agent: http.Agent;
   private readonly lib: typeof http | typeof https;
+  /**
+   * What stops each request and backoff in flight. The run's signal gets one listener per client
+   * that calls them all: a listener per request tripped MaxListenersExceededWarning as soon as
+   * more than ten requests were in flight across the sources (AbortSignal.any would avoid that,
+   * but on Node 20 it keeps a little memory per call for as long as the run's signal lives).
+   */
+  private readonly inFlight = new Set<() => void>();
+  private readonly onAbort = () => {
+    for (const stop of this.inFlight) stop();
+  };
 
   constructor(private readonly opts: HttpSourceOptions) {
     this.base = new URL(opts.url.endsWith("/") ? opts.url : `${opts.url}/`);
     const where = opts.configPath ?? opts.source;
-    this.headers = { "accept-encoding": "gzip", "user-agent": "trm-forge" };
+    this.headers = { "accept-encoding": "gzip, deflate, br", "user-agent": "trm-forge" };
     if (opts.auth?.bearer)
       this.headers.authorization = `Bearer ${resolveSecret(opts.auth.bearer, `${where}.auth.bearer`, opts.env)}`;
     else if (opts.auth?.basic) {
@@ -112,6 +123,7 @@ export class HttpSourceClient {
     }
     const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 8 };
     this.agent = https_ ? new https.Agent({ ...agentOpts, ca }) : new http.Agent(agentOpts);
+    opts.signal?.addEventListener("abort", this.onAbort, { once: true });
   }
 
   /** The base URL without any query, for messages. */
@@ -120,6 +132,7 @@ export class HttpSourceClient {
   }
 
   close(): void {
+    this.opts.signal?.removeEventListener("abort", this.onAbort);
     this.agent.destroy();
   }
 
@@ -142,7 +155,7 @@ export class HttpSourceClient {
       let failure: { kind: SourceErrorKind; detail: string; status?: number; retryAfterMs?: number };
       try {
         stats.requests++;
-        const res = await this.once(url, headers);
+        const res = await this.once(url, headers, query);
         if (!RETRYABLE_STATUS(res.status)) return res;
         failure = {
           kind: "http",
@@ -214,60 +227,98 @@ export class HttpSourceClient {
     };
   }
 
-  private once(url: URL, extra: Record<string, string>): Promise<HttpResponse> {
-    // One controller per request, its timer and its link to the run's signal undone when the
-    // request settles: AbortSignal.timeout() would keep every request alive for the full timeout.
+  private once(url: URL, extra: Record<string, string>, query: string): Promise<HttpResponse> {
+    // One controller per request, its timer and its entry in inFlight undone when the request
+    // settles: AbortSignal.timeout() would keep every request alive for the full timeout.
     const ac = new AbortController();
     const timer = setTimeout(() => {
       const err = new Error(`no response within ${this.opts.timeoutMs} ms`);
       err.name = "TimeoutError";
       ac.abort(err);
     }, this.opts.timeoutMs);
-    const outer = this.opts.signal;
-    const onOuter = () => ac.abort(outer?.reason);
-    outer?.addEventListener("abort", onOuter, { once: true });
-    const settle = () => {
-      clearTimeout(timer);
-      outer?.removeEventListener("abort", onOuter);
-    };
+    const cancel = () => ac.abort(this.opts.signal?.reason);
+    this.inFlight.add(cancel);
+    const limit = this.opts.maxResponseBytes;
     return new Promise<HttpResponse>((resolve, reject) => {
+      let settled = false;
+      let decoder: Transform | null = null;
       const fail = (err: unknown) => {
-        settle();
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.inFlight.delete(cancel);
+        decoder?.destroy();
         reject(err);
       };
       const req = this.lib.request(
         url,
         { method: "GET", agent: this.agent, headers: { ...this.headers, ...extra }, signal: ac.signal },
         (res) => {
+          res.on("error", fail);
+          const encoding = String(res.headers["content-encoding"] ?? "identity")
+            .trim()
+            .toLowerCase();
+          const stop = (kind: SourceErrorKind, detail: string) => {
+            const err = new SourceError(this.opts.source, query, kind, detail, res.statusCode);
+            fail(err);
+            req.destroy(err);
+          };
+          const tooLarge = (what: string) =>
+            stop(
+              "too_large",
+              `response from ${url.pathname} is larger than ${limit} bytes${what}, the limit set by collect.max_response_mb`,
+            );
+          try {
+            decoder = createDecoder(encoding);
+          } catch {
+            stop(
+              "malformed",
+              `response from ${url.pathname} has an unsupported content-encoding "${encoding}"`,
+            );
+            return;
+          }
           const chunks: Buffer[] = [];
           let size = 0;
-          res.on("data", (c: Buffer) => {
-            size += c.length;
-            if (size > this.opts.maxResponseBytes) {
-              req.destroy(new Error(`response larger than ${this.opts.maxResponseBytes} bytes`));
-              return;
-            }
-            chunks.push(c);
-          });
-          res.on("error", fail);
-          res.on("end", () => {
-            settle();
-            let body = Buffer.concat(chunks);
-            if (/gzip/i.test(String(res.headers["content-encoding"] ?? ""))) {
-              try {
-                body = gunzipSync(body);
-              } catch (err) {
-                reject(err);
-                return;
-              }
-            }
+          const finish = () => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            this.inFlight.delete(cancel);
+            decoder?.destroy();
             resolve({
               status: res.statusCode ?? 0,
               contentType: String(res.headers["content-type"] ?? ""),
-              body,
+              body: Buffer.concat(chunks, size),
               retryAfterMs: parseRetryAfter(res.headers["retry-after"], this.opts.backoffMaxMs),
             });
+          };
+          // The body as it will be parsed, bounded by the limit however small the wire form was.
+          const take = (c: Buffer) => {
+            if (settled) return;
+            size += c.length;
+            if (size > limit) tooLarge(decoder ? ` after ${encoding} decoding` : "");
+            else chunks.push(c);
+          };
+          if (!decoder) {
+            res.on("data", take);
+            res.on("end", finish);
+            return;
+          }
+          const d = decoder;
+          let wire = 0;
+          d.on("data", take);
+          d.on("end", finish);
+          d.on("error", (err) =>
+            stop("malformed", `cannot decode the ${encoding} response from ${url.pathname}: ${err.message}`),
+          );
+          res.on("data", (c: Buffer) => {
+            if (settled) return;
+            wire += c.length;
+            if (wire > limit) tooLarge(` (${encoding}-encoded)`);
+            else d.write(c);
           });
+          // An empty body (a 204, say) is not a truncated stream.
+          res.on("end", () => (wire ? d.end() : finish()));
         },
       );
       req.on("error", (err) => {
@@ -288,17 +339,40 @@ export class HttpSourceClient {
 
   private sleep(ms: number, query: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const signal = this.opts.signal;
+      if (this.opts.signal?.aborted) return reject(this.cancelled(query));
       const t = setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
+        this.inFlight.delete(wake);
         resolve();
       }, ms);
-      const onAbort = () => {
+      const wake = () => {
         clearTimeout(t);
+        this.inFlight.delete(wake);
         reject(this.cancelled(query));
       };
-      signal?.addEventListener("abort", onAbort, { once: true });
+      this.inFlight.add(wake);
     });
+  }
+}
+
+// Decoded in 256 KiB pieces: zlib's default 16 KiB made streaming twice as costly as one-shot
+// decoding; at this size it costs the same, and a piece is what a bomb can add past the limit.
+const DECODE_CHUNK = 256 * 1024;
+
+/** A streaming decoder for a Content-Encoding; null for none; throws for one we cannot decode. */
+function createDecoder(encoding: string): Transform | null {
+  switch (encoding) {
+    case "":
+    case "identity":
+      return null;
+    case "gzip":
+    case "x-gzip":
+      return createGunzip({ chunkSize: DECODE_CHUNK });
+    case "deflate":
+      return createInflate({ chunkSize: DECODE_CHUNK });
+    case "br":
+      return createBrotliDecompress({ chunkSize: DECODE_CHUNK });
+    default:
+      throw new Error(`unsupported content-encoding ${encoding}`);
   }
 }
 

@@ -1,12 +1,22 @@
 // The shared HTTP client against local servers: retries with backoff on 5xx/429/timeouts, no retry
-// on 4xx, cancellation, auth and tenant headers, gzip, an extra CA over HTTPS, size limits.
+// on 4xx, cancellation, auth and tenant headers, gzip, an extra CA over HTTPS, size limits, and
+// decompression bombs in each encoding it accepts.
 import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { gzipSync } from "node:zlib";
+import type { Transform } from "node:stream";
+import {
+  brotliCompressSync,
+  constants,
+  createBrotliCompress,
+  createDeflate,
+  createGzip,
+  deflateSync,
+  gzipSync,
+} from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError } from "../../../src/errors.js";
 import { HttpSourceClient, type HttpSourceOptions, SourceError } from "../../../src/pipeline/collect/http.js";
@@ -212,4 +222,109 @@ describe("HttpSourceClient", () => {
       trusted.close();
     },
   );
+});
+
+/** `mb` MiB of zeros through a compressor, streamed so the plain form never exists whole. */
+async function bomb(z: Transform, mb: number): Promise<Buffer> {
+  const out: Buffer[] = [];
+  z.on("data", (c: Buffer) => out.push(c));
+  const ended = new Promise((r) => z.on("end", r));
+  const zeros = Buffer.alloc(1 << 20);
+  for (let i = 0; i < mb; i++) if (!z.write(zeros)) await new Promise((r) => z.once("drain", r));
+  z.end();
+  await ended;
+  return Buffer.concat(out);
+}
+
+const ENCODINGS = {
+  gzip: { encode: gzipSync, compressor: () => createGzip({ level: 9 }) },
+  deflate: { encode: deflateSync, compressor: () => createDeflate({ level: 9 }) },
+  br: {
+    encode: brotliCompressSync,
+    compressor: () => createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 5 } }),
+  },
+} as const;
+
+describe("HttpSourceClient: compressed bodies", () => {
+  it("asks for gzip, deflate and br, and decodes each", async () => {
+    const doc = JSON.stringify({ lines: Array.from({ length: 20_000 }, (_, i) => `line ${i} ok`) });
+    let accepted = "";
+    const url = await serve((req, res) => {
+      accepted = String(req.headers["accept-encoding"]);
+      const enc = req.url!.slice(1, req.url!.indexOf("?") < 0 ? undefined : req.url!.indexOf("?"));
+      const body = ENCODINGS[enc as keyof typeof ENCODINGS].encode(doc);
+      res.writeHead(200, { "content-encoding": enc, "content-type": "application/json" }).end(body);
+    });
+    const c = client(url);
+    for (const enc of Object.keys(ENCODINGS)) {
+      expect((await c.forQuery("q").getJson(enc, {})).json, enc).toEqual(JSON.parse(doc));
+    }
+    expect(accepted).toBe("gzip, deflate, br");
+    c.close();
+  });
+
+  for (const [enc, { compressor }] of Object.entries(ENCODINGS)) {
+    it(`fails a ${enc} bomb (200 MiB of zeros) at the limit on decoded bytes, without the memory`, async () => {
+      const body = await bomb(compressor(), 200);
+      expect(body.length).toBeLessThan(1 << 20); // small enough to pass the limit on the wire
+      let requests = 0;
+      const url = await serve((_req, res) => {
+        requests++;
+        res.writeHead(200, { "content-encoding": enc, "content-type": "application/json" }).end(body);
+      });
+      const c = client(url, { maxResponseBytes: 1 << 20 });
+      const before = process.memoryUsage();
+      let peak = before.rss;
+      let peakBuffers = before.arrayBuffers;
+      const sampler = setInterval(() => {
+        const m = process.memoryUsage();
+        peak = Math.max(peak, m.rss);
+        peakBuffers = Math.max(peakBuffers, m.arrayBuffers);
+      }, 2);
+      const err = await c
+        .forQuery("errors")
+        .get("loki/api/v1/query_range", {})
+        .catch((e) => e);
+      clearInterval(sampler);
+      const after = process.memoryUsage();
+      peak = Math.max(peak, after.rss);
+      peakBuffers = Math.max(peakBuffers, after.arrayBuffers);
+      expect(err).toBeInstanceOf(SourceError);
+      expect(err.kind).toBe("too_large");
+      expect(err.message).toBe(
+        `loki query "errors": response from /loki/api/v1/query_range is larger than 1048576 bytes after ${enc} decoding, the limit set by collect.max_response_mb`,
+      );
+      expect(requests, "a body over the limit is not fetched again").toBe(1);
+      const MiB = 1 << 20;
+      expect((peak - before.rss) / MiB).toBeLessThan(40);
+      expect((peakBuffers - before.arrayBuffers) / MiB).toBeLessThan(16);
+      c.close();
+    });
+  }
+
+  it("bounds the encoded bytes too, and names bodies it cannot decode", async () => {
+    // Random bytes do not compress: 2 MiB of them stay over the 1 MiB limit on the wire.
+    const noise = gzipSync(Buffer.from(Array.from({ length: 2 << 20 }, () => (Math.random() * 256) | 0)));
+    const url = await serve((req, res) => {
+      if (req.url!.startsWith("/noise")) res.writeHead(200, { "content-encoding": "gzip" }).end(noise);
+      else if (req.url!.startsWith("/corrupt"))
+        res.writeHead(200, { "content-encoding": "gzip" }).end(Buffer.from("not gzip at all"));
+      else if (req.url!.startsWith("/zstd")) res.writeHead(200, { "content-encoding": "zstd" }).end("x");
+      else res.writeHead(204, { "content-encoding": "gzip" }).end();
+    });
+    const c = client(url);
+    const q = c.forQuery("q");
+    const big = await q.get("noise", {}).catch((e) => e);
+    expect(big.kind).toBe("too_large");
+    expect(big.message).toMatch(/larger than 1048576 bytes \(gzip-encoded\)/);
+    const bad = await q.get("corrupt", {}).catch((e) => e);
+    expect(bad.kind).toBe("malformed");
+    expect(bad.message).toMatch(/^loki query "q": cannot decode the gzip response from \/corrupt: /);
+    const zstd = await q.get("zstd", {}).catch((e) => e);
+    expect(zstd.message).toMatch(/unsupported content-encoding "zstd"/);
+    expect(q.stats.retries, "none of these is worth another attempt").toBe(0);
+    const empty = await q.get("empty", {});
+    expect([empty.status, empty.body.length]).toEqual([204, 0]);
+    c.close();
+  });
 });
