@@ -100,7 +100,8 @@ export function decodeSafetensors(buf: Uint8Array, source = "safetensors"): Safe
       fail(source, `tensor "${name}": ${issue.path.join(".") || "entry"}: ${issue.message}`);
     }
     const { dtype, shape, data_offsets } = e.data;
-    if (!(dtype in ITEM_SIZE)) fail(source, `tensor "${name}": unknown dtype "${dtype}"`);
+    // Own keys only: `in` would also accept inherited names such as "toString" or "__proto__".
+    if (!Object.hasOwn(ITEM_SIZE, dtype)) fail(source, `tensor "${name}": unknown dtype "${dtype}"`);
     const [begin, end] = data_offsets;
     if (begin > end) fail(source, `tensor "${name}": data_offsets [${begin}, ${end}] are reversed`);
     if (end > dataLen)
@@ -280,7 +281,7 @@ export function toInt32(t: StoredTensor, name = "tensor"): Int32Array {
   const n = count(t);
   const out = new Int32Array(n);
   const dv = le(t);
-  const get: ((i: number) => number | bigint) | undefined = {
+  const getters: Record<string, (i: number) => number | bigint> = {
     I64: (i: number) => dv.getBigInt64(8 * i, true),
     U64: (i: number) => dv.getBigUint64(8 * i, true),
     I32: (i: number) => dv.getInt32(4 * i, true),
@@ -290,7 +291,8 @@ export function toInt32(t: StoredTensor, name = "tensor"): Int32Array {
     I8: (i: number) => dv.getInt8(i),
     U8: (i: number) => dv.getUint8(i),
     BOOL: (i: number) => dv.getUint8(i),
-  }[t.dtype as string];
+  };
+  const get = Object.hasOwn(getters, t.dtype) ? getters[t.dtype] : undefined;
   if (!get) throw new SafetensorsError(`${name}: expected an integer tensor, got ${t.dtype}`);
   for (let i = 0; i < n; i++) {
     const v = Number(get(i));

@@ -156,6 +156,13 @@ describe("hostile or corrupt files get a clear error", () => {
       raw({ w: { dtype: "F8_E4M3", shape: [2], data_offsets: [0, 2] } }, new Uint8Array(2)),
       /"w": unknown dtype "F8_E4M3"/,
     ));
+  it("a dtype named like an inherited property of a plain object", () => {
+    for (const dtype of ["toString", "__proto__", "constructor", "hasOwnProperty", "valueOf"])
+      expectCorrupt(
+        raw({ w: { dtype, shape: [2], data_offsets: [0, 8] } }, f32(1, 2)),
+        new RegExp(`^evil\\.safetensors: tensor "w": unknown dtype "${dtype}"$`),
+      );
+  });
   it("offsets out of range", () =>
     expectCorrupt(
       raw({ w: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, f32(1, 2)),
