@@ -90,3 +90,24 @@ export const shadowAgreement = new Gauge({
   labelNames: ["agent", "task"] as const,
   registers: [registry],
 });
+
+export const storeBytes = new Gauge({
+  name: "trm_forge_store_bytes",
+  help: "Bytes in the store per agent and prefix (raw/<source>, datasets, runs, checkpoints, models, other)",
+  labelNames: ["agent", "prefix"] as const,
+  registers: [registry],
+});
+
+export const gcDeletedBytes = new Counter({
+  name: "trm_forge_gc_deleted_bytes_total",
+  help: "Bytes deleted by store gc per agent",
+  labelNames: ["agent"] as const,
+  registers: [registry],
+});
+
+export const gcFailures = new Counter({
+  name: "trm_forge_gc_failures_total",
+  help: "Store gc runs that failed per agent (the run they followed is unaffected)",
+  labelNames: ["agent"] as const,
+  registers: [registry],
+});

@@ -9,6 +9,7 @@ import { registerRunCommands } from "./run.js";
 import { registerServeCommands } from "./serve.js";
 import { registerServerCommand } from "./server.js";
 import { registerSimulate } from "./simulate.js";
+import { registerStoreCommands } from "./store.js";
 
 export function registerCommands(program: Command): void {
   // Global options (-c, --log-level, --version) go before the subcommand, so a subcommand may
@@ -22,6 +23,7 @@ export function registerCommands(program: Command): void {
   registerDatasetCommands(program);
   registerRunCommands(program);
   registerServerCommand(program);
+  registerStoreCommands(program);
   // Last: `models compare` joins the `models` group if another module created it.
   registerServeCommands(program);
 }

@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import type { Config } from "../config/index.js";
 import { UsageError } from "../errors.js";
 import { initBackend } from "../model/backend.js";
-import { ALIASES, type Alias } from "../pipeline/deploy/registry.js";
+import { ALIASES, type Alias, prunedEntry } from "../pipeline/deploy/registry.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
 import { reportKey, writeRunReport } from "../pipeline/report.js";
 import { createPipeline } from "../pipeline/create.js";
@@ -369,6 +369,19 @@ export function registerRunCommands(program: Command): void {
         const { config } = loadCliConfig(cmd);
         const agent = agentOf(config, opts.agent);
         const { registry } = createPipeline(config);
+        // A pruned version: its registry entry and why it went, instead of a failure.
+        const index = await registry.read(agent);
+        const pruned = prunedEntry(index, opts.version);
+        if (pruned) {
+          const entry = index.versions.find((v) => v.version === opts.version);
+          emit(opts.json, { version: entry, pruned }, () =>
+            [
+              `${agent} ${opts.version}: pruned by retention at ${pruned.at} (${pruned.rule}, by ${pruned.actor})`,
+              `its files are deleted; its registry entry stays: created ${entry?.created_at}, run ${entry?.run_id ?? "-"}, gate ${entry?.gate_passed ?? "not evaluated"}`,
+            ].join("\n"),
+          );
+          return;
+        }
         const version = await registry.resolve(agent, opts.version);
         const manifest = await registry.getManifest(agent, version);
         const card = manifest.artifacts.some((a) => a.name === "card.md")

@@ -689,6 +689,30 @@ export const RunsSchema = z
   })
   .strict();
 
+/**
+ * What gc keeps (`trm-forge store gc`, and after every run). Whatever these say, gc never deletes
+ * the champion, the challenger, the previous champion, a version an alias pointed to within
+ * protect_alias_days, a run that can still be resumed, the dataset of a kept version, or the
+ * newest dataset.
+ */
+export const RetentionSchema = z
+  .object({
+    /** Run gc after every run (scheduled collections included); a failure never fails the run. */
+    auto: z.boolean().default(true),
+    /** Raw days kept beyond `dataset.window`, so a rebuild after downtime still finds its window. */
+    raw_days_beyond_window: z.number().int().min(0).max(3650).default(14),
+    /** Newest datasets kept (the newest one and those of kept versions come on top). */
+    datasets: z.number().int().min(1).max(1000).default(2),
+    /** Newest finished runs kept; their checkpoints are dropped once they end. */
+    runs: z.number().int().min(1).max(100_000).default(60),
+    /** Newest model versions kept besides the protected ones. */
+    versions: z.number().int().min(1).max(1000).default(4),
+    /** A version an alias pointed to within this many days is kept. */
+    protect_alias_days: z.number().int().min(0).max(3650).default(90),
+  })
+  .strict();
+export type RetentionSection = z.infer<typeof RetentionSchema>;
+
 // ---- the MCP server and who may call it ------------------------------------------------------
 
 /** read: look; train: collect, train, evaluate, cancel; promote: move aliases; admin: all of them. */
@@ -759,6 +783,7 @@ export const ConfigSchema = z
     gate: GateSchema.prefault({}),
     schedule: ScheduleSchema.prefault({}),
     runs: RunsSchema.prefault({}),
+    retention: RetentionSchema.prefault({}),
     /** Where the train stage runs: in this process, or as a Kubernetes Job (see `kubernetes`). */
     runner: z.enum(["in-process", "kubernetes"]).default("in-process"),
     kubernetes: KubernetesSchema.prefault({}),

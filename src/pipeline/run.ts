@@ -50,6 +50,7 @@ import {
   writeRun,
 } from "./record.js";
 import { writeRunReport } from "./report.js";
+import { gcAfterRun } from "./retention/gc.js";
 import { codeVersion } from "./run/code-version.js";
 import { type DeployHook, realStages } from "./run/stages.js";
 import { runnerStages } from "./runner/train-stage.js";
@@ -789,12 +790,21 @@ export function createPipeline(config: Config, opts: CreatePipelineOptions = {})
     // runner: kubernetes moves the train stage into a Job on the GPU pool; explicit stages win over both.
     stages: { ...realStages({ deployHooks: opts.deployHooks }), ...runnerStages(config), ...opts.stages },
     now: opts.now,
-    onRunEnd:
-      opts.report === false
-        ? undefined
-        : async (record, p) => {
-            await writeRunReport(p.store, record);
-          },
+    onRunEnd: async (record, p) => {
+      try {
+        if (opts.report !== false) await writeRunReport(p.store, record);
+      } finally {
+        // Still under the run's lock; never throws (a failure is logged and recorded in gc.json).
+        await gcAfterRun({
+          store: p.store,
+          registry: p.registry,
+          config,
+          agent: record.agent,
+          now: opts.now?.(),
+          actor: `run:${record.id}`,
+        });
+      }
+    },
   });
 }
 

@@ -53,6 +53,9 @@ train:
   warmup_steps: 5
   lr: 0.001
   ema_decay: 0.9
+# The test compares the final training states of two finished runs; gc would drop them.
+retention:
+  auto: false
 `;
 
 interface Child {

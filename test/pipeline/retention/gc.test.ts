@@ -1,0 +1,152 @@
+// Store gc on both stores against a store with half a year of history: what goes, what stays and
+// why, that every kept version still loads and every pruned one says so, and that a second gc
+// finds nothing more.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { registry as metrics } from "../../../src/metrics.js";
+import { listDatasets } from "../../../src/pipeline/dataset/reader.js";
+import { PrunedVersionError } from "../../../src/pipeline/deploy/registry.js";
+import { listRunIds } from "../../../src/pipeline/record.js";
+import { runGc, storeUsage } from "../../../src/pipeline/retention/gc.js";
+import { listAgentObjects, readGcState } from "../../../src/pipeline/retention/inventory.js";
+import { type StoreUnderTest, storesUnderTest } from "../helpers/stores.js";
+import { AGENT, type Fixture, gcConfig, NOW, writeFixture } from "./fixture.js";
+
+for (const kind of storesUnderTest()) {
+  describe(`store gc on ${kind.name}`, () => {
+    let s: StoreUnderTest;
+    let fx: Fixture;
+    const config = gcConfig(join(mkdtempSync(join(tmpdir(), "trm-gc-")), "data"));
+
+    beforeAll(async () => {
+      s = await kind.open();
+      fx = await writeFixture(s.store, config);
+    }, 120_000);
+    afterAll(async () => {
+      await s?.close();
+    });
+
+    it("plans by the rules and keeps every protected thing, on a dry run deleting nothing", async () => {
+      const before = await listAgentObjects(s.store, AGENT);
+      const plan = await runGc({
+        store: s.store,
+        registry: fx.registry,
+        config,
+        agent: AGENT,
+        dryRun: true,
+        now: NOW,
+        actor: "test",
+      });
+      expect(await listAgentObjects(s.store, AGENT)).toEqual(before);
+      const ids = (k: string) =>
+        plan.items
+          .filter((i) => i.kind === k)
+          .map((i) => i.id)
+          .sort();
+      const { v, ds, runs } = fx;
+      expect(ids("version")).toEqual([v[1], v[2], v[4]].sort());
+      expect(plan.kept.versions[v[5]]).toContain("champion");
+      expect(plan.kept.versions[v[6]]).toContain("challenger");
+      expect(plan.kept.versions[v[3]]).toContain("previous champion (rollback target)");
+      expect(Object.keys(plan.kept.versions).sort()).toEqual([v[3], v[5], v[6], v[7]].sort());
+      expect(ids("dataset")).toEqual([ds[2]]);
+      expect(plan.kept.datasets[ds[0]]).toEqual([`trained ${v[3]}`]);
+      expect(plan.kept.datasets[ds[3]]).toContain("newest");
+      expect(ids("run")).toEqual([runs.b, runs.c].sort());
+      expect(ids("checkpoints")).toEqual([runs.a, runs.d].sort());
+      expect(plan.kept.runs[runs.f]).toEqual(["can be resumed"]);
+      expect(plan.kept.runs[runs.a]).toEqual(["made a kept version"]);
+      expect(ids("evaluation")).toHaveLength(3);
+      // Raw: the dataset window (2d) plus one day before NOW is kept; the 7 days before go, per source.
+      const rawDays = new Set(ids("raw").map((g) => g.split("/")[1]));
+      expect([...rawDays].sort()).toEqual([
+        "2026-07-10",
+        "2026-07-11",
+        "2026-07-12",
+        "2026-07-13",
+        "2026-07-14",
+        "2026-07-15",
+        "2026-07-16",
+      ]);
+      for (const i of plan.items) {
+        expect(i.rule.length).toBeGreaterThan(5);
+        const sizes = new Map(before.map((o) => [o.key, o.size]));
+        expect(i.bytes).toBe(i.keys.reduce((n, k) => n + sizes.get(k)!, 0));
+      }
+      // References go first: the manifest of a version, the run record of a run.
+      for (const i of plan.items.filter((x) => x.kind === "version"))
+        expect(i.keys[0]).toMatch(/\/manifest\.json$/);
+      for (const i of plan.items.filter((x) => x.kind === "run")) expect(i.keys[0]).toMatch(/\/run\.json$/);
+    });
+
+    it("deletes the plan, frees the bytes it said, and every kept version still loads", async () => {
+      const usageBefore = (await storeUsage(s.store, [AGENT]))[0];
+      const indexKey = `models/${AGENT}/registry.json`;
+      const indexBefore = (await s.store.stat(indexKey))!.size;
+      const r = await runGc({
+        store: s.store,
+        registry: fx.registry,
+        config,
+        agent: AGENT,
+        now: NOW,
+        actor: "test",
+      });
+      expect(r.deleted_bytes).toBe(r.planned_bytes);
+      expect(r.deleted_objects).toBe(r.planned_objects);
+      const usageAfter = (await storeUsage(s.store, [AGENT]))[0];
+      // gc adds gc.json (its journal and last result) and the pruned entries of registry.json.
+      const gcJson = (await s.store.stat(`runs/${AGENT}/gc.json`))!.size;
+      const indexGrew = (await s.store.stat(indexKey))!.size - indexBefore;
+      expect(usageBefore.bytes - usageAfter.bytes).toBe(r.deleted_bytes - gcJson - indexGrew);
+      expect(usageAfter.prefixes.find((p) => p.prefix === "checkpoints")?.bytes).toBeGreaterThan(0);
+
+      const { v, ds, runs } = fx;
+      for (const k of [v[3], v[5], v[6], v[7], "champion", "challenger"]) {
+        const loaded = await fx.registry.load(AGENT, k);
+        expect(loaded.files.get("model.safetensors")!.length).toBe(2048);
+      }
+      for (const k of [v[1], v[2], v[4]])
+        await expect(fx.registry.load(AGENT, k)).rejects.toThrow(PrunedVersionError);
+      await expect(fx.registry.load(AGENT, v[1])).rejects.toThrow(/pruned by retention/);
+      // The history stays: every version entry and every alias move.
+      const index = await fx.registry.read(AGENT);
+      expect(index.versions.map((x) => x.version)).toEqual(v.slice(1));
+      expect(index.history).toHaveLength(4);
+      expect(index.pruned?.map((p) => p.version).sort()).toEqual([v[1], v[2], v[4]].sort());
+      expect(await fx.registry.previousChampion(AGENT)).toBe(v[3]);
+
+      expect((await listDatasets(s.store, AGENT)).map((d) => d.id).sort()).toEqual(
+        [ds[0], ds[1], ds[3]].sort(),
+      );
+      expect((await listRunIds(s.store, AGENT)).sort()).toEqual([runs.a, runs.d, runs.e, runs.f].sort());
+      const keys = (await listAgentObjects(s.store, AGENT)).map((o) => o.key);
+      for (const id of [runs.a, runs.d]) {
+        expect(keys.filter((k) => k.startsWith(`runs/${AGENT}/${id}/checkpoints/`))).toEqual([]);
+        for (const f of ["run.json", "metrics.jsonl", "report.html"])
+          expect(keys).toContain(`runs/${AGENT}/${id}/${f}`);
+      }
+      expect(keys.filter((k) => k.startsWith(`runs/${AGENT}/${runs.f}/checkpoints/`))).toHaveLength(4);
+      expect(keys.filter((k) => /^raw\/[^/]+\/[^/]+\/2026-07-1[0-6]\//.test(k))).toEqual([]);
+      expect(keys.filter((k) => /^raw\/[^/]+\/[^/]+\/2026-07-1[7-9]\//.test(k)).length).toBeGreaterThan(0);
+
+      const state = await readGcState(s.store, AGENT);
+      expect(state.pending).toEqual([]);
+      expect(state.last).toMatchObject({ ok: true, deleted_bytes: r.deleted_bytes });
+      const text = await metrics.metrics();
+      expect(text).toMatch(new RegExp(`trm_forge_gc_deleted_bytes_total\\{agent="${AGENT}"[^}]*\\} \\d+`));
+      expect(text).toMatch(/trm_forge_store_bytes\{agent="sre",prefix="models"[^}]*\} \d+/);
+
+      const again = await runGc({
+        store: s.store,
+        registry: fx.registry,
+        config,
+        agent: AGENT,
+        now: NOW,
+        actor: "test",
+      });
+      expect(again.items).toEqual([]);
+    });
+  });
+}
