@@ -363,7 +363,7 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
   int64_t kt = a.i64(0, "kernelThreads"), bt = a.i64(1, "blasThreads"), at = a.i64(2, "attentionThreads");
   if (a.failed) return nullptr;
   if (kt > 0) trm::set_threads(int(kt));
-  if (bt > 0) openblas_set_num_threads(int(bt));
+  if (bt > 0) trm::set_blas_threads(int(bt));
   if (at > 0) trm::set_attention_threads(int(at));
   return undef(env);
 }
@@ -380,7 +380,7 @@ napi_value Info(napi_env env, napi_callback_info) {
   set_prop(env, obj, "blasConfig", v);
   napi_create_string_utf8(env, openblas_get_corename(), NAPI_AUTO_LENGTH, &v);
   set_prop(env, obj, "blasCore", v);
-  napi_create_int32(env, openblas_get_num_threads(), &v);
+  napi_create_int32(env, trm::blas_threads(), &v);
   set_prop(env, obj, "blasThreads", v);
   napi_create_int32(env, openblas_get_num_procs(), &v);
   set_prop(env, obj, "blasProcs", v);
@@ -397,10 +397,11 @@ napi_value Info(napi_env env, napi_callback_info) {
 }  // namespace
 
 NAPI_MODULE_INIT() {
-  // The kernels' own threads follow the BLAS's (OPENBLAS_NUM_THREADS, else the processors): the
-  // two never run at once (JS calls one kernel at a time), so this never oversubscribes.
-  trm::set_threads(openblas_get_num_threads());
-  trm::set_attention_threads(openblas_get_num_threads());
+  // The kernels' own threads follow the BLAS's (OPENBLAS_NUM_THREADS, else the processors): a JS
+  // thread calls one kernel at a time, so the two never run at once for it. Context-aware
+  // (NAPI_MODULE_INIT, no JS state kept between calls): it loads in every worker thread.
+  trm::set_threads(trm::blas_threads());
+  trm::set_attention_threads(trm::blas_threads());
   struct {
     const char* name;
     napi_callback fn;

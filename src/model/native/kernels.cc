@@ -3,20 +3,59 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 namespace trm {
 
-static int g_threads = 1;
-static int g_attention_threads = 1;
+// Process-wide: every JS thread that loads the addon (the server, its inference worker) shares them.
+static std::atomic<int> g_threads{1};
+static std::atomic<int> g_attention_threads{1};
 
 void set_threads(int n) { g_threads = std::max(1, std::min(n, 64)); }
 int threads() { return g_threads; }
 void set_attention_threads(int n) { g_attention_threads = std::max(1, std::min(n, 64)); }
 int attention_threads() { return g_attention_threads; }
+
+// The BLAS thread count is one process-wide setting too, and attention drops it to 1 while it
+// runs. With several JS threads in the kernels at once, the first attention in saves the count
+// and the last one out restores it; a count set meanwhile is what gets restored.
+static std::mutex g_blas_mu;
+static int g_single_users = 0;
+static int g_blas_saved = 0;
+
+void set_blas_threads(int n) {
+  std::lock_guard<std::mutex> lock(g_blas_mu);
+  if (g_single_users > 0)
+    g_blas_saved = n;
+  else
+    openblas_set_num_threads(n);
+}
+
+int blas_threads() {
+  std::lock_guard<std::mutex> lock(g_blas_mu);
+  return g_single_users > 0 ? g_blas_saved : openblas_get_num_threads();
+}
+
+namespace {
+struct SingleThreadedBlas {
+  SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(g_blas_mu);
+    if (g_single_users++ == 0) {
+      g_blas_saved = openblas_get_num_threads();
+      openblas_set_num_threads(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(g_blas_mu);
+    if (--g_single_users == 0) openblas_set_num_threads(g_blas_saved);
+  }
+};
+}  // namespace
 
 // Runs fn(begin, end) over [0, n) split into contiguous chunks, one per thread. Work below
 // `grain` items per thread runs inline: a thread start costs more than a small loop.
@@ -191,13 +230,12 @@ static void softmax_rows(float* p, int64_t rows, int64_t n) {
 // the BLAS's own thread hand-off. The BLAS thread count is restored afterwards.
 template <typename F>
 static void for_heads(int64_t pairs, F body) {
-  int workers = int(std::min<int64_t>(std::max(1, g_attention_threads), pairs));
+  int workers = int(std::min<int64_t>(std::max(1, g_attention_threads.load()), pairs));
   if (workers <= 1) {
     body(int64_t(0), pairs);
     return;
   }
-  int blas = openblas_get_num_threads();
-  openblas_set_num_threads(1);
+  SingleThreadedBlas single;
   std::vector<std::thread> pool;
   int64_t chunk = (pairs + workers - 1) / workers;
   for (int w = 1; w < workers; w++) {
@@ -206,7 +244,6 @@ static void for_heads(int64_t pairs, F body) {
   }
   body(0, std::min(pairs, chunk));
   for (auto& t : pool) t.join();
-  openblas_set_num_threads(blas);
 }
 
 // Per (batch, head): Q' = rope(q)/sqrt(hd), K' = rope(k), P = softmax(Q' K'^T), out_h = P V.
@@ -370,8 +407,9 @@ static void for_blocks(int rank, const int64_t* shape, int nops, const int64_t* 
   const int64_t n = shape[rank - 1];
   int64_t outer = 1;
   for (int k = 0; k < rank - 1; k++) outer *= shape[k];
-  const bool split = g_threads > 1 && outer < 2 * g_threads && n >= 2 * grain;
-  const int64_t chunk = split ? std::max<int64_t>(grain, (n + g_threads - 1) / g_threads) : n;
+  const int64_t t = g_threads;
+  const bool split = t > 1 && outer < 2 * t && n >= 2 * grain;
+  const int64_t chunk = split ? std::max<int64_t>(grain, (n + t - 1) / t) : n;
   const int64_t chunks = (n + chunk - 1) / chunk;
   if (chunks <= 1) {
     parallel_for(outer, std::max<int64_t>(1, grain / std::max<int64_t>(1, n)), [&](int64_t o0, int64_t o1) {

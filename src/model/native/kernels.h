@@ -14,6 +14,9 @@ int threads();
 // Worker threads over attention's (batch, head) pairs, each with a single-threaded BLAS.
 void set_attention_threads(int n);
 int attention_threads();
+// The BLAS's thread count, safe while other threads are inside attention (see kernels.cc).
+void set_blas_threads(int n);
+int blas_threads();
 
 // C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i] for i < batch, with element strides between items.
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
