@@ -17,7 +17,12 @@ export const NOW = new Date("2026-07-20T00:00:00Z");
 const START = Date.parse("2026-01-01T00:00:00Z");
 
 export function gcConfig(dataDir: string): Config {
-  return parseConfig({
+  return parseConfig(gcConfigInput(dataDir));
+}
+
+/** The config file's contents (JSON is YAML), for the CLI. */
+export function gcConfigInput(dataDir: string) {
+  return {
     data_dir: dataDir,
     agents: { [AGENT]: {} },
     dataset: {
@@ -31,7 +36,7 @@ export function gcConfig(dataDir: string): Config {
       },
     },
     retention: { raw_days_beyond_window: 1, datasets: 1, runs: 2, versions: 2, protect_alias_days: 90 },
-  });
+  };
 }
 
 export interface Fixture {
