@@ -8,10 +8,10 @@ import type { Command } from "commander";
 import type { Config } from "../config/index.js";
 import { UsageError } from "../errors.js";
 import { initBackend } from "../model/backend.js";
+import { createPipeline } from "../pipeline/create.js";
 import { ALIASES, type Alias, prunedEntry } from "../pipeline/deploy/registry.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
 import { reportKey, writeRunReport } from "../pipeline/report.js";
-import { createPipeline } from "../pipeline/create.js";
 import {
   type Pipeline,
   type RunEvent,

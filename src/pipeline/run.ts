@@ -18,7 +18,7 @@ import type { Config } from "../config/index.js";
 import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { runLastSuccess, runStageDuration, runsTotal } from "../metrics.js";
-import { NotFoundError, type ObjectStore, openStore } from "../store/index.js";
+import type { ObjectStore } from "../store/index.js";
 import { timeId } from "./common/ids.js";
 import { lockPath, peekLock, tryLock } from "./common/lock.js";
 import {
@@ -30,30 +30,33 @@ import {
   SuspendSignal,
   sleep,
 } from "./common/retry.js";
-import { ModelRegistry } from "./deploy/registry.js";
 import {
   isTerminal,
   LOG_LINES_KEPT,
   type LogLine,
   listRunIds,
+  PROGRESS_WRITE_MS,
   type Progress,
   RunNotFoundError,
   type RunRecord,
   type RunStatus,
   readRun,
-  runPrefix,
+  runFacts,
   STAGES,
+  type StageContext,
+  type StageFns,
   type StageName,
   type StageRecord,
+  type StageResult,
   type StageStatus,
+  stageResultKey,
   type Trigger,
+  USES_DATASET,
   writeRun,
-} from "./record.js";
-import { writeRunReport } from "./report.js";
-import { gcAfterRun } from "./retention/gc.js";
+} from "./contract.js";
+import { latestDatasetId } from "./dataset/index.js";
+import { ModelRegistry } from "./deploy/registry.js";
 import { codeVersion } from "./run/code-version.js";
-import { type DeployHook, realStages } from "./run/stages.js";
-import { runnerStages } from "./runner/train-stage.js";
 
 export { CancelledError, isTransient, TransientError } from "./common/retry.js";
 export type {
@@ -61,17 +64,14 @@ export type {
   Progress,
   RunRecord,
   RunStatus,
+  StageContext,
+  StageFn,
+  StageFns,
   StageRecord,
   StageStatus,
   Trigger,
-} from "./record.js";
-export { STAGES, type StageName } from "./record.js";
-export {
-  type DeployContext,
-  type DeployHook,
-  defaultDeployHooks,
-  type RegisteredContext,
-} from "./run/stages.js";
+} from "./contract.js";
+export { STAGES, type StageName } from "./contract.js";
 
 /** Events a run emits while it works; the CLI draws them, the MCP server forwards them. */
 export type RunEvent =
@@ -99,33 +99,6 @@ export type RunEvent =
   | { type: "progress"; runId: string; agent: string; progress: Progress; detail?: unknown }
   | { type: "log"; runId: string; agent: string; line: LogLine };
 
-/** What a stage sees. */
-export interface StageContext {
-  runId: string;
-  agent: string;
-  stage: StageName;
-  attempt: number;
-  config: Config;
-  store: ObjectStore;
-  registry: ModelRegistry;
-  signal: AbortSignal;
-  fromScratch: boolean;
-  /** The record as it stands (outputs of earlier stages, dataset id, parent version). */
-  record: Readonly<RunRecord>;
-  now(): Date;
-  log(level: LogLine["level"], msg: string): void;
-  /** Live progress; persisted to run.json at most every few seconds, forwarded as an event always. */
-  progress(p: Omit<Progress, "stage" | "at">, detail?: unknown): void;
-  /** Sets run-level fields as soon as they are known (the dataset id after build, for example). */
-  setRunFields(
-    fields: Partial<Pick<RunRecord, "dataset_id" | "parent_version" | "model_version">>,
-  ): Promise<void>;
-}
-
-/** A stage returns what it produced; it lands in stages[i].output. */
-export type StageFn = (ctx: StageContext) => Promise<Record<string, unknown> | void>;
-export type StageFns = Record<StageName, StageFn>;
-
 export interface PipelineOptions {
   config: Config;
   store: ObjectStore;
@@ -138,6 +111,13 @@ export interface PipelineOptions {
   onRunEnd?: (record: RunRecord, pipeline: Pipeline) => Promise<void>;
   /** How often a running process looks for a cancel request from another process. */
   cancelPollMs?: number;
+  /**
+   * Stops every run of this pipeline at its next step boundary (a server shutdown): the reason
+   * is the abort reason, and no new run starts once it has fired.
+   */
+  signal?: AbortSignal;
+  /** Called for every run this pipeline starts or resumes (the server's jobs follow them). */
+  onRunStarted?: (started: StartedRun, opts: StartRunOptions) => void;
 }
 
 export interface StartRunOptions {
@@ -171,8 +151,6 @@ interface ActiveRun {
   listeners: Set<(e: RunEvent) => void>;
 }
 
-const PROGRESS_WRITE_MS = 2000;
-
 export class Pipeline {
   readonly config: Config;
   readonly store: ObjectStore;
@@ -196,6 +174,24 @@ export class Pipeline {
    * When the agent already has a running run, returns that run's id with started: false.
    */
   async startRun(opts: StartRunOptions): Promise<StartedRun> {
+    if (this.opts.signal?.aborted)
+      throw new WorkError("the server is shutting down; start the job again once it is back");
+    const started = await this.start({
+      ...opts,
+      signal: this.opts.signal
+        ? AbortSignal.any([opts.signal, this.opts.signal].filter((x) => !!x))
+        : opts.signal,
+    });
+    if (started.started) this.opts.onRunStarted?.(started, opts);
+    return started;
+  }
+
+  /** Whether the pipeline's own signal (a shutdown) has stopped it. */
+  get stopping(): boolean {
+    return Boolean(this.opts.signal?.aborted);
+  }
+
+  private async start(opts: StartRunOptions): Promise<StartedRun> {
     const agent = this.checkAgent(opts.agent);
     const requested = normaliseStages(opts.stages);
     const runId = opts.resume ?? timeId("r", this.now());
@@ -359,6 +355,14 @@ export class Pipeline {
       if (started.started) out.push(started);
     }
     return out;
+  }
+
+  /**
+   * The run's dataset, decided once, before the first stage that works on one: the dataset build
+   * made (already in the record), else the one the caller named, else the agent's newest.
+   */
+  private async decideDataset(record: RunRecord): Promise<string | null> {
+    return record.options.dataset_id ?? (await latestDatasetId(this.store, record.agent));
   }
 
   private checkAgent(agent: string): string {
@@ -642,12 +646,10 @@ export class Pipeline {
             void writer.flush(false);
           }
         },
-        setRunFields: async (fields) => {
-          Object.assign(record, fields);
-          await writer.flush(true);
-        },
       };
       try {
+        if (!record.dataset_id && USES_DATASET.includes(stage.name))
+          record.dataset_id = await this.decideDataset(record);
         const output = (await fn(ctx)) ?? {};
         const status = output.status === "partial" ? "partial" : "succeeded";
         stage.output = output;
@@ -656,7 +658,7 @@ export class Pipeline {
         attempt.status = "succeeded";
         attempt.ended_at = this.now().toISOString();
         stage.ended_at = attempt.ended_at;
-        applyOutputs(record, stage.name, output);
+        Object.assign(record, runFacts(stage.name, output));
         runStageDuration.observe(
           { agent: record.agent, stage: stage.name, result: status },
           (performance.now() - t0) / 1000,
@@ -741,73 +743,6 @@ export class Pipeline {
   }
 }
 
-/** What a worker-mode process reports about a stage it ran. */
-export interface StageResult {
-  stage: StageRecord;
-  progress: Progress | null;
-  log: LogLine[];
-  pid: number;
-  host: string;
-  updated_at: string;
-}
-
-export function stageResultKey(agent: string, runId: string, stage: StageName): string {
-  return `${runPrefix(agent, runId)}/stages/${stage}.json`;
-}
-
-/** The result a worker-mode process wrote for a stage of a run, or null when none did. */
-export async function readStageResult(
-  store: ObjectStore,
-  agent: string,
-  runId: string,
-  stage: StageName,
-): Promise<StageResult | null> {
-  try {
-    return JSON.parse((await store.get(stageResultKey(agent, runId, stage))).toString("utf8")) as StageResult;
-  } catch (err) {
-    if (err instanceof NotFoundError) return null;
-    throw err;
-  }
-}
-
-export interface CreatePipelineOptions {
-  /** Default: openStore(config). */
-  store?: ObjectStore;
-  /** What deploy does besides the registry; default defaultDeployHooks() (knowledge.md, Ollama, vLLM). */
-  deployHooks?: DeployHook[];
-  /** Replaces stages (e.g. the Kubernetes train stage). */
-  stages?: Partial<StageFns>;
-  now?: () => Date;
-  /** Write report.html when a run ends (default true). */
-  report?: boolean;
-}
-
-/** The pipeline with the real stages, the store from the config, and report.html at the end. */
-export function createPipeline(config: Config, opts: CreatePipelineOptions = {}): Pipeline {
-  return new Pipeline({
-    config,
-    store: opts.store ?? openStore(config),
-    // runner: kubernetes moves the train stage into a Job on the GPU pool; explicit stages win over both.
-    stages: { ...realStages({ deployHooks: opts.deployHooks }), ...runnerStages(config), ...opts.stages },
-    now: opts.now,
-    onRunEnd: async (record, p) => {
-      try {
-        if (opts.report !== false) await writeRunReport(p.store, record);
-      } finally {
-        // Still under the run's lock; never throws (a failure is logged and recorded in gc.json).
-        await gcAfterRun({
-          store: p.store,
-          registry: p.registry,
-          config,
-          agent: record.agent,
-          now: opts.now?.(),
-          actor: `run:${record.id}`,
-        });
-      }
-    },
-  });
-}
-
 /** Serialises writes of one run record, so the last state always lands last. */
 class RecordWriter {
   private chain: Promise<void> = Promise.resolve();
@@ -851,13 +786,6 @@ class RecordWriter {
       });
     return wait ? this.chain : this.chain.catch(() => undefined);
   }
-}
-
-function applyOutputs(record: RunRecord, stage: StageName, output: Record<string, unknown>): void {
-  if (stage === "build" && typeof output.dataset_id === "string") record.dataset_id = output.dataset_id;
-  if (stage === "train" && typeof output.parent_version === "string")
-    record.parent_version = output.parent_version;
-  if (stage === "deploy" && typeof output.version === "string") record.model_version = output.version;
 }
 
 export function normaliseStages(stages?: StageName[]): StageName[] {

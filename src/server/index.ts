@@ -15,7 +15,6 @@ export {
   JobRecord,
   type JobState,
   JobView,
-  ServerPipeline,
   ShutdownError,
   type StartedJob,
 } from "./jobs.js";

@@ -13,14 +13,13 @@ import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { timeId } from "../pipeline/common/ids.js";
 import { lockPath, peekLock } from "../pipeline/common/lock.js";
+import { LOG_LINES_KEPT, LogLine, PROGRESS_WRITE_MS, Progress } from "../pipeline/contract.js";
+import { createPipeline } from "../pipeline/create.js";
+import type { DeployHook } from "../pipeline/deploy/stage.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
-import { writeRunReport } from "../pipeline/report.js";
-import { LogLine, Progress } from "../pipeline/record.js";
-import { realStages } from "../pipeline/run/stages.js";
 import {
   CancelledError,
-  type DeployHook,
-  Pipeline,
+  type Pipeline,
   type RunEvent,
   type RunRecord,
   STAGES,
@@ -29,7 +28,6 @@ import {
   type StartedRun,
   type StartRunOptions,
 } from "../pipeline/run.js";
-import { runnerStages } from "../pipeline/runner/train-stage.js";
 import { NotFoundError, type ObjectStore } from "../store/index.js";
 
 export const JOB_KINDS = ["collect", "training", "evaluation"] as const;
@@ -38,8 +36,6 @@ export const JOB_STATES = ["running", "succeeded", "failed", "cancelled", "inter
 export type JobState = (typeof JOB_STATES)[number];
 
 const JOB_ID_RE = /^[rj]\d{8}-\d{6}-\d{3}-[0-9a-f]{4}$/;
-const LOG_KEPT = 200;
-const PROGRESS_WRITE_MS = 2000;
 
 /** A server shutdown: the job stops at a step boundary and is resumed by the next server. */
 export class ShutdownError extends Error {
@@ -138,30 +134,6 @@ export interface JobManagerOptions {
   now?: () => Date;
 }
 
-/** The pipeline of the server process: every run it starts can be interrupted by a shutdown. */
-export class ServerPipeline extends Pipeline {
-  private readonly stopping = new AbortController();
-  onRunStarted: ((started: StartedRun, opts: StartRunOptions) => void) | null = null;
-
-  override async startRun(opts: StartRunOptions): Promise<StartedRun> {
-    if (this.stopping.signal.aborted)
-      throw new WorkError("the server is shutting down; start the job again once it is back");
-    const signal = opts.signal ? AbortSignal.any([opts.signal, this.stopping.signal]) : this.stopping.signal;
-    const started = await super.startRun({ ...opts, signal });
-    if (started.started) this.onRunStarted?.(started, opts);
-    return started;
-  }
-
-  /** Stops every run of this process at its next step boundary, leaving it resumable. */
-  interrupt(reason: ShutdownError): void {
-    this.stopping.abort(reason);
-  }
-
-  get interrupting(): boolean {
-    return this.stopping.signal.aborted;
-  }
-}
-
 interface LiveRun {
   agent: string;
   progress: Progress | null;
@@ -184,7 +156,7 @@ export interface StartedJob {
 }
 
 export class JobManager {
-  readonly pipeline: ServerPipeline;
+  readonly pipeline: Pipeline;
   private readonly config: Config;
   private readonly store: ObjectStore;
   private readonly now: () => Date;
@@ -193,25 +165,21 @@ export class JobManager {
   private readonly pending = new Set<Promise<unknown>>();
   private readonly log = childLogger({ component: "jobs" });
   private stopping = false;
+  /** Fired by a shutdown: every run of the pipeline stops at a step boundary, resumable. */
+  private readonly halt = new AbortController();
 
   constructor(opts: JobManagerOptions) {
     this.config = opts.config;
     this.store = opts.store;
     this.now = opts.now ?? (() => new Date());
-    this.pipeline = new ServerPipeline({
-      config: opts.config,
+    this.pipeline = createPipeline(opts.config, {
       store: opts.store,
-      stages: {
-        ...realStages({ deployHooks: opts.deployHooks }),
-        ...runnerStages(opts.config),
-        ...opts.stages,
-      },
+      stages: opts.stages,
+      deployHooks: opts.deployHooks,
       now: this.now,
-      onRunEnd: async (record, p) => {
-        await writeRunReport(p.store, record);
-      },
+      signal: this.halt.signal,
+      onRunStarted: (started, o) => this.trackRun(started, o),
     });
-    this.pipeline.onRunStarted = (started, o) => this.trackRun(started, o);
   }
 
   /** Resumes what the last server left: runs whose process died, and jobs a shutdown interrupted. */
@@ -255,7 +223,7 @@ export class JobManager {
   async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
     const reason = new ShutdownError("the server is shutting down; the job resumes when it starts again");
-    this.pipeline.interrupt(reason);
+    this.halt.abort(reason);
     for (const e of this.evaluations.values()) e.controller.abort(reason);
     const all = Promise.allSettled([
       ...[...this.runs.values()].map((r) => r.done),
@@ -512,7 +480,7 @@ export class JobManager {
       if (e.type === "progress") live.progress = e.progress;
       else if (e.type === "log") {
         live.log.push(e.line);
-        if (live.log.length > LOG_KEPT) live.log.splice(0, live.log.length - LOG_KEPT);
+        if (live.log.length > LOG_LINES_KEPT) live.log.splice(0, live.log.length - LOG_LINES_KEPT);
       } else if (e.type === "stage" && e.status !== "running") live.progress = null;
       if (e.type !== "log") notify();
     });
@@ -573,7 +541,7 @@ export class JobManager {
   }
 
   private async finishRunRecord(rec: JobRecord, run: RunRecord): Promise<void> {
-    const interrupted = run.status === "cancelled" && this.pipeline.interrupting;
+    const interrupted = run.status === "cancelled" && this.pipeline.stopping;
     await this.writeRecord({
       ...rec,
       status: interrupted ? "interrupted" : run.status === "running" ? "running" : run.status,
@@ -593,7 +561,7 @@ export class JobManager {
     };
     const logLine = (level: LogLine["level"], msg: string) => {
       record.log.push({ at: this.iso(), level, stage: "evaluate", msg });
-      if (record.log.length > LOG_KEPT) record.log.splice(0, record.log.length - LOG_KEPT);
+      if (record.log.length > LOG_LINES_KEPT) record.log.splice(0, record.log.length - LOG_LINES_KEPT);
     };
     let lastWrite = 0;
     const req = record.request as { version: string; against: string | null; dataset_id: string | null };

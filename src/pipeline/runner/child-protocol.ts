@@ -20,7 +20,6 @@ export const ToChild = z.discriminatedUnion("type", [
   }),
   /** Stop at the next step boundary, checkpoint first. */
   z.object({ type: z.literal("abort"), message: z.string() }),
-  z.object({ type: z.literal("fields-done"), id: z.number().int(), error: z.string().nullable() }),
 ]);
 export type ToChild = z.infer<typeof ToChild>;
 
@@ -39,7 +38,6 @@ export const ToParent = z.discriminatedUnion("type", [
     }),
     detail: z.unknown().optional(),
   }),
-  z.object({ type: z.literal("fields"), id: z.number().int(), fields: z.record(z.string(), z.unknown()) }),
   z.object({ type: z.literal("done"), output: z.record(z.string(), z.unknown()) }),
   z.object({
     type: z.literal("failed"),

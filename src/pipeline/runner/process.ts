@@ -2,7 +2,7 @@
 // seconds of native kernels per step: on the server's own event loop it would stall /healthz,
 // the MCP tools and SIGTERM for the whole training. The child (stage-child.ts) runs the real
 // stage against the same store, as a Kubernetes Job's pod does; what differs is the channel:
-// progress, log lines and run fields come over IPC instead of pod logs.
+// progress and log lines come over IPC instead of pod logs.
 //
 // Stopping: an abort of the run (cancel, server shutdown) asks the child to stop at its next
 // step boundary, where it writes a checkpoint. A child that does not stop in time gets SIGTERM,
@@ -94,12 +94,6 @@ function runInChild(ctx: StageContext, opts: ProcessStageOptions): Promise<Recor
           break;
         case "progress":
           ctx.progress(msg.progress, msg.detail);
-          break;
-        case "fields":
-          ctx
-            .setRunFields(msg.fields)
-            .then(() => send({ type: "fields-done", id: msg.id, error: null }))
-            .catch((err: Error) => send({ type: "fields-done", id: msg.id, error: err.message }));
           break;
         case "done":
           outcome ??= { ok: true, output: msg.output };

@@ -1,23 +1,20 @@
 // The child process a server runs its train stage in (forked by process.ts). It opens the same
-// store, runs the real stage, and talks to the server over the IPC channel: log lines, progress
-// and run fields go up; an abort comes down. Checkpoints go to the store as they do in-process.
+// store, runs the real stage, and talks to the server over the IPC channel: log lines and progress go
+// up; an abort comes down. Checkpoints go to the store as they do in-process.
 // The server's event loop stays free, and a crash here (a native kernel, out of memory) ends
 // this process only.
 import { ConfigSchema } from "../../config/index.js";
 import { log } from "../../log.js";
 import { openStore } from "../../store/index.js";
 import { ModelRegistry } from "../deploy/registry.js";
-import type { RunRecord } from "../record.js";
-import { realStages } from "../run/stages.js";
-import { CancelledError, isTransient, type StageContext } from "../run.js";
+import { CancelledError, isTransient, type RunRecord, type StageContext } from "../run.js";
+import { trainStage } from "../train/stage.js";
 import { ToChild, type ToParent } from "./child-protocol.js";
 
 /** After the server is gone (its IPC channel closed), how long the stage may take to checkpoint. */
 const ORPHAN_GRACE_MS = 30_000;
 
 const controller = new AbortController();
-const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
-let nextId = 1;
 let started = false;
 
 function send(msg: ToParent): Promise<void> {
@@ -52,16 +49,8 @@ async function run(start: Extract<ToChild, { type: "start" }>): Promise<void> {
     now: () => new Date(),
     log: (level, msg) => void send({ type: "log", level, msg }),
     progress: (p, detail) => void send({ type: "progress", progress: p, detail }),
-    setRunFields: (fields) => {
-      Object.assign(record, fields);
-      const id = nextId++;
-      return new Promise<void>((resolve, reject) => {
-        waiting.set(id, { resolve, reject });
-        void send({ type: "fields", id, fields });
-      });
-    },
   };
-  const output = (await realStages()[start.stage](ctx)) ?? {};
+  const output = await trainStage(ctx);
   await send({ type: "done", output });
 }
 
@@ -73,12 +62,7 @@ process.on("message", (raw) => {
   }
   const msg = r.data;
   if (msg.type === "abort") stop(msg.message);
-  else if (msg.type === "fields-done") {
-    const w = waiting.get(msg.id);
-    waiting.delete(msg.id);
-    if (msg.error === null) w?.resolve();
-    else w?.reject(new Error(msg.error));
-  } else if (msg.type === "start" && !started) {
+  else if (msg.type === "start" && !started) {
     started = true;
     run(msg)
       .catch(async (err: unknown) => {

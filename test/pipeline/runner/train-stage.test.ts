@@ -210,7 +210,6 @@ describe("the Kubernetes train stage in a pipeline", () => {
       now: () => new Date(),
       log: (_l, m) => ctxLogs.push(m),
       progress: () => {},
-      setRunFields: async () => {},
     });
     const job2 = await until(() =>
       [...api.jobs.values()].find((j) => j.metadata.annotations["trm-forge.dev/run-id"] === "r-shutdown"),
