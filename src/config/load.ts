@@ -103,6 +103,8 @@ export function describeIssues(error: z.ZodError, source: string | null): string
 
 function issueText(i: z.core.$ZodIssue): string {
   if (i.code === "unrecognized_keys") return `unknown key(s) ${i.keys.map((k) => `"${k}"`).join(", ")}`;
+  // A bad record key (an agent name): what is wrong with it, not just "Invalid key in record".
+  if (i.code === "invalid_key") return i.issues.map(issueText).join("; ");
   return i.message.replace(/^Invalid input: /, "");
 }
 

@@ -1,6 +1,7 @@
 // The one schema of the trm-forge config file. Every section validates here, and every default
 // lives here, so `trm-forge doctor` and the docs can describe the whole config from one place.
 import * as z from "zod";
+import { agentName, identityName } from "./names.js";
 
 const positiveInt = z.number().int().positive();
 
@@ -721,7 +722,7 @@ export const SCOPES = ["read", "train", "promote", "admin"] as const;
 /** A bearer token, by reference only, and the identity it stands for: an agent name or "admin". */
 export const TokenSchema = z
   .object({
-    identity: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "an agent name or admin"),
+    identity: identityName,
     scopes: z.array(z.enum(SCOPES)).min(1),
     token: SecretRefSchema,
   })
@@ -768,12 +769,7 @@ export const ConfigSchema = z
     model: ModelSchema.default({ preset: "7m", backend: "auto" }),
     dataset: DatasetSchema.prefault({}),
     /** Agents and the sources each collects from, keyed by agent name. */
-    agents: z
-      .record(
-        z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "use lowercase letters, digits and -"),
-        AgentSchema,
-      )
-      .default({}),
+    agents: z.record(agentName, AgentSchema).default({}),
     collect: CollectSchema.prefault({}),
     serve: ServeSchema.default(ServeSchema.parse({})),
     knowledge: KnowledgeSchema.default(KnowledgeSchema.parse({})),

@@ -14,7 +14,7 @@ import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
 import { join } from "node:path";
-import type { Config } from "../config/index.js";
+import { agentName, type Config } from "../config/index.js";
 import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { runLastSuccess, runStageDuration, runsTotal } from "../metrics.js";
@@ -366,8 +366,9 @@ export class Pipeline {
   }
 
   private checkAgent(agent: string): string {
-    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(agent)) throw new UsageError(`bad agent name "${agent}"`);
-    if (!(agent in this.config.agents)) {
+    const name = agentName.safeParse(agent);
+    if (!name.success) throw new UsageError(`bad agent name "${agent}": ${name.error.issues[0]?.message}`);
+    if (!Object.hasOwn(this.config.agents, agent)) {
       const known = Object.keys(this.config.agents);
       throw new UsageError(
         `unknown agent "${agent}"${known.length ? ` (configured: ${known.join(", ")})` : " (no agents are configured)"}`,

@@ -4,13 +4,13 @@
 // sha256 digests, so every comparison has the same length) and never appear in a log line.
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js";
-import type { Config } from "../config/index.js";
+import { ADMIN_IDENTITY, type Config } from "../config/index.js";
 import { SCOPES } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import { resolveSecretRef } from "../util/secret-ref.js";
 
 export type Scope = (typeof SCOPES)[number];
-export const ADMIN = "admin";
+export const ADMIN = ADMIN_IDENTITY;
 const MIN_TOKEN_CHARS = 16;
 
 export interface Identity {
@@ -63,7 +63,7 @@ export function defaultScopes(name: string): Scope[] {
 
 /** Checks that an identity names admin or a configured agent. */
 export function checkIdentityName(config: Config, name: string, where: string): void {
-  if (name === ADMIN || name in config.agents) return;
+  if (name === ADMIN || Object.hasOwn(config.agents, name)) return;
   const known = Object.keys(config.agents);
   throw new ConfigError(
     `${where}: "${name}" is neither admin nor a configured agent${known.length ? ` (agents: ${known.join(", ")})` : ""}`,

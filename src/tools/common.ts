@@ -4,6 +4,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import type { CallToolResult, ServerNotification, ServerRequest } from "@modelcontextprotocol/sdk/types.js";
 import * as z from "zod";
+import { agentName } from "../config/index.js";
 import { ConfigError, UsageError, WorkError } from "../errors.js";
 import { log } from "../log.js";
 import {
@@ -41,10 +42,9 @@ export function callerOf(env: ToolEnv, extra: Extra): Identity {
   throw new ForbiddenError("identity", "this request carries no identity");
 }
 
-export const AgentName = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "an agent name: lowercase letters, digits and -")
-  .describe("The agent whose models and jobs to use. Defaults to your own agent; admin must name one.");
+export const AgentName = agentName.describe(
+  "The agent whose models and jobs to use. Defaults to your own agent; admin must name one.",
+);
 
 export const JobId = z
   .string()

@@ -129,6 +129,11 @@ describe("Pipeline runs", () => {
     await expect(pipeline.startRun({ agent: "gamma" })).rejects.toThrow(
       /unknown agent "gamma" \(configured: alpha, beta\)/,
     );
+    // The config's agent-name schema: reserved names and inherited keys are never agents.
+    await expect(pipeline.startRun({ agent: "admin" })).rejects.toThrow(
+      /bad agent name "admin": "admin" is reserved/,
+    );
+    await expect(pipeline.startRun({ agent: "constructor" })).rejects.toThrow(/"constructor" is reserved/);
   });
 
   it("returns the running run's id to a second trigger, and lets other agents run", async () => {
