@@ -8,6 +8,7 @@ import type { StageFns } from "../pipeline/run.js";
 import { parseMs } from "../pipeline/run.js";
 import { processTrainStage } from "../pipeline/runner/process.js";
 import { type CatchUp, Scheduler } from "../pipeline/schedule.js";
+import { restoreStoreGauges } from "../pipeline/store-gauges.js";
 import { ModelServer } from "../serve/index.js";
 import { type ObjectStore, openStore } from "../store/index.js";
 import { TokenVerifier } from "./auth.js";
@@ -93,6 +94,8 @@ export class ServerContext {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    // Gauges describing the store come from the store, so a restart does not empty them.
+    await restoreStoreGauges(this.store, this.registry, Object.keys(this.config.agents));
     await this.models.start();
     await this.jobs.start();
     if (this.scheduler) this.catchUps = await this.scheduler.start();

@@ -47,7 +47,8 @@ export interface Fixture {
   runs: Record<"a" | "b" | "c" | "d" | "e" | "f", string>;
 }
 
-function runRecord(
+/** A valid run record of AGENT (extra may name another agent). */
+export function runRecord(
   id: string,
   status: RunRecord["status"],
   trains: boolean,
