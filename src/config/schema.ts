@@ -687,6 +687,8 @@ export const RunsSchema = z
     backoff_max: DurationSchema.default("10m"),
     /** Resume interrupted runs when the server (or scheduler) starts. */
     resume_on_start: z.boolean().default(true),
+    /** How long an agent's run lease (in the store) outlives its last renewal: a crashed run's agent is free again after this. */
+    lease: DurationSchema.default("60s"),
   })
   .strict();
 

@@ -1,8 +1,10 @@
 // Runs the pipeline for one agent: collect -> build -> train -> evaluate -> deploy. The same
 // Pipeline backs the CLI (`trm-forge run`), the scheduler and the MCP tools.
 //
-// - One run per agent at a time, across processes: a lock file in <data_dir>/locks. A second
-//   trigger gets the running run's id back instead of a new run.
+// - One run per agent at a time, across processes and hosts: a lease in the store
+//   (locks/<agent>/run.json, common/lease.ts). A second trigger gets the running run's id back
+//   instead of a new run; a run whose lease is lost (its process stalled past the expiry and
+//   another took over) stops.
 // - The run record (runs/<agent>/<run-id>/run.json) is rewritten atomically on every change.
 // - Resume: a run that was interrupted (its process died) continues from its first unfinished
 //   stage; the train stage continues from its last checkpoint.
@@ -20,7 +22,7 @@ import { childLogger } from "../log.js";
 import { runLastSuccess, runStageDuration, runsTotal } from "../metrics.js";
 import type { ObjectStore } from "../store/index.js";
 import { timeId } from "./common/ids.js";
-import { lockPath, peekLock, tryLock } from "./common/lock.js";
+import { peekRunLease, runLeaseKey, tryRunLease } from "./common/lease.js";
 import {
   backoffMs,
   CancelledError,
@@ -195,11 +197,13 @@ export class Pipeline {
     const agent = this.checkAgent(opts.agent);
     const requested = normaliseStages(opts.stages);
     const runId = opts.resume ?? timeId("r", this.now());
-    const lock = await tryLock(this.lockFile(agent), `run ${agent}`, runId);
+    const lock = await tryRunLease(this.store, agent, runId, parseMs(this.config.runs.lease));
     if (!lock.acquired) {
       const holder = lock.owner?.holder;
       if (!holder)
-        throw new WorkError(`agent ${agent} is locked by an unknown owner (${this.lockFile(agent)})`);
+        throw new WorkError(
+          `agent ${agent} is locked by an unknown owner (${runLeaseKey(agent)} in the store)`,
+        );
       const mine = this.active.get(holder);
       if (mine && opts.onEvent) mine.listeners.add(opts.onEvent);
       const done = mine ? mine.done : this.waitForRun(holder, agent);
@@ -229,7 +233,7 @@ export class Pipeline {
     const controller = new AbortController();
     const listeners = new Set<(e: RunEvent) => void>();
     if (opts.onEvent) listeners.add(opts.onEvent);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, controller.signal]) : controller.signal;
+    const signal = AbortSignal.any([controller.signal, lock.lost, ...(opts.signal ? [opts.signal] : [])]);
     const done = this.execute(record, signal, listeners, worker).finally(async () => {
       this.active.delete(runId);
       await rm(this.cancelFile(runId), { force: true });
@@ -317,7 +321,7 @@ export class Pipeline {
         if (!(err instanceof RunNotFoundError)) throw err;
       }
       if (r && isTerminal(r.status)) return r;
-      if ((await peekLock(this.lockFile(agent)))?.holder !== runId) {
+      if ((await peekRunLease(this.store, agent))?.holder !== runId) {
         // Nobody runs it any more: its process died. Report it as it stands.
         if (!r) throw new RunNotFoundError(`agent ${agent} has no run "${runId}"`);
         return r;
@@ -337,7 +341,7 @@ export class Pipeline {
     for (const agent of opts.agents ?? Object.keys(this.config.agents)) {
       const running = await this.listRuns(agent, { status: "running" });
       if (running.length === 0) continue;
-      if (await peekLock(this.lockFile(agent))) continue;
+      if (await peekRunLease(this.store, agent)) continue;
       // Only the newest can be continued; an older one still marked running was abandoned.
       for (const old of running.slice(1)) {
         old.status = "failed";
@@ -375,10 +379,6 @@ export class Pipeline {
       );
     }
     return agent;
-  }
-
-  private lockFile(agent: string): string {
-    return lockPath(this.config.data_dir, `run-${agent}`);
   }
 
   private cancelFile(runId: string): string {

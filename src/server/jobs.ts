@@ -12,7 +12,7 @@ import type { Config } from "../config/index.js";
 import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { timeId } from "../pipeline/common/ids.js";
-import { lockPath, peekLock } from "../pipeline/common/lock.js";
+import { peekRunLease } from "../pipeline/common/lease.js";
 import { LOG_LINES_KEPT, LogLine, PROGRESS_WRITE_MS, Progress } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
 import type { DeployHook } from "../pipeline/deploy/stage.js";
@@ -660,8 +660,8 @@ export class JobManager {
     if (run.status === "cancelled" && rec?.status === "interrupted") return "interrupted";
     if (run.status !== "running") return run.status;
     if (this.runs.has(run.id)) return "running";
-    // Running elsewhere (another process holds the agent's run lock), or its process died.
-    const owner = await peekLock(lockPath(this.config.data_dir, `run-${run.agent}`));
+    // Running elsewhere (another process, on any host, holds the agent's run lease), or it died.
+    const owner = await peekRunLease(this.store, run.agent);
     return owner?.holder === run.id ? "running" : "interrupted";
   }
 

@@ -1,14 +1,14 @@
 // Run orchestration with stages injected as plain functions: the lock, the record, retries,
 // cancellation and resume. The real stages are exercised in run-e2e and run-kill tests.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { UsageError } from "../../src/errors.js";
-import { lockPath } from "../../src/pipeline/common/lock.js";
+import { type LeaseBody, runLeaseKey } from "../../src/pipeline/common/lease.js";
+import type { LockOwner } from "../../src/pipeline/common/lock.js";
 import {
   CancelledError,
   Pipeline,
@@ -55,6 +55,11 @@ function setup(stages: Partial<StageFns> = {}, extra: Record<string, unknown> = 
     cancelPollMs: 20,
   });
   return { pipeline, store, config, calls, sleeps, dir };
+}
+
+/** A run lease that has not expired, held by this owner (a process on this host). */
+function lease(owner: LockOwner): LeaseBody {
+  return { owner, nonce: "n", renewed_at: "", expires_at: Date.now() + 60_000, released: false };
 }
 
 function gate(): { wait: Promise<void>; open: () => void } {
@@ -156,21 +161,20 @@ describe("Pipeline runs", () => {
     await third.done;
   });
 
-  it("sees a run held by another live process through the lock file, and takes over a dead one's", async () => {
-    const { pipeline, config } = setup();
+  it("sees a run held by another live process through its lease, and takes over a dead one's", async () => {
+    const { pipeline, store } = setup();
     const child = spawn("sleep", ["30"]);
     try {
       const procStart = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1].split(" ")[19];
-      await mkdir(join(config.data_dir, "locks"), { recursive: true });
       const owner = {
-        pid: child.pid,
+        pid: child.pid as number,
         host: hostname(),
         proc_start: procStart,
         acquired_at: "",
         purpose: "run",
         holder: "r-elsewhere",
       };
-      writeFileSync(lockPath(config.data_dir, "run-alpha"), JSON.stringify(owner));
+      await store.put(runLeaseKey("alpha"), JSON.stringify(lease(owner)));
       const r = await pipeline.startRun({ agent: "alpha" });
       expect(r).toMatchObject({ started: false, runId: "r-elsewhere" });
       child.kill("SIGKILL");
@@ -262,7 +266,7 @@ describe("Pipeline runs", () => {
     const g = gate();
     const a = setup({ train: async () => g.wait });
     const started = await a.pipeline.startRun({ agent: "alpha" });
-    // Wait until train is running, then pretend this process died: a stale lock with a dead pid.
+    // Wait until train is running, then pretend this process died: a lease held by a dead pid.
     for (let i = 0; i < 100; i++) {
       const r = await a.pipeline.getRun(started.runId, "alpha");
       if (r.stages[2].status === "running") break;
@@ -280,7 +284,7 @@ describe("Pipeline runs", () => {
       purpose: "run",
       holder: started.runId,
     };
-    writeFileSync(lockPath(a.config.data_dir, "run-alpha"), JSON.stringify(dead));
+    await a.store.put(runLeaseKey("alpha"), JSON.stringify(lease(dead)));
 
     const calls: string[] = [];
     const b = new Pipeline({

@@ -1,0 +1,190 @@
+// A lease object in the store: one run per agent across every host that shares the store. It is
+// taken with a conditional create (If-None-Match: *), renewed and released with If-Match on the
+// ETag its holder last wrote, and expires at a time written in it. Only the holder can extend it
+// (nobody else knows a matching ETag), and a holder never renews past its own expiry, so a holder
+// that crashed or stalled cannot come back and extend it. A taker replaces a free lease (expired,
+// released, or left by a dead process on its own host) with If-Match on that lease's ETag, so of
+// two takers exactly one wins. Expiry compares wall clocks across hosts: keep them in step (NTP)
+// to well within the lease duration.
+import { randomBytes } from "node:crypto";
+import * as z from "zod";
+import type { ObjectStore } from "../../store/index.js";
+import { currentOwner, isStale, LockOwner, type LockResult } from "./lock.js";
+import { SuspendSignal } from "./retry.js";
+
+export const LeaseBody = z
+  .object({
+    owner: LockOwner,
+    /** Makes every write unique, so an ETag names one write of one holder. */
+    nonce: z.string(),
+    renewed_at: z.string(),
+    /** ms since the epoch. */
+    expires_at: z.number(),
+    released: z.boolean(),
+  })
+  .strict();
+export type LeaseBody = z.infer<typeof LeaseBody>;
+
+export type LeaseResult =
+  | (Extract<LockResult, { acquired: true }> & {
+      /**
+       * Aborts (with a SuspendSignal: the work stops as for a shutdown, resumable by whoever holds
+       * the lease now) when the lease is lost: taken over after a stall, or not renewed in time.
+       */
+      lost: AbortSignal;
+    })
+  | Extract<LockResult, { acquired: false }>;
+
+export interface LeaseOptions {
+  /** How long a lease lasts without renewal. */
+  ttlMs: number;
+  /** How often the holder renews it; a third of ttlMs by default. */
+  renewMs?: number;
+}
+
+function parse(body: Buffer): LeaseBody | null {
+  try {
+    const r = LeaseBody.safeParse(JSON.parse(body.toString("utf8")));
+    return r.success ? r.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Held: not released, not expired, and not left by a process known dead on this host. */
+function isLive(lease: LeaseBody, now: number): boolean {
+  return !lease.released && now < lease.expires_at && !isStale(lease.owner);
+}
+
+function encode(b: LeaseBody): string {
+  return `${JSON.stringify(b)}\n`;
+}
+
+/**
+ * Tries once to take the lease. When another holder has it, returns that holder's owner record
+ * (whose `holder` is e.g. the winning run id).
+ */
+export async function tryLease(
+  store: ObjectStore,
+  key: string,
+  purpose: string,
+  holder: string | null,
+  opts: LeaseOptions,
+): Promise<LeaseResult> {
+  const owner = currentOwner(purpose, holder);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await store.getVersioned(key);
+    const lease = current ? parse(current.body) : null;
+    if (lease && isLive(lease, Date.now())) return { acquired: false, owner: lease.owner };
+    const body: LeaseBody = {
+      owner,
+      nonce: randomBytes(8).toString("hex"),
+      renewed_at: new Date().toISOString(),
+      expires_at: Date.now() + opts.ttlMs,
+      released: false,
+    };
+    const etag = await store.putIf(key, encode(body), current ? current.etag : null, {
+      contentType: "application/json",
+    });
+    if (etag) return held(store, key, body, etag, opts);
+    // Someone else wrote in between: look again (they may have just taken it).
+  }
+  const last = await store.getVersioned(key);
+  const lease = last ? parse(last.body) : null;
+  return { acquired: false, owner: lease && isLive(lease, Date.now()) ? lease.owner : null };
+}
+
+/** The live holder of a lease, or null when it is free. Takes nothing. */
+export async function peekLease(store: ObjectStore, key: string): Promise<LockOwner | null> {
+  const current = await store.getVersioned(key);
+  const lease = current ? parse(current.body) : null;
+  return lease && isLive(lease, Date.now()) ? lease.owner : null;
+}
+
+function held(
+  store: ObjectStore,
+  key: string,
+  first: LeaseBody,
+  firstEtag: string,
+  opts: LeaseOptions,
+): LeaseResult & { acquired: true } {
+  let body = first;
+  let etag: string | null = firstEtag;
+  const lost = new AbortController();
+  // Renewals and the release run one after another, never racing each other's If-Match.
+  let chain: Promise<void> = Promise.resolve();
+  const write = (next: LeaseBody) =>
+    (chain = chain.then(async () => {
+      if (!etag) return;
+      if (!next.released && Date.now() >= body.expires_at) {
+        etag = null;
+        lost.abort(new SuspendSignal(`lease ${key} expired before it could be renewed`));
+        return;
+      }
+      try {
+        const e = await store.putIf(key, encode(next), etag, { contentType: "application/json" });
+        if (e) {
+          body = next;
+          etag = e;
+        } else {
+          etag = null;
+          if (!next.released) lost.abort(new SuspendSignal(`lease ${key} was taken over by another holder`));
+        }
+      } catch {
+        // The store is unreachable for now: the next renewal tries again, until the expiry.
+      }
+    }));
+  const timer = setInterval(
+    () => {
+      const now = Date.now();
+      void write({
+        ...body,
+        nonce: randomBytes(8).toString("hex"),
+        renewed_at: new Date(now).toISOString(),
+        expires_at: now + opts.ttlMs,
+      });
+    },
+    opts.renewMs ?? Math.max(10, Math.floor(opts.ttlMs / 3)),
+  );
+  timer.unref();
+  lost.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+  let released: Promise<void> | null = null;
+  return {
+    acquired: true,
+    owner: first.owner,
+    lost: lost.signal,
+    release: () => {
+      released ??= (async () => {
+        clearInterval(timer);
+        await write({
+          ...body,
+          nonce: randomBytes(8).toString("hex"),
+          expires_at: Date.now(),
+          released: true,
+        });
+      })();
+      return released;
+    },
+  };
+}
+
+// ---- the run lock: one lease per agent ----
+
+export function runLeaseKey(agent: string): string {
+  return `locks/${agent}/run.json`;
+}
+
+/** Takes the agent's run lease for runId; when another run holds it, owner.holder is that run's id. */
+export function tryRunLease(
+  store: ObjectStore,
+  agent: string,
+  runId: string,
+  ttlMs: number,
+): Promise<LeaseResult> {
+  return tryLease(store, runLeaseKey(agent), `run ${agent}`, runId, { ttlMs });
+}
+
+/** The live holder of the agent's run lease (owner.holder is its run id), or null. */
+export function peekRunLease(store: ObjectStore, agent: string): Promise<LockOwner | null> {
+  return peekLease(store, runLeaseKey(agent));
+}

@@ -1,0 +1,213 @@
+// One run per agent across hosts: real processes, each with its own data_dir and host name,
+// sharing only the store (the project's S3 endpoint, which honours If-None-Match / If-Match, or
+// one fs store directory). They start their runs at the same instant, 20 times; exactly one
+// starts and the other learns its run id. Four registrations at once all land in the index. A
+// holder killed with SIGKILL is taken over by another host once its lease has expired.
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LeaseBody, runLeaseKey } from "../../src/pipeline/common/lease.js";
+import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
+import { FsStore, MinioStore, type ObjectStore } from "../../src/store/index.js";
+import { S3Endpoint } from "../store/s3-endpoint.js";
+
+const CHILD = resolve("test/pipeline/helpers/lease-child.mjs");
+
+interface Child {
+  proc: ChildProcessWithoutNullStreams;
+  /** The next JSON line it prints. */
+  next(): Promise<Record<string, unknown>>;
+  exited: Promise<number | null>;
+}
+
+function startChild(spec: Record<string, unknown>): Child {
+  const proc = spawn(process.execPath, [CHILD], {
+    env: { ...process.env, LEASE_CHILD: JSON.stringify(spec) },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let err = "";
+  proc.stderr.on("data", (d) => {
+    err += d;
+  });
+  const queue: Record<string, unknown>[] = [];
+  const waiters: ((v: Record<string, unknown>) => void)[] = [];
+  createInterface({ input: proc.stdout }).on("line", (line) => {
+    let v: Record<string, unknown>;
+    try {
+      v = JSON.parse(line);
+    } catch {
+      return; // a log line
+    }
+    const w = waiters.shift();
+    if (w) w(v);
+    else queue.push(v);
+  });
+  const exited = new Promise<number | null>((res) => proc.on("exit", (code) => res(code)));
+  return {
+    proc,
+    exited,
+    next: () =>
+      queue.length
+        ? Promise.resolve(queue.shift() as Record<string, unknown>)
+        : Promise.race([
+            new Promise<Record<string, unknown>>((r) => waiters.push(r)),
+            exited.then((code) => {
+              throw new Error(`child exited (${code}) before answering: ${err}`);
+            }),
+          ]),
+  };
+}
+
+/** Starts the children and waits until all are ready. */
+async function ready(specs: Record<string, unknown>[]): Promise<Child[]> {
+  const children = specs.map(startChild);
+  for (const c of children) expect(await c.next()).toEqual({ ready: true });
+  return children;
+}
+
+/** Lets every child go at the same instant. */
+function go(children: Child[], line = "go"): void {
+  for (const c of children) c.proc.stdin.write(`${line}\n`);
+}
+
+async function together(specs: Record<string, unknown>[]): Promise<Child[]> {
+  const children = await ready(specs);
+  go(children);
+  return children;
+}
+
+const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
+
+interface Shared {
+  name: string;
+  spec(round: number): Record<string, unknown>;
+  store(round: number): ObjectStore;
+}
+
+describe("one run per agent across hosts", () => {
+  const s3 = new S3Endpoint();
+  const fsRoot = tmp("trm-lease-fs-");
+  const shared: Shared[] = [
+    {
+      name: "the S3 endpoint",
+      spec: (round) => ({
+        store: {
+          kind: "minio",
+          endpoint: "127.0.0.1",
+          port: s3.port,
+          use_ssl: false,
+          bucket: `lease-${round}`,
+          access_key: { env: "K" },
+          secret_key: { env: "S" },
+        },
+      }),
+      store: (round) =>
+        new MinioStore({
+          endPoint: "127.0.0.1",
+          port: s3.port,
+          useSSL: false,
+          accessKey: "a",
+          secretKey: "b",
+          bucket: `lease-${round}`,
+          region: "us-east-1",
+          pathStyle: true,
+          partSize: 64 * 1024 * 1024,
+        }),
+    },
+    {
+      name: "one fs store directory",
+      spec: (round) => ({ fs_root: join(fsRoot, String(round)) }),
+      store: (round) => new FsStore(join(fsRoot, String(round))),
+    },
+  ];
+
+  beforeAll(async () => {
+    if (!existsSync(resolve("dist/pipeline/run.js")))
+      throw new Error("build first: npx tsc -p tsconfig.json (npm test does it in pretest)");
+    await s3.start();
+  });
+  afterAll(() => s3.close());
+
+  for (const sh of shared) {
+    it(`on ${sh.name}: of two hosts starting a run at the same instant, 20 times, exactly one runs and the other gets its run id`, async () => {
+      const round = 0;
+      const children = await ready(
+        ["host-a", "host-b"].map((host) => ({
+          ...sh.spec(round),
+          host,
+          data_dir: tmp("trm-lease-data-"),
+          action: "run",
+          hold_ms: 200,
+        })),
+      );
+      const store = sh.store(round);
+      for (let i = 0; i < 20; i++) {
+        go(children, `go ${i}`);
+        const answers = await Promise.all(children.map((c) => c.next()));
+        const started = answers.filter((a) => a.started === true);
+        const lost = answers.filter((a) => a.started === false);
+        expect(started, `round ${i}: ${JSON.stringify(answers)}`).toHaveLength(1);
+        expect(lost).toHaveLength(1);
+        expect(lost[0].runId).toBe(started[0].runId);
+        const winner = children[answers.indexOf(started[0])];
+        expect(await winner.next()).toEqual({ done: started[0].runId, status: "succeeded" });
+        // One run record in the store, and the lease released by its holder.
+        expect((await store.list(`runs/a${i}`)).filter((o) => o.key.endsWith("/run.json"))).toHaveLength(1);
+        const lease = LeaseBody.parse(JSON.parse((await store.get(runLeaseKey(`a${i}`))).toString()));
+        expect(lease.released).toBe(true);
+        expect(lease.owner.holder).toBe(started[0].runId);
+      }
+      go(children, "exit");
+      expect(await Promise.all(children.map((c) => c.exited))).toEqual([0, 0]);
+    }, 120_000);
+
+    it(`on ${sh.name}: four hosts registering at once all land in the index`, async () => {
+      const round = 100;
+      const children = await together(
+        ["h1", "h2", "h3", "h4"].map((host) => ({
+          ...sh.spec(round),
+          host,
+          data_dir: tmp("trm-lease-data-"),
+          action: "register",
+        })),
+      );
+      const versions = (await Promise.all(children.map((c) => c.next()))).map((a) => a.version);
+      const index = await new ModelRegistry(sh.store(round)).read("alpha");
+      expect(index.versions.map((v) => v.version).sort()).toEqual([...versions].sort());
+      expect(new Set(versions).size).toBe(4);
+    }, 60_000);
+  }
+
+  it("takes over a run whose holder was killed with SIGKILL, once its lease has expired", async () => {
+    const sh = shared[0];
+    const round = 200;
+    const [holder] = await together([
+      { ...sh.spec(round), host: "host-a", data_dir: tmp("trm-lease-data-"), action: "hold", lease: "2s" },
+    ]);
+    const first = await holder.next();
+    expect(first.started).toBe(true);
+    // A second host is ready and waiting while the first renews its lease (every 2s / 3).
+    const [taker] = await together([
+      { ...sh.spec(round), host: "host-b", data_dir: tmp("trm-lease-data-"), action: "resume", lease: "2s" },
+    ]);
+    await new Promise((r) => setTimeout(r, 1500));
+    const store = sh.store(round);
+    expect((await store.getVersioned(runLeaseKey("alpha"))) !== null).toBe(true);
+    holder.proc.kill("SIGKILL");
+    await holder.exited;
+    const killedAt = Date.now();
+    const lease = LeaseBody.parse(JSON.parse((await store.get(runLeaseKey("alpha"))).toString()));
+    expect(lease.owner.host).toBe("host-a");
+    expect(lease.owner.holder).toBe(first.runId);
+    const taken = await taker.next();
+    // The same run continues on the other host, not before the dead holder's lease ran out.
+    expect(taken.resumed).toBe(first.runId);
+    expect(taken.at as number).toBeGreaterThanOrEqual(lease.expires_at);
+    expect((taken.at as number) - killedAt).toBeLessThan(2000 + 1500);
+    expect(await taker.next()).toEqual({ status: "succeeded" });
+    expect(await taker.exited).toBe(0);
+  }, 60_000);
+});
