@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import type { Config } from "../config/index.js";
 import { UsageError } from "../errors.js";
 import { initBackend } from "../model/backend.js";
+import { stageOutput } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
 import { ALIASES, type Alias, prunedEntry } from "../pipeline/deploy/registry.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
@@ -147,17 +148,12 @@ function runSummary(r: RunRecord, reportPath: string | null): string {
     const tries = s.attempts.length > 1 ? ` (${s.attempts.length} attempts)` : "";
     lines.push(`  ${s.name.padEnd(9)} ${s.status}${took}${tries}${s.error ? `: ${s.error}` : ""}`);
   }
-  const ev = r.stages.find((s) => s.name === "evaluate")?.output as {
-    gate?: { passed: boolean; reasons: string[] };
-  };
+  const ev = stageOutput(r, "evaluate");
   if (ev?.gate) {
     lines.push(`gate ${ev.gate.passed ? "passed" : "FAILED"}:`);
     for (const reason of ev.gate.reasons) lines.push(`  - ${reason}`);
   }
-  const dep = r.stages.find((s) => s.name === "deploy")?.output as {
-    version?: string;
-    promoted_to?: string | null;
-  };
+  const dep = stageOutput(r, "deploy");
   if (dep?.version)
     lines.push(
       `model version ${dep.version}${dep.promoted_to ? ` is now ${dep.promoted_to}` : " (not promoted)"}`,

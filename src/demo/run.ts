@@ -8,17 +8,12 @@ import { stringify } from "yaml";
 import { type Config, parseConfig } from "../config/index.js";
 import { UsageError, WorkError } from "../errors.js";
 import { activeBackend, initBackend } from "../model/backend.js";
-import type { EvaluationResult } from "../pipeline/evaluate.js";
-import { reportKey, writeRunReport } from "../pipeline/report.js";
+import { stageOutput } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
 import { evaluationRunKey } from "../pipeline/evaluate/stage.js";
-import {
-  type Pipeline,
-  parseMs,
-  type RunEvent,
-  type RunRecord,
-  type StageName,
-} from "../pipeline/run.js";
+import type { EvaluationResult } from "../pipeline/evaluate.js";
+import { reportKey, writeRunReport } from "../pipeline/report.js";
+import { type Pipeline, parseMs, type RunEvent, type RunRecord, type StageName } from "../pipeline/run.js";
 import { ModelServer } from "../serve/index.js";
 import { createSimulator, type Simulator } from "../simulator/index.js";
 import type { FsStore, ObjectStore } from "../store/index.js";
@@ -298,12 +293,12 @@ async function runPipeline(
       if (e.status === "succeeded" || e.status === "partial") {
         await done(e.stage, t);
         const r = await pipeline.getRun(e.runId, DEMO_AGENT);
-        const s = r.stages.find((x) => x.name === e.stage)!;
         out.line(
-          `   ${e.status === "partial" ? "partly done" : "done"} in ${secs(t.wall_s)} (CPU ${secs(t.cpu_s)}): ${stageSummary(e.stage, s.output)}`,
+          `   ${e.status === "partial" ? "partly done" : "done"} in ${secs(t.wall_s)} (CPU ${secs(t.cpu_s)}): ${stageSummary(r, e.stage)}`,
         );
-        if (e.stage === "evaluate" && typeof s.output.evaluation === "string")
-          printEvaluation(out, JSON.parse((await pipeline.store.get(s.output.evaluation)).toString("utf8")));
+        const evaluation = e.stage === "evaluate" ? stageOutput(r, "evaluate")?.evaluation : undefined;
+        if (evaluation)
+          printEvaluation(out, JSON.parse((await pipeline.store.get(evaluation)).toString("utf8")));
       } else out.line(`   ${e.stage} ${e.status}${e.error ? `: ${e.error}` : ""}`);
     });
   };
@@ -340,26 +335,29 @@ async function runPipeline(
 
 const n = (v: unknown) => (typeof v === "number" ? v.toLocaleString("en-US") : String(v ?? "?"));
 
-function stageSummary(stage: StageName, o: Record<string, unknown>): string {
+function stageSummary(r: RunRecord, stage: StageName): string {
   switch (stage) {
     case "collect": {
-      const sources = Object.entries((o.sources as Record<string, string>) ?? {})
+      const o = stageOutput(r, "collect");
+      const sources = Object.entries(o?.sources ?? {})
         .map(([k, v]) => `${k} ${v}`)
         .join(", ");
-      return `${n(o.records)} records in ${n(o.segments)} segments (${sources})`;
+      return `${n(o?.records)} records in ${n(o?.segments)} segments (${sources})`;
     }
     case "build": {
-      const ex = o.examples as { train: number; val: number } | undefined;
-      return `${n(ex?.train)} training and ${n(ex?.val)} validation examples, vocabulary ${n(o.vocab_size)}${o.reused ? " (the same data: dataset reused)" : ""}`;
+      const o = stageOutput(r, "build");
+      return `${n(o?.examples?.train)} training and ${n(o?.examples?.val)} validation examples, vocabulary ${n(o?.vocab_size)}${o?.reused ? " (the same data: dataset reused)" : ""}`;
     }
-    case "train":
-      return `${n(o.steps)} steps (${o.stopped}), best validation score ${typeof o.best_score === "number" ? o.best_score.toFixed(3) : "?"} at step ${n(o.best_step)}, ${n(o.params)} parameters, ${typeof o.samples_per_s === "number" ? o.samples_per_s.toFixed(1) : "?"} samples/s`;
-    case "evaluate": {
-      const g = o.gate as { passed: boolean } | undefined;
-      return `gate ${g?.passed ? "passed" : "failed"}`;
+    case "train": {
+      const o = stageOutput(r, "train");
+      return `${n(o?.steps)} steps (${o?.stopped}), best validation score ${typeof o?.best_score === "number" ? o.best_score.toFixed(3) : "?"} at step ${n(o?.best_step)}, ${n(o?.params)} parameters, ${typeof o?.samples_per_s === "number" ? o.samples_per_s.toFixed(1) : "?"} samples/s`;
     }
-    case "deploy":
-      return `registered ${o.version}${o.promoted_to ? `, promoted to ${o.promoted_to}` : ", not promoted"}`;
+    case "evaluate":
+      return `gate ${stageOutput(r, "evaluate")?.gate?.passed ? "passed" : "failed"}`;
+    case "deploy": {
+      const o = stageOutput(r, "deploy");
+      return `registered ${o?.version}${o?.promoted_to ? `, promoted to ${o.promoted_to}` : ", not promoted"}`;
+    }
   }
 }
 

@@ -39,6 +39,9 @@ export interface StageContext {
   progress(p: Omit<Progress, "stage" | "at">, detail?: unknown): void;
 }
 
+/** A measured value: NaN or Infinity in memory, null once it has been through run.json. */
+const Measure = z.custom<number>((v) => typeof v === "number").nullable();
+
 /** A stage that did its main work while an optional part failed says so in its output. */
 const Partial = { status: z.literal("partial").optional(), partial_reason: z.string().optional() };
 
@@ -64,12 +67,12 @@ export const TrainOutput = z.looseObject({
   parent_version: z.string().nullable(),
   best_dir: z.string().nullable(),
   best_step: z.number(),
-  best_score: z.number().nullable(),
+  best_score: Measure,
   steps: z.number(),
   stopped: z.string(),
   resumed_from_step: z.number().nullable(),
   params: z.number(),
-  samples_per_s: z.number(),
+  samples_per_s: Measure,
   backend: z.string(),
   model_config: z.unknown(),
   note: z.string().optional(),
@@ -79,7 +82,7 @@ export const EvaluateOutput = z.looseObject({
   /** The store key of evaluation.json. */
   evaluation: z.string(),
   gate: Gate,
-  scores: z.record(z.string(), z.number()),
+  scores: z.record(z.string(), Measure),
   champion: z.string().nullable(),
 });
 export const DeployHookResult = z.object({
@@ -120,12 +123,19 @@ export type DeployOutput = StageOutput<"deploy">;
 export type StageFn = (ctx: StageContext) => Promise<Record<string, unknown> | void>;
 export type StageFns = Record<StageName, StageFn>;
 
-/** A stage's output read back from a record, typed; null when the stage did not run or produced another shape. */
-export function stageOutput<S extends StageName>(run: Readonly<RunRecord>, stage: S): StageOutput<S> | null {
-  const s = run.stages.find((x) => x.name === stage);
+/**
+ * A stage's output read back from a record, typed. Every field may be missing (records written
+ * by older versions, stages that tests inject); a field that is there has its schema's type.
+ * Null when the stage produced nothing, or something of another shape.
+ */
+export function stageOutput<S extends StageName>(
+  run: Readonly<RunRecord>,
+  stage: S,
+): Partial<StageOutput<S>> | null {
+  const s = run.stages.find((x) => x.name === stage && x.requested);
   if (!s || Object.keys(s.output).length === 0) return null;
-  const r = STAGE_OUTPUTS[stage].safeParse(s.output);
-  return r.success ? (r.data as StageOutput<S>) : null;
+  const r = STAGE_OUTPUTS[stage].partial().safeParse(s.output);
+  return r.success ? (r.data as Partial<StageOutput<S>>) : null;
 }
 
 /** The run-level facts a stage's output settles: the only way they reach the record. */

@@ -7,8 +7,8 @@ import type { ObjectStore } from "../store/index.js";
 import { NotFoundError } from "../store/index.js";
 import { listSegments } from "./collect/raw-store.js";
 import { SOURCES } from "./collect/records.js";
+import { type RunRecord, runPrefix, stageOutput } from "./contract.js";
 import type { EvaluationResult } from "./evaluate.js";
-import { type RunRecord, runPrefix } from "./record.js";
 import { COLORS, esc, fmt, groupedBars, heatStrip, lineChart, TASK_COLORS } from "./report/charts.js";
 import { type MetricsLine, readRunMetrics, type TrainLogLine, type ValLogLine } from "./train.js";
 
@@ -159,8 +159,7 @@ export function renderReport(r: ReportInput): string {
   const train = r.metrics.filter((m): m is TrainLogLine => m.kind === "train");
   const val = r.metrics.filter((m): m is ValLogLine => m.kind === "val");
   const e = r.evaluation;
-  const deploy = run.stages.find((s) => s.name === "deploy");
-  const promoted = (deploy?.output.promoted_to as string | null | undefined) ?? null;
+  const promoted = stageOutput(run, "deploy")?.promoted_to ?? null;
   const headline = summarySentence(run, e, promoted);
   const sections = [
     section("verdict", "Verdict", verdict(e, promoted, run)),

@@ -13,7 +13,7 @@ import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { timeId } from "../pipeline/common/ids.js";
 import { peekRunLease } from "../pipeline/common/lease.js";
-import { LOG_LINES_KEPT, LogLine, PROGRESS_WRITE_MS, Progress } from "../pipeline/contract.js";
+import { LOG_LINES_KEPT, LogLine, PROGRESS_WRITE_MS, Progress, stageOutput } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
 import type { DeployHook } from "../pipeline/deploy/stage.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
@@ -793,14 +793,13 @@ function summary(v: JobView, modelVersion: string | null): JobSummary {
 
 /** The outputs of a run that a caller acts on. */
 function runResult(run: RunRecord): Record<string, unknown> | null {
-  const out = (name: StageName) => run.stages.find((s) => s.name === name && s.requested)?.output ?? {};
   const result: Record<string, unknown> = {};
-  const c = out("collect");
-  if ("records" in c) result.collect = { records: c.records, errors: c.errors, sources: c.sources };
-  const b = out("build");
-  if ("dataset_id" in b) result.dataset = { id: b.dataset_id, examples: b.examples, reused: b.reused };
-  const t = out("train");
-  if ("steps" in t)
+  const c = stageOutput(run, "collect");
+  if (c && "records" in c) result.collect = { records: c.records, errors: c.errors, sources: c.sources };
+  const b = stageOutput(run, "build");
+  if (b && "dataset_id" in b) result.dataset = { id: b.dataset_id, examples: b.examples, reused: b.reused };
+  const t = stageOutput(run, "train");
+  if (t && "steps" in t)
     result.training = {
       steps: t.steps,
       best_step: t.best_step,
@@ -808,11 +807,11 @@ function runResult(run: RunRecord): Record<string, unknown> | null {
       stopped: t.stopped,
       fine_tuned_from: t.parent_version ?? null,
     };
-  const e = out("evaluate");
-  if ("gate" in e) result.gate = e.gate;
-  if ("scores" in e) result.scores = e.scores;
-  const d = out("deploy");
-  if ("version" in d)
+  const e = stageOutput(run, "evaluate");
+  if (e && "gate" in e) result.gate = e.gate;
+  if (e && "scores" in e) result.scores = e.scores;
+  const d = stageOutput(run, "deploy");
+  if (d && "version" in d)
     result.deploy = {
       version: d.version,
       promoted_to: d.promoted_to ?? null,

@@ -3,13 +3,10 @@
 // mode): it trains against the same store and writes its stage result to
 // runs/<agent>/<run>/stages/train.json, which this stage returns as its own output once the Job
 // has completed. Progress comes from that result while it runs, and from progress lines in the log.
-import * as z from "zod";
 import type { Config } from "../../config/schema.js";
 import { WorkError } from "../../errors.js";
-import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import { CancelledError, TransientError } from "../common/retry.js";
-import { Progress, runPrefix, StageRecord } from "../record.js";
-import type { StageContext, StageFn, StageFns } from "../run.js";
+import { readStageResult, type StageContext, type StageFn, type StageFns } from "../contract.js";
 import type { Kube } from "./kube.js";
 import { listTrainJobs, runTrainStageInKubernetes } from "./kubernetes.js";
 import { parsePodLine } from "./progress-line.js";
@@ -121,38 +118,6 @@ export function kubernetesTrainStage(opts: KubernetesTrainStageOptions = {}): St
 async function jobIsDone(ctx: StageContext, opts: KubernetesTrainStageOptions): Promise<boolean> {
   const jobs = await listTrainJobs(ctx.config, opts.kube);
   return !jobs.some((j) => j.runId === ctx.runId && j.state === "active");
-}
-
-/**
- * What the worker wrote for the train stage (run.ts StageResult, at stageResultKey). Read here
- * rather than through run.ts, so that run.ts can import this module without a cycle.
- */
-const StageResult = z.looseObject({
-  stage: StageRecord,
-  progress: Progress.nullable(),
-  updated_at: z.string(),
-});
-type StageResult = z.infer<typeof StageResult>;
-
-async function readStageResult(
-  store: ObjectStore,
-  agent: string,
-  runId: string,
-  _stage: "train",
-): Promise<StageResult | null> {
-  let text: string;
-  try {
-    text = (await store.get(`${runPrefix(agent, runId)}/stages/train.json`)).toString("utf8");
-  } catch (err) {
-    if (err instanceof NotFoundError) return null;
-    throw err;
-  }
-  const r = StageResult.safeParse(JSON.parse(text));
-  if (!r.success)
-    throw new WorkError(
-      `the training Job's stage result for run ${runId} is not valid: ${r.error.issues[0]?.message}`,
-    );
-  return r.data;
 }
 
 type Level = "debug" | "info" | "warn" | "error";
