@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LeaseBody, runLeaseKey } from "../../src/pipeline/common/lease.js";
+import { LeaseBody, runLeaseKey, tryLease } from "../../src/pipeline/common/lease.js";
+import { SuspendSignal } from "../../src/pipeline/common/retry.js";
 import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
 import { FsStore, MinioStore, type ObjectStore } from "../../src/store/index.js";
 import { S3Endpoint } from "../store/s3-endpoint.js";
@@ -210,4 +211,28 @@ describe("one run per agent across hosts", () => {
     expect(await taker.next()).toEqual({ status: "succeeded" });
     expect(await taker.exited).toBe(0);
   }, 60_000);
+
+  it("a holder that renews late keeps its lease when nobody took it, and loses it (stops) when someone did", async () => {
+    const store = new FsStore(tmp("trm-lease-late-"));
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Renewing only every 400 ms a lease of 100 ms: each renewal comes after the expiry.
+    const a = await tryLease(store, "locks/x/run.json", "run x", "r-a", { ttlMs: 100, renewMs: 400 });
+    expect(a.acquired).toBe(true);
+    await sleep(900);
+    expect(a.acquired && a.lost.aborted).toBe(false);
+    // Expired now, and taken by another holder before the next renewal.
+    await sleep(150);
+    const b = await tryLease(store, "locks/x/run.json", "run x", "r-b", { ttlMs: 60_000 });
+    expect(b).toMatchObject({ acquired: true, owner: { holder: "r-b" } });
+    await sleep(500);
+    expect(a.acquired && a.lost.aborted).toBe(true);
+    expect(a.acquired && a.lost.reason).toBeInstanceOf(SuspendSignal);
+    const c = await tryLease(store, "locks/x/run.json", "run x", "r-c", { ttlMs: 60_000 });
+    expect(c).toMatchObject({ acquired: false, owner: { holder: "r-b" } });
+    if (a.acquired) await a.release(); // a lost lease's release changes nothing
+    if (b.acquired) await b.release();
+    expect(LeaseBody.parse(JSON.parse((await store.get("locks/x/run.json")).toString())).owner.holder).toBe(
+      "r-b",
+    );
+  });
 });

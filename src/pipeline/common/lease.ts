@@ -1,13 +1,14 @@
 // A lease object in the store: one run per agent across every host that shares the store. It is
 // taken with a conditional create (If-None-Match: *), renewed and released with If-Match on the
 // ETag its holder last wrote, and expires at a time written in it. Only the holder can extend it
-// (nobody else knows a matching ETag), and a holder never renews past its own expiry, so a holder
-// that crashed or stalled cannot come back and extend it. A taker replaces a free lease (expired,
+// (nobody else knows a matching ETag): a crashed holder cannot, and a stalled one that comes back
+// after another host took over finds its ETag gone and stops. A taker replaces a free lease (expired,
 // released, or left by a dead process on its own host) with If-Match on that lease's ETag, so of
 // two takers exactly one wins. Expiry compares wall clocks across hosts: keep them in step (NTP)
 // to well within the lease duration.
 import { randomBytes } from "node:crypto";
 import * as z from "zod";
+import { log } from "../../log.js";
 import type { ObjectStore } from "../../store/index.js";
 import { currentOwner, isStale, LockOwner, type LockResult } from "./lock.js";
 import { SuspendSignal } from "./retry.js";
@@ -113,25 +114,33 @@ function held(
   const lost = new AbortController();
   // Renewals and the release run one after another, never racing each other's If-Match.
   let chain: Promise<void> = Promise.resolve();
+  const lose = (why: string) => {
+    etag = null;
+    log.warn(
+      { lease: key, holder: first.owner.holder },
+      `${why}; stopping here, to resume wherever it is held now`,
+    );
+    lost.abort(new SuspendSignal(why));
+  };
+  // A renewal that comes late (a blocked event loop) still succeeds while nobody has replaced the
+  // lease: If-Match is the guard, and a taker's own If-Match write would have made it fail.
   const write = (next: LeaseBody) =>
     (chain = chain.then(async () => {
       if (!etag) return;
-      if (!next.released && Date.now() >= body.expires_at) {
-        etag = null;
-        lost.abort(new SuspendSignal(`lease ${key} expired before it could be renewed`));
-        return;
-      }
       try {
         const e = await store.putIf(key, encode(next), etag, { contentType: "application/json" });
         if (e) {
           body = next;
           etag = e;
-        } else {
+        } else if (next.released) {
           etag = null;
-          if (!next.released) lost.abort(new SuspendSignal(`lease ${key} was taken over by another holder`));
+        } else {
+          lose(`lease ${key} was taken over by another holder`);
         }
-      } catch {
-        // The store is unreachable for now: the next renewal tries again, until the expiry.
+      } catch (err) {
+        // The store is unreachable: retried at the next renewal, until others may take it over.
+        if (!next.released && Date.now() >= body.expires_at)
+          lose(`lease ${key} expired while the store was unreachable (${(err as Error).message})`);
       }
     }));
   const timer = setInterval(
