@@ -98,6 +98,9 @@ export class S3Endpoint {
         else res.destroy();
       });
     });
+    // Idle keep-alive sockets stay open as long as a real S3 keeps them, so a client whose event
+    // loop was busy (training in the same process) does not reuse one the server just closed.
+    this.server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve) => this.server?.listen(port, "127.0.0.1", resolve));
     this.port = (this.server.address() as AddressInfo).port;
     return this.port;
