@@ -1,19 +1,9 @@
-// Jobs: the long work a tool call starts and returns from at once. A collect or training job is a
-// pipeline run (its id is the run id, so runs the scheduler or the CLI started are jobs too); an
-// evaluation job scores a registered version. Every job started in this process gets a record in
-// the store (jobs/<agent>/<id>.json: kind, who asked, and whether a shutdown interrupted it), so a
-// restarted server lists past jobs and resumes the interrupted ones.
-//
-// Shutdown aborts with a ShutdownError, never the pipeline's CancelledError: the train stage
-// writes a checkpoint and a Kubernetes training Job is left running, and the run is resumed by the
-// next server instead of counting as cancelled by a person.
-import * as z from "zod";
 import type { Config } from "../config/index.js";
-import { UsageError, WorkError } from "../errors.js";
+import { WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { timeId } from "../pipeline/common/ids.js";
 import { peekRunLease } from "../pipeline/common/lease.js";
-import { LOG_LINES_KEPT, LogLine, PROGRESS_WRITE_MS, Progress, stageOutput } from "../pipeline/contract.js";
+import { LOG_LINES_KEPT, type LogLine, PROGRESS_WRITE_MS, type Progress } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
 import type { DeployHook } from "../pipeline/deploy/stage.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
@@ -28,102 +18,24 @@ import {
   type StartedRun,
   type StartRunOptions,
 } from "../pipeline/run.js";
-import { NotFoundError, type ObjectStore } from "../store/index.js";
+import type { ObjectStore } from "../store/index.js";
+import {
+  isJobId,
+  type JobKind,
+  JobNotFoundError,
+  type JobRecord,
+  type JobState,
+  type JobSummary,
+  type JobView,
+  jobKey,
+  readJobRecord,
+  recentJobRecords,
+  ShutdownError,
+  writeJobRecord,
+} from "./job-records.js";
+import { evaluationView, runResult, runView, summary } from "./job-view.js";
 
-export const JOB_KINDS = ["collect", "training", "evaluation"] as const;
-export type JobKind = (typeof JOB_KINDS)[number];
-export const JOB_STATES = ["running", "succeeded", "failed", "cancelled", "interrupted"] as const;
-export type JobState = (typeof JOB_STATES)[number];
-
-const JOB_ID_RE = /^[rj]\d{8}-\d{6}-\d{3}-[0-9a-f]{4}$/;
-
-/** A server shutdown: the job stops at a step boundary and is resumed by the next server. */
-export class ShutdownError extends Error {
-  override name = "ShutdownError";
-}
-
-export class JobNotFoundError extends WorkError {
-  override name = "JobNotFoundError";
-}
-
-export const JobRecord = z
-  .object({
-    schema: z.literal(1),
-    id: z.string().regex(JOB_ID_RE),
-    kind: z.enum(JOB_KINDS),
-    agent: z.string(),
-    status: z.enum(JOB_STATES),
-    /** Who started it: "mcp:<identity>", "schedule", "startup". */
-    actor: z.string(),
-    created_at: z.string(),
-    updated_at: z.string(),
-    ended_at: z.string().nullable(),
-    /** The pipeline run of a collect or training job (the same id). */
-    run_id: z.string().nullable(),
-    /** What was asked. */
-    request: z.record(z.string(), z.unknown()),
-    result: z.record(z.string(), z.unknown()).nullable(),
-    error: z.string().nullable(),
-    /** Evaluation jobs keep their own progress and log (a run keeps them in run.json). */
-    progress: Progress.nullable(),
-    log: z.array(LogLine),
-    /** When a server shutdown stopped it; the next server resumes it. */
-    interrupted_at: z.string().nullable(),
-  })
-  .strict();
-export type JobRecord = z.infer<typeof JobRecord>;
-
-/** What job_status and trm://jobs/{id} show. */
-export const JobView = z
-  .object({
-    job_id: z.string(),
-    kind: z.enum(JOB_KINDS),
-    agent: z.string(),
-    status: z.enum(JOB_STATES),
-    actor: z.string(),
-    created_at: z.string(),
-    updated_at: z.string(),
-    ended_at: z.string().nullable(),
-    stage: z.string().nullable(),
-    step: z.number().nullable(),
-    total_steps: z.number().nullable(),
-    eta_s: z.number().nullable(),
-    /** 0..1 over the whole job. */
-    fraction: z.number().nullable(),
-    message: z.string().nullable(),
-    metrics: z.record(z.string(), z.number()),
-    stages: z.array(
-      z
-        .object({
-          name: z.string(),
-          status: z.string(),
-          attempts: z.number().int(),
-          error: z.string().nullable(),
-          started_at: z.string().nullable(),
-          ended_at: z.string().nullable(),
-        })
-        .strict(),
-    ),
-    result: z.record(z.string(), z.unknown()).nullable(),
-    error: z.string().nullable(),
-    /** What to call next. */
-    next: z.string(),
-  })
-  .strict();
-export type JobView = z.infer<typeof JobView>;
-
-export type JobSummary = Pick<
-  JobView,
-  "job_id" | "kind" | "agent" | "status" | "stage" | "actor" | "created_at" | "ended_at" | "error"
-> & { model_version: string | null };
-
-export function jobKey(agent: string, id: string): string {
-  return `jobs/${agent}/${id}.json`;
-}
-
-export function isJobId(id: string): boolean {
-  return JOB_ID_RE.test(id);
-}
+export * from "./job-records.js";
 
 export interface JobManagerOptions {
   config: Config;
@@ -188,7 +100,7 @@ export class JobManager {
     if (!this.config.runs.resume_on_start) return resumed;
     for (const s of await this.pipeline.resumeInterrupted()) resumed.push(s.runId);
     for (const agent of Object.keys(this.config.agents)) {
-      for (const rec of await this.recentRecords(agent, 50)) {
+      for (const rec of await recentJobRecords(this.store, agent, 50)) {
         if (rec.status !== "interrupted" && rec.status !== "running") continue;
         if (resumed.includes(rec.id) || this.runs.has(rec.id) || this.evaluations.has(rec.id)) continue;
         try {
@@ -291,7 +203,7 @@ export class JobManager {
     if (this.stopping)
       throw new WorkError("the server is shutting down; start the job again once it is back");
     for (const e of this.evaluations.values())
-      if (e.record.agent === agent) return { started: false, job: this.evaluationView(e.record) };
+      if (e.record.agent === agent) return { started: false, job: evaluationView(e.record) };
     const at = this.now().toISOString();
     const record: JobRecord = {
       schema: 1,
@@ -311,9 +223,9 @@ export class JobManager {
       log: [],
       interrupted_at: null,
     };
-    await this.writeRecord(record);
+    await writeJobRecord(this.store, record);
     this.runEvaluation(record);
-    return { started: true, job: this.evaluationView(record) };
+    return { started: true, job: evaluationView(record) };
   }
 
   // ---- reading -------------------------------------------------------------------------------
@@ -339,16 +251,16 @@ export class JobManager {
   async view(jobId: string, agent?: string): Promise<JobView> {
     const a = agent ?? (await this.agentOf(jobId));
     const live = this.evaluations.get(jobId);
-    if (live) return this.evaluationView(live.record);
-    const rec = await this.readRecord(a, jobId);
-    if (rec?.kind === "evaluation") return this.evaluationView(rec);
+    if (live) return evaluationView(live.record);
+    const rec = await readJobRecord(this.store, a, jobId);
+    if (rec?.kind === "evaluation") return evaluationView(rec);
     let run: RunRecord;
     try {
       run = await this.pipeline.getRun(jobId, a);
     } catch (err) {
       throw new JobNotFoundError(`no job "${jobId}" for agent ${a}: ${(err as Error).message}`);
     }
-    return this.runView(run, rec, await this.runState(run, rec));
+    return runView(run, rec, await this.runState(run, rec), this.runs.get(run.id)?.progress);
   }
 
   /** The newest jobs of the agents, newest first. */
@@ -359,13 +271,13 @@ export class JobManager {
     const all: JobSummary[] = [];
     const want = opts.limit + 1;
     for (const agent of agents) {
-      const records = new Map((await this.recentRecords(agent, 200)).map((r) => [r.id, r]));
+      const records = new Map((await recentJobRecords(this.store, agent, 200)).map((r) => [r.id, r]));
       if (opts.kind !== "evaluation") {
         let n = 0;
         const unfiltered = !opts.kind && !opts.status;
         for (const run of await this.pipeline.listRuns(agent, unfiltered ? { limit: want } : {})) {
           const rec = records.get(run.id) ?? null;
-          const v = this.runView(run, rec, await this.runState(run, rec));
+          const v = runView(run, rec, await this.runState(run, rec), this.runs.get(run.id)?.progress);
           if ((opts.kind && v.kind !== opts.kind) || (opts.status && v.status !== opts.status)) continue;
           all.push(summary(v, run.model_version));
           if (++n >= want) break;
@@ -374,7 +286,7 @@ export class JobManager {
       if (!opts.kind || opts.kind === "evaluation") {
         for (const rec of records.values()) {
           if (rec.kind !== "evaluation") continue;
-          const v = this.evaluationView(this.evaluations.get(rec.id)?.record ?? rec);
+          const v = evaluationView(this.evaluations.get(rec.id)?.record ?? rec);
           if (opts.status && v.status !== opts.status) continue;
           all.push(summary(v, null));
         }
@@ -396,7 +308,7 @@ export class JobManager {
     if (ev) lines = ev.record.log;
     else if (live?.log.length) lines = live.log;
     else {
-      const rec = await this.readRecord(agent, jobId);
+      const rec = await readJobRecord(this.store, agent, jobId);
       if (rec?.kind === "evaluation") lines = rec.log;
       else lines = (await this.pipeline.getRun(jobId, agent)).log;
     }
@@ -415,11 +327,16 @@ export class JobManager {
       ev.controller.abort(new CancelledError("cancelled on request"));
       return true;
     }
-    const rec = await this.readRecord(agent, jobId);
+    const rec = await readJobRecord(this.store, agent, jobId);
     if (rec?.kind === "evaluation") return false;
     if (rec?.status === "interrupted") {
       // Nothing runs it now: cancelling means it is not resumed.
-      await this.writeRecord({ ...rec, status: "cancelled", interrupted_at: null, updated_at: this.iso() });
+      await writeJobRecord(this.store, {
+        ...rec,
+        status: "cancelled",
+        interrupted_at: null,
+        updated_at: this.iso(),
+      });
       return true;
     }
     return this.pipeline.cancel(jobId, agent);
@@ -499,7 +416,7 @@ export class JobManager {
       });
       const run = await started.done;
       unsubscribe();
-      const rec = await this.readRecord(started.agent, started.runId);
+      const rec = await readJobRecord(this.store, started.agent, started.runId);
       if (rec) await this.finishRunRecord(rec, run);
     })()
       .catch((err) => this.log.error({ err, job: started.runId }, "could not record a job"))
@@ -517,9 +434,9 @@ export class JobManager {
     actor: string,
     request: Record<string, unknown>,
   ): Promise<void> {
-    const existing = await this.readRecord(agent, id).catch(() => null);
+    const existing = await readJobRecord(this.store, agent, id).catch(() => null);
     const at = this.iso();
-    await this.writeRecord({
+    await writeJobRecord(this.store, {
       schema: 1,
       id,
       kind,
@@ -542,7 +459,7 @@ export class JobManager {
 
   private async finishRunRecord(rec: JobRecord, run: RunRecord): Promise<void> {
     const interrupted = run.status === "cancelled" && this.pipeline.stopping;
-    await this.writeRecord({
+    await writeJobRecord(this.store, {
       ...rec,
       status: interrupted ? "interrupted" : run.status === "running" ? "running" : run.status,
       interrupted_at: interrupted ? this.iso() : null,
@@ -593,7 +510,7 @@ export class JobManager {
             notify();
             if (Date.now() - lastWrite > PROGRESS_WRITE_MS) {
               lastWrite = Date.now();
-              void this.writeRecord(record).catch(() => undefined);
+              void writeJobRecord(this.store, record).catch(() => undefined);
             }
           },
         });
@@ -640,7 +557,7 @@ export class JobManager {
       record.ended_at = record.status === "interrupted" ? null : this.iso();
       record.progress = null;
       record.updated_at = this.iso();
-      await this.writeRecord(record).catch((err) =>
+      await writeJobRecord(this.store, record).catch((err) =>
         this.log.error({ err, job: record.id }, "could not write the evaluation job"),
       );
     })().finally(() => {
@@ -664,196 +581,4 @@ export class JobManager {
     const owner = await peekRunLease(this.store, run.agent);
     return owner?.holder === run.id ? "running" : "interrupted";
   }
-
-  private runView(run: RunRecord, rec: JobRecord | null, status: JobState): JobView {
-    const live = this.runs.get(run.id);
-    const requested = run.stages.filter((s) => s.requested);
-    const current = requested.find((s) => s.status === "running") ?? null;
-    // Progress left over from a stage that has ended says nothing about the current one.
-    const latest = status === "running" ? (live?.progress ?? run.progress) : null;
-    const progress = latest && latest.stage === current?.name ? latest : null;
-    const finished = requested.filter((s) => s.status !== "pending" && s.status !== "running").length;
-    const stageFraction =
-      progress && progress.step !== null && progress.total ? Math.min(1, progress.step / progress.total) : 0;
-    const kind: JobKind =
-      rec?.kind ?? (requested.length === 1 && requested[0].name === "collect" ? "collect" : "training");
-    const result = runResult(run);
-    return {
-      job_id: run.id,
-      kind,
-      agent: run.agent,
-      status,
-      actor: rec?.actor ?? run.trigger.actor,
-      created_at: run.created_at,
-      updated_at: run.updated_at,
-      ended_at: run.ended_at,
-      stage: current?.name ?? progress?.stage ?? null,
-      step: progress?.step ?? null,
-      total_steps: progress?.total ?? null,
-      eta_s: progress?.eta_s === null || progress?.eta_s === undefined ? null : Math.round(progress.eta_s),
-      fraction:
-        status === "succeeded"
-          ? 1
-          : requested.length
-            ? Math.round(((finished + stageFraction) / requested.length) * 1000) / 1000
-            : null,
-      message: progress?.message ?? null,
-      metrics: progress?.metrics ?? {},
-      stages: requested.map((s) => ({
-        name: s.name,
-        status: s.status,
-        attempts: s.attempts.length,
-        error: s.error,
-        started_at: s.started_at,
-        ended_at: s.ended_at,
-      })),
-      result,
-      error: status === "interrupted" ? null : run.error,
-      next: nextHint(kind, status, result),
-    };
-  }
-
-  private evaluationView(rec: JobRecord): JobView {
-    const p = rec.progress;
-    return {
-      job_id: rec.id,
-      kind: "evaluation",
-      agent: rec.agent,
-      status: rec.status,
-      actor: rec.actor,
-      created_at: rec.created_at,
-      updated_at: rec.updated_at,
-      ended_at: rec.ended_at,
-      stage: rec.status === "running" ? "evaluate" : null,
-      step: p?.step ?? null,
-      total_steps: p?.total ?? null,
-      eta_s: null,
-      fraction: rec.status === "succeeded" ? 1 : p?.step !== null && p?.total ? p.step! / p.total : null,
-      message: p?.message ?? null,
-      metrics: {},
-      stages: [],
-      result: rec.result,
-      error: rec.error,
-      next: nextHint("evaluation", rec.status, rec.result),
-    };
-  }
-
-  private async readRecord(agent: string, id: string): Promise<JobRecord | null> {
-    let body: Buffer;
-    try {
-      body = await this.store.get(jobKey(agent, id));
-    } catch (err) {
-      if (err instanceof NotFoundError) return null;
-      throw err;
-    }
-    const r = JobRecord.safeParse(JSON.parse(body.toString("utf8")));
-    if (!r.success) {
-      this.log.warn({ key: jobKey(agent, id) }, "ignoring a job record that does not validate");
-      return null;
-    }
-    return r.data;
-  }
-
-  private async writeRecord(rec: JobRecord): Promise<void> {
-    await this.store.put(jobKey(rec.agent, rec.id), `${JSON.stringify(JobRecord.parse(rec), null, 2)}\n`, {
-      contentType: "application/json",
-    });
-  }
-
-  /** The newest job records of an agent (ids sort by time within a prefix). */
-  private async recentRecords(agent: string, n: number): Promise<JobRecord[]> {
-    const ids = (await this.store.list(`jobs/${agent}`))
-      .map((o) => /^jobs\/[^/]+\/([^/]+)\.json$/.exec(o.key)?.[1])
-      .filter((id): id is string => Boolean(id && isJobId(id)))
-      .sort((a, b) => (a.slice(1) < b.slice(1) ? 1 : -1))
-      .slice(0, n);
-    const out: JobRecord[] = [];
-    for (const id of ids) {
-      const r = await this.readRecord(agent, id);
-      if (r) out.push(r);
-    }
-    return out;
-  }
-}
-
-function summary(v: JobView, modelVersion: string | null): JobSummary {
-  return {
-    job_id: v.job_id,
-    kind: v.kind,
-    agent: v.agent,
-    status: v.status,
-    stage: v.stage,
-    actor: v.actor,
-    created_at: v.created_at,
-    ended_at: v.ended_at,
-    error: v.error,
-    model_version: modelVersion,
-  };
-}
-
-/** The outputs of a run that a caller acts on. */
-function runResult(run: RunRecord): Record<string, unknown> | null {
-  const result: Record<string, unknown> = {};
-  const c = stageOutput(run, "collect");
-  if (c && "records" in c) result.collect = { records: c.records, errors: c.errors, sources: c.sources };
-  const b = stageOutput(run, "build");
-  if (b && "dataset_id" in b) result.dataset = { id: b.dataset_id, examples: b.examples, reused: b.reused };
-  const t = stageOutput(run, "train");
-  if (t && "steps" in t)
-    result.training = {
-      steps: t.steps,
-      best_step: t.best_step,
-      best_score: t.best_score,
-      stopped: t.stopped,
-      fine_tuned_from: t.parent_version ?? null,
-    };
-  const e = stageOutput(run, "evaluate");
-  if (e && "gate" in e) result.gate = e.gate;
-  if (e && "scores" in e) result.scores = e.scores;
-  const d = stageOutput(run, "deploy");
-  if (d && "version" in d)
-    result.deploy = {
-      version: d.version,
-      promoted_to: d.promoted_to ?? null,
-      previous_champion: d.previous_champion ?? null,
-    };
-  if (run.model_version) result.model_version = run.model_version;
-  return Object.keys(result).length ? result : null;
-}
-
-function nextHint(kind: JobKind, status: JobState, result: Record<string, unknown> | null): string {
-  switch (status) {
-    case "running":
-      return "Call job_status again (wait_s up to 25 waits for it), job_logs for its log, job_cancel to stop it.";
-    case "interrupted":
-      return "A server shutdown (or crash) stopped this job at a checkpoint; the server resumes it when it starts, and job_status follows it from there. job_cancel drops it.";
-    case "cancelled":
-      return kind === "evaluation"
-        ? "Cancelled. model_evaluate starts another."
-        : "Cancelled; training_start (or data_collect) starts a new run; a new training resumes nothing.";
-    case "failed":
-      return "Read job_logs (min_level: warn) for the cause; fix it (sources_check, data_status) and start the job again.";
-    case "succeeded":
-      break;
-  }
-  if (kind === "collect")
-    return "Collected. data_status shows what has accumulated; training_start trains on it.";
-  if (kind === "evaluation") {
-    const gate = result?.gate as { passed?: boolean } | undefined;
-    return gate?.passed
-      ? "The version passed the gate. model_compare shows it beside the champion; model_promote makes it champion."
-      : "The version failed the gate (reasons in result.gate). model_promote needs force to override that; think twice.";
-  }
-  const deploy = result?.deploy as { version?: string; promoted_to?: string | null } | undefined;
-  if (!deploy?.version)
-    return "Done. data_status or jobs_list shows what it produced; training_start with all stages registers a model.";
-  return deploy.promoted_to
-    ? `Version ${deploy.version} is now ${deploy.promoted_to}. model_compare against the previous champion, model_predict to try it, model_rollback if it misbehaves.`
-    : `Version ${deploy.version} is registered but not promoted (gate failed: see result.gate). model_compare shows why; model_promote with force overrides the gate.`;
-}
-
-/** Rejects job ids of the wrong shape before they reach the store. */
-export function checkJobId(id: string): string {
-  if (!isJobId(id)) throw new UsageError(`"${id}" is not a job id (e.g. r20260101-020000-000-ab12)`);
-  return id;
 }
