@@ -8,9 +8,8 @@ import {
   GateRefusedError,
   type RegistryIndex,
 } from "../pipeline/deploy/registry.js";
-import type { EvaluationResult } from "../pipeline/evaluate.js";
+import { compareVersions } from "../pipeline/evaluate/compare.js";
 import { readShadowReport, type ShadowReport } from "../serve/index.js";
-import { NotFoundError } from "../store/index.js";
 import {
   AgentName,
   bounded,
@@ -319,18 +318,6 @@ export const modelEvaluate = defineTool({
   },
 });
 
-const TaskRow = z.object({
-  task: z.string(),
-  metric: z.string().nullable(),
-  direction: z.enum(["higher", "lower"]),
-  a: z.number().nullable(),
-  b: z.number().nullable(),
-  delta: z.number().nullable(),
-  better: z.enum(["a", "b", "tie"]).nullable(),
-  baseline: z.object({ name: z.string(), score: z.number() }).nullable(),
-  examples: z.number().int().nullable(),
-});
-
 const VersionInfo = z
   .object({
     version: z.string(),
@@ -420,37 +407,18 @@ export const modelCompare = defineTool({
         parent_version: e.parent_version,
       };
     };
-    const joint = await jointEvaluation(env, agent, a, b);
-    let tasks: z.infer<typeof TaskRow>[];
-    let basis: "same_examples" | "separate_evaluations";
-    let datasetId: string | null = null;
-    if (joint) {
-      basis = "same_examples";
-      datasetId = joint.ev.dataset_id;
-      tasks = Object.values(joint.ev.tasks).map((t) => {
-        const cand = Number.isFinite(t.candidate.score) ? t.candidate.score : null;
-        const champ = t.champion && Number.isFinite(t.champion.score) ? t.champion.score : null;
-        const [sa, sb] = joint.candidateIs === "b" ? [champ, cand] : [cand, champ];
-        const base = t.best_baseline ? t.baselines[t.best_baseline] : null;
-        return row(
-          t.task,
-          t.primary,
-          t.direction,
-          sa,
-          sb,
-          base && t.best_baseline ? { name: t.best_baseline, score: base.score } : null,
-          t.examples,
-        );
-      });
-    } else {
-      basis = "separate_evaluations";
-      const ea = index.versions.find((x) => x.version === a)!;
-      const eb = index.versions.find((x) => x.version === b)!;
-      const names = [...new Set([...Object.keys(ea.scores), ...Object.keys(eb.scores)])].sort();
-      tasks = names.map((t) =>
-        row(t, null, "higher", ea.scores[t] ?? null, eb.scores[t] ?? null, null, null),
-      );
-    }
+    const {
+      basis,
+      dataset_id: datasetId,
+      tasks,
+    } = await compareVersions({
+      registry,
+      store: env.ctx.store,
+      agent,
+      index,
+      a,
+      b,
+    });
     let shadow: ShadowReport | null = null;
     const pair = new Set([a, b]);
     if (
@@ -508,83 +476,6 @@ export const modelCompare = defineTool({
     };
   },
 });
-
-function row(
-  task: string,
-  metric: string | null,
-  direction: "higher" | "lower",
-  a: number | null,
-  b: number | null,
-  baseline: { name: string; score: number } | null,
-  examples: number | null,
-): z.infer<typeof TaskRow> {
-  const delta = a !== null && b !== null ? b - a : null;
-  const better =
-    delta === null
-      ? null
-      : Math.abs(delta) < 1e-9
-        ? "tie"
-        : (direction === "higher") === delta > 0
-          ? "b"
-          : "a";
-  return {
-    task,
-    metric,
-    direction,
-    a,
-    b,
-    delta,
-    better,
-    baseline: baseline && Number.isFinite(baseline.score) ? baseline : null,
-    examples,
-  };
-}
-
-/** An evaluation that scored a and b on the same examples: a training run's, or model_evaluate's. */
-async function jointEvaluation(
-  env: ToolEnv,
-  agent: string,
-  a: string,
-  b: string,
-): Promise<{ ev: EvaluationResult; candidateIs: "a" | "b" } | null> {
-  const registry = env.ctx.registry;
-  for (const [cand, other, is] of [
-    [b, a, "b"],
-    [a, b, "a"],
-  ] as const) {
-    try {
-      const m = await registry.getManifest(agent, cand);
-      if (!m.artifacts.some((x) => x.name === "metrics.json")) continue;
-      const stored = JSON.parse(
-        (await registry.readArtifact(agent, cand, "metrics.json", m)).toString("utf8"),
-      ) as {
-        evaluation?: EvaluationResult | null;
-      };
-      if (stored.evaluation?.champion?.version === other) return { ev: stored.evaluation, candidateIs: is };
-    } catch {
-      // An unreadable metrics.json only means this source has nothing to offer.
-    }
-  }
-  // Evaluations made by model_evaluate: models/<agent>/evaluations/<id>-<version>.json, newest last.
-  const keys = (await env.ctx.store.list(`models/${agent}/evaluations`))
-    .map((o) => o.key)
-    .filter((k) => k.endsWith(`-${a}.json`) || k.endsWith(`-${b}.json`))
-    .sort()
-    .reverse()
-    .slice(0, 20);
-  for (const key of keys) {
-    try {
-      const ev = JSON.parse((await env.ctx.store.get(key)).toString("utf8")) as EvaluationResult;
-      const cand = ev.candidate?.version;
-      const other = ev.champion?.version;
-      if (cand === b && other === a) return { ev, candidateIs: "b" };
-      if (cand === a && other === b) return { ev, candidateIs: "a" };
-    } catch (err) {
-      if (!(err instanceof NotFoundError) && !(err instanceof SyntaxError)) throw err;
-    }
-  }
-  return null;
-}
 
 const PromoteOut = z
   .object({
