@@ -1,9 +1,15 @@
 # syntax=docker/dockerfile:1
 # trm-forge, two targets from one file:
-#   docker build --target cpu -t trm-forge:0.1.0-cpu .   Node 22 + OpenBLAS (native kernels, tfjs-node)
+#   docker build --target cpu -t trm-forge:0.1.0-cpu .   Node 22 + OpenBLAS (native kernels only)
 #   docker build --target gpu -t trm-forge:0.1.0-gpu .   CUDA 11.2 + cuDNN 8.1 (tfjs-node-gpu 4.22)
 # Both run `trm-forge serve --http` as user 10001 and keep nothing writable outside /data and /tmp,
 # so `docker run --read-only --tmpfs /tmp -v trm-forge-data:/data` works, as does the k8s Deployment.
+#
+# /app is the package as `npm pack` ships it (package.json `files`), its production dependencies
+# from the lock file, and the native kernels built in the build stage (the runtime has no
+# compiler). test/k8s/packed-install.test.ts repeats these steps without Docker and runs the result.
+# The cpu image has no tfjs-node: `backend: auto` picks the native kernels there, the backend the
+# parity and speed tests run.
 #
 # tfjs-node-gpu 4.22 loads libtensorflow 2.9.1, which TensorFlow built and tested against CUDA 11.2
 # and cuDNN 8.1: the gpu runtime base is that pair. Node 22 is copied in from the official image
@@ -20,22 +26,25 @@ FROM node:${NODE_VERSION}-bookworm-slim AS build-cpu
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libopenblas-dev g++ make python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-WORKDIR /app
+WORKDIR /src
 # Dependencies first (cached while only the sources change); scripts run once everything is here.
+# No optional dependencies: they are the tfjs-node builds, which this image does not ship.
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN npm ci --omit=optional --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json binding.gyp ./
 COPY scripts ./scripts
 COPY src ./src
-# Compile, build the native kernels (and fail here if they did not build), keep production
-# dependencies only, and run the install script of the tfjs-node build this target uses (it
-# downloads libtensorflow).
 RUN npm run build \
+ && npm pack --ignore-scripts --pack-destination /tmp
+# The packed package with the lock file's production dependencies; the native kernels are built
+# here (and the build fails if they did not build).
+WORKDIR /app
+RUN tar -xzf /tmp/trm-forge-*.tgz --strip-components=1 \
+ && cp /src/package-lock.json ./ \
+ && npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
  && npm run install \
  && node -e "process.exit(require('./build/native-status.json').built ? 0 : 1)" \
- && npm prune --omit=dev --no-audit --no-fund \
- && rm -rf node_modules/@tensorflow/tfjs-node-gpu build/Release/obj.target \
- && npm rebuild @tensorflow/tfjs-node --no-audit --no-fund \
+ && rm -rf build/Release/obj.target \
  && chmod 0755 dist/cli.js
 
 # ---- cpu: runtime -------------------------------------------------------------------------------------
@@ -49,10 +58,7 @@ RUN apt-get update \
  && chown 10001:10001 /data
 WORKDIR /app
 # Code stays root-owned and read-only to the process.
-COPY --from=build-cpu /app/package.json ./package.json
-COPY --from=build-cpu /app/node_modules ./node_modules
-COPY --from=build-cpu /app/dist ./dist
-COPY --from=build-cpu /app/build ./build
+COPY --from=build-cpu /app /app
 RUN ln -s /app/dist/cli.js /usr/local/bin/trm-forge
 ENV NODE_ENV=production HOME=/data
 WORKDIR /data
@@ -73,16 +79,22 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /usr/local/include/node /usr/local/include/node
 COPY --from=node /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/npm
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
-WORKDIR /app
+WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN npm ci --omit=optional --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json binding.gyp ./
 COPY scripts ./scripts
 COPY src ./src
 RUN npm run build \
+ && npm pack --ignore-scripts --pack-destination /tmp
+# As the cpu build, plus tfjs-node-gpu (an optional dependency) with its install script, which
+# downloads libtensorflow; the cpu tfjs-node build is dropped.
+WORKDIR /app
+RUN tar -xzf /tmp/trm-forge-*.tgz --strip-components=1 \
+ && cp /src/package-lock.json ./ \
+ && npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm run install \
  && node -e "process.exit(require('./build/native-status.json').built ? 0 : 1)" \
- && npm prune --omit=dev --no-audit --no-fund \
  && rm -rf node_modules/@tensorflow/tfjs-node build/Release/obj.target \
  && npm rebuild @tensorflow/tfjs-node-gpu --no-audit --no-fund \
  && chmod 0755 dist/cli.js
@@ -99,10 +111,7 @@ RUN apt-get update \
  && chown 10001:10001 /data
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 WORKDIR /app
-COPY --from=build-gpu /app/package.json ./package.json
-COPY --from=build-gpu /app/node_modules ./node_modules
-COPY --from=build-gpu /app/dist ./dist
-COPY --from=build-gpu /app/build ./build
+COPY --from=build-gpu /app /app
 RUN ln -s /app/dist/cli.js /usr/local/bin/trm-forge
 ENV NODE_ENV=production HOME=/data
 WORKDIR /data

@@ -1,62 +1,14 @@
-// Lints the Dockerfile (Docker cannot build here, and Debian has no hadolint): the stages and
+// Lints the Dockerfile (Docker cannot build here, and hadolint cannot be installed): the stages and
 // targets, pinned bases, COPY sources that exist in a clean clone and pass .dockerignore, a
-// non-root user, production dependencies only, the health check and the entry point.
+// non-root user, the packed package with production dependencies only, hadolint's rules, the
+// health check and the entry point. packed-install.test.ts runs what the image contains.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import picomatch from "picomatch";
 import { describe, expect, it } from "vitest";
+import { parseDockerfile, type Stage } from "./dockerfile.js";
 import { built, one, REPO } from "./helpers.js";
-
-interface Instr {
-  op: string;
-  args: string;
-  line: number;
-}
-interface Stage {
-  base: string;
-  name: string | null;
-  instrs: Instr[];
-}
-
-/** Instructions with continuation lines joined and comments dropped, split into stages. */
-function parseDockerfile(text: string): { args: Record<string, string>; stages: Stage[] } {
-  const instrs: Instr[] = [];
-  let buf = "";
-  let start = 0;
-  text.split("\n").forEach((raw, i) => {
-    const line = raw.trimEnd();
-    if (!buf && (line.trim().startsWith("#") || !line.trim())) return;
-    if (buf && line.trim().startsWith("#")) return;
-    if (!buf) start = i + 1;
-    if (line.endsWith("\\")) {
-      buf += `${line.slice(0, -1)} `;
-      return;
-    }
-    buf += line;
-    const m = /^\s*([A-Za-z]+)\s+(.*)$/s.exec(buf);
-    if (!m) throw new Error(`Dockerfile line ${start}: cannot parse "${buf}"`);
-    instrs.push({ op: m[1].toUpperCase(), args: m[2].trim(), line: start });
-    buf = "";
-  });
-  const args: Record<string, string> = {};
-  const stages: Stage[] = [];
-  for (const ins of instrs) {
-    if (ins.op === "ARG" && !stages.length) {
-      const [k, v] = ins.args.split("=");
-      args[k] = v ?? "";
-    } else if (ins.op === "FROM") {
-      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.args);
-      if (!m) throw new Error(`FROM on line ${ins.line}`);
-      const base = m[1].replace(/\$\{(\w+)\}/g, (_, k) => args[k] ?? "");
-      stages.push({ base, name: m[2] ?? null, instrs: [] });
-    } else {
-      if (!stages.length) throw new Error(`${ins.op} before FROM on line ${ins.line}`);
-      stages.at(-1)!.instrs.push(ins);
-    }
-  }
-  return { args, stages };
-}
 
 /** .dockerignore: patterns from the context root, `**`, `!` exceptions; a match excludes a whole tree. */
 function dockerignore(text: string): (path: string) => boolean {
@@ -194,28 +146,119 @@ describe("Dockerfile", () => {
     }
   });
 
-  it("ships production dependencies only", () => {
+  it("ships the packed package with production dependencies only, tfjs-node on the gpu target only", () => {
     for (const [target, build] of [
       ["cpu", "build-cpu"],
       ["gpu", "build-gpu"],
     ]) {
-      const runs = stageByName
-        .get(build)!
-        .instrs.filter((i) => i.op === "RUN")
-        .map((i) => i.args);
-      const all = runs.join(" && ");
-      const ci = all.indexOf("npm ci");
-      const prune = all.indexOf("npm prune --omit=dev");
-      expect(ci, `${build} installs from the lock file`).toBeGreaterThanOrEqual(0);
-      expect(prune, `${build} prunes dev dependencies after installing`).toBeGreaterThan(ci);
-      // No install in the runtime stage, and node_modules comes from the pruned build stage.
+      const instrs = stageByName.get(build)!.instrs;
+      const all = instrs
+        .filter((i) => i.op === "RUN")
+        .map((i) => i.args)
+        .join(" && ");
+      // Compile with every dependency but the optional tfjs-node builds, then pack.
+      const compile = all.indexOf("npm ci --omit=optional --ignore-scripts");
+      const pack = all.indexOf("npm pack --ignore-scripts");
+      expect(compile, `${build} installs from the lock file to compile`).toBeGreaterThanOrEqual(0);
+      expect(pack, `${build} packs after compiling`).toBeGreaterThan(all.indexOf("npm run build"));
+      // /app: the tarball unpacked, the lock file's production dependencies, the native kernels.
+      const app = instrs.findIndex((i) => i.op === "WORKDIR" && i.args === "/app");
+      const appRun = instrs
+        .slice(app)
+        .filter((i) => i.op === "RUN")
+        .map((i) => i.args)
+        .join(" && ");
+      expect(appRun).toMatch(
+        /^tar -xzf \/tmp\/trm-forge-\*\.tgz --strip-components=1\s+&& cp \/src\/package-lock\.json/,
+      );
+      const omits = target === "cpu" ? "--omit=dev --omit=optional" : "--omit=dev";
+      expect(appRun).toContain(`npm ci ${omits} --ignore-scripts`);
+      expect(appRun.indexOf("npm run install")).toBeGreaterThan(appRun.indexOf("npm ci"));
+      expect(appRun).toContain("require('./build/native-status.json').built");
+      if (target === "cpu") expect(all).not.toMatch(/tfjs-node/);
+      else {
+        expect(appRun).toContain("rm -rf node_modules/@tensorflow/tfjs-node ");
+        expect(appRun).toContain("npm rebuild @tensorflow/tfjs-node-gpu");
+      }
+      // No install in the runtime stage: it copies /app whole from the build stage.
       const runtime = stageByName.get(target)!;
       expect(runtime.instrs.some((i) => i.op === "RUN" && /npm (ci|install)/.test(i.args))).toBe(false);
-      expect(copies(runtime).find((c) => c.sources.includes("/app/node_modules"))?.from).toBe(build);
-      // Each image keeps the tfjs-node build for its hardware and drops the other.
-      const other = target === "cpu" ? "@tensorflow/tfjs-node-gpu" : "@tensorflow/tfjs-node ";
-      expect(`${all} `).toContain(`rm -rf node_modules/${other.trim()} `);
+      expect(copies(runtime).filter((c) => c.from === build)).toEqual([
+        { from: build, sources: ["/app"], dest: "/app", chown: null },
+      ]);
     }
+    // What is packed: `files` in package.json names what the runtime needs from the repository.
+    expect(pkg.files).toEqual(
+      expect.arrayContaining(["dist", "src/model/native", "binding.gyp", "scripts/build-native.mjs"]),
+    );
+  });
+
+  // hadolint is neither in Debian nor on the npm registry as a binary, so its rules that apply
+  // here are checked below (DL numbers as hadolint names them). DL3008 (apt versions pinned) is
+  // left out on purpose: the pinned base images fix the Debian/Ubuntu release, and exact package
+  // versions would break the build at each security update.
+  it("follows hadolint's rules", () => {
+    const names = stages.map((s) => s.name).filter(Boolean);
+    expect(new Set(names).size, "DL3024 unique stage names").toBe(names.length);
+    for (const s of stages) {
+      const where = `stage ${s.name ?? s.base}`;
+      expect(s.base, `${where}: DL3029 no --platform`).not.toMatch(/--platform/);
+      for (const op of ["CMD", "ENTRYPOINT", "HEALTHCHECK"])
+        expect(
+          s.instrs.filter((i) => i.op === op).length,
+          `${where}: DL4003/DL4004/DL3012 one ${op}`,
+        ).toBeLessThanOrEqual(1);
+      let workdir = false;
+      for (const i of s.instrs) {
+        const at = `${where}, line ${i.line}`;
+        expect(["ADD", "MAINTAINER"], `${at}: DL3020/DL4000`).not.toContain(i.op);
+        if (i.op === "WORKDIR") {
+          expect(i.args, `${at}: DL3000 absolute WORKDIR`).toMatch(/^\//);
+          workdir = true;
+        }
+        if (i.op === "COPY") {
+          const c = copies({ ...s, instrs: [i] })[0]!;
+          if (c.sources.length > 1) expect(c.dest, `${at}: DL3021`).toMatch(/\/$/);
+          if (!c.dest.startsWith("/"))
+            expect(workdir, `${at}: DL3045 relative COPY after WORKDIR`).toBe(true);
+        }
+        if (i.op === "ENTRYPOINT" || i.op === "CMD")
+          expect(() => JSON.parse(i.args), `${at}: DL3025 exec form`).not.toThrow();
+        if (i.op === "HEALTHCHECK") {
+          const cmd = /\bCMD\s+(.*)$/s.exec(i.args)?.[1] ?? "";
+          expect(() => JSON.parse(cmd), `${at}: HEALTHCHECK CMD in exec form`).not.toThrow();
+        }
+        if (i.op === "EXPOSE")
+          for (const p of i.args.split(/\s+/))
+            expect(Number(p.split("/")[0]), `${at}: DL3011`).toBeLessThan(65536);
+        if (i.op !== "RUN") continue;
+        const cmds = i.args.split(/&&|;/).map((c) => c.trim());
+        for (const c of cmds) {
+          expect(c, `${at}: DL3003 WORKDIR, not cd`).not.toMatch(/^cd\b/);
+          expect(c, `${at}: DL3004 no sudo`).not.toMatch(/^sudo\b/);
+          expect(c, `${at}: DL3027 apt-get, not apt`).not.toMatch(/^apt\s/);
+          expect(c, `${at}: DL3001 no ssh, vim, shutdown...`).not.toMatch(
+            /^(ssh|vim|shutdown|service|ps|free|top|kill|mount|ifconfig)\b/,
+          );
+          expect(c, `${at}: DL3016 npm ci from the lock file, not npm install`).not.toMatch(
+            /^npm (install|i)\b/,
+          );
+          if (/^apt-get install/.test(c)) {
+            expect(c, `${at}: DL3014 -y`).toMatch(/\s-y\b/);
+            expect(c, `${at}: DL3015 --no-install-recommends`).toContain("--no-install-recommends");
+          }
+        }
+        // DL4006: without SHELL ["/bin/bash", "-o", "pipefail", ...] a pipe hides a failure.
+        expect(i.args.replace(/\|\|/g, ""), `${at}: DL4006 no pipes`).not.toMatch(/\|/);
+        if (/apt-get install/.test(i.args))
+          expect(i.args, `${at}: DL3009 apt lists removed in the same RUN`).toContain(
+            "rm -rf /var/lib/apt/lists/*",
+          );
+      }
+    }
+    // DL3057: each runtime image has a health check.
+    for (const t of ["cpu", "gpu"])
+      expect(stageByName.get(t)!.instrs.some((i) => i.op === "HEALTHCHECK")).toBe(true);
   });
 
   it("starts `trm-forge serve --http` through the package's bin and checks /healthz", () => {
@@ -233,8 +276,7 @@ describe("Dockerfile", () => {
       expect(
         s.instrs.some((i) => i.op === "RUN" && i.args.includes(`ln -s /app/${target} /usr/local/bin/${bin}`)),
       ).toBe(true);
-      expect(copies(s).some((c) => c.sources.includes("/app/dist"))).toBe(true);
-      expect(copies(s).some((c) => c.sources.includes("/app/package.json"))).toBe(true);
+      expect(copies(s).some((c) => c.sources.includes("/app") && c.dest === "/app")).toBe(true);
       // The health check probes /healthz on the port the server is started on.
       const port = cmd[cmd.indexOf("--port") + 1];
       const hc = s.instrs.find((i) => i.op === "HEALTHCHECK")!.args;
