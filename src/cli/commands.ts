@@ -3,10 +3,14 @@ import type { Command } from "commander";
 import { registerCollectCommands } from "./collect.js";
 import { registerDatasetCommands } from "./dataset.js";
 import { registerDemo } from "./demo.js";
+import { registerDeployCommand } from "./deploy.js";
 import { registerDoctor } from "./doctor.js";
 import { registerModelCommands } from "./model.js";
+import { registerModelsCommands } from "./models.js";
+import { registerPredictCommand } from "./predict.js";
+import { registerReportCommand } from "./report.js";
 import { registerRunCommands } from "./run.js";
-import { registerServeCommands } from "./serve.js";
+import { registerScheduleCommand } from "./schedule.js";
 import { registerServerCommand } from "./server.js";
 import { registerSimulate } from "./simulate.js";
 import { registerStoreCommands } from "./store.js";
@@ -22,8 +26,11 @@ export function registerCommands(program: Command): void {
   registerCollectCommands(program);
   registerDatasetCommands(program);
   registerRunCommands(program);
+  registerModelsCommands(program);
+  registerReportCommand(program);
+  registerScheduleCommand(program);
   registerServerCommand(program);
   registerStoreCommands(program);
-  // Last: `models compare` joins the `models` group if another module created it.
-  registerServeCommands(program);
+  registerPredictCommand(program);
+  registerDeployCommand(program);
 }

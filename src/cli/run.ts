@@ -1,38 +1,14 @@
-// `trm-forge run | evaluate | models list|show|promote|rollback | report | schedule`: the pipeline
-// from the command line. Exit codes: 0 done, 1 the work failed (or was cancelled, or the gate
-// refused), 2 bad usage or config.
-import { spawn } from "node:child_process";
-import { hostname, userInfo } from "node:os";
-import { join } from "node:path";
 import type { Command } from "commander";
-import type { Config } from "../config/index.js";
 import { UsageError } from "../errors.js";
 import { initBackend } from "../model/backend.js";
 import { stageOutput } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
-import { ALIASES, type Alias, prunedEntry } from "../pipeline/deploy/registry.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
-import { reportKey, writeRunReport } from "../pipeline/report.js";
-import {
-  type Pipeline,
-  type RunEvent,
-  type RunRecord,
-  STAGES,
-  type StageName,
-  type StartedRun,
-} from "../pipeline/run.js";
-import { scheduleStatus } from "../pipeline/schedule.js";
-import { FsStore } from "../store/index.js";
-import { cliFreeText } from "../util/text.js";
+import { type RunEvent, type RunRecord, STAGES, type StageName, type StartedRun } from "../pipeline/run.js";
+import { pct } from "../util/format.js";
 import { action, emit, loadCliConfig } from "./common.js";
-
-function actor(): string {
-  try {
-    return `cli:${userInfo().username}@${hostname()}`;
-  } catch {
-    return "cli";
-  }
-}
+import { actor, agentOf } from "./context.js";
+import { reportPath } from "./report.js";
 
 function parseStages(v: string | undefined): StageName[] | undefined {
   if (!v) return undefined;
@@ -44,16 +20,6 @@ function parseStages(v: string | undefined): StageName[] | undefined {
     if (!STAGES.includes(s as StageName))
       throw new UsageError(`--stages: "${s}" is not one of ${STAGES.join(", ")}`);
   return out as StageName[];
-}
-
-function agentOf(config: Config, agent: string): string {
-  if (!(agent in config.agents)) {
-    const known = Object.keys(config.agents);
-    throw new UsageError(
-      `unknown agent "${agent}" (${known.length ? `configured: ${known.join(", ")}` : "no agents configured"})`,
-    );
-  }
-  return agent;
 }
 
 // ---- progress -----------------------------------------------------------------------------
@@ -161,29 +127,6 @@ function runSummary(r: RunRecord, reportPath: string | null): string {
   if (reportPath) lines.push(`report: ${reportPath}`);
   return lines.join("\n");
 }
-
-/** Where a person can open a run's report: the file in a local store, else a copy in data_dir/reports. */
-async function reportPath(pipeline: Pipeline, r: RunRecord, regenerate: boolean): Promise<string> {
-  const key = reportKey(r.agent, r.id);
-  if (regenerate || !(await pipeline.store.exists(key))) await writeRunReport(pipeline.store, r);
-  if (pipeline.store instanceof FsStore) return pipeline.store.pathOf(key);
-  const local = join(pipeline.config.data_dir, "reports", `${r.agent}-${r.id}.html`);
-  await pipeline.store.getFile(key, local);
-  return local;
-}
-
-function openFile(path: string): void {
-  const cmd = process.platform === "darwin" ? "open" : process.platform === "win32" ? "explorer" : "xdg-open";
-  try {
-    const child = spawn(cmd, [path], { detached: true, stdio: "ignore" });
-    child.on("error", () => undefined);
-    child.unref();
-  } catch {
-    // The path is printed either way.
-  }
-}
-
-// ---- commands -----------------------------------------------------------------------------
 
 interface RunOpts {
   agent: string;
@@ -319,197 +262,4 @@ export function registerRunCommands(program: Command): void {
         },
       ),
     );
-
-  const models =
-    program.commands.find((c) => c.name() === "models") ??
-    program.command("models").description("Model versions, aliases and comparisons");
-
-  models
-    .command("list")
-    .description("An agent's model versions, newest last, with their gate result and aliases")
-    .requiredOption("--agent <name>", "the agent")
-    .option("--json", "print JSON")
-    .action(
-      action(async (opts: { agent: string; json?: boolean }, cmd: Command) => {
-        const { config } = loadCliConfig(cmd);
-        const agent = agentOf(config, opts.agent);
-        const index = await createPipeline(config).registry.read(agent);
-        emit(opts.json, index, () => {
-          if (!index.versions.length) return `${agent} has no model versions yet`;
-          const alias = (v: string) =>
-            ALIASES.filter((a) => index.aliases[a] === v)
-              .map((a) => `[${a}]`)
-              .join(" ");
-          return index.versions
-            .map((v) => {
-              const gate =
-                v.gate_passed === null ? "not evaluated" : v.gate_passed ? "gate passed" : "gate FAILED";
-              const scores = Object.entries(v.scores)
-                .map(([t, s]) => `${t} ${pct(s)}`)
-                .join(", ");
-              return `${v.version}  ${gate.padEnd(13)} ${scores}${v.parent_version ? `  (from ${v.parent_version})` : ""} ${alias(v.version)}`.trimEnd();
-            })
-            .join("\n");
-        });
-      }),
-    );
-
-  models
-    .command("show")
-    .description("A version's manifest (artifacts with sha256, lineage, gate) and its model card")
-    .requiredOption("--agent <name>", "the agent")
-    .requiredOption("--version <version>", "a version id, or champion, challenger, latest")
-    .option("--json", "print JSON")
-    .action(
-      action(async (opts: { agent: string; version: string; json?: boolean }, cmd: Command) => {
-        const { config } = loadCliConfig(cmd);
-        const agent = agentOf(config, opts.agent);
-        const { registry } = createPipeline(config);
-        // A pruned version: its registry entry and why it went, instead of a failure.
-        const index = await registry.read(agent);
-        const pruned = prunedEntry(index, opts.version);
-        if (pruned) {
-          const entry = index.versions.find((v) => v.version === opts.version);
-          emit(opts.json, { version: entry, pruned }, () =>
-            [
-              `${agent} ${opts.version}: pruned by retention at ${pruned.at} (${pruned.rule}, by ${pruned.actor})`,
-              `its files are deleted; its registry entry stays: created ${entry?.created_at}, run ${entry?.run_id ?? "-"}, gate ${entry?.gate_passed ?? "not evaluated"}`,
-            ].join("\n"),
-          );
-          return;
-        }
-        const version = await registry.resolve(agent, opts.version);
-        const manifest = await registry.getManifest(agent, version);
-        const card = manifest.artifacts.some((a) => a.name === "card.md")
-          ? (await registry.readArtifact(agent, version, "card.md", manifest)).toString("utf8")
-          : null;
-        emit(opts.json, { manifest, card }, () =>
-          [
-            card ?? `${agent} ${version}`,
-            "artifacts:",
-            ...manifest.artifacts.map(
-              (a) => `  ${a.name.padEnd(20)} ${String(a.size).padStart(10)} B  sha256 ${a.sha256}`,
-            ),
-          ].join("\n"),
-        );
-      }),
-    );
-
-  models
-    .command("promote")
-    .description(
-      "Point an alias (default champion) at a version; a version that failed its gate needs --force",
-    )
-    .requiredOption("--agent <name>", "the agent")
-    .requiredOption("--version <version>", "the version to promote")
-    .option("--alias <alias>", `${ALIASES.join(" or ")}`, "champion")
-    .option("--force", "promote even though the version failed (or never had) its evaluation gate")
-    .option("--reason <text>", "why, for the history", "promoted from the CLI")
-    .option("--json", "print JSON")
-    .action(
-      action(
-        async (
-          opts: {
-            agent: string;
-            version: string;
-            alias: string;
-            force?: boolean;
-            reason: string;
-            json?: boolean;
-          },
-          cmd: Command,
-        ) => {
-          const { config } = loadCliConfig(cmd);
-          const agent = agentOf(config, opts.agent);
-          if (!ALIASES.includes(opts.alias as Alias))
-            throw new UsageError(`--alias must be one of ${ALIASES.join(", ")}`);
-          const { registry } = createPipeline(config);
-          const moves = await registry.promote(agent, opts.version, {
-            alias: opts.alias as Alias,
-            actor: actor(),
-            reason: cliFreeText(opts.reason, "--reason", 500, 3),
-            force: opts.force,
-          });
-          emit(opts.json, { moves }, () =>
-            moves.length
-              ? moves
-                  .map(
-                    (m) =>
-                      `${m.alias}: ${m.from ?? "(none)"} -> ${m.to ?? "(none)"}${m.forced ? " (forced past the gate)" : ""}`,
-                  )
-                  .join("\n")
-              : `${opts.alias} already points at ${opts.version}`,
-          );
-        },
-      ),
-    );
-
-  models
-    .command("rollback")
-    .description("Point champion back at the previous champion in the alias history")
-    .requiredOption("--agent <name>", "the agent")
-    .option("--reason <text>", "why, for the history", "rolled back from the CLI")
-    .option("--json", "print JSON")
-    .action(
-      action(async (opts: { agent: string; reason: string; json?: boolean }, cmd: Command) => {
-        const { config } = loadCliConfig(cmd);
-        const agent = agentOf(config, opts.agent);
-        const { registry } = createPipeline(config);
-        const m = await registry.rollback(agent, {
-          actor: actor(),
-          reason: cliFreeText(opts.reason, "--reason", 500, 3),
-        });
-        emit(opts.json, { move: m }, () => `champion: ${m.from} -> ${m.to}`);
-      }),
-    );
-
-  program
-    .command("report")
-    .description("Print the path of a run's report.html (written when the run ended; made now if missing)")
-    .argument("<run-id>", "the run")
-    .option("--agent <name>", "the run's agent (default: searched)")
-    .option("--open", "also open it in the default browser")
-    .option("--json", "print JSON")
-    .action(
-      action(
-        async (runId: string, opts: { agent?: string; open?: boolean; json?: boolean }, cmd: Command) => {
-          const { config } = loadCliConfig(cmd);
-          const pipeline = createPipeline(config);
-          const r = await pipeline.getRun(runId, opts.agent ? agentOf(config, opts.agent) : undefined);
-          const path = await reportPath(pipeline, r, r.status === "running");
-          emit(opts.json, { run_id: r.id, agent: r.agent, path }, () => path);
-          if (opts.open) openFile(path);
-        },
-      ),
-    );
-
-  program
-    .command("schedule")
-    .description("The schedule: next and last run of each agent's collect and train jobs")
-    .option("--json", "print JSON")
-    .action(
-      action(async (opts: { json?: boolean }, cmd: Command) => {
-        const { config } = loadCliConfig(cmd);
-        const pipeline = createPipeline(config);
-        const jobs = await scheduleStatus(config, pipeline.store);
-        emit(opts.json, { enabled: config.schedule.enabled, jobs }, () => {
-          if (!jobs.length) return "no agents configured";
-          const head = config.schedule.enabled ? "" : "the schedule is disabled (schedule.enabled: false)\n";
-          return (
-            head +
-            jobs
-              .map((j) => {
-                const last = j.last.last_fired_at
-                  ? `last ${j.last.last_fired_at} (${j.last.last_result ?? "?"}${j.last.last_run_id ? `, ${j.last.last_run_id}` : ""})`
-                  : "never ran";
-                const stagger = j.staggered_by_min ? ` +${j.staggered_by_min}m stagger` : "";
-                return `${j.agent.padEnd(14)} ${j.job.padEnd(8)} ${`${j.pattern} ${j.timezone}`.padEnd(26)} next ${j.next_run ?? "–"}  ${last}${stagger}`;
-              })
-              .join("\n")
-          );
-        });
-      }),
-    );
 }
-
-const pct = (v: number) => (Number.isFinite(v) ? `${(v * 100).toFixed(1)}%` : "n/a");
