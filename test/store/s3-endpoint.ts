@@ -101,6 +101,10 @@ export class S3Endpoint {
     // Idle keep-alive sockets stay open as long as a real S3 keeps them, so a client whose event
     // loop was busy (training in the same process) does not reuse one the server just closed.
     this.server.keepAliveTimeout = 65_000;
+    // Node measures header and request time on its event loop; a loop blocked by training in the
+    // same process would make every request look late (a real S3 runs apart from its clients).
+    this.server.headersTimeout = 0;
+    this.server.requestTimeout = 0;
     await new Promise<void>((resolve) => this.server?.listen(port, "127.0.0.1", resolve));
     this.port = (this.server.address() as AddressInfo).port;
     return this.port;
