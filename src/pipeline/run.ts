@@ -14,7 +14,6 @@
 //   every attempt is kept in the record.
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
-import { hostname, userInfo } from "node:os";
 import { join } from "node:path";
 import { agentName, type Config } from "../config/index.js";
 import { UsageError, WorkError } from "../errors.js";
@@ -44,21 +43,18 @@ import {
   type RunStatus,
   readRun,
   runFacts,
-  STAGES,
   type StageContext,
   type StageFns,
   type StageName,
   type StageRecord,
-  type StageResult,
-  type StageStatus,
-  stageResultKey,
-  type Trigger,
   USES_DATASET,
   writeRun,
 } from "./contract.js";
 import { latestDatasetId } from "./dataset/index.js";
 import { ModelRegistry } from "./deploy/registry.js";
-import { codeVersion } from "./run/code-version.js";
+import { newRecord, normaliseStages, prepareResume, prepareWorker } from "./run/prepare.js";
+import { RecordWriter } from "./run/record-writer.js";
+import type { PipelineOptions, RunEvent, StartedRun, StartRunOptions } from "./run/types.js";
 
 export { CancelledError, isTransient, TransientError } from "./common/retry.js";
 export type {
@@ -74,77 +70,8 @@ export type {
   Trigger,
 } from "./contract.js";
 export { STAGES, type StageName } from "./contract.js";
-
-/** Events a run emits while it works; the CLI draws them, the MCP server forwards them. */
-export type RunEvent =
-  | { type: "run"; runId: string; agent: string; status: RunStatus; error: string | null; at: string }
-  | {
-      type: "stage";
-      runId: string;
-      agent: string;
-      stage: StageName;
-      status: StageStatus;
-      attempt: number;
-      error: string | null;
-      at: string;
-    }
-  | {
-      type: "retry";
-      runId: string;
-      agent: string;
-      stage: StageName;
-      attempt: number;
-      delay_ms: number;
-      error: string;
-      at: string;
-    }
-  | { type: "progress"; runId: string; agent: string; progress: Progress; detail?: unknown }
-  | { type: "log"; runId: string; agent: string; line: LogLine };
-
-export interface PipelineOptions {
-  config: Config;
-  store: ObjectStore;
-  /** The stage implementations; tests and other runners (e.g. a Kubernetes Job) inject their own. */
-  stages: StageFns;
-  now?: () => Date;
-  /** Waiting between retries; tests inject one that does not wait. */
-  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
-  /** Writes report.html when a run ends; failures are logged, never fail the run. */
-  onRunEnd?: (record: RunRecord, pipeline: Pipeline) => Promise<void>;
-  /** How often a running process looks for a cancel request from another process. */
-  cancelPollMs?: number;
-  /**
-   * Stops every run of this pipeline at its next step boundary (a server shutdown): the reason
-   * is the abort reason, and no new run starts once it has fired.
-   */
-  signal?: AbortSignal;
-  /** Called for every run this pipeline starts or resumes (the server's jobs follow them). */
-  onRunStarted?: (started: StartedRun, opts: StartRunOptions) => void;
-}
-
-export interface StartRunOptions {
-  agent: string;
-  /** Stages to run, in pipeline order; default all five. */
-  stages?: StageName[];
-  /** Continue this run from its first unfinished stage. */
-  resume?: string;
-  /** Train from fresh weights instead of fine-tuning the champion. */
-  fromScratch?: boolean;
-  /** Train/evaluate on this dataset instead of the newest (when build is not run). */
-  datasetId?: string;
-  signal?: AbortSignal;
-  onEvent?: (e: RunEvent) => void;
-  trigger?: Partial<Trigger>;
-}
-
-export interface StartedRun {
-  runId: string;
-  agent: string;
-  /** False when another run of the agent was already running: runId is that run's. */
-  started: boolean;
-  /** Settles with the final record (also for a run started elsewhere: it is polled). */
-  done: Promise<RunRecord>;
-}
+export { normaliseStages } from "./run/prepare.js";
+export type { PipelineOptions, RunEvent, StartedRun, StartRunOptions } from "./run/types.js";
 
 interface ActiveRun {
   agent: string;
@@ -214,12 +141,12 @@ export class Pipeline {
     let worker: StageName[] | null = null;
     try {
       if (opts.resume && opts.stages?.length) {
-        record = await this.prepareWorker(agent, opts.resume, requested);
+        record = await prepareWorker(this.store, agent, opts.resume, requested);
         worker = requested;
       } else {
         record = opts.resume
-          ? await this.prepareResume(agent, opts.resume, opts.trigger)
-          : this.newRecord(agent, runId, requested, opts);
+          ? await prepareResume(this.store, this.now, agent, opts.resume, opts.trigger)
+          : newRecord(this.config, this.now, agent, runId, requested, opts);
         if (isTerminal(record.status)) {
           await lock.release();
           return { runId, agent, started: false, done: Promise.resolve(record) };
@@ -383,99 +310,6 @@ export class Pipeline {
 
   private cancelFile(runId: string): string {
     return join(this.config.data_dir, "cancel", `${runId}`);
-  }
-
-  private newRecord(agent: string, runId: string, requested: StageName[], opts: StartRunOptions): RunRecord {
-    const at = this.now().toISOString();
-    return {
-      schema: 1,
-      id: runId,
-      agent,
-      status: "running",
-      trigger: {
-        kind: opts.trigger?.kind ?? "api",
-        actor: opts.trigger?.actor ?? defaultActor(),
-        reason: opts.trigger?.reason ?? null,
-      },
-      created_at: at,
-      updated_at: at,
-      ended_at: null,
-      options: { from_scratch: Boolean(opts.fromScratch), dataset_id: opts.datasetId ?? null },
-      stages: STAGES.map(
-        (name): StageRecord => ({
-          name,
-          requested: requested.includes(name),
-          status: requested.includes(name) ? "pending" : "skipped",
-          started_at: null,
-          ended_at: null,
-          attempts: [],
-          error: null,
-          output: {},
-        }),
-      ),
-      config: this.config,
-      code_version: codeVersion(),
-      dataset_id: opts.datasetId ?? null,
-      parent_version: null,
-      model_version: null,
-      progress: null,
-      resumes: [],
-      log: [],
-      error: null,
-    };
-  }
-
-  /**
-   * Worker mode (`--resume RUN --stages S`, e.g. the train stage in a Kubernetes Job): runs the
-   * given stages of a run that another process owns. run.json is left to its owner; each
-   * stage's result goes to runs/<agent>/<run>/stages/<stage>.json (see readStageResult).
-   */
-  private async prepareWorker(agent: string, runId: string, stages: StageName[]): Promise<RunRecord> {
-    const r = await readRun(this.store, agent, runId);
-    if (r.status !== "running")
-      throw new UsageError(
-        `run ${runId} is ${r.status}: --stages with --resume runs stages of a run in progress; use --resume alone to continue it`,
-      );
-    for (const s of r.stages) {
-      if (stages.includes(s.name)) {
-        if (!s.requested) throw new UsageError(`run ${runId} did not ask for the ${s.name} stage`);
-        s.status = "pending";
-        s.error = null;
-      } else if (s.status === "pending" || s.status === "running") s.status = "skipped";
-    }
-    return r;
-  }
-
-  private async prepareResume(agent: string, runId: string, trigger?: Partial<Trigger>): Promise<RunRecord> {
-    const r = await readRun(this.store, agent, runId);
-    if (r.status === "succeeded") return r;
-    const at = this.now().toISOString();
-    let from: StageName | null = null;
-    for (const s of r.stages) {
-      if (!s.requested || s.status === "succeeded" || s.status === "partial" || s.status === "skipped")
-        continue;
-      from ??= s.name;
-      for (const a of s.attempts) {
-        if (a.status === "running") {
-          a.status = "interrupted";
-          a.ended_at = at;
-          a.error = "the process stopped during this attempt";
-        }
-      }
-      s.status = "pending";
-      s.error = null;
-    }
-    r.resumes.push({
-      at,
-      pid: process.pid,
-      from_stage: from,
-      reason: trigger?.reason ?? (r.status === "running" ? "interrupted" : `resumed after ${r.status}`),
-    });
-    r.status = "running";
-    r.error = null;
-    r.ended_at = null;
-    r.updated_at = at;
-    return r;
   }
 
   /** Runs the pending stages in order; always settles with the final record (never rejects). */
@@ -741,67 +575,6 @@ export class Pipeline {
         throw new WorkError(`${stage.name}: ${message}`);
       }
     }
-  }
-}
-
-/** Serialises writes of one run record, so the last state always lands last. */
-class RecordWriter {
-  private chain: Promise<void> = Promise.resolve();
-  private pending = false;
-
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly record: RunRecord,
-    private readonly now: () => Date,
-    /** Worker mode: write these stages' results beside run.json, never run.json itself. */
-    private readonly worker: StageName[] | null = null,
-  ) {}
-
-  /** wait=false coalesces with a write already queued (progress updates). */
-  flush(wait: boolean): Promise<void> {
-    if (!wait && this.pending) return this.chain;
-    this.pending = true;
-    this.chain = this.chain
-      .catch(() => undefined)
-      .then(async () => {
-        this.pending = false;
-        this.record.updated_at = this.now().toISOString();
-        if (!this.worker) return writeRun(this.store, this.record);
-        for (const stage of this.record.stages.filter((s) => this.worker!.includes(s.name))) {
-          const result: StageResult = {
-            stage,
-            progress: this.record.progress?.stage === stage.name ? this.record.progress : null,
-            log: this.record.log.filter((l) => l.stage === stage.name).slice(-50),
-            pid: process.pid,
-            host: hostname(),
-            updated_at: this.record.updated_at,
-          };
-          await this.store.put(
-            stageResultKey(this.record.agent, this.record.id, stage.name),
-            `${JSON.stringify(result, null, 2)}\n`,
-            {
-              contentType: "application/json",
-            },
-          );
-        }
-      });
-    return wait ? this.chain : this.chain.catch(() => undefined);
-  }
-}
-
-export function normaliseStages(stages?: StageName[]): StageName[] {
-  if (!stages || stages.length === 0) return [...STAGES];
-  for (const s of stages) {
-    if (!STAGES.includes(s)) throw new UsageError(`unknown stage "${s}" (stages: ${STAGES.join(", ")})`);
-  }
-  return STAGES.filter((s) => stages.includes(s));
-}
-
-function defaultActor(): string {
-  try {
-    return `api:${userInfo().username}@${hostname()}`;
-  } catch {
-    return "api";
   }
 }
 
