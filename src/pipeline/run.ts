@@ -42,6 +42,7 @@ import {
   type RunRecord,
   type RunStatus,
   readRun,
+  runKey,
   runFacts,
   type StageContext,
   type StageFns,
@@ -176,7 +177,7 @@ export class Pipeline {
     const active = this.active.get(runId);
     if (active) return readRun(this.store, active.agent, runId);
     for (const a of Object.keys(this.config.agents)) {
-      if (await this.store.exists(`runs/${a}/${runId}/run.json`)) return readRun(this.store, a, runId);
+      if (await this.store.exists(runKey(a, runId))) return readRun(this.store, a, runId);
     }
     throw new WorkError(`no run "${runId}" for any configured agent`);
   }

@@ -3,7 +3,7 @@ import { WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { timeId } from "../pipeline/common/ids.js";
 import { peekRunLease } from "../pipeline/common/lease.js";
-import { LOG_LINES_KEPT, type LogLine, PROGRESS_WRITE_MS, type Progress } from "../pipeline/contract.js";
+import { LOG_LINES_KEPT, type LogLine, PROGRESS_WRITE_MS, type Progress, runKey } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
 import type { DeployHook } from "../pipeline/deploy/stage.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";
@@ -243,7 +243,7 @@ export class JobManager {
     if (live && among.includes(live)) return live;
     for (const agent of among) {
       if (await this.store.exists(jobKey(agent, jobId))) return agent;
-      if (jobId.startsWith("r") && (await this.store.exists(`runs/${agent}/${jobId}/run.json`))) return agent;
+      if (jobId.startsWith("r") && (await this.store.exists(runKey(agent, jobId)))) return agent;
     }
     throw new JobNotFoundError(`no job "${jobId}" for any configured agent (jobs_list shows the jobs)`);
   }
