@@ -4,13 +4,21 @@
 // appears at complete. A failed upload is aborted so no parts linger. The client's own
 // putObject is not used for multipart: it resumes any unfinished upload of the same key (another
 // writer's too), never aborts, and does not retry a part.
+//
+// Every request that can be repeated is retried on a transient failure (a dropped connection, a
+// timeout, 5xx, S3's SlowDown) with a bounded, jittered exponential backoff. The client's own
+// retry is off: it logs with console.warn, resends a consumed stream, and turns a 503 into an
+// error without its status or S3 code. A transport of ours turns such answers into errors that
+// keep both, before the client sees them.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
-import type { IncomingHttpHeaders } from "node:http";
+import * as http from "node:http";
+import * as https from "node:https";
 import { dirname } from "node:path";
 import { pipeline } from "node:stream/promises";
 import * as Minio from "minio";
+import { log } from "../log.js";
 import { sha256 } from "../util/fs.js";
 import {
   checkKey,
@@ -22,8 +30,6 @@ import {
   type VersionedObject,
 } from "./types.js";
 
-/** Attempts per part (a part is idempotent: the same bytes under the same number). */
-const PART_ATTEMPTS = 3;
 /** S3 allows at most this many parts; larger objects get larger parts. */
 const MAX_PARTS = 10_000;
 const MiB = 1024 * 1024;
@@ -41,7 +47,19 @@ export interface MinioStoreOptions {
   partSize: number;
   /** Prepended to every key, e.g. "trm-forge/". */
   prefix?: string;
+  /** Retries of a request that failed transiently; the defaults ride out a MinIO restart of a few seconds. */
+  retry?: Partial<RetryPolicy>;
 }
+
+export interface RetryPolicy {
+  /** Tries in all, the first included. */
+  attempts: number;
+  /** The n-th retry waits between half and all of min(maxDelayMs, baseDelayMs * 2^(n-1)). */
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+const DEFAULT_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 250, maxDelayMs: 8000 };
 
 const NOT_FOUND = new Set(["NoSuchKey", "NotFound", "NoSuchObject"]);
 /** A conditional write that lost: 412, or S3's 409 for two conditional writes racing. */
@@ -54,6 +72,7 @@ export class MinioStore implements ObjectStore {
   private readonly bucket: string;
   private readonly prefix: string;
   private bucketReady: Promise<void> | null = null;
+  private readonly retry: RetryPolicy;
 
   constructor(private readonly opts: MinioStoreOptions) {
     this.client = new Minio.Client({
@@ -65,7 +84,10 @@ export class MinioStore implements ObjectStore {
       region: opts.region,
       pathStyle: opts.pathStyle,
       partSize: opts.partSize,
+      transport: failFastTransport(opts.useSSL),
+      retryOptions: { disableRetry: true },
     });
+    this.retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.bucket = opts.bucket;
     this.prefix = opts.prefix ? checkPrefix(opts.prefix) : "";
     const scheme = opts.useSSL ? "https" : "http";
@@ -76,15 +98,38 @@ export class MinioStore implements ObjectStore {
     return this.prefix + checkKey(key);
   }
 
+  /**
+   * Runs one repeatable request, again after a transient failure, at most retry.attempts times.
+   * fn gets the attempt number: above 1, an earlier try may have taken effect unseen.
+   */
+  private async retrying<T>(op: string, key: string, fn: (attempt: number) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn(attempt);
+      } catch (err) {
+        if (!isTransientFailure(err)) throw err;
+        if (attempt >= this.retry.attempts) throw new StoreRequestError(op, key, attempt, err);
+        const cap = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+        const wait = Math.round(cap / 2 + (Math.random() * cap) / 2);
+        log.warn({ op, key, attempt, wait_ms: wait, cause: describe(err) }, "store request failed, retrying");
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
   /** Creates the bucket on first use. */
   private ready(): Promise<void> {
     this.bucketReady ??= (async () => {
-      if (!(await this.client.bucketExists(this.bucket))) {
+      const exists = () =>
+        this.retrying("HEAD bucket", this.bucket, () => this.client.bucketExists(this.bucket));
+      if (!(await exists())) {
         try {
-          await this.client.makeBucket(this.bucket, this.opts.region);
+          await this.retrying("PUT bucket", this.bucket, () =>
+            this.client.makeBucket(this.bucket, this.opts.region),
+          );
         } catch (err) {
-          // Another process may have created it in between.
-          if (!(await this.client.bucketExists(this.bucket))) throw err;
+          // Another process may have created it in between (or a retry found our own first try's).
+          if (!(await exists())) throw err;
         }
       }
     })().catch((err) => {
@@ -99,9 +144,11 @@ export class MinioStore implements ObjectStore {
     await this.ready();
     const buf = toBuffer(data);
     if (buf.length <= this.opts.partSize) {
-      await this.client.putObject(this.bucket, name, buf, buf.length, headers(opts));
+      await this.retrying("PUT", key, () =>
+        this.client.putObject(this.bucket, name, buf, buf.length, headers(opts)),
+      );
     } else {
-      await this.multipart(name, buf.length, headers(opts), async (offset, length) =>
+      await this.multipart(key, buf.length, headers(opts), async (offset, length) =>
         buf.subarray(offset, offset + length),
       );
     }
@@ -115,12 +162,15 @@ export class MinioStore implements ObjectStore {
     const h = createHash("sha256");
     for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
     if (size <= this.opts.partSize) {
-      await this.client.putObject(this.bucket, name, createReadStream(path), size, headers(opts));
+      // A fresh stream per attempt: a retry resends the file from its start.
+      await this.retrying("PUT", key, () =>
+        this.client.putObject(this.bucket, name, createReadStream(path), size, headers(opts)),
+      );
     } else {
       // One part in memory at a time.
       const fh = await open(path, "r");
       try {
-        await this.multipart(name, size, headers(opts), async (offset, length) => {
+        await this.multipart(key, size, headers(opts), async (offset, length) => {
           const part = Buffer.allocUnsafe(length);
           let got = 0;
           while (got < length) {
@@ -139,26 +189,32 @@ export class MinioStore implements ObjectStore {
 
   /** A multipart upload of `size` bytes read part by part; aborted (parts removed) on any failure. */
   private async multipart(
-    name: string,
+    key: string,
     size: number,
     hdrs: Record<string, string>,
     readPart: (offset: number, length: number) => Promise<Buffer>,
   ): Promise<void> {
+    const name = this.name(key);
     const partSize = Math.max(this.opts.partSize, Math.ceil(size / MAX_PARTS / MiB) * MiB);
-    const uploadID = await this.client.initiateNewMultipartUpload(this.bucket, name, hdrs);
+    // A retried initiate may leave an empty upload of the first try behind: it holds no parts.
+    const uploadID = await this.retrying("initiate multipart upload", key, () =>
+      this.client.initiateNewMultipartUpload(this.bucket, name, hdrs),
+    );
     try {
       const parts: { part: number; etag: string }[] = [];
+      const md5s: Buffer[] = [];
       for (let offset = 0, partNumber = 1; offset < size; offset += partSize, partNumber++) {
         const body = await readPart(offset, Math.min(partSize, size - offset));
-        const md5 = createHash("md5").update(body).digest("base64");
-        const etag = await retry(PART_ATTEMPTS, async () => {
+        const md5 = createHash("md5").update(body).digest();
+        // A part is idempotent: the same bytes under the same number.
+        const etag = await this.retrying(`upload part ${partNumber}`, key, async () => {
           const r = await this.client.uploadPart(
             {
               bucketName: this.bucket,
               objectName: name,
               uploadID,
               partNumber,
-              headers: { "Content-Length": String(body.length), "Content-MD5": md5 },
+              headers: { "Content-Length": String(body.length), "Content-MD5": md5.toString("base64") },
             },
             body,
           );
@@ -166,74 +222,102 @@ export class MinioStore implements ObjectStore {
           return r.etag;
         });
         parts.push({ part: partNumber, etag });
+        md5s.push(md5);
       }
-      await this.client.completeMultipartUpload(this.bucket, name, uploadID, parts);
+      // The ETag S3 gives the completed object: md5 of the parts' md5s, then "-<parts>".
+      const expected = `${createHash("md5").update(Buffer.concat(md5s)).digest("hex")}-${parts.length}`;
+      await this.retrying("complete multipart upload", key, async (attempt) => {
+        try {
+          await this.client.completeMultipartUpload(this.bucket, name, uploadID, parts);
+        } catch (err) {
+          // An earlier try completed it unseen: the upload is gone and the object is ours.
+          const code = (err as { code?: string } | null)?.code;
+          if (attempt > 1 && code === "NoSuchUpload" && (await this.etagOf(key)) === expected) return;
+          throw err;
+        }
+      });
     } catch (err) {
-      await this.client.abortMultipartUpload(this.bucket, name, uploadID).catch(() => undefined);
+      await this.retrying("abort multipart upload", key, () =>
+        this.client.abortMultipartUpload(this.bucket, name, uploadID),
+      ).catch(() => undefined);
       throw err;
+    }
+  }
+
+  private async etagOf(key: string): Promise<string | null> {
+    try {
+      return unquote((await this.client.statObject(this.bucket, this.name(key))).etag);
+    } catch {
+      return null;
     }
   }
 
   async get(key: string): Promise<Buffer> {
     const name = this.name(key);
     await this.ready();
-    try {
-      const stream = await this.client.getObject(this.bucket, name);
-      const chunks: Buffer[] = [];
-      for await (const c of stream) chunks.push(c as Buffer);
-      return Buffer.concat(chunks);
-    } catch (err) {
-      if (isNotFound(err)) throw new NotFoundError(key);
-      throw err;
-    }
+    return this.retrying("GET", key, async () => {
+      try {
+        const stream = await this.client.getObject(this.bucket, name);
+        const chunks: Buffer[] = [];
+        for await (const c of stream) chunks.push(c as Buffer);
+        return Buffer.concat(chunks);
+      } catch (err) {
+        if (isNotFound(err)) throw new NotFoundError(key);
+        throw err;
+      }
+    });
   }
 
   async getFile(key: string, path: string): Promise<void> {
     const name = this.name(key);
     await this.ready();
     await mkdir(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-    try {
-      const stream = await this.client.getObject(this.bucket, name);
-      const fh = await open(tmp, "w");
+    await this.retrying("GET", key, async () => {
+      const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
       try {
-        await pipeline(stream, fh.createWriteStream());
-        await fh.sync().catch(() => {});
-      } finally {
-        await fh.close().catch(() => {});
+        const stream = await this.client.getObject(this.bucket, name);
+        const fh = await open(tmp, "w");
+        try {
+          await pipeline(stream, fh.createWriteStream());
+          await fh.sync().catch(() => {});
+        } finally {
+          await fh.close().catch(() => {});
+        }
+        await rename(tmp, path);
+      } catch (err) {
+        await rm(tmp, { force: true });
+        if (isNotFound(err)) throw new NotFoundError(key);
+        throw err;
       }
-      await rename(tmp, path);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      if (isNotFound(err)) throw new NotFoundError(key);
-      throw err;
-    }
+    });
   }
 
   async getVersioned(key: string): Promise<VersionedObject | null> {
     const name = this.name(key);
     await this.ready();
-    let stream: Awaited<ReturnType<Minio.Client["getObject"]>>;
-    try {
-      stream = await this.client.getObject(this.bucket, name);
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw err;
-    }
-    // The client hands back the HTTP response itself: its ETag names exactly these bytes.
-    const etag = unquote((stream as unknown as { headers?: IncomingHttpHeaders }).headers?.etag ?? "");
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const c of stream) {
-      size += (c as Buffer).length;
-      if (size > this.opts.partSize) {
-        stream.destroy();
-        throw new Error(`${key}: larger than one PUT (${this.opts.partSize} bytes), not a small object`);
+    return this.retrying("GET", key, async () => {
+      let stream: Awaited<ReturnType<Minio.Client["getObject"]>>;
+      try {
+        stream = await this.client.getObject(this.bucket, name);
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw err;
       }
-      chunks.push(c as Buffer);
-    }
-    if (!etag) throw new Error(`${key}: the store sent no ETag`);
-    return { body: Buffer.concat(chunks), etag };
+      // The client hands back the HTTP response itself: its ETag names exactly these bytes.
+      const etag = unquote((stream as unknown as { headers?: http.IncomingHttpHeaders }).headers?.etag ?? "");
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const c of stream) {
+        size += (c as Buffer).length;
+        if (size > this.opts.partSize) {
+          stream.destroy();
+          throw new Error(`${key}: larger than one PUT (${this.opts.partSize} bytes), not a small object`);
+        }
+        chunks.push(c as Buffer);
+      }
+      if (!etag) throw new Error(`${key}: the store sent no ETag`);
+      return { body: Buffer.concat(chunks), etag };
+    });
   }
 
   async putIf(key: string, data: Uint8Array | string, ifMatch: string | null, opts?: PutOptions) {
@@ -243,31 +327,41 @@ export class MinioStore implements ObjectStore {
     if (buf.length > this.opts.partSize)
       throw new Error(`${key}: a conditional put must fit one PUT (${this.opts.partSize} bytes)`);
     const cond = ifMatch === null ? { "If-None-Match": "*" } : { "If-Match": `"${ifMatch}"` };
-    try {
-      const r = await this.client.putObject(this.bucket, name, buf, buf.length, {
-        ...headers(opts),
-        ...cond,
-      });
-      return unquote(r.etag);
-    } catch (err) {
-      const code = (err as { code?: string } | null)?.code;
-      // If-Match on a key that is gone fails as NoSuchKey: the condition did not hold either.
-      if (code !== undefined && (CONDITION_FAILED.has(code) || (ifMatch !== null && NOT_FOUND.has(code))))
+    return this.retrying("conditional PUT", key, async (attempt) => {
+      try {
+        const r = await this.client.putObject(this.bucket, name, buf, buf.length, {
+          ...headers(opts),
+          ...cond,
+        });
+        return unquote(r.etag);
+      } catch (err) {
+        const code = (err as { code?: string } | null)?.code;
+        // If-Match on a key that is gone fails as NoSuchKey: the condition did not hold either.
+        if (code === undefined || !(CONDITION_FAILED.has(code) || (ifMatch !== null && NOT_FOUND.has(code))))
+          throw err;
+        // After a try whose answer was lost, the condition may fail because that try wrote: the
+        // object then holds exactly our bytes (callers make bodies unique, e.g. the lease's nonce).
+        if (attempt > 1) {
+          const now = await this.getVersioned(key);
+          if (now?.body.equals(buf)) return now.etag;
+        }
         return null;
-      throw err;
-    }
+      }
+    });
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
     const name = this.name(key);
     await this.ready();
-    try {
-      const s = await this.client.statObject(this.bucket, name);
-      return { key, size: s.size, mtimeMs: s.lastModified.getTime() };
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw err;
-    }
+    return this.retrying("HEAD", key, async () => {
+      try {
+        const s = await this.client.statObject(this.bucket, name);
+        return { key, size: s.size, mtimeMs: s.lastModified.getTime() };
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw err;
+      }
+    });
   }
 
   async exists(key: string): Promise<boolean> {
@@ -277,23 +371,28 @@ export class MinioStore implements ObjectStore {
   async list(prefix: string): Promise<ObjectInfo[]> {
     const p = checkPrefix(prefix);
     await this.ready();
-    const out: ObjectInfo[] = [];
-    const stream = this.client.listObjectsV2(this.bucket, this.prefix + p, true);
-    for await (const item of stream as AsyncIterable<Minio.BucketItem>) {
-      if (!item.name) continue;
-      out.push({
-        key: item.name.slice(this.prefix.length),
-        size: item.size,
-        mtimeMs: item.lastModified.getTime(),
-      });
-    }
+    // A listing that breaks off is started again from the beginning.
+    const out = await this.retrying("LIST", p, async () => {
+      const items: ObjectInfo[] = [];
+      const stream = this.client.listObjectsV2(this.bucket, this.prefix + p, true);
+      for await (const item of stream as AsyncIterable<Minio.BucketItem>) {
+        if (!item.name) continue;
+        items.push({
+          key: item.name.slice(this.prefix.length),
+          size: item.size,
+          mtimeMs: item.lastModified.getTime(),
+        });
+      }
+      return items;
+    });
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   async delete(key: string): Promise<void> {
     const name = this.name(key);
     await this.ready();
-    await this.client.removeObject(this.bucket, name);
+    // S3 answers a DELETE of a missing key with success, so a repeated one is harmless.
+    await this.retrying("DELETE", key, () => this.client.removeObject(this.bucket, name));
   }
 
   async deletePrefix(prefix: string): Promise<void> {
@@ -306,6 +405,92 @@ export class MinioStore implements ObjectStore {
     await this.ready();
     return this.client.presignedGetObject(this.bucket, this.name(key), expirySeconds);
   }
+}
+
+/** A request that kept failing transiently; `transient` so a stage may still be retried as a whole. */
+export class StoreRequestError extends Error {
+  override name = "StoreRequestError";
+  readonly transient = true;
+  constructor(op: string, key: string, attempts: number, cause: unknown) {
+    super(`store ${op} ${key}: failed ${attempts} times on transient errors; last: ${describe(cause)}`, {
+      cause,
+    });
+  }
+}
+
+/** An answer the store gives when overloaded or restarting: its status and S3 error code kept. */
+class StoreHttpError extends Error {
+  override name = "StoreHttpError";
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+  ) {
+    super(`HTTP ${statusCode}${code ? ` ${code}` : ""}`);
+  }
+}
+
+/** The statuses the client would retry itself (minio-go's list). */
+const RETRY_STATUS = new Set([408, 429, 499, 500, 502, 503, 504, 520]);
+const NETWORK_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EAI_AGAIN",
+  "ENETUNREACH",
+  "EHOSTUNREACH",
+]);
+/** S3 error codes that say "try again" whatever the status. */
+const TRANSIENT_S3_CODES = new Set(["SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"]);
+
+function isTransientFailure(err: unknown): boolean {
+  if (err instanceof StoreHttpError) return true;
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (typeof e?.code === "string" && (NETWORK_CODES.has(e.code) || TRANSIENT_S3_CODES.has(e.code)))
+    return true;
+  return e?.message === "socket hang up";
+}
+
+function describe(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const msg = typeof e?.message === "string" && e.message ? e.message : String(err);
+  return typeof e?.code === "string" && !msg.includes(e.code) ? `${msg} (${e.code})` : msg;
+}
+
+/** Bytes of an error body read for its S3 code; a longer body is cut off. */
+const ERROR_BODY_MAX = 16 * 1024;
+
+/**
+ * http(s).request for the client, except that an answer with a retryable status fails the request
+ * with a StoreHttpError (read from S3's XML error body, when there is one) instead of reaching the client.
+ */
+function failFastTransport(useSSL: boolean): Pick<typeof http, "request"> {
+  const base = useSSL ? https : http;
+  const request = (opts: http.RequestOptions, cb?: (res: http.IncomingMessage) => void) => {
+    const req = base.request(opts, (res) => {
+      const status = res.statusCode ?? 0;
+      if (!RETRY_STATUS.has(status)) return cb?.(res);
+      let body = "";
+      let failed = false;
+      const fail = () => {
+        if (failed) return;
+        failed = true;
+        req.emit("error", new StoreHttpError(status, /<Code>([^<]{1,64})<\/Code>/.exec(body)?.[1] ?? ""));
+      };
+      res.on("data", (c: Buffer) => {
+        body += c.toString("utf8");
+        if (body.length > ERROR_BODY_MAX) res.destroy();
+      });
+      res.once("end", fail);
+      res.once("error", fail);
+      res.once("close", () => {
+        if (!res.complete) fail();
+      });
+    });
+    return req;
+  };
+  return { request: request as unknown as typeof http.request };
 }
 
 /** Content type and user metadata as S3 headers (x-amz-meta-*), for one PUT and for initiate alike. */
@@ -324,17 +509,6 @@ function toBuffer(data: Uint8Array | string): Buffer {
 
 function unquote(etag: string): string {
   return etag.replace(/^"|"$/g, "");
-}
-
-async function retry<T>(attempts: number, fn: () => Promise<T>): Promise<T> {
-  for (let i = 1; ; i++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (i >= attempts) throw err;
-      await new Promise((r) => setTimeout(r, 100 * 2 ** i));
-    }
-  }
 }
 
 function isNotFound(err: unknown): boolean {

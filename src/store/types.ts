@@ -42,7 +42,9 @@ export interface ObjectStore {
   /**
    * Compare-and-swap of a small object: writes only when the key is absent (ifMatch null, S3's
    * `If-None-Match: *`) or when its current ETag is ifMatch (`If-Match`). Returns the new ETag,
-   * or null when the condition did not hold (another writer got there first).
+   * or null when the condition did not hold (another writer got there first). A retry after an
+   * attempt whose answer was lost counts the write as its own when the object holds exactly
+   * these bytes, so bodies should be unique per writer (a nonce) for an exact answer.
    */
   putIf(
     key: string,

@@ -4,8 +4,8 @@
 // the S3 API reference, computes ETags as S3 does (md5 hex of a single PUT; md5 of the parts'
 // binary md5s plus "-N" for a multipart object), keeps objects in memory, and records every
 // request so a test can see what the client did. Signatures (SigV4) are accepted unverified.
-// Fault hooks let a test fail chosen requests (a status with S3's error body, or a dropped
-// connection).
+// Fault hooks let a test fail chosen requests (a status with S3's error body, a dropped
+// connection, or a request that takes effect and then loses its answer).
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -33,13 +33,18 @@ export interface S3Call {
   op: S3Op;
   bucket: string;
   key: string;
+  /** The answer's status; -1: dropped unserved, -2: served but the answer dropped. */
   status: number;
   partNumber?: number;
   bytes: number;
 }
 
-/** What a fault does to a request: answer with this status (S3 error body), or drop the connection. */
-export type Fault = { status: number; code: string } | "reset";
+/**
+ * What a fault does to a request: answer with this status (S3 error body), drop the connection
+ * before serving it ("reset"), or serve it and drop the connection before the answer is sent
+ * ("apply-then-reset": the write happened, the client cannot know).
+ */
+export type Fault = { status: number; code: string } | "reset" | "apply-then-reset";
 
 export interface StoredObject {
   body: Buffer;
@@ -145,7 +150,7 @@ export class S3Endpoint {
     const call: S3Call = { op: op ?? "ListBuckets", bucket, key, status: 0, partNumber, bytes: body.length };
     this.calls.push(call);
     res.on("finish", () => {
-      call.status = res.statusCode;
+      if (call.status === 0) call.status = res.statusCode;
     });
     if (!op)
       return sendError(
@@ -160,7 +165,11 @@ export class S3Endpoint {
       req.socket.destroy();
       return;
     }
-    if (fault) return sendError(res, fault.status, fault.code, "injected fault");
+    if (fault === "apply-then-reset") {
+      call.status = -2;
+      res.on("error", () => undefined);
+      req.socket.destroy();
+    } else if (fault) return sendError(res, fault.status, fault.code, "injected fault");
     try {
       this.serve(op, req, res, bucket, key, q, body);
     } catch (err) {
