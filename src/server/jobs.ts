@@ -3,7 +3,13 @@ import { WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { timeId } from "../pipeline/common/ids.js";
 import { peekRunLease } from "../pipeline/common/lease.js";
-import { LOG_LINES_KEPT, type LogLine, PROGRESS_WRITE_MS, type Progress, runKey } from "../pipeline/contract.js";
+import {
+  LOG_LINES_KEPT,
+  type LogLine,
+  PROGRESS_WRITE_MS,
+  type Progress,
+  runKey,
+} from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
 import type { DeployHook } from "../pipeline/deploy/stage.js";
 import { evaluateVersion } from "../pipeline/evaluate.js";

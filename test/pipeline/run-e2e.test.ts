@@ -7,10 +7,10 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Config, parseConfig } from "../../src/config/index.js";
 import { registry as metrics } from "../../src/metrics.js";
-import { readDatasetManifest } from "../../src/pipeline/dataset/index.js";
-import { reportKey } from "../../src/pipeline/report.js";
 import { createPipeline } from "../../src/pipeline/create.js";
+import { readDatasetManifest } from "../../src/pipeline/dataset/index.js";
 import type { DeployHook } from "../../src/pipeline/deploy/stage.js";
+import { reportKey } from "../../src/pipeline/report.js";
 import type { Pipeline, RunRecord } from "../../src/pipeline/run.js";
 import { agentConfigFor, createSimulator, type Simulator } from "../../src/simulator/index.js";
 
