@@ -255,7 +255,7 @@ export async function run(args: string[]): Promise<unknown> {
       ["batching", batched],
     ] as const) {
       await withServer(config, store, agent, serve, async (server) => {
-        cfg = server.model(agent)!.model.cfg;
+        cfg = server.model(agent)!.cfg;
         for (const callers of [1, 8, 32]) {
           process.stderr.write(`serve bench: ${name}, ${callers} callers\n`);
           tput[name].push(await throughput(server, agent, callers, o.durationMs));

@@ -29,6 +29,8 @@ export interface LoadResult {
   per_tool: Record<string, ToolStats>;
   errors: number;
   calls_per_s: number;
+  /** A phase's probe: /healthz and models_list, one at a time from a session of their own. */
+  probe?: LoadResult;
 }
 
 /** `callers` concurrent loops over the tools in turn for durationMs (at least `minRounds` calls each). */
@@ -74,7 +76,8 @@ export interface ClientJob {
   url: string;
   token: string;
   sessions: number;
-  phases: { callers: number; durationMs: number; tools: string[] }[];
+  /** callers 0 runs only the probe (the server is busy with something else: a training). */
+  phases: { callers: number; durationMs: number; tools: string[]; probe?: boolean }[];
 }
 
 /** In the worker: open the sessions, run each phase, post the results. */
@@ -101,12 +104,29 @@ async function clientMain(job: ClientJob): Promise<LoadResult[]> {
   };
   // Warm-up: every session once, so no phase pays for connection set-up.
   await Promise.all(clients.map((c) => calls.models_list(c, 0)));
+  const prober = clients.at(-1)!;
+  const healthz = job.url.replace(/\/mcp$/, "/healthz");
+  const probeWork: Record<string, Work> = {
+    healthz: async () => {
+      const r = await fetch(healthz, { signal: AbortSignal.timeout(30_000) });
+      await r.text();
+      return r.ok;
+    },
+    models_list: (i) => calls.models_list(prober, i),
+  };
   const out: LoadResult[] = [];
   for (const p of job.phases) {
+    const callers = p.probe ? clients.slice(0, -1) : clients;
     const work = Object.fromEntries(
-      p.tools.map((t) => [t, (i: number, caller: number) => calls[t](clients[caller % clients.length], i)]),
+      p.tools.map((t) => [t, (i: number, caller: number) => calls[t](callers[caller % callers.length], i)]),
     );
-    out.push(await load(p.callers, p.durationMs, work));
+    const [main, probe] = await Promise.all([
+      p.callers > 0 ? load(p.callers, p.durationMs, work) : null,
+      p.probe ? load(1, p.durationMs, probeWork) : null,
+    ]);
+    const result = main ?? { per_tool: {}, errors: 0, calls_per_s: 0 };
+    if (probe) result.probe = probe;
+    out.push(result);
   }
   await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
   return out;

@@ -1,6 +1,6 @@
 // Dynamic batching: concurrent requests for one model wait at most `maxWaitMs` (or until
-// `maxSize` samples are queued) and then run as one batch. Inference on the CPU backends is
-// synchronous, so one batch runs at a time; requests that arrive meanwhile form the next batch.
+// `maxSize` samples are queued) and then run as one batch. One batch runs at a time (in the
+// inference worker); requests that arrive meanwhile form the next batch.
 
 export interface BatchJob<I, O> {
   input: I;
@@ -12,12 +12,13 @@ export class Batcher<I, O> {
   private queue: BatchJob<I, O>[] = [];
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
+  private running = false;
   /** Sizes of the batches run so far (for the benchmark and tests). */
   readonly sizes: number[] = [];
 
   constructor(
     /** Runs one batch; returns one output per input, in order. */
-    private readonly run: (inputs: I[]) => O[],
+    private readonly run: (inputs: I[]) => O[] | Promise<O[]>,
     private readonly maxSize: number,
     private readonly maxWaitMs: number,
   ) {}
@@ -29,6 +30,7 @@ export class Batcher<I, O> {
   submit(input: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.queue.push({ input, resolve, reject });
+      if (this.running) return; // the running batch schedules the next when it ends
       if (this.queue.length >= this.maxSize) this.schedule(0);
       else if (!this.timer && !this.scheduled) this.schedule(this.maxWaitMs);
     });
@@ -41,7 +43,7 @@ export class Batcher<I, O> {
     const fire = () => {
       this.timer = null;
       this.scheduled = false;
-      this.flush();
+      void this.flush();
     };
     // setImmediate lets requests whose I/O already arrived join before the batch runs.
     if (waitMs <= 0) {
@@ -50,15 +52,19 @@ export class Batcher<I, O> {
     } else this.timer = setTimeout(fire, waitMs);
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
+    if (this.running) return;
     const jobs = this.queue.splice(0, this.maxSize);
     if (jobs.length > 0) {
       this.sizes.push(jobs.length);
+      this.running = true;
       try {
-        const outs = this.run(jobs.map((j) => j.input));
+        const outs = await this.run(jobs.map((j) => j.input));
         for (let i = 0; i < jobs.length; i++) jobs[i].resolve(outs[i]);
       } catch (err) {
         for (const j of jobs) j.reject(err);
+      } finally {
+        this.running = false;
       }
     }
     // Whoever queued during the run has already waited a batch long: run them next.

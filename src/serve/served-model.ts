@@ -1,14 +1,12 @@
-// One model version held in memory for serving: its TRM (EMA weights, as saved in the version),
-// its vocabulary, and a batcher. Requests hold a lease while they run; a retired model frees its
+// One model version held for serving: its TRM (EMA weights, as saved in the version) in the
+// inference worker, its vocabulary, and a batcher. Requests hold a lease while they run; a retired model frees its
 // tensors once the last lease is returned, so a swap never pulls weights from under a request.
-import * as tf from "@tensorflow/tfjs-core";
-import { predictBatch } from "../model/act.js";
-import { decodeSafetensors } from "../model/safetensors.js";
-import { TRM } from "../model/trm.js";
+import type { TRMConfig } from "../model/config.js";
 import type { ModelRegistry, VersionManifest } from "../pipeline/deploy/registry.js";
 import type { Encoded } from "../pipeline/tasks/types.js";
 import { Vocab } from "../pipeline/tasks/vocab.js";
 import { Batcher } from "./batcher.js";
+import type { InferenceWorker } from "./worker.js";
 
 /** Artifact names of a model version that serving reads. */
 export const WEIGHTS_ARTIFACT = "model.safetensors";
@@ -39,14 +37,17 @@ export class ServedModel {
   constructor(
     readonly agent: string,
     readonly version: string,
-    readonly model: TRM,
+    /** Where the model's forward passes run, and its id there. */
+    private readonly worker: InferenceWorker,
+    private readonly id: number,
+    readonly cfg: TRMConfig,
     readonly vocab: Vocab,
     readonly manifest: VersionManifest | null,
     batching: BatchingOptions,
   ) {
-    if (model.cfg.vocab_size < vocab.size)
+    if (cfg.vocab_size < vocab.size)
       throw new Error(
-        `${agent} ${version}: the model has ${model.cfg.vocab_size} token ids but vocab.json has ${vocab.size}`,
+        `${agent} ${version}: the model has ${cfg.vocab_size} token ids but vocab.json has ${vocab.size}`,
       );
     this.batcher = new Batcher((inputs) => this.infer(inputs), batching.maxBatchSize, batching.maxWaitMs);
   }
@@ -74,11 +75,9 @@ export class ServedModel {
   /** Runs one encoded query through the batcher; the caller holds a lease. */
   predict(encoded: Encoded): Promise<SampleOutput> {
     if (this.disposed) return Promise.reject(new Error(`${this.agent} ${this.version} was unloaded`));
-    if (encoded.inputs.length !== this.model.cfg.seq_len)
+    if (encoded.inputs.length !== this.cfg.seq_len)
       return Promise.reject(
-        new Error(
-          `encoded input has ${encoded.inputs.length} tokens; the model takes ${this.model.cfg.seq_len}`,
-        ),
+        new Error(`encoded input has ${encoded.inputs.length} tokens; the model takes ${this.cfg.seq_len}`),
       );
     return this.batcher.submit(encoded);
   }
@@ -100,42 +99,20 @@ export class ServedModel {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.model.dispose();
+    void this.worker.unload(this.id);
     if (this.retiring?.timer) clearTimeout(this.retiring.timer);
     this.retiring?.resolve();
   }
 
-  private infer(inputs: Encoded[]): SampleOutput[] {
-    const cfg = this.model.cfg;
-    const L = cfg.seq_len;
-    const V = cfg.vocab_size;
-    const Vv = this.vocab.size;
+  private infer(inputs: Encoded[]): Promise<SampleOutput[]> {
+    const L = this.cfg.seq_len;
     const tokens = new Int32Array(inputs.length * L);
     const puzzleIds = new Int32Array(inputs.length);
     inputs.forEach((e, i) => {
       tokens.set(e.inputs, i * L);
-      puzzleIds[i] = e.puzzleId < cfg.num_puzzle_identifiers ? e.puzzleId : 0;
+      puzzleIds[i] = e.puzzleId < this.cfg.num_puzzle_identifiers ? e.puzzleId : 0;
     });
-    const pred = predictBatch(this.model, this.model.weights, { tokens, puzzleIds });
-    const stable = cfg.loss_type === "stablemax";
-    return inputs.map((_, b) => {
-      const probs = new Float32Array(L * Vv);
-      for (let p = 0; p < L; p++) {
-        const off = (b * L + p) * V;
-        let sum = 0;
-        let max = Number.NEGATIVE_INFINITY;
-        if (!stable) for (let v = 0; v < V; v++) max = Math.max(max, pred.logits[off + v]);
-        for (let v = 0; v < V; v++) {
-          const x = pred.logits[off + v];
-          // stablemax s(x) = x + 1 for x >= 0, 1 / (1 - x) below: the normalisation the loss trained.
-          const s = stable ? (x >= 0 ? x + 1 : 1 / (1 - x)) : Math.exp(x - max);
-          sum += s;
-          if (v < Vv) probs[p * Vv + v] = s;
-        }
-        for (let v = 0; v < Vv; v++) probs[p * Vv + v] /= sum;
-      }
-      return { probs, steps: pred.steps[b], haltConfidence: 1 / (1 + Math.exp(-pred.qHalt[b])) };
-    });
+    return this.worker.infer(this.id, tokens, puzzleIds, this.vocab.size);
   }
 }
 
@@ -145,19 +122,16 @@ export async function loadServedModel(
   agent: string,
   version: string,
   batching: BatchingOptions,
+  worker: InferenceWorker,
 ): Promise<ServedModel> {
   const loaded = await registry.load(agent, version, [WEIGHTS_ARTIFACT, VOCAB_ARTIFACT]);
   const vocab = Vocab.parse(loaded.files.get(VOCAB_ARTIFACT)!);
   const source = `models/${agent}/${version}/${WEIGHTS_ARTIFACT}`;
-  const before = tf.memory().numTensors;
-  let model: TRM | null = null;
+  const { id, cfg } = await worker.load(loaded.files.get(WEIGHTS_ARTIFACT)!, source);
   try {
-    model = TRM.fromSafetensors(decodeSafetensors(loaded.files.get(WEIGHTS_ARTIFACT)!, source), source);
-    return new ServedModel(agent, version, model, vocab, loaded.manifest, batching);
+    return new ServedModel(agent, version, worker, id, cfg, vocab, loaded.manifest, batching);
   } catch (err) {
-    model?.dispose();
-    // Nothing of a failed load may stay behind.
-    if (tf.memory().numTensors > before) throw new Error(`${(err as Error).message} (and tensors leaked)`);
+    await worker.unload(id);
     throw err;
   }
 }

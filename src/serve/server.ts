@@ -20,6 +20,7 @@ import type { ObjectStore } from "../store/index.js";
 import { loadServedModel, type SampleOutput, type ServedModel } from "./served-model.js";
 import { readShadowFile, ShadowRecorder, type ShadowReport } from "./shadow.js";
 import { type SmokeResult, smokeTest } from "./smoke.js";
+import { InferenceWorker } from "./worker.js";
 
 export class ServeError extends WorkError {
   override name = "ServeError";
@@ -104,6 +105,8 @@ export class ModelServer {
   private flusher: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly random: () => number;
+  /** Runs every served model's forward passes, off the event loop. */
+  private readonly worker: InferenceWorker;
   /** Serving every agent in the store (no explicit list): an agent's first alias adds it. */
   private followAll = false;
   private readonly onAlias = (e: { agent: string }) => {
@@ -114,6 +117,7 @@ export class ModelServer {
   constructor(private readonly opts: ModelServerOptions) {
     this.registry = opts.registry ?? new ModelRegistry(opts.store, { dataDir: opts.config.data_dir });
     this.random = opts.random ?? Math.random;
+    this.worker = new InferenceWorker(opts.config.model.backend);
   }
 
   private get failedRetryMs(): number {
@@ -156,6 +160,7 @@ export class ModelServer {
       s.all.clear();
     }
     await Promise.all(retiring);
+    await this.worker.close();
   }
 
   agents(): string[] {
@@ -181,6 +186,11 @@ export class ModelServer {
   /** The model an alias of an agent is served by right now (benchmarks, diagnostics). */
   model(agent: string, alias: Alias = "champion"): ServedModel | null {
     return this.slots.get(agent)?.[alias] ?? null;
+  }
+
+  /** Tensors the served models hold in the inference worker (tests, diagnostics: a retired model frees its own). */
+  tensors(): Promise<number> {
+    return this.worker.tensors();
   }
 
   /** Recent swaps, newest last. */
@@ -225,7 +235,7 @@ export class ModelServer {
         confidence: minConfidence(out.answer),
         halt_confidence: out.sample.haltConfidence,
         steps: out.sample.steps,
-        max_steps: model.model.cfg.halt_max_steps,
+        max_steps: model.cfg.halt_max_steps,
         latency_ms: Math.round(latency * 100) / 100,
       };
       predictDuration.observe({ agent, task: taskName, role: "champion" }, latency / 1000);
@@ -306,10 +316,13 @@ export class ModelServer {
     let smoke: SmokeResult | undefined;
     if (!next) {
       try {
-        next = await loadServedModel(this.registry, agent, to, {
-          maxBatchSize: this.cfg.max_batch_size,
-          maxWaitMs: this.cfg.max_wait_ms,
-        });
+        next = await loadServedModel(
+          this.registry,
+          agent,
+          to,
+          { maxBatchSize: this.cfg.max_batch_size, maxWaitMs: this.cfg.max_wait_ms },
+          this.worker,
+        );
       } catch (err) {
         return this.failed(agent, s, alias, done(false, { error: `load failed: ${(err as Error).message}` }));
       }

@@ -20,7 +20,7 @@ export interface SmokeResult {
 
 /** Runs the smoke prediction on a model that is loaded but not yet served; throws on failure. */
 export async function smokeTest(model: ServedModel, store: ObjectStore): Promise<SmokeResult> {
-  const cfg = model.model.cfg;
+  const cfg = model.cfg;
   const hasExample = model.manifest?.artifacts.some((a) => a.name === SMOKE_ARTIFACT) ?? false;
   let ex: SmokeExample;
   if (hasExample) {

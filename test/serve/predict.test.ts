@@ -1,4 +1,3 @@
-import * as tf from "@tensorflow/tfjs-core";
 import { afterEach, describe, expect, it } from "vitest";
 import { registry as metrics } from "../../src/metrics.js";
 import { ModelServer, readShadowReport } from "../../src/serve/index.js";
@@ -106,7 +105,7 @@ describe("predict", () => {
     await env.registry.promote(AGENT, v2, { alias: "challenger", actor: "test", reason: "try" });
     await server.reconcile(AGENT);
     expect(server.status()[0].challenger?.version).toBe(v2);
-    const tensorsWithTwo = tf.memory().numTensors;
+    const tensorsWithTwo = await server.tensors();
 
     for (const line of LINES) {
       const r = await server.predict(AGENT, "log_triage", line);
@@ -158,7 +157,7 @@ describe("predict", () => {
     expect(last.smoke).toBeUndefined();
     expect(server.status()[0]).toMatchObject({ champion: { version: v2 }, challenger: null });
     expect((await server.predict(AGENT, "log_triage", LINES[0])).version).toBe(v2);
-    expect(tf.memory().numTensors).toBeLessThan(tensorsWithTwo);
+    expect(await server.tensors()).toBeLessThan(tensorsWithTwo);
   });
 });
 

@@ -195,6 +195,28 @@ describe("the server answers while it trains", () => {
     await reader.close();
   });
 
+  // Before another training: retention keeps the checkpoints of the newest failed run only.
+  it("resumes the crashed run from its checkpoint, beside the running server", {
+    timeout: 600_000,
+  }, async () => {
+    const out = await new Promise<{ code: number | null; text: string }>((res) => {
+      const p = spawn(
+        process.execPath,
+        [resolve("dist/cli.js"), "-c", configPath, "run", "--agent", SRE, "--resume", crashedRun],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let text = "";
+      p.stdout!.on("data", (d) => (text += d));
+      p.stderr!.on("data", (d) => (text += d));
+      p.on("exit", (code) => res({ code, text }));
+    });
+    expect(out.code, out.text.slice(-2000)).toBe(0);
+    const run = JSON.parse(readFileSync(join(dataDir, "store", "runs", SRE, crashedRun, "run.json"), "utf8"));
+    expect(run.status).toBe("succeeded");
+    const train = run.stages.find((s: any) => s.name === "train").output;
+    expect(train.resumed_from_step).toBeGreaterThanOrEqual(5);
+    expect(train.steps).toBe(30);
+  });
   it("stops the trainer at a checkpoint on SIGTERM and exits cleanly", { timeout: 600_000 }, async () => {
     const sre = await connectHttp(server!.url, TOKENS.sre);
     const started = (await call(sre, "training_start", { stages: ["build", "train"] }))
@@ -216,25 +238,5 @@ describe("the server answers while it trains", () => {
     const run = JSON.parse(readFileSync(join(dataDir, "store", "runs", SRE, jobId, "run.json"), "utf8"));
     expect(run.stages.find((s: any) => s.name === "train").status).toBe("cancelled");
     expect(server!.stderr()).toMatch(/stopped at a checkpoint|training cancelled|cancelled/);
-  });
-
-  it("resumes the crashed run from its checkpoint", { timeout: 600_000 }, async () => {
-    const out = await new Promise<{ code: number | null; text: string }>((res) => {
-      const p = spawn(
-        process.execPath,
-        [resolve("dist/cli.js"), "-c", configPath, "run", "--agent", SRE, "--resume", crashedRun],
-        { stdio: ["ignore", "pipe", "pipe"] },
-      );
-      let text = "";
-      p.stdout!.on("data", (d) => (text += d));
-      p.stderr!.on("data", (d) => (text += d));
-      p.on("exit", (code) => res({ code, text }));
-    });
-    expect(out.code, out.text.slice(-2000)).toBe(0);
-    const run = JSON.parse(readFileSync(join(dataDir, "store", "runs", SRE, crashedRun, "run.json"), "utf8"));
-    expect(run.status).toBe("succeeded");
-    const train = run.stages.find((s: any) => s.name === "train").output;
-    expect(train.resumed_from_step).toBeGreaterThanOrEqual(5);
-    expect(train.steps).toBe(30);
   });
 });
