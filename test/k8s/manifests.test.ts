@@ -311,12 +311,26 @@ describe("the config in the ConfigMap", () => {
     },
   );
 
-  it("the gpu config is the base config plus the Kubernetes runner", () => {
+  it("the cpu pod's BLAS and kernel threads follow its CPU limit, not the node's processors", () => {
+    const c = serverContainer(built("overlays/cpu"));
+    const threads = c.env.find((e: any) => e.name === "OPENBLAS_NUM_THREADS");
+    expect(threads.valueFrom.resourceFieldRef).toEqual({
+      containerName: c.name,
+      resource: "limits.cpu",
+      divisor: "1",
+    });
+    expect(Number(c.resources.limits.cpu)).toBeGreaterThanOrEqual(Number(c.resources.requests.cpu));
+  });
+
+  it("the gpu config is the base config plus the Kubernetes runner and the 7m preset", () => {
     const base = configOf(built("overlays/cpu")).raw;
     const gpu = configOf(built("overlays/gpu")).raw;
-    const { runner, kubernetes, ...gpuRest } = gpu;
-    const { runner: baseRunner, ...baseRest } = base;
+    const { runner, kubernetes, model, ...gpuRest } = gpu;
+    const { runner: baseRunner, model: baseModel, ...baseRest } = base;
     expect(gpuRest).toEqual(baseRest);
+    // CPU pods train `small` (hours on a few cores; 7m takes about a day on 2), the GPU trains 7m.
+    expect(baseModel).toEqual({ preset: "small" });
+    expect(model).toEqual({ preset: "7m" });
     expect(baseRunner).toBe("in-process");
     expect(runner).toBe("kubernetes");
     expect(kubernetes.job.resources.limits["nvidia.com/gpu"]).toBe(1);
