@@ -2,9 +2,11 @@
 // leaves a torn object visible; temporaries are skipped by list(). Conditional puts hold a
 // per-key lock file (O_EXCL) around read-compare-rename, so processes sharing the directory
 // (one host, or an NFS mount) see a true compare-and-swap; the ETag is the md5 of the content.
+// A delete removes the directories it leaves empty, up to the root; rmdir refuses a non-empty one,
+// and a write whose directory went in between recreates it and tries again.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { atomicWrite, sha256 } from "../util/fs.js";
 import {
@@ -20,6 +22,8 @@ import {
 /** A lock file older than this belongs to a writer that died inside its few-millisecond critical section. */
 const CAS_LOCK_STALE_MS = 10_000;
 const CAS_LOCK_WAIT_MS = 30_000;
+/** Tries of a write whose directory a concurrent delete keeps removing. */
+const DIR_ATTEMPTS = 5;
 
 export class FsStore implements ObjectStore {
   readonly kind = "fs" as const;
@@ -35,7 +39,7 @@ export class FsStore implements ObjectStore {
 
   async put(key: string, data: Uint8Array | string, _opts?: PutOptions) {
     const path = this.pathOf(key);
-    await atomicWrite(path, data);
+    await inDir(path, () => atomicWrite(path, data));
     return {
       sha256: sha256(data),
       size: typeof data === "string" ? Buffer.byteLength(data) : data.byteLength,
@@ -44,9 +48,8 @@ export class FsStore implements ObjectStore {
 
   async putFile(key: string, path: string, _opts?: PutOptions) {
     const dest = this.pathOf(key);
-    await mkdir(dirname(dest), { recursive: true });
     const tmp = `${dest}.tmp-${process.pid}-${Date.now()}`;
-    await copyFile(path, tmp);
+    await inDir(dest, () => copyFile(path, tmp));
     await rename(tmp, dest);
     const h = createHash("sha256");
     let size = 0;
@@ -93,8 +96,7 @@ export class FsStore implements ObjectStore {
 
   async putIf(key: string, data: Uint8Array | string, ifMatch: string | null, _opts?: PutOptions) {
     const path = this.pathOf(key);
-    await mkdir(dirname(path), { recursive: true });
-    const release = await this.casLock(`${path}.tmp-cas`);
+    const release = await inDir(path, () => this.casLock(`${path}.tmp-cas`));
     try {
       const current = await this.getVersioned(key);
       if (ifMatch === null ? current !== null : current?.etag !== ifMatch) return null;
@@ -158,8 +160,16 @@ export class FsStore implements ObjectStore {
         const full = join(dir, e.name);
         if (e.isDirectory()) await walk(full);
         else if (e.isFile() && !e.name.includes(".tmp-")) {
-          const s = await stat(full);
-          out.push({ key: relative(this.root, full).split(sep).join("/"), size: s.size, mtimeMs: s.mtimeMs });
+          const s = await stat(full).catch((err: NodeJS.ErrnoException) => {
+            if (err.code === "ENOENT") return null; // deleted while listed
+            throw err;
+          });
+          if (s)
+            out.push({
+              key: relative(this.root, full).split(sep).join("/"),
+              size: s.size,
+              mtimeMs: s.mtimeMs,
+            });
         }
       }
     };
@@ -168,17 +178,44 @@ export class FsStore implements ObjectStore {
   }
 
   async delete(key: string): Promise<void> {
-    await rm(this.pathOf(key), { force: true });
+    const path = this.pathOf(key);
+    await rm(path, { force: true });
+    await this.pruneDirs(dirname(path));
   }
 
   async deletePrefix(prefix: string): Promise<void> {
     const p = checkPrefix(prefix);
     if (!p) throw new Error("refusing to delete the whole store");
-    await rm(join(this.root, ...p.slice(0, -1).split("/")), { recursive: true, force: true });
+    const dir = join(this.root, ...p.slice(0, -1).split("/"));
+    await rm(dir, { recursive: true, force: true });
+    await this.pruneDirs(dirname(dir));
+  }
+
+  /** Removes dir and its parents while they are empty, up to (not including) the root. */
+  private async pruneDirs(dir: string): Promise<void> {
+    for (let d = dir; d.startsWith(this.root + sep); d = dirname(d)) {
+      try {
+        await rmdir(d);
+      } catch {
+        return; // not empty (another object, or a put's temporary file), or gone already
+      }
+    }
   }
 
   async presign(): Promise<string | null> {
     return null;
+  }
+}
+
+/** Runs a write into path's directory, creating it, and again when a concurrent delete removed it. */
+async function inDir<T>(path: string, write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    await mkdir(dirname(path), { recursive: true });
+    try {
+      return await write();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= DIR_ATTEMPTS) throw err;
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -43,5 +43,42 @@ describe("FsStore", () => {
     expect(res.size).toBe(1000);
     await store.deletePrefix("models/c");
     expect(await store.list("models/c")).toEqual([]);
+  });
+
+  it("removes the directories a delete leaves empty, up to the root, and only those", async () => {
+    const r = mkdtempSync(join(tmpdir(), "trm-store-prune-"));
+    const st = new FsStore(r);
+    await st.put("runs/a/r1/checkpoints/step-1/state.safetensors", "s");
+    await st.put("runs/a/r1/run.json", "{}");
+    await st.put("models/a/v1/config.json", "{}");
+    await st.delete("runs/a/r1/checkpoints/step-1/state.safetensors");
+    // checkpoints/ and step-1/ went; r1/ still holds run.json.
+    expect(readdirSync(join(r, "runs", "a", "r1"))).toEqual(["run.json"]);
+    await st.delete("runs/a/r1/run.json");
+    expect(readdirSync(r)).toEqual(["models"]);
+    await st.deletePrefix("models/a/v1");
+    expect(readdirSync(r)).toEqual([]);
+    expect(existsSync(r)).toBe(true);
+    // Deleting what is not there changes nothing and does not fail.
+    await st.delete("runs/a/none/x.json");
+    expect(readdirSync(r)).toEqual([]);
+  });
+
+  it("a put racing a delete in the same directory recreates the directory and lands", async () => {
+    const r = mkdtempSync(join(tmpdir(), "trm-store-race-"));
+    const st = new FsStore(r);
+    const dir = "raw/a/loki/2026-01-01";
+    await st.put(`${dir}/k0`, "0");
+    // Each round deletes the directory's only object while the next one is written into it.
+    for (let i = 1; i <= 200; i++) {
+      await Promise.all([
+        i % 3 === 0 ? st.putIf(`${dir}/k${i}`, String(i), null) : st.put(`${dir}/k${i}`, String(i)),
+        st.delete(`${dir}/k${i - 1}`),
+      ]);
+      expect((await st.get(`${dir}/k${i}`)).toString()).toBe(String(i));
+    }
+    expect((await st.list("raw")).map((o) => o.key)).toEqual([`${dir}/k200`]);
+    await st.delete(`${dir}/k200`);
+    expect(readdirSync(r)).toEqual([]);
   });
 });
