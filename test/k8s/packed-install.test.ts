@@ -64,6 +64,11 @@ function sh(command: string, cwd: string, env: NodeJS.ProcessEnv): string {
   }
 }
 
+/** This environment without the npm_* variables `npm test` sets (prefix, node-gyp, package). */
+function npmFree(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+}
+
 /**
  * The bin directory of Node NODE_VERSION: this process's when it is that version, else the
  * official build the npm registry carries as node-<platform>-<arch> (kept in the temp dir).
@@ -75,7 +80,7 @@ function nodeBin(): string {
   const bin = join(dir, "node_modules", pkg, "bin");
   if (!existsSync(join(bin, "node"))) {
     const tmp = mkdtempSync(`${dir}.tmp-`);
-    sh(`npm install --no-save --no-audit --no-fund --prefix . ${pkg}@${NODE_VERSION}`, tmp, process.env);
+    sh(`npm install --no-save --no-audit --no-fund --prefix . ${pkg}@${NODE_VERSION}`, tmp, npmFree());
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
   }
@@ -114,7 +119,7 @@ describe("the cpu image's /app, built from the packed package and run as the ima
   }, () => {
     expect(existsSync(join(REPO, "dist", "cli.js")), "dist/ is built (npm test's pretest)").toBe(true);
     const bin = nodeBin();
-    const buildEnv = { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH}` };
+    const buildEnv = { ...npmFree(), PATH: `${bin}${delimiter}${process.env.PATH}` };
     // The build stage: `npm pack` of the compiled tree, then the RUN after `WORKDIR /app`, with
     // /tmp (where the tarball went) and /src (the checkout) pointing here.
     const packDir = join(work, "pack");
