@@ -716,6 +716,33 @@ export const RetentionSchema = z
   .strict();
 export type RetentionSection = z.infer<typeof RetentionSchema>;
 
+/** The anomaly scan (anomalies_scan, `trm-forge scan`): the champion's surprise at recent data. */
+export const ScanSchema = z
+  .object({
+    /** The window when the caller names none. */
+    default_window: DurationSchema.default("1h"),
+    /** The largest window a caller may ask for (the scan reads it whole). */
+    max_window: DurationSchema.default("24h"),
+    /** Findings group records per service in buckets of this width. */
+    bucket: DurationSchema.default("5m"),
+    /** Error templates seen this long before the window count as known, besides the knowledge card's. */
+    reference: DurationSchema.default("24h"),
+    /** A record is anomalous above this surprise, in nats (3: the model gave what happened about 5%). */
+    record_threshold: z.number().positive().default(3),
+    /** A service's bucket becomes a finding at this score (summed excess surprise) or more. */
+    min_score: z.number().min(0).default(4),
+    /** Every slot's top answer below this confidence: the input counts as novel. */
+    low_confidence: z.number().min(0).max(1).default(0.35),
+    /** Records read per source and window, at most. */
+    max_records: z.number().int().min(1).max(10_000_000).default(200_000),
+    /** Findings returned when the caller names no top_k. */
+    top_k: z.number().int().min(1).max(100).default(10),
+    /** Scan every agent after each scheduled collect, store it and export trm_forge_anomaly_score. */
+    schedule: z.boolean().default(false),
+  })
+  .strict();
+export type ScanSection = z.infer<typeof ScanSchema>;
+
 // ---- the MCP server and who may call it ------------------------------------------------------
 
 /** read: look; train: collect, train, evaluate, cancel; promote: move aliases; admin: all of them. */
@@ -782,6 +809,7 @@ export const ConfigSchema = z
     schedule: ScheduleSchema.prefault({}),
     runs: RunsSchema.prefault({}),
     retention: RetentionSchema.prefault({}),
+    scan: ScanSchema.prefault({}),
     /** Where the train stage runs: in this process, or as a Kubernetes Job (see `kubernetes`). */
     runner: z.enum(["in-process", "kubernetes"]).default("in-process"),
     kubernetes: KubernetesSchema.prefault({}),

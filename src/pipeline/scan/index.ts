@@ -1,0 +1,162 @@
+// The anomaly scan: ask a model what in the agent's recent data it did not expect. Reads the
+// window from the raw store, scores every record by the model's surprise (score.ts), ranks
+// findings by service and time (findings.ts) and stores the newest scan per agent.
+import type { Config } from "../../config/schema.js";
+import { UsageError } from "../../errors.js";
+import type { ObjectStore } from "../../store/index.js";
+import type { ModelRegistry } from "../deploy/registry.js";
+import { parseMs } from "../run.js";
+import { type CardFacts, EMPTY_CARD, parseKnowledgeCard } from "./card.js";
+import { markAnomalies, rankFindings } from "./findings.js";
+import { scoreLogs, scoreSeries, scoreTraces } from "./score.js";
+import { type RecordScore, SCAN_SOURCES, type ScanModel, ScanResult, type ScanSource } from "./types.js";
+import { errorTemplates, readWindow } from "./window.js";
+
+export { parseKnowledgeCard } from "./card.js";
+export {
+  Evidence,
+  Finding,
+  type RecordScore,
+  SCAN_SOURCES,
+  type ScanModel,
+  ScanResult,
+  type ScanSource,
+  SIGNALS,
+} from "./types.js";
+
+export interface ScanOptions {
+  config: Config;
+  store: ObjectStore;
+  /** Where the version's knowledge card is read from (none: no card matches). */
+  registry?: ModelRegistry;
+  model: ScanModel;
+  agent: string;
+  /** How far back from `end` (default config scan.default_window). */
+  sinceMs?: number;
+  /** End of the window, ms since the epoch (default now). */
+  end?: number;
+  sources?: readonly ScanSource[];
+  topK?: number;
+  /** Keep every record's score (the CLI's --records, the bench). */
+  keepRecords?: boolean;
+}
+
+export interface ScanOutput {
+  result: ScanResult;
+  records?: RecordScore[];
+}
+
+export function scanKey(agent: string): string {
+  return `scans/${agent}/latest.json`;
+}
+
+/** Checks a requested window and sources against the config; throws UsageError for the caller. */
+export function checkScanRequest(config: Config, sinceMs: number | undefined, sources?: readonly string[]) {
+  const max = parseMs(config.scan.max_window);
+  const since = sinceMs ?? parseMs(config.scan.default_window);
+  if (!(since > 0)) throw new UsageError("since must be a positive duration such as 15m or 1h");
+  if (since > max)
+    throw new UsageError(
+      `a window of ${Math.round(since / 60_000)} min is over the cap of ${config.scan.max_window} (scan.max_window)`,
+    );
+  for (const s of sources ?? [])
+    if (!(SCAN_SOURCES as readonly string[]).includes(s))
+      throw new UsageError(`unknown source "${s}" (sources: ${SCAN_SOURCES.join(", ")})`);
+  return { since, sources: (sources?.length ? [...new Set(sources)] : [...SCAN_SOURCES]) as ScanSource[] };
+}
+
+async function readCard(
+  registry: ModelRegistry | undefined,
+  agent: string,
+  version: string,
+): Promise<CardFacts> {
+  if (!registry) return EMPTY_CARD;
+  try {
+    return parseKnowledgeCard((await registry.readArtifact(agent, version, "knowledge.md")).toString("utf8"));
+  } catch {
+    // A version without a card (an older one, or deploy hooks off): no matches, not a failure.
+    return EMPTY_CARD;
+  }
+}
+
+export async function scanAgent(o: ScanOptions): Promise<ScanOutput> {
+  const t0 = performance.now();
+  const cfg = o.config.scan;
+  const { since, sources } = checkScanRequest(o.config, o.sinceMs, o.sources);
+  const end = o.end ?? Date.now();
+  const span = { start: end - since, end };
+  const vocab = o.model.vocab;
+  const spec = vocab.encoding.metric_forecast;
+  const serviceLabels = o.config.dataset.service_labels;
+  const window = await readWindow(o.store, o.agent, sources, span, {
+    historyMs: spec.points * spec.step_ms,
+    maxRecords: cfg.max_records,
+  });
+  const card = await readCard(o.registry, o.agent, o.model.version);
+  const refMs = parseMs(cfg.reference);
+  const known = await errorTemplates(
+    o.store,
+    o.agent,
+    { start: span.start - refMs, end: span.start },
+    serviceLabels,
+    cfg.max_records,
+  );
+  for (const s of card.signatures) known.add(`${s.service}\u0000${s.signature}`);
+  const settings = {
+    serviceLabels,
+    knownErrors: known,
+    lowConfidence: cfg.low_confidence,
+    inFlight: 4 * o.config.serve.max_batch_size,
+  };
+  const parts = [
+    await scoreLogs(o.model, window.logs, settings),
+    await scoreTraces(o.model, window.traces, settings),
+    await scoreSeries(o.model, window.series, span, settings),
+  ];
+  const records = parts.flatMap((p) => p.records);
+  markAnomalies(records, cfg.record_threshold);
+  const findings = rankFindings(records, card, {
+    bucketMs: parseMs(cfg.bucket),
+    recordThreshold: cfg.record_threshold,
+    minScore: cfg.min_score,
+    topK: o.topK ?? cfg.top_k,
+  });
+  const scannedSeries = new Set(window.series.map((s) => `${s.query}\u0000${JSON.stringify(s.labels)}`)).size;
+  const notes: string[] = [];
+  if (!window.logs.length && !window.traces.length && !window.series.length)
+    notes.push(
+      `no ${sources.join(", ")} records of ${o.agent} in the window: nothing collected yet for it (run data_collect, or widen since)`,
+    );
+  else if (!findings.length) notes.push("nothing in the window surprised the model past the thresholds");
+  if (window.cut.length)
+    notes.push(
+      `${window.cut.join(", ")} cut at ${cfg.max_records} records (scan.max_records): scan a shorter window`,
+    );
+  const result: ScanResult = {
+    agent: o.agent,
+    version: o.model.version,
+    window: { start: new Date(span.start).toISOString(), end: new Date(span.end).toISOString() },
+    sources,
+    scanned: { logs: window.logs.length, traces: window.traces.length, series: scannedSeries },
+    inferences: parts.reduce((n, p) => n + p.inferences, 0),
+    findings,
+    note: notes.length ? notes.join("; ") : null,
+    took_ms: Math.round(performance.now() - t0),
+    at: new Date().toISOString(),
+  };
+  return { result, ...(o.keepRecords ? { records } : {}) };
+}
+
+/** Stores a scan as the agent's newest (one atomic put). */
+export async function saveScan(store: ObjectStore, result: ScanResult): Promise<void> {
+  await store.put(scanKey(result.agent), `${JSON.stringify(result, null, 2)}\n`, {
+    contentType: "application/json",
+  });
+}
+
+/** The agent's newest stored scan, or null when none was stored. */
+export async function readLatestScan(store: ObjectStore, agent: string): Promise<ScanResult | null> {
+  const key = scanKey(agent);
+  if (!(await store.exists(key))) return null;
+  return ScanResult.parse(JSON.parse((await store.get(key)).toString("utf8")));
+}
