@@ -10,6 +10,7 @@ import { registerModelsCommands } from "./models.js";
 import { registerPredictCommand } from "./predict.js";
 import { registerReportCommand } from "./report.js";
 import { registerRunCommands } from "./run.js";
+import { registerScanCommand } from "./scan.js";
 import { registerScheduleCommand } from "./schedule.js";
 import { registerServerCommand } from "./server.js";
 import { registerSimulate } from "./simulate.js";
@@ -31,6 +32,7 @@ export function registerCommands(program: Command): void {
   registerScheduleCommand(program);
   registerServerCommand(program);
   registerStoreCommands(program);
+  registerScanCommand(program);
   registerPredictCommand(program);
   registerDeployCommand(program);
 }

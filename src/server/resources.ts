@@ -1,8 +1,9 @@
-// Resources: an agent's registry, a version's model card and knowledge card, and a job. The same
+// Resources: an agent's registry, a version's model card and knowledge card, its latest anomaly scan, and a job. The
 // rules as the tools: the read scope, and an agent reads its own only.
 import { type McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { ErrorCode, McpError, type ReadResourceResult } from "@modelcontextprotocol/sdk/types.js";
 import { log } from "../log.js";
+import { readLatestScan } from "../pipeline/scan/index.js";
 import { callerOf, type Extra, type ToolEnv } from "../tools/common.js";
 import { ADMIN, ForbiddenError, type Identity, requireAgent, requireScope } from "./auth.js";
 
@@ -116,6 +117,29 @@ export function registerResources(server: McpServer, env: ToolEnv): void {
       },
     );
   }
+
+  server.registerResource(
+    "scan",
+    new ResourceTemplate("trm://agents/{agent}/scan/latest", { list: undefined, complete }),
+    {
+      title: "Latest anomaly scan",
+      description:
+        "The agent's newest stored anomaly scan (anomalies_scan, or the scheduled scan): ranked findings with evidence.",
+      mimeType: "application/json",
+    },
+    (uri, vars, extra) => {
+      const agent = one(vars.agent);
+      return asCaller(env, extra, agent, async () => {
+        const scan = await readLatestScan(env.ctx.store, agent);
+        const body = scan ?? { agent, scan: null, note: "no scan stored yet: call anomalies_scan" };
+        return {
+          contents: [
+            { uri: uri.href, mimeType: "application/json", text: `${JSON.stringify(body, null, 2)}\n` },
+          ],
+        };
+      });
+    },
+  );
 
   server.registerResource(
     "job",

@@ -6,6 +6,7 @@ import { dataCollect, dataStatus, sourcesCheck } from "./data.js";
 import { jobCancel, jobLogs, jobStatus, jobsList } from "./jobs.js";
 import { modelCard, modelCompare, modelEvaluate, modelPromote, modelRollback, modelsList } from "./models.js";
 import { modelPredict } from "./predict.js";
+import { anomaliesScan } from "./scan.js";
 import { scheduleStatusTool, trainingStart } from "./training.js";
 
 export { CALL_LIMIT_MS, callerOf, MAX_WAIT_S, type ToolEnv } from "./common.js";
@@ -28,6 +29,7 @@ export function allTools(config: Config): AnyTool[] {
     modelPromote,
     modelRollback,
     modelPredict(config),
+    anomaliesScan,
   ];
 }
 

@@ -290,6 +290,7 @@ describe("a hostile client over Streamable HTTP", () => {
         () => c.readResource({ uri: `trm://agents/${BRUNO}/models/${brunoVersions[0]}/knowledge` }),
       ],
       ["job resource", () => c.readResource({ uri: `trm://jobs/${brunoJob.id}` })],
+      ["scan resource", () => c.readResource({ uri: `trm://agents/${BRUNO}/scan/latest` })],
       ["traversal registry", () => c.readResource({ uri: "trm://agents/../../etc/registry" })],
       ["encoded traversal", () => c.readResource({ uri: `trm://agents/${SRE}/models/%2e%2e%2f%2e%2e/card` })],
       ["NUL version", () => c.readResource({ uri: `trm://agents/${SRE}/models/champion%00/card` })],
@@ -307,6 +308,10 @@ describe("a hostile client over Streamable HTTP", () => {
         "model_predict",
         () =>
           c.callTool({ name: "model_predict", arguments: { agent: BRUNO, task: "log_triage", input: "x" } }),
+      ],
+      [
+        "anomalies_scan",
+        () => c.callTool({ name: "anomalies_scan", arguments: { agent: BRUNO, since: "1h" } }),
       ],
     ];
     for (const [what, attempt] of attempts) {

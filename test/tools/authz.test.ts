@@ -67,6 +67,7 @@ describe("authorisation: identity × tool × own or other agent", () => {
       scope: "read",
       args: (a) => ({ agent: a, task: "log_triage", input: "ERROR x" }),
     },
+    { tool: "anomalies_scan", scope: "read", args: (a) => ({ agent: a, since: "2h", top_k: 3 }) },
   ];
 
   const permitted = (c: (typeof CALLERS)[number], tc: ToolCase, target: Agent) =>
@@ -125,8 +126,8 @@ describe("authorisation: identity × tool × own or other agent", () => {
             `missing permission: ${scopeOk ? `agent:${target}` : `scope:${tc.scope}`}`,
           );
         }
-    // sre read-only: 6 write tools × 2 agents; sre and bruno: 16 tools on the other agent.
-    expect(refused).toBe(6 * 2 + 16 + 16 + 10);
+    // sre read-only: 6 write tools × 2 agents; sre and bruno: 17 tools on the other agent.
+    expect(refused).toBe(6 * 2 + 17 + 17 + 11);
     expect(snapshot(t.ctx.config.data_dir)).toEqual(before);
   });
 
@@ -180,6 +181,12 @@ describe("authorisation: identity × tool × own or other agent", () => {
     await expect(
       sre.readResource({ uri: `trm://agents/${BRUNO}/models/${versions[BRUNO]}/card` }),
     ).rejects.toThrow(/Forbidden/);
+    // Its own newest scan (stored by the anomalies_scan calls above) it reads.
+    const own = await sre.readResource({ uri: `trm://agents/${SRE}/scan/latest` });
+    expect(JSON.parse((own.contents[0] as { text: string }).text).agent).toBe(SRE);
+    await expect(sre.readResource({ uri: `trm://agents/${BRUNO}/scan/latest` })).rejects.toThrow(
+      /missing permission: agent:agent-bruno/,
+    );
     const admin = clients.get("admin")!;
     await expect(admin.readResource({ uri: `trm://jobs/${jobs[BRUNO]}` })).resolves.toBeTruthy();
   });

@@ -62,6 +62,7 @@ describe("the tools, in memory", () => {
       "model_promote",
       "model_rollback",
       "model_predict",
+      "anomalies_scan",
     ]);
     for (const tool of tools) {
       expect(tool.name).toMatch(/^[a-z][a-z0-9_]{2,40}$/);
@@ -308,6 +309,7 @@ describe("the tools, in memory", () => {
       "trm://agents/{agent}/models/{version}/card",
       "trm://agents/{agent}/models/{version}/knowledge",
       "trm://agents/{agent}/registry",
+      "trm://agents/{agent}/scan/latest",
       "trm://jobs/{id}",
     ]);
     const reg = await sre.readResource({ uri: `trm://agents/${SRE}/registry` });

@@ -162,6 +162,7 @@ describe("bad input", () => {
       model_rollback: { agent: SRE, reason: "fuzz" },
       job_cancel: { job_id: "r20260101-000000-000-abcd" },
       model_predict: { agent: SRE, task: "log_triage", input: "ERROR x" },
+      anomalies_scan: { agent: SRE, since: "1h" },
     };
     const mutate = (args: Record<string, unknown>): Record<string, unknown> => {
       const out = { ...args };
@@ -206,7 +207,7 @@ describe("bad input", () => {
     // Still answering, and nothing happened.
     const ok = await call(sre, "models_list", {});
     expect(ok.isError).toBeFalsy();
-    expect((await admin.listTools()).tools).toHaveLength(16);
+    expect((await admin.listTools()).tools).toHaveLength(17);
     expect(t.ctx.jobs.active()).toEqual([]);
     const listed = (await call(admin, "jobs_list", { agent: SRE })).structuredContent as any;
     expect(listed.jobs).toEqual([]);

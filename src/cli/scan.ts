@@ -1,0 +1,132 @@
+// `trm-forge scan`: the anomaly scan from the command line, with the agent's champion loaded here.
+import type { Command } from "commander";
+import { UsageError } from "../errors.js";
+import { ModelRegistry } from "../pipeline/deploy/registry.js";
+import { type RecordScore, type ScanResult, saveScan } from "../pipeline/scan/index.js";
+import { ModelServer } from "../serve/index.js";
+import { scanChampion } from "../serve/scan.js";
+import { openStore } from "../store/index.js";
+import { action, emit, loadCliConfig, parseDuration } from "./common.js";
+
+interface ScanOpts {
+  agent: string;
+  since?: string;
+  sources?: string;
+  top?: number;
+  json?: boolean;
+  records?: string;
+}
+
+function parseRecords(value: string | undefined): number | null {
+  if (value === undefined) return null;
+  if (value === "all") return Number.POSITIVE_INFINITY;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--records takes a count or "all", got "${value}"`);
+  return n;
+}
+
+/** A record as --records shows it: enough to judge the score against labels from elsewhere. */
+function recordRow(r: RecordScore) {
+  return {
+    time: new Date(r.time).toISOString(),
+    source: r.source,
+    service: r.service,
+    text: r.text.slice(0, 160),
+    score: Math.round(r.score * 1000) / 1000,
+    signals: r.signals,
+    answer: r.expected,
+  };
+}
+
+function human(result: ScanResult, rows: ReturnType<typeof recordRow>[] | null): string {
+  const lines = [
+    `${result.agent} scanned by ${result.version}: ${result.window.start} to ${result.window.end}`,
+    `  ${result.scanned.logs} log lines, ${result.scanned.traces} traces, ${result.scanned.series} series; ${result.inferences} model inputs in ${result.took_ms} ms`,
+  ];
+  if (result.note) lines.push(`  ${result.note}`);
+  result.findings.forEach((f, i) => {
+    lines.push(
+      "",
+      `${i + 1}. ${f.service}  ${f.start} to ${f.end}  score ${f.score}  (${f.signals.map((s) => `${s.signal} ${Math.round(s.share * 100)}%`).join(", ")})`,
+    );
+    for (const e of f.evidence) {
+      lines.push(`   ${e.time} ${e.source}: ${e.record.slice(0, 140)}`);
+      lines.push(
+        `     expected ${Object.entries(e.expected)
+          .map(([k, v]) => `${k} ${v}`)
+          .join("; ")}`,
+      );
+      lines.push(
+        `     observed ${Object.entries(e.observed)
+          .map(([k, v]) => `${k} ${v}`)
+          .join("; ")}`,
+      );
+    }
+    for (const k of f.knowledge) lines.push(`   knowledge card (${k.kind}): ${k.text}`);
+  });
+  if (rows) {
+    lines.push("", "time\tsource\tservice\tscore\tsignals\ttext");
+    for (const r of rows)
+      lines.push(`${r.time}\t${r.source}\t${r.service}\t${r.score}\t${r.signals.join(",")}\t${r.text}`);
+  }
+  return lines.join("\n");
+}
+
+export function registerScanCommand(program: Command): void {
+  program
+    .command("scan")
+    .description(
+      "Ask an agent's champion what in its recent data it did not expect: ranked findings with evidence",
+    )
+    .requiredOption("--agent <name>", "agent whose data and champion to use")
+    .option(
+      "--since <duration>",
+      "how far back from now (default scan.default_window, at most scan.max_window)",
+    )
+    .option("--sources <list>", "comma-separated: loki, tempo, prometheus (default all)")
+    .option("--top <n>", "findings to show (default scan.top_k)", (v) => Number(v))
+    .option("--records <n|all>", "also print per-record scores, highest first: a count or all")
+    .option("--json", "print the scan as JSON")
+    .action(
+      action(async (opts: ScanOpts, cmd: Command) => {
+        const { config } = loadCliConfig(cmd);
+        if (!(opts.agent in config.agents))
+          throw new UsageError(`unknown agent "${opts.agent}" (not in the config)`);
+        const keep = parseRecords(opts.records);
+        if (opts.top !== undefined && !(Number.isInteger(opts.top) && opts.top >= 1 && opts.top <= 100))
+          throw new UsageError("--top takes a whole number from 1 to 100");
+        const store = openStore(config);
+        const registry = new ModelRegistry(store, { dataDir: config.data_dir });
+        const models = new ModelServer({ config, store, registry, agents: [opts.agent] });
+        await models.start();
+        try {
+          const out = await scanChampion(models, {
+            config,
+            store,
+            registry,
+            agent: opts.agent,
+            sinceMs: opts.since ? parseDuration(opts.since) : undefined,
+            sources: opts.sources
+              ?.split(",")
+              .map((s) => s.trim())
+              .filter(Boolean) as never,
+            topK: opts.top,
+            keepRecords: keep !== null,
+          });
+          await saveScan(store, out.result);
+          const rows =
+            keep === null
+              ? null
+              : [...out.records!]
+                  .sort((a, b) => b.score - a.score || a.time - b.time)
+                  .slice(0, keep)
+                  .map(recordRow);
+          emit(opts.json, rows ? { ...out.result, records: rows } : out.result, () =>
+            human(out.result, rows),
+          );
+        } finally {
+          await models.stop();
+        }
+      }),
+    );
+}
