@@ -70,6 +70,7 @@ export function createPipeline(config: Config, opts: CreatePipelineOptions = {})
           agent: record.agent,
           now: opts.now?.(),
           actor: `run:${record.id}`,
+          runId: record.id,
         });
       }
     },

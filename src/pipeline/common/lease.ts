@@ -1,4 +1,5 @@
-// A lease object in the store: one run per agent across every host that shares the store. It is
+// A lease object in the store: one run (or one store gc) per agent across every host that shares
+// the store. It is
 // taken with a conditional create (If-None-Match: *), renewed and released with If-Match on the
 // ETag its holder last wrote, and expires at a time written in it. Only the holder can extend it
 // (nobody else knows a matching ETag): a crashed holder cannot, and a stalled one that comes back
@@ -8,6 +9,7 @@
 // to well within the lease duration.
 import { randomBytes } from "node:crypto";
 import * as z from "zod";
+import { WorkError } from "../../errors.js";
 import { log } from "../../log.js";
 import type { ObjectStore } from "../../store/index.js";
 import { currentOwner, isStale, LockOwner, type LockResult } from "./lock.js";
@@ -177,23 +179,92 @@ function held(
   };
 }
 
-// ---- the run lock: one lease per agent ----
+// ---- the agent's lease: one run, or one store gc, per agent across hosts ----
 
 export function runLeaseKey(agent: string): string {
   return `locks/${agent}/run.json`;
 }
 
-/** Takes the agent's run lease for runId; when another run holds it, owner.holder is that run's id. */
-export function tryRunLease(
+/** How long a run waits for a store gc holding the agent's lease before it gives up. */
+const RUN_WAITS_FOR_GC_MS = 5 * 60_000;
+/** How long a store gc waits for another one. */
+const GC_WAITS_FOR_GC_MS = 10 * 60_000;
+const POLL_MS = 500;
+
+function gcPurpose(agent: string): string {
+  return `store gc ${agent}`;
+}
+
+/** Whether a lease owner is a store gc of the agent (not a run). */
+export function isGcOwner(owner: LockOwner, agent: string): boolean {
+  return owner.purpose === gcPurpose(agent);
+}
+
+function who(owner: LockOwner): string {
+  return `pid ${owner.pid} on ${owner.host}, since ${owner.acquired_at}`;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Takes the agent's run lease for runId; when another run holds it, owner.holder is that run's id.
+ * A store gc holding it is waited for (gc is short), up to a few minutes.
+ */
+export async function tryRunLease(
   store: ObjectStore,
   agent: string,
   runId: string,
   ttlMs: number,
+  opts: { gcWaitMs?: number; pollMs?: number } = {},
 ): Promise<LeaseResult> {
-  return tryLease(store, runLeaseKey(agent), `run ${agent}`, runId, { ttlMs });
+  const deadline = Date.now() + (opts.gcWaitMs ?? RUN_WAITS_FOR_GC_MS);
+  for (;;) {
+    const r = await tryLease(store, runLeaseKey(agent), `run ${agent}`, runId, { ttlMs });
+    if (r.acquired || !r.owner || !isGcOwner(r.owner, agent)) return r;
+    if (Date.now() >= deadline)
+      throw new WorkError(
+        `agent ${agent}: a store gc (${who(r.owner)}) still holds the agent's lease; start the run again once it has ended`,
+      );
+    await sleep(opts.pollMs ?? POLL_MS);
+  }
 }
 
 /** The live holder of the agent's run lease (owner.holder is its run id), or null. */
 export function peekRunLease(store: ObjectStore, agent: string): Promise<LockOwner | null> {
   return peekLease(store, runLeaseKey(agent));
+}
+
+/**
+ * Runs fn holding the agent's lease as its store gc, so that no run of the agent and no other gc
+ * work on its objects meanwhile, on any host sharing the store. Another gc is waited for; a run
+ * is not (it runs gc itself when it ends): that fails at once, naming the run. fn gets a signal
+ * that aborts if the lease is lost.
+ */
+export async function withGcLease<T>(
+  store: ObjectStore,
+  agent: string,
+  ttlMs: number,
+  fn: (lost: AbortSignal) => Promise<T>,
+  opts: { waitMs?: number; pollMs?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + (opts.waitMs ?? GC_WAITS_FOR_GC_MS);
+  for (;;) {
+    const r = await tryLease(store, runLeaseKey(agent), gcPurpose(agent), null, { ttlMs });
+    if (r.acquired) {
+      try {
+        return await fn(r.lost);
+      } finally {
+        await r.release();
+      }
+    }
+    if (r.owner && !isGcOwner(r.owner, agent))
+      throw new WorkError(
+        `agent ${agent}: run ${r.owner.holder ?? "?"} holds the agent's lease (${who(r.owner)}); it runs gc when it ends, or try again after it`,
+      );
+    if (Date.now() >= deadline)
+      throw new WorkError(
+        `agent ${agent}: timed out waiting for another store gc${r.owner ? ` (${who(r.owner)})` : ""}`,
+      );
+    await sleep(opts.pollMs ?? POLL_MS);
+  }
 }

@@ -13,6 +13,8 @@ export interface ApplyOptions {
   actor: string;
   /** Called after each deleted object (tests use it to stop at chosen points). */
   onDeleted?: (key: string, bytes: number) => void;
+  /** Aborts between deletes (the agent's lease was lost); the next gc finishes from the journal. */
+  signal?: AbortSignal;
 }
 
 export interface Applied {
@@ -41,6 +43,7 @@ export async function applyPlan(
   for (const item of plan.items) {
     for (const key of item.keys) {
       // A missing key is fine: it went in an earlier, interrupted gc.
+      opts.signal?.throwIfAborted();
       const info = await store.stat(key);
       if (!info) continue;
       await store.delete(key);

@@ -1,13 +1,16 @@
-// Store gc for one agent: plan under the agent's gc lock, apply (unless a dry run), record the
-// outcome in runs/<agent>/gc.json, and publish the store's size. Also run after every run, where
-// a failure is logged and counted but never fails the run.
+// Store gc for one agent: plan and apply (unless a dry run) under the agent's lease in the store,
+// the one its runs take, so no run of the agent and no other gc touch its objects meanwhile on any
+// host; record the outcome in runs/<agent>/gc.json, and publish the store's size. Also run at the
+// end of every run, under that run's lease, where a failure is logged and counted but never fails
+// the run.
 import type { Config } from "../../config/index.js";
 import { log } from "../../log.js";
 import { gcDeletedBytes, gcFailures, storeBytes } from "../../metrics.js";
 import type { ObjectStore } from "../../store/index.js";
-import { lockPath, withLock } from "../common/lock.js";
+import { peekRunLease, withGcLease } from "../common/lease.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { durationMs } from "../incidents.js";
+import { parseMs } from "../run.js";
 import { applyPlan } from "./apply.js";
 import { AGENT_PREFIXES, listAgentObjects, readGcState, readPlanInput, writeGcState } from "./inventory.js";
 import { type Kept, type PlanItem, planGc } from "./plan.js";
@@ -22,6 +25,8 @@ export interface GcOptions {
   now?: Date;
   /** Who runs it, for the registry's pruned entries: "cli:<user>", "run:<id>". */
   actor: string;
+  /** The run that calls gc at its end, holding the agent's lease; without it gc takes the lease. */
+  runId?: string;
   onDeleted?: (key: string, bytes: number) => void;
 }
 
@@ -42,7 +47,7 @@ export async function runGc(opts: GcOptions): Promise<GcResult> {
   const { store, registry, config, agent } = opts;
   const now = opts.now ?? new Date();
   const started = performance.now();
-  const work = async (): Promise<GcResult> => {
+  const work = async (signal?: AbortSignal): Promise<GcResult> => {
     const state = await readGcState(store, agent);
     const input = await readPlanInput(store, registry, agent, state.pending);
     const plan = planGc(input, {
@@ -52,7 +57,11 @@ export async function runGc(opts: GcOptions): Promise<GcResult> {
     });
     let applied = { deleted_bytes: 0, deleted_objects: 0 };
     if (!opts.dryRun) {
-      applied = await applyPlan(store, registry, plan, { actor: opts.actor, onDeleted: opts.onDeleted });
+      applied = await applyPlan(store, registry, plan, {
+        actor: opts.actor,
+        onDeleted: opts.onDeleted,
+        signal,
+      });
       gcDeletedBytes.inc({ agent }, applied.deleted_bytes);
       await recordLast(store, agent, now, null, applied, plan.items.length);
       publishUsage(summarizeUsage(await listAgentObjects(store, agent)), [agent]);
@@ -70,9 +79,12 @@ export async function runGc(opts: GcOptions): Promise<GcResult> {
     };
   };
   if (opts.dryRun) return work();
-  return withLock(lockPath(config.data_dir, `gc-${agent}`), `store gc ${agent}`, work, {
-    timeoutMs: 10 * 60_000,
-  });
+  if (opts.runId) {
+    if ((await peekRunLease(store, agent))?.holder !== opts.runId)
+      throw new Error(`store gc ${agent}: run ${opts.runId} no longer holds the agent's lease`);
+    return work();
+  }
+  return withGcLease(store, agent, parseMs(config.runs.lease), work);
 }
 
 async function recordLast(

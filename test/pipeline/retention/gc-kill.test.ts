@@ -30,10 +30,17 @@ function gcChild(dir: string): { proc: ChildProcess; exit: Promise<number | null
 
 /** Every file under the store, relative, sorted. */
 function files(root: string): string[] {
-  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import("node:fs").Dirent[])
-    .filter((d) => d.isFile())
-    .map((d) => join(d.parentPath, d.name).slice(root.length + 1))
-    .sort();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (readdirSync(root, { recursive: true, withFileTypes: true }) as import("node:fs").Dirent[])
+        .filter((d) => d.isFile())
+        .map((d) => join(d.parentPath, d.name).slice(root.length + 1))
+        .sort();
+    } catch (err) {
+      // A directory the running gc emptied went while it was walked: look again.
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 20) throw err;
+    }
+  }
 }
 
 function setUp(template: string): string {
@@ -105,7 +112,10 @@ describe("store gc killed with SIGKILL", () => {
 
       const again = gcChild(dir);
       expect(await again.exit, again.err()).toBe(0);
-      expect(files(root).filter((f) => !f.endsWith("gc.json"))).toEqual(expected);
+      expect(
+        files(root).filter((f) => !f.endsWith("gc.json")),
+        `after a kill at ${killedAfter.at(-1)}`,
+      ).toEqual(expected);
     }
     // The kills landed at different points of the delete.
     expect(new Set(killedAfter).size).toBeGreaterThan(2);
