@@ -21,7 +21,8 @@ import { childLogger } from "../log.js";
 import { runLastSuccess, runStageDuration, runsTotal } from "../metrics.js";
 import type { ObjectStore } from "../store/index.js";
 import { timeId } from "./common/ids.js";
-import { peekRunLease, runLeaseKey, tryRunLease } from "./common/lease.js";
+import { currentOwner } from "./common/lock.js";
+import { type LeaseResult, peekRunLease, runLeaseKey, tryRunLease } from "./common/lease.js";
 import {
   backoffMs,
   CancelledError,
@@ -125,7 +126,8 @@ export class Pipeline {
     const agent = this.checkAgent(opts.agent);
     const requested = normaliseStages(opts.stages);
     const runId = opts.resume ?? timeId("r", this.now());
-    const lock = await tryRunLease(this.store, agent, runId, parseMs(this.config.runs.lease));
+    const workerOf = opts.resume && opts.stages?.length ? await this.workerLease(agent, runId) : null;
+    const lock = workerOf ?? (await tryRunLease(this.store, agent, runId, parseMs(this.config.runs.lease)));
     if (!lock.acquired) {
       const holder = lock.owner?.holder;
       if (!holder)
@@ -169,6 +171,36 @@ export class Pipeline {
     });
     this.active.set(runId, { agent, controller, done, listeners });
     return { runId, agent, started: true, done };
+  }
+
+  /**
+   * A worker (a Job running some stages of a run) never takes the agent's lease: the server that
+   * orchestrates the run holds it, or will when it comes back and re-attaches to the Job. The
+   * worker stops if another run takes the lease (its own run was superseded).
+   */
+  private async workerLease(agent: string, runId: string): Promise<LeaseResult> {
+    const owner = await peekRunLease(this.store, agent);
+    if (owner && owner.holder !== runId)
+      throw new WorkError(
+        `run ${owner.holder} of agent ${agent} holds the agent's lease; run ${runId} is not running`,
+      );
+    const lost = new AbortController();
+    const watch = setInterval(() => {
+      peekRunLease(this.store, agent).then(
+        (o) => {
+          if (o && o.holder !== runId)
+            lost.abort(new SuspendSignal(`run ${o.holder} took the agent's lease`));
+        },
+        () => undefined, // a store hiccup is not a lost lease; the next look decides
+      );
+    }, parseMs(this.config.runs.lease) / 3);
+    watch.unref();
+    return {
+      acquired: true,
+      owner: owner ?? currentOwner(`worker of run ${runId}`, runId),
+      lost: lost.signal,
+      release: async () => clearInterval(watch),
+    };
   }
 
   /** A run's record. Without an agent, every configured agent is searched. */

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { progressPrinter } from "../../../src/cli/run.js";
 import { parseConfig } from "../../../src/config/index.js";
 import type { Config } from "../../../src/config/schema.js";
+import { runLeaseKey } from "../../../src/pipeline/common/lease.js";
 import { Pipeline, type RunEvent, type StageFn, type StageFns } from "../../../src/pipeline/run.js";
 import { kubernetesTrainStage, runnerStages } from "../../../src/pipeline/runner/train-stage.js";
 import { FsStore } from "../../../src/store/index.js";
@@ -230,7 +231,13 @@ describe("the Kubernetes train stage in a pipeline", () => {
       return new Promise(() => {});
     };
     const first = new Pipeline({ config: c, store, stages: stages(dies) });
-    return (await first.startRun({ agent: AGENT, stages: ["train"] })).runId;
+    const runId = (await first.startRun({ agent: AGENT, stages: ["train"] })).runId;
+    // Its node is gone: the run's lease in the store runs out (the process here can no longer renew
+    // it, its ETag having changed), as a dead server's does.
+    const key = runLeaseKey(AGENT);
+    const lease = JSON.parse((await store.get(key)).toString("utf8"));
+    await store.put(key, `${JSON.stringify({ ...lease, nonce: "expired", expires_at: 0 })}\n`);
+    return runId;
   }
 
   it("a restarted server resumes the run and re-attaches to the running Job", async () => {
@@ -242,7 +249,7 @@ describe("the Kubernetes train stage in a pipeline", () => {
       await gate;
       return { steps: 80, resumed: true };
     });
-    // The new server (its own data_dir: the old one's lock is on a dead node) resumes the run.
+    // The new server (its own data_dir, on another node) resumes the run.
     const second = new Pipeline({
       config: config(join(dir, "server2"), "kubernetes"),
       store,
