@@ -13,6 +13,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   collect: () => import("./collect.js"),
   run: () => import("./run.js"),
   server: () => import("./server.js"),
+  scan: () => import("./scan.js"),
 };
 
 async function main(argv: string[]): Promise<number> {
