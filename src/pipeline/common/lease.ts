@@ -6,14 +6,15 @@
 // after another host took over finds its ETag gone and stops. A taker replaces a free lease (expired,
 // released, or left by a dead process on its own host) with If-Match on that lease's ETag, so of
 // two takers exactly one wins. Expiry compares wall clocks across hosts: keep them in step (NTP)
-// to well within the lease duration.
+// to well within the lease duration. A cancel request travels through the store too: a marker
+// beside the lease (locks/<agent>/cancel/<run>.json) that the holder looks for while it holds it.
 import { randomBytes } from "node:crypto";
 import * as z from "zod";
 import { WorkError } from "../../errors.js";
 import { log } from "../../log.js";
 import type { ObjectStore } from "../../store/index.js";
 import { currentOwner, isStale, LockOwner, type LockResult } from "./lock.js";
-import { SuspendSignal } from "./retry.js";
+import { CancelledError, SuspendSignal } from "./retry.js";
 
 export const LeaseBody = z
   .object({
@@ -35,6 +36,11 @@ export type LeaseResult =
        * the lease now) when the lease is lost: taken over after a stall, or not renewed in time.
        */
       lost: AbortSignal;
+      /**
+       * Aborts (with a CancelledError) when the cancel marker (LeaseOptions.cancelKey) appears;
+       * the lease is still held and renewed while the work winds down.
+       */
+      cancelled: AbortSignal;
     })
   | Extract<LockResult, { acquired: false }>;
 
@@ -43,6 +49,10 @@ export interface LeaseOptions {
   ttlMs: number;
   /** How often the holder renews it; a third of ttlMs by default. */
   renewMs?: number;
+  /** A key whose appearance asks the holder to stop (a cancel from any host). */
+  cancelKey?: string;
+  /** How often the holder looks for it; renewMs by default. */
+  cancelPollMs?: number;
 }
 
 function parse(body: Buffer): LeaseBody | null {
@@ -158,15 +168,40 @@ function held(
     opts.renewMs ?? Math.max(10, Math.floor(opts.ttlMs / 3)),
   );
   timer.unref();
-  lost.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+  const cancelled = new AbortController();
+  let looking = false;
+  const cancelPoll = opts.cancelKey
+    ? setInterval(
+        async () => {
+          if (looking || cancelled.signal.aborted || !opts.cancelKey) return;
+          looking = true;
+          try {
+            if (await store.exists(opts.cancelKey))
+              cancelled.abort(new CancelledError("cancelled on request"));
+          } catch {
+            // The store is unreachable: look again at the next tick.
+          } finally {
+            looking = false;
+          }
+        },
+        opts.cancelPollMs ?? opts.renewMs ?? Math.max(10, Math.floor(opts.ttlMs / 3)),
+      )
+    : null;
+  cancelPoll?.unref();
+  const stop = () => {
+    clearInterval(timer);
+    if (cancelPoll) clearInterval(cancelPoll);
+  };
+  lost.signal.addEventListener("abort", stop, { once: true });
   let released: Promise<void> | null = null;
   return {
     acquired: true,
     owner: first.owner,
     lost: lost.signal,
+    cancelled: cancelled.signal,
     release: () => {
       released ??= (async () => {
-        clearInterval(timer);
+        stop();
         await write({
           ...body,
           nonce: randomBytes(8).toString("hex"),
@@ -215,11 +250,15 @@ export async function tryRunLease(
   agent: string,
   runId: string,
   ttlMs: number,
-  opts: { gcWaitMs?: number; pollMs?: number } = {},
+  opts: { gcWaitMs?: number; pollMs?: number; cancelPollMs?: number } = {},
 ): Promise<LeaseResult> {
   const deadline = Date.now() + (opts.gcWaitMs ?? RUN_WAITS_FOR_GC_MS);
   for (;;) {
-    const r = await tryLease(store, runLeaseKey(agent), `run ${agent}`, runId, { ttlMs });
+    const r = await tryLease(store, runLeaseKey(agent), `run ${agent}`, runId, {
+      ttlMs,
+      cancelKey: cancelKey(agent, runId),
+      cancelPollMs: opts.cancelPollMs,
+    });
     if (r.acquired || !r.owner || !isGcOwner(r.owner, agent)) return r;
     if (Date.now() >= deadline)
       throw new WorkError(
@@ -227,6 +266,32 @@ export async function tryRunLease(
       );
     await sleep(opts.pollMs ?? POLL_MS);
   }
+}
+
+/** The marker that asks run runId of the agent to stop, on whichever host holds its lease. */
+export function cancelKey(agent: string, runId: string): string {
+  return `locks/${agent}/cancel/${runId}.json`;
+}
+
+/** Asks a run to stop at its next step boundary: its lease holder sees the marker within cancelPollMs. */
+export async function requestCancel(
+  store: ObjectStore,
+  agent: string,
+  runId: string,
+  at: Date,
+): Promise<void> {
+  await store.put(
+    cancelKey(agent, runId),
+    `${JSON.stringify({ run_id: runId, requested_at: at.toISOString() })}\n`,
+    {
+      contentType: "application/json",
+    },
+  );
+}
+
+/** Removes a run's cancel marker (when the run ends). */
+export async function clearCancel(store: ObjectStore, agent: string, runId: string): Promise<void> {
+  await store.delete(cancelKey(agent, runId));
 }
 
 /** The live holder of the agent's run lease (owner.holder is its run id), or null. */
