@@ -3,7 +3,8 @@
 // cannot stall the server side of its sockets. The module is transpiled with typescript (no type
 // check; it imports only node builtins) into a temporary directory. Prints {"port": n} once it
 // listens; then answers each "inspect" line on stdin with one JSON line: every object's bucket,
-// key, size, parts and ETag (no bodies) and the number of unfinished multipart uploads. Exits
+// key, size, parts and ETag (no bodies), the number of unfinished multipart uploads, and every
+// request served so far (op, key, status, part number, bytes). Exits
 // when stdin closes.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -33,7 +34,7 @@ createInterface({ input: process.stdin })
     for (const [bucket, items] of s3.buckets)
       for (const [key, o] of items)
         objects.push({ bucket, key, size: o.body.length, parts: o.parts, etag: o.etag });
-    process.stdout.write(`${JSON.stringify({ objects, uploads: s3.uploads.size })}\n`);
+    process.stdout.write(`${JSON.stringify({ objects, uploads: s3.uploads.size, calls: s3.calls })}\n`);
   })
   .on("close", () => {
     void s3.close().then(() => process.exit(0));

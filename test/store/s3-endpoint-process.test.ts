@@ -32,5 +32,11 @@ describe("the S3 endpoint in a child process", () => {
       ["a/one.txt", 3, 0],
       ["a/big.bin", 6 * 1024 * 1024, 2],
     ]);
+    expect(held.calls.filter((c) => c.key === "a/big.bin").map((c) => `${c.op} ${c.status}`)).toEqual([
+      "CreateMultipartUpload 200",
+      "UploadPart 200",
+      "UploadPart 200",
+      "CompleteMultipartUpload 200",
+    ]);
   });
 });

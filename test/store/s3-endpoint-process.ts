@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
+import type { S3Call } from "./s3-endpoint.js";
 
 export interface S3ProcessObject {
   bucket: string;
@@ -15,7 +16,7 @@ export interface S3ProcessObject {
 export interface S3Process {
   port: number;
   /** What the endpoint holds now. */
-  inspect(): Promise<{ objects: S3ProcessObject[]; uploads: number }>;
+  inspect(): Promise<{ objects: S3ProcessObject[]; uploads: number; calls: S3Call[] }>;
   close(): Promise<void>;
 }
 
