@@ -2,14 +2,15 @@
 // sharing only the store (the project's S3 endpoint, which honours If-None-Match / If-Match, or
 // one fs store directory). They start their runs at the same instant, 20 times; exactly one
 // starts and the other learns its run id. Four registrations at once all land in the index. A
-// holder killed with SIGKILL is taken over by another host once its lease has expired.
+// holder killed with SIGKILL is taken over by another host once its lease has expired. A cancel
+// asked on one host stops the run on another (a marker in the store beside the lease).
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LeaseBody, runLeaseKey, tryLease } from "../../src/pipeline/common/lease.js";
+import { cancelKey, LeaseBody, runLeaseKey, tryLease } from "../../src/pipeline/common/lease.js";
 import { SuspendSignal } from "../../src/pipeline/common/retry.js";
 import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
 import { FsStore, MinioStore, type ObjectStore } from "../../src/store/index.js";
@@ -211,6 +212,35 @@ describe("one run per agent across hosts", () => {
     expect(await taker.next()).toEqual({ status: "succeeded" });
     expect(await taker.exited).toBe(0);
   }, 60_000);
+
+  for (const sh of shared) {
+    it(`on ${sh.name}: a cancel asked on one host stops the run on another`, async () => {
+      const round = 300;
+      const [holder, canceller] = await ready([
+        { ...sh.spec(round), host: "host-a", data_dir: tmp("trm-lease-data-"), action: "hold" },
+        { ...sh.spec(round), host: "host-b", data_dir: tmp("trm-lease-data-"), action: "cancel" },
+      ]);
+      go([holder]);
+      const started = await holder.next();
+      expect(started.started).toBe(true);
+      const store = sh.store(round);
+      canceller.proc.stdin.write(`cancel ${started.runId}\n`);
+      const asked = await canceller.next();
+      expect(asked.cancelled).toBe(true);
+      const ended = await holder.next();
+      expect(ended.status).toBe("cancelled");
+      // Seen at the holder's next look (every 50 ms here), not at a lease renewal or expiry.
+      expect((ended.at as number) - (asked.at as number)).toBeLessThan(1500);
+      const record = JSON.parse((await store.get(`runs/alpha/${started.runId}/run.json`)).toString());
+      expect(record.status).toBe("cancelled");
+      // The marker went with the run, and the lease was released.
+      expect(await store.exists(cancelKey("alpha", started.runId as string))).toBe(false);
+      expect(LeaseBody.parse(JSON.parse((await store.get(runLeaseKey("alpha"))).toString())).released).toBe(
+        true,
+      );
+      expect(await Promise.all([holder.exited, canceller.exited])).toEqual([0, 0]);
+    }, 60_000);
+  }
 
   it("a holder that renews late keeps its lease when nobody took it, and loses it (stops) when someone did", async () => {
     const store = new FsStore(tmp("trm-lease-late-"));

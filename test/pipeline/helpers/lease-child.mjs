@@ -2,7 +2,9 @@
 // and host name that shares only the store with the others. It prints {"ready":true}, waits for
 // a line on stdin (so several start at the same instant), does its action and prints the result
 // as one JSON line. "run" repeats: each line "go N" starts a run of agent aN at once, until
-// "exit". It runs the built code (dist/), from the repository root.
+// "exit". "hold" runs agent alpha until it is cancelled (or killed) and prints its end; "cancel"
+// reads "cancel <run id>" and asks for that run's cancel. It runs the built code (dist/), from
+// the repository root.
 import { syncBuiltinESMExports } from "node:module";
 import os from "node:os";
 import { resolve } from "node:path";
@@ -35,8 +37,12 @@ const pipeline = new Pipeline({
   config,
   store,
   stages: {
-    collect: async () => {
-      if (spec.action === "hold") await new Promise(() => setInterval(() => {}, 1000));
+    collect: async (ctx) => {
+      if (spec.action === "hold") {
+        // Works until asked to stop, checking at every step boundary.
+        while (!ctx.signal.aborted) await sleep(20);
+        throw new Error("stopped");
+      }
       await sleep(spec.hold_ms ?? 0);
       return { records: 1 };
     },
@@ -65,7 +71,8 @@ if (spec.action === "run") {
   await line();
   const r = await pipeline.startRun({ agent: "alpha", stages: ["collect"] });
   say({ started: r.started, runId: r.runId, host: spec.host });
-  await r.done;
+  const rec = await r.done;
+  say({ status: rec.status, at: Date.now() });
 } else if (spec.action === "resume") {
   await line();
   // Start-up of a second host: resume the interrupted run as soon as its lease lets it.
@@ -78,6 +85,9 @@ if (spec.action === "run") {
     }
     await sleep(50);
   }
+} else if (spec.action === "cancel") {
+  const runId = (await line()).split(" ")[1];
+  say({ cancelled: await pipeline.cancel(runId, "alpha"), at: Date.now() });
 } else if (spec.action === "register") {
   await line();
   const registry = new ModelRegistry(store, { dataDir: spec.data_dir });
