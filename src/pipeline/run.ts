@@ -8,21 +8,25 @@
 // - The run record (runs/<agent>/<run-id>/run.json) is rewritten atomically on every change.
 // - Resume: a run that was interrupted (its process died) continues from its first unfinished
 //   stage; the train stage continues from its last checkpoint.
-// - Cancel: an AbortSignal (or `cancel(runId)`, also from another process) stops the run at the
+// - Cancel: an AbortSignal (or `cancel(runId)`, also from another host) stops the run at the
 //   next step boundary and marks it cancelled.
 // - Retries: a stage that fails for a transient reason is retried with exponential backoff;
 //   every attempt is kept in the record.
-import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { agentName, type Config } from "../config/index.js";
 import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { runLastSuccess, runStageDuration, runsTotal } from "../metrics.js";
 import type { ObjectStore } from "../store/index.js";
 import { timeId } from "./common/ids.js";
+import {
+  clearCancel,
+  type LeaseResult,
+  peekRunLease,
+  requestCancel,
+  runLeaseKey,
+  tryRunLease,
+} from "./common/lease.js";
 import { currentOwner } from "./common/lock.js";
-import { type LeaseResult, peekRunLease, runLeaseKey, tryRunLease } from "./common/lease.js";
 import {
   backoffMs,
   CancelledError,
@@ -163,10 +167,16 @@ export class Pipeline {
     const controller = new AbortController();
     const listeners = new Set<(e: RunEvent) => void>();
     if (opts.onEvent) listeners.add(opts.onEvent);
-    const signal = AbortSignal.any([controller.signal, lock.lost, ...(opts.signal ? [opts.signal] : [])]);
+    const signal = AbortSignal.any([
+      controller.signal,
+      lock.lost,
+      lock.cancelled,
+      ...(opts.signal ? [opts.signal] : []),
+    ]);
     const done = this.execute(record, signal, listeners, worker).finally(async () => {
       this.active.delete(runId);
-      await rm(this.cancelFile(runId), { force: true });
+      // A worker leaves the marker to its parent, which holds the lease and answers it.
+      if (!workerOf) await clearCancel(this.store, agent, runId).catch(() => undefined);
       await lock.release();
     });
     this.active.set(runId, { agent, controller, done, listeners });
@@ -199,6 +209,7 @@ export class Pipeline {
       acquired: true,
       owner: owner ?? currentOwner(`worker of run ${runId}`, runId),
       lost: lost.signal,
+      cancelled: new AbortController().signal,
       release: async () => clearInterval(watch),
     };
   }
@@ -212,7 +223,9 @@ export class Pipeline {
     const ttl = parseMs(this.config.runs.lease);
     const deadline = Date.now() + 2 * ttl;
     for (;;) {
-      const lock = await tryRunLease(this.store, agent, runId, ttl);
+      const lock = await tryRunLease(this.store, agent, runId, ttl, {
+        cancelPollMs: this.opts.cancelPollMs ?? 1000,
+      });
       const holder = lock.acquired ? null : lock.owner?.holder;
       if (!holder || Date.now() >= deadline) return lock;
       const held = await readRun(this.store, agent, holder).catch(() => null);
@@ -259,8 +272,8 @@ export class Pipeline {
 
   /**
    * Asks a running run to stop at its next step boundary. In this process it aborts at once;
-   * a run in another process sees the request within a second or so. Returns false when the
-   * run is not running.
+   * a run in another process, on any host, sees the request (a marker in the store beside its
+   * lease) within a second or so. Returns false when the run is not running.
    */
   async cancel(runId: string, agent?: string): Promise<boolean> {
     const a = this.active.get(runId);
@@ -270,8 +283,7 @@ export class Pipeline {
     }
     const record = await this.getRun(runId, agent);
     if (isTerminal(record.status)) return false;
-    await mkdir(join(this.config.data_dir, "cancel"), { recursive: true });
-    await writeFile(this.cancelFile(runId), `${this.now().toISOString()}\n`);
+    await requestCancel(this.store, record.agent, runId, this.now());
     return true;
   }
 
@@ -359,10 +371,6 @@ export class Pipeline {
     return agent;
   }
 
-  private cancelFile(runId: string): string {
-    return join(this.config.data_dir, "cancel", `${runId}`);
-  }
-
   /** Runs the pending stages in order; always settles with the final record (never rejects). */
   private async execute(
     record: RunRecord,
@@ -381,12 +389,6 @@ export class Pipeline {
       }
     };
     const writer = new RecordWriter(this.store, record, () => this.now(), worker);
-    const poll = setInterval(() => {
-      if (existsSync(this.cancelFile(record.id)) && !signal.aborted) {
-        this.active.get(record.id)?.controller.abort(new CancelledError("cancelled on request"));
-      }
-    }, this.opts.cancelPollMs ?? 1000);
-    poll.unref();
     emit({
       type: "run",
       runId: record.id,
@@ -418,8 +420,6 @@ export class Pipeline {
       }
       if (record.status === "cancelled")
         for (const s of record.stages) if (s.status === "pending") s.status = "cancelled";
-    } finally {
-      clearInterval(poll);
     }
     const suspended = record.status === "running";
     if (!suspended) record.ended_at = this.now().toISOString();
