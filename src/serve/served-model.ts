@@ -6,21 +6,13 @@ import type { ModelRegistry, VersionManifest } from "../pipeline/deploy/registry
 import type { Encoded } from "../pipeline/tasks/types.js";
 import { Vocab } from "../pipeline/tasks/vocab.js";
 import { Batcher } from "./batcher.js";
-import type { InferenceWorker } from "./worker.js";
+import type { InferenceWorker, SampleOutput } from "./worker.js";
+
+export type { SampleOutput };
 
 /** Artifact names of a model version that serving reads. */
 export const WEIGHTS_ARTIFACT = "model.safetensors";
 export const VOCAB_ARTIFACT = "vocab.json";
-
-/** What inference gives back for one sample. */
-export interface SampleOutput {
-  /** Probabilities [seq_len * vocab.size] under the model's loss normalisation (stablemax or softmax). */
-  probs: Float32Array;
-  /** Supervision steps used (1..N_sup): the sample stopped when q_halt > 0. */
-  steps: number;
-  /** sigmoid(q_halt): the model's own belief that its whole answer is right. */
-  haltConfidence: number;
-}
 
 export interface BatchingOptions {
   maxBatchSize: number;

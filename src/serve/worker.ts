@@ -6,7 +6,16 @@ import { Worker } from "node:worker_threads";
 import { log } from "../log.js";
 import type { TRMConfig } from "../model/config.js";
 import { builtEntry } from "../util/entry.js";
-import type { SampleOutput } from "./served-model.js";
+
+/** What inference gives back for one sample. */
+export interface SampleOutput {
+  /** Probabilities [seq_len * vocab.size] under the model's loss normalisation (stablemax or softmax). */
+  probs: Float32Array;
+  /** Supervision steps used (1..N_sup): the sample stopped when q_halt > 0. */
+  steps: number;
+  /** sigmoid(q_halt): the model's own belief that its whole answer is right. */
+  haltConfidence: number;
+}
 
 export type ToInferenceWorker =
   | { type: "init"; req: number; backend: string }
