@@ -112,8 +112,10 @@ describe("store gc killed with SIGKILL", () => {
 
       const again = gcChild(dir);
       expect(await again.exit, again.err()).toBe(0);
+      // A write killed midway (the lease's, the journal's) may leave its temporary file: no object
+      // (list() skips it), so it is left out here too.
       expect(
-        files(root).filter((f) => !f.endsWith("gc.json")),
+        files(root).filter((f) => !f.endsWith("gc.json") && !f.includes(".tmp-")),
         `after a kill at ${killedAfter.at(-1)}`,
       ).toEqual(expected);
     }
