@@ -3,7 +3,8 @@
 //   datasets/<agent>/<dataset-id>/...
 //   runs/<agent>/<run-id>/...
 //   models/<agent>/<version>/...   models/<agent>/registry.json
-//   locks/<agent>/run.json (the run lease)
+//   locks/<agent>/run.json (the agent's lease: a run's, or store gc's)
+//   locks/<agent>/cancel/<run-id>.json (a cancel request for the lease holder)
 // Keys are "/"-separated relative paths. Every put is atomic: readers see the whole object or none.
 
 export interface PutOptions {
