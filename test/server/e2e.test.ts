@@ -123,11 +123,13 @@ describe("end to end over HTTP, with the simulated homelab", () => {
     const started = (await call(sre, "training_start", {})).structuredContent as any;
     expect(started.started).toBe(true);
     firstJob = started.job.job_id;
-    // Follow it into the train stage, past its first checkpoint.
+    // Follow it into the train stage, past its first checkpoint, to a training step's progress
+    // (a validation or checkpoint progress in between carries no loss).
     let v: any;
     for (;;) {
       v = (await call(sre, "job_status", { job_id: firstJob, wait_s: 2 })).structuredContent;
-      if (v.status !== "running" || (v.stage === "train" && v.step >= 15)) break;
+      if (v.status !== "running" || (v.stage === "train" && v.step >= 15 && v.metrics.loss !== undefined))
+        break;
     }
     expect(v.status).toBe("running");
     expect(v.total_steps).toBe(160);
