@@ -111,3 +111,10 @@ export const gcFailures = new Counter({
   labelNames: ["agent"] as const,
   registers: [registry],
 });
+
+export const anomalyScore = new Gauge({
+  name: "trm_forge_anomaly_score",
+  help: "Score of the top finding per service in the agent's newest anomaly scan (0: no finding there now)",
+  labelNames: ["agent", "service"] as const,
+  registers: [registry],
+});

@@ -737,6 +737,8 @@ export const ScanSchema = z
     max_records: z.number().int().min(1).max(10_000_000).default(200_000),
     /** Findings returned when the caller names no top_k. */
     top_k: z.number().int().min(1).max(100).default(10),
+    /** Scan each agent after its daily scheduled collect (the trm_forge_anomaly_score gauge follows). */
+    schedule: z.boolean().default(false),
   })
   .strict();
 export type ScanSection = z.infer<typeof ScanSchema>;

@@ -7,6 +7,10 @@
 // job's last due time is compared with the one recorded in runs/<agent>/schedule.json; a job
 // that was missed runs once, with the reason recorded. A missed collection can only fetch what
 // the sources still hold: the reason says what fell out of their retention.
+//
+// With scan.schedule, a collection that succeeded is followed by an anomaly scan of the agent
+// (the server passes the scan in: it needs the served champion). A scan failure is logged only:
+// the collection's result stands.
 import { Cron } from "croner";
 import * as z from "zod";
 import type { Config } from "../config/index.js";
@@ -136,6 +140,8 @@ export interface SchedulerOptions {
   /** Default: the pipeline's store. */
   store?: ObjectStore;
   now?: () => Date;
+  /** Scans the agent's window ending at `end` and stores the result (scan.schedule). */
+  scan?: (agent: string, end: Date) => Promise<void>;
 }
 
 export class Scheduler {
@@ -302,6 +308,7 @@ export class Scheduler {
           started.runId,
           started.started ? r.status : `skipped: ${r.id} was running`,
         );
+        if (j.job === "collect" && started.started && r.status === "succeeded") await this.scanAfter(j);
       } catch (err) {
         gotId(null);
         this.log.error({ err, job: j.name }, "scheduled run could not start");
@@ -323,6 +330,18 @@ export class Scheduler {
     } else done = go();
     this.track(done);
     return { runId, done };
+  }
+
+  private async scanAfter(j: PlannedJob): Promise<void> {
+    if (!this.config.scan.schedule || !this.opts.scan) return;
+    try {
+      await this.opts.scan(j.agent, this.now());
+    } catch (err) {
+      this.log.warn(
+        { err, job: j.name, agent: j.agent },
+        "scheduled anomaly scan failed; the collection stands",
+      );
+    }
   }
 
   private track(p: Promise<unknown>): void {

@@ -1,6 +1,7 @@
 // The gauges that describe the store, computed from the store when a process starts (events in
 // this process update them later): last success per agent, gate results and validation scores of
-// the registered versions, the alias targets, the newest dataset's size, and the store's bytes.
+// the registered versions, the alias targets, the newest dataset's size, the newest anomaly scan's
+// scores, and the store's bytes.
 // So a restart does not empty them, and an alert on "no successful run in 35 days" keeps working.
 import { log } from "../log.js";
 import { datasetExamples, gateResult, runLastSuccess, servedModelInfo, validationScore } from "../metrics.js";
@@ -9,6 +10,7 @@ import { latestDatasetId, listDatasets } from "./dataset/reader.js";
 import { ALIASES, type ModelRegistry, prunedEntry } from "./deploy/registry.js";
 import { listRunIds, readRun } from "./record.js";
 import { publishUsage, storeUsage } from "./retention/gc.js";
+import { publishScanGauge, readLatestScan } from "./scan/index.js";
 
 export async function restoreStoreGauges(
   store: ObjectStore,
@@ -54,4 +56,6 @@ async function restoreAgent(store: ObjectStore, registry: ModelRegistry, agent: 
     datasetExamples.set({ agent, task, split: "train" }, n.train);
     datasetExamples.set({ agent, task, split: "val" }, n.val);
   }
+  const scan = await readLatestScan(store, agent);
+  if (scan) publishScanGauge(scan);
 }

@@ -7,9 +7,11 @@ import type { DeployHook } from "../pipeline/deploy/stage.js";
 import type { StageFns } from "../pipeline/run.js";
 import { parseMs } from "../pipeline/run.js";
 import { processTrainStage } from "../pipeline/runner/process.js";
+import { saveScan } from "../pipeline/scan/index.js";
 import { type CatchUp, Scheduler } from "../pipeline/schedule.js";
 import { restoreStoreGauges } from "../pipeline/store-gauges.js";
 import { ModelServer } from "../serve/index.js";
+import { scanChampion } from "../serve/scan.js";
 import { type ObjectStore, openStore } from "../store/index.js";
 import { TokenVerifier } from "./auth.js";
 import { JobManager } from "./jobs.js";
@@ -78,8 +80,25 @@ export class ServerContext {
             pipeline: this.jobs.pipeline,
             store: this.store,
             now: opts.now,
+            scan: (agent, end) => this.scanAndSave(agent, end),
           })
         : null;
+  }
+
+  /** A scheduled scan: the default window up to `end`, stored as the agent's newest. */
+  private async scanAndSave(agent: string, end: Date): Promise<void> {
+    const { result } = await scanChampion(this.models, {
+      config: this.config,
+      store: this.store,
+      registry: this.registry,
+      agent,
+      end: end.getTime(),
+    });
+    await saveScan(this.store, result);
+    log.info(
+      { agent, findings: result.findings.length, top: result.findings[0]?.service ?? null },
+      "scheduled anomaly scan stored",
+    );
   }
 
   get registry(): ModelRegistry {

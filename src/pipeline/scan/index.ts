@@ -3,6 +3,7 @@
 // findings by service and time (findings.ts) and stores the newest scan per agent.
 import type { Config } from "../../config/schema.js";
 import { UsageError } from "../../errors.js";
+import { anomalyScore } from "../../metrics.js";
 import type { ObjectStore } from "../../store/index.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { parseMs } from "../run.js";
@@ -147,11 +148,29 @@ export async function scanAgent(o: ScanOptions): Promise<ScanOutput> {
   return { result, ...(o.keepRecords ? { records } : {}) };
 }
 
-/** Stores a scan as the agent's newest (one atomic put). */
+/** Stores a scan as the agent's newest (one atomic put), and the anomaly gauge follows it. */
 export async function saveScan(store: ObjectStore, result: ScanResult): Promise<void> {
   await store.put(scanKey(result.agent), `${JSON.stringify(result, null, 2)}\n`, {
     contentType: "application/json",
   });
+  publishScanGauge(result);
+}
+
+// Services given a value per agent: one without a finding in the newest scan goes back to 0, so an
+// alert resolves instead of keeping the old score or turning into "no data".
+const gaugeServices = new Map<string, Set<string>>();
+
+/** trm_forge_anomaly_score{agent,service}: the top finding's score per service of this scan. */
+export function publishScanGauge(result: ScanResult): void {
+  const top = new Map<string, number>();
+  for (const f of result.findings) top.set(f.service, Math.max(top.get(f.service) ?? 0, f.score));
+  const seen = gaugeServices.get(result.agent) ?? new Set<string>();
+  for (const service of seen) if (!top.has(service)) anomalyScore.set({ agent: result.agent, service }, 0);
+  for (const [service, score] of top) {
+    anomalyScore.set({ agent: result.agent, service }, score);
+    seen.add(service);
+  }
+  gaugeServices.set(result.agent, seen);
 }
 
 /** The agent's newest stored scan, or null when none was stored. */
