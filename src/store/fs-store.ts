@@ -140,6 +140,33 @@ export class FsStore implements ObjectStore {
     return (await this.stat(key)) !== null;
   }
 
+  /**
+   * Removes what killed writers left under a prefix: temporary files (and CAS lock files) older
+   * than olderThanMs. They are invisible to list() and would otherwise stay on disk for good.
+   */
+  async sweepLeftovers(prefix: string, olderThanMs: number): Promise<{ files: number; bytes: number }> {
+    const dir = join(this.root, ...checkPrefix(prefix).split("/").filter(Boolean));
+    const cutoff = Date.now() - olderThanMs;
+    let files = 0;
+    let bytes = 0;
+    const walk = async (d: string): Promise<void> => {
+      const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
+      for (const e of entries) {
+        const full = join(d, e.name);
+        if (e.isDirectory()) await walk(full);
+        else if (e.isFile() && e.name.includes(".tmp-")) {
+          const s = await stat(full).catch(() => null);
+          if (!s || s.mtimeMs > cutoff) continue; // gone, or a write still in progress
+          await rm(full, { force: true });
+          files++;
+          bytes += s.size;
+        }
+      }
+    };
+    await walk(dir);
+    return { files, bytes };
+  }
+
   async list(prefix: string): Promise<ObjectInfo[]> {
     const p = checkPrefix(prefix);
     const base = p ? join(this.root, ...p.slice(0, -1).split("/")) : this.root;

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -28,6 +28,22 @@ describe("FsStore", () => {
     writeFileSync(join(root, "runs", "a", "r1", "run.json.tmp-123-abcd"), "half");
     expect(readdirSync(join(root, "runs", "a", "r1")).length).toBe(2);
     expect((await store.list("runs/a")).map((o) => o.key)).toEqual(["runs/a/r1/run.json"]);
+  });
+
+  it("sweeps temporary files that killed writers left, once they are old, and nothing else", async () => {
+    await store.put("raw/s/loki/2026-01-01.jsonl", "x");
+    const dir = join(root, "raw", "s", "loki");
+    const old = join(dir, "2026-01-01.jsonl.tmp-99-dead");
+    writeFileSync(old, "half a segment");
+    const hourAgo = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(old, hourAgo, hourAgo);
+    writeFileSync(join(dir, "2026-01-02.jsonl.tmp-98-live"), "a write in progress");
+    writeFileSync(join(root, "raw", "other.tmp-1-x"), "outside the prefix");
+    utimesSync(join(root, "raw", "other.tmp-1-x"), hourAgo, hourAgo);
+    expect(await store.sweepLeftovers("raw/s/", 3600_000)).toEqual({ files: 1, bytes: 14 });
+    expect(readdirSync(dir).sort()).toEqual(["2026-01-01.jsonl", "2026-01-02.jsonl.tmp-98-live"]);
+    expect(existsSync(join(root, "raw", "other.tmp-1-x"))).toBe(true);
+    expect(await store.sweepLeftovers("raw/none/", 0)).toEqual({ files: 0, bytes: 0 });
   });
 
   it("refuses keys that escape the root", async () => {

@@ -6,7 +6,7 @@
 import type { Config } from "../../config/index.js";
 import { log } from "../../log.js";
 import { gcDeletedBytes, gcFailures, storeBytes } from "../../metrics.js";
-import type { ObjectStore } from "../../store/index.js";
+import { FsStore, type ObjectStore } from "../../store/index.js";
 import { peekRunLease, withGcLease } from "../common/lease.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { durationMs } from "../incidents.js";
@@ -62,6 +62,11 @@ export async function runGc(opts: GcOptions): Promise<GcResult> {
         onDeleted: opts.onDeleted,
         signal,
       });
+      const swept = await sweepLeftovers(store, agent);
+      applied = {
+        deleted_bytes: applied.deleted_bytes + swept.bytes,
+        deleted_objects: applied.deleted_objects + swept.files,
+      };
       gcDeletedBytes.inc({ agent }, applied.deleted_bytes);
       await recordLast(store, agent, now, null, applied, plan.items.length);
       publishUsage(summarizeUsage(await listAgentObjects(store, agent)), [agent]);
@@ -85,6 +90,21 @@ export async function runGc(opts: GcOptions): Promise<GcResult> {
     return work();
   }
   return withGcLease(store, agent, parseMs(config.runs.lease), work);
+}
+
+/** A write is done long before this: what is older was left by a killed writer. */
+const LEFTOVER_AGE_MS = 60 * 60_000;
+
+/** Temporary files killed writers left in the agent's prefixes (a store that can have them). */
+async function sweepLeftovers(store: ObjectStore, agent: string): Promise<{ files: number; bytes: number }> {
+  const total = { files: 0, bytes: 0 };
+  if (!(store instanceof FsStore)) return total; // MinIO: a bucket lifecycle rule aborts stale uploads
+  for (const p of AGENT_PREFIXES) {
+    const r = await store.sweepLeftovers(`${p}/${agent}/`, LEFTOVER_AGE_MS);
+    total.files += r.files;
+    total.bytes += r.bytes;
+  }
+  return total;
 }
 
 async function recordLast(
