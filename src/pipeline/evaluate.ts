@@ -158,12 +158,11 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
     gate.passed = false;
     gate.reasons = gate.checks.filter((c) => !c.passed).map((c) => c.detail);
   }
-  for (const [task, e] of Object.entries(out))
-    if (Number.isFinite(e.candidate.score))
-      validationScore.set(
-        { agent: input.agent, task, version: input.candidate.version ?? input.candidate.label },
-        e.candidate.score,
-      );
+  publishValidationScores(
+    input.agent,
+    input.candidate.version ?? input.candidate.label,
+    Object.fromEntries(Object.entries(out).map(([task, e]) => [task, e.candidate.score])),
+  );
   return {
     schema: 1,
     agent: input.agent,
@@ -182,6 +181,20 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
     halting,
     gate,
   };
+}
+
+/**
+ * The candidate's scores on this process's /metrics. Also called by a server with the output of
+ * an evaluate stage that ran in a child process, whose own gauges die with it.
+ */
+export function publishValidationScores(
+  agent: string,
+  version: string,
+  scores: Record<string, number | null>,
+): void {
+  for (const [task, score] of Object.entries(scores))
+    if (typeof score === "number" && Number.isFinite(score))
+      validationScore.set({ agent, task, version }, score);
 }
 
 /**

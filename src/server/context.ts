@@ -6,7 +6,7 @@ import type { ModelRegistry } from "../pipeline/deploy/registry.js";
 import type { DeployHook } from "../pipeline/deploy/stage.js";
 import type { StageFns } from "../pipeline/run.js";
 import { parseMs } from "../pipeline/run.js";
-import { processTrainStage } from "../pipeline/runner/process.js";
+import { processStage } from "../pipeline/runner/process.js";
 import { saveScan } from "../pipeline/scan/index.js";
 import { type CatchUp, Scheduler } from "../pipeline/schedule.js";
 import { restoreStoreGauges } from "../pipeline/store-gauges.js";
@@ -63,9 +63,11 @@ export class ServerContext {
     this.jobs = new JobManager({
       config: opts.config,
       store: this.store,
-      // The in-process runner trains in a child process, so this one keeps answering.
+      // The in-process runner trains and evaluates in a child process, so this one keeps answering.
       stages: {
-        ...(opts.config.runner === "in-process" ? { train: processTrainStage() } : {}),
+        ...(opts.config.runner === "in-process"
+          ? { train: processStage("train"), evaluate: processStage("evaluate") }
+          : {}),
         ...opts.stages,
       },
       deployHooks: opts.deployHooks,

@@ -27,6 +27,8 @@ import {
 
 interface Probes {
   health: number[];
+  /** When each /healthz probe was sent (epoch ms), beside its time in `health`. */
+  healthAt: number[];
   reads: number[];
   failures: string[];
   stop: () => Promise<void>;
@@ -34,12 +36,13 @@ interface Probes {
 
 /** /healthz every 200 ms and models_list back to back, each timed, until stopped. */
 function probe(server: ServerProcess, reader: Client): Probes {
-  const p: Probes = { health: [], reads: [], failures: [], stop: async () => {} };
+  const p: Probes = { health: [], healthAt: [], reads: [], failures: [], stop: async () => {} };
   let running = true;
   const healthz = server.url.replace(/\/mcp$/, "/healthz");
   const health = (async () => {
     while (running) {
       const t0 = performance.now();
+      p.healthAt.push(Date.now());
       try {
         const r = await fetch(healthz, { signal: AbortSignal.timeout(10_000) });
         await r.text();
@@ -54,8 +57,12 @@ function probe(server: ServerProcess, reader: Client): Probes {
   const reads = (async () => {
     while (running) {
       const t0 = performance.now();
-      const r = await call(reader, "models_list", {});
-      if (r.isError) p.failures.push(`models_list: ${textOf(r)}`);
+      try {
+        const r = await call(reader, "models_list", {});
+        if (r.isError) p.failures.push(`models_list: ${textOf(r)}`);
+      } catch (err) {
+        p.failures.push(`models_list: ${(err as Error).message}`);
+      }
       p.reads.push(performance.now() - t0);
       await new Promise((r) => setTimeout(r, 300));
     }
@@ -217,6 +224,46 @@ describe("the server answers while it trains", () => {
     expect(train.resumed_from_step).toBeGreaterThanOrEqual(5);
     expect(train.steps).toBe(30);
   });
+  // Evaluation runs the candidate over the whole validation split in synchronous batches: on the
+  // server's event loop a probe sent during it would wait for all of it.
+  it("answers /healthz within 1 s during the evaluate stage, which runs in a child process too", {
+    timeout: 600_000,
+  }, async () => {
+    const sre = await connectHttp(server!.url, TOKENS.sre);
+    const reader = await connectHttp(server!.url, TOKENS.sreRead);
+    const started = (await call(sre, "training_start", { stages: ["build", "train", "evaluate"] }))
+      .structuredContent as any;
+    expect(started.started).toBe(true);
+    const jobId = started.job.job_id;
+    const probes = probe(server!, reader);
+    const v = await follow(sre, jobId, () => false);
+    await probes.stop();
+    expect(v.status, JSON.stringify(v)).toBe("succeeded");
+    expect(probes.failures).toEqual([]);
+
+    const run = JSON.parse(readFileSync(join(dataDir, "store", "runs", SRE, jobId, "run.json"), "utf8"));
+    const ev = run.stages.find((s: any) => s.name === "evaluate");
+    expect(ev.status).toBe("succeeded");
+    const from = Date.parse(ev.started_at);
+    const to = Date.parse(ev.ended_at);
+    const during = probes.health.filter((_, i) => probes.healthAt[i] >= from && probes.healthAt[i] <= to);
+    // Probes go out every 200 ms plus their own time: a blocked loop would let one through at most.
+    expect(during.length, `evaluate took ${to - from} ms`).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...during)).toBeLessThan(1000);
+    expect(Math.max(...probes.health)).toBeLessThan(1000);
+    const logs = textOf(await call(sre, "job_logs", { job_id: jobId, stage: "evaluate", limit: 200 }));
+    expect(logs).toMatch(/evaluation in a child process \(pid \d+\)/);
+    // The score the child computed reaches this server's /metrics through the stage's output.
+    const metrics = await (await fetch(server!.url.replace(/\/mcp$/, "/metrics"))).text();
+    const task = Object.entries(ev.output.scores).find(([, x]) => typeof x === "number")?.[0];
+    expect(task, JSON.stringify(ev.output)).toBeDefined();
+    expect(metrics).toMatch(
+      new RegExp(`trm_forge_validation_score\\{[^}]*task="${task}"[^}]*version="candidate"[^}]*\\} \\S+`),
+    );
+    await sre.close();
+    await reader.close();
+  });
+
   it("stops the trainer at a checkpoint on SIGTERM and exits cleanly", { timeout: 600_000 }, async () => {
     const sre = await connectHttp(server!.url, TOKENS.sre);
     const started = (await call(sre, "training_start", { stages: ["build", "train"] }))

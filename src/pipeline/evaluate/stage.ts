@@ -2,9 +2,17 @@ import { initBackend } from "../../model/backend.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import type { EvaluateOutput, StageContext } from "../contract.js";
 import { runDataset } from "../dataset/stage.js";
-import { type EvaluationResult, evaluateModels, type ModelUnderTest } from "../evaluate.js";
+import {
+  type EvaluationResult,
+  evaluateModels,
+  type ModelUnderTest,
+  publishValidationScores,
+} from "../evaluate.js";
 import { runPrefix } from "../record.js";
 import { trainedModel } from "../train/stage.js";
+
+/** The label a run's candidate has in its evaluation and on the validation score gauge. */
+const CANDIDATE = "candidate";
 
 export function evaluationRunKey(agent: string, runId: string): string {
   return `${runPrefix(agent, runId)}/evaluation.json`;
@@ -26,7 +34,7 @@ export async function evaluateStage(ctx: StageContext): Promise<EvaluateOutput> 
     agent: ctx.agent,
     config: ctx.config,
     dataset: ds,
-    candidate: { label: "candidate", version: null, weights: cand.model },
+    candidate: { label: CANDIDATE, version: null, weights: cand.model },
     champion,
     runId: ctx.runId,
     signal: ctx.signal,
@@ -43,6 +51,14 @@ export async function evaluateStage(ctx: StageContext): Promise<EvaluateOutput> 
     scores: Object.fromEntries(Object.entries(result.tasks).map(([t, e]) => [t, e.candidate.score])),
     champion: result.champion?.version ?? null,
   };
+}
+
+/**
+ * What evaluateStage leaves in its process besides its output (the validation score gauge), made
+ * again from that output by a server whose evaluate stage ran in a child process.
+ */
+export function adoptEvaluateOutput(agent: string, output: EvaluateOutput): void {
+  publishValidationScores(agent, CANDIDATE, output.scores);
 }
 
 /** The evaluation a run stored, or null when it has none. */

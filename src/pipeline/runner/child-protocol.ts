@@ -5,11 +5,15 @@ import * as z from "zod";
 
 const Level = z.enum(["debug", "info", "warn", "error"]);
 
+/** The stages a server runs in a child: the ones that hold the CPU for minutes. */
+export const ChildStage = z.enum(["train", "evaluate"]);
+export type ChildStage = z.infer<typeof ChildStage>;
+
 /** Parent to child. */
 export const ToChild = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("start"),
-    stage: z.enum(["train"]),
+    stage: ChildStage,
     runId: z.string(),
     agent: z.string(),
     attempt: z.number().int(),

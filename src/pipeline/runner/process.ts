@@ -1,38 +1,74 @@
-// The train stage in a child process, for a server with `runner: in-process`. Training is
-// seconds of native kernels per step: on the server's own event loop it would stall /healthz,
-// the MCP tools and SIGTERM for the whole training. The child (stage-child.ts) runs the real
-// stage against the same store, as a Kubernetes Job's pod does; what differs is the channel:
-// progress and log lines come over IPC instead of pod logs.
+// The stages that hold the CPU for minutes (train, evaluate) in a child process, for a server
+// with `runner: in-process`. Training is seconds of native kernels per step, and evaluation runs
+// the candidate and the champion over the whole validation split: on the server's own event loop
+// either would stall /healthz, the MCP tools and SIGTERM until it ended. The child
+// (stage-child.ts) runs the real stage against the same store, as a Kubernetes Job's pod does;
+// what differs is the channel: progress and log lines come over IPC instead of pod logs. The
+// output comes back through the stage contract, and this process redoes from it what the stage
+// would have left in it (the evaluate stage's gauges).
 //
 // Stopping: an abort of the run (cancel, server shutdown) asks the child to stop at its next
-// step boundary, where it writes a checkpoint. A child that does not stop in time gets SIGTERM,
-// then SIGKILL: the run keeps its last checkpoint either way. A child that dies on its own
-// (a crash, the OOM killer) fails the stage with the reason; the run resumes from its checkpoint.
+// step or batch boundary (training writes a checkpoint there). A child that does not stop in
+// time gets SIGTERM, then SIGKILL: the run keeps its last checkpoint either way. A child that
+// dies on its own (a crash, the OOM killer) fails the stage with the reason; the run resumes
+// from its checkpoint.
 import { fork } from "node:child_process";
 import { WorkError } from "../../errors.js";
 import { log } from "../../log.js";
 import { builtEntry } from "../../util/entry.js";
+import { STAGE_OUTPUTS, type StageOutput } from "../contract.js";
+import { adoptEvaluateOutput } from "../evaluate/stage.js";
 import { CancelledError, parseMs, type StageContext, type StageFn, TransientError } from "../run.js";
-import { type ToChild, ToParent } from "./child-protocol.js";
+import { type ChildStage, type ToChild, ToParent } from "./child-protocol.js";
 
 export interface ProcessStageOptions {
   /** From the abort to SIGTERM, and from SIGTERM to SIGKILL (default: 45% of server.shutdown_grace each). */
   stopAfterMs?: number;
 }
 
-/** The train stage, run in a child process. */
-export function processTrainStage(opts: ProcessStageOptions = {}): StageFn {
-  return (ctx) => runInChild(ctx, opts);
+/** Per stage: what its process is called in logs and errors, and what this process takes from its output. */
+const CHILD_STAGES: {
+  [S in ChildStage]: { noun: string; adopt(ctx: StageContext, output: StageOutput<S>): void };
+} = {
+  train: { noun: "training", adopt: () => undefined },
+  evaluate: { noun: "evaluation", adopt: (ctx, output) => adoptEvaluateOutput(ctx.agent, output) },
+};
+
+/** A stage run in a child process. */
+export function processStage(stage: ChildStage, opts: ProcessStageOptions = {}): StageFn {
+  return (ctx) => runInChild(stage, ctx, opts);
 }
 
-function runInChild(ctx: StageContext, opts: ProcessStageOptions): Promise<Record<string, unknown>> {
+async function runInChild(
+  stage: ChildStage,
+  ctx: StageContext,
+  opts: ProcessStageOptions,
+): Promise<Record<string, unknown>> {
+  const raw = await childOutcome(stage, ctx, opts);
+  const r = STAGE_OUTPUTS[stage].safeParse(raw);
+  if (!r.success)
+    throw new WorkError(
+      `the ${CHILD_STAGES[stage].noun} process returned an output that breaks the ${stage} stage's contract: ` +
+        `${r.error.issues[0]?.path.join(".")}: ${r.error.issues[0]?.message}`,
+    );
+  // r.data is the output of `stage`'s own schema; TypeScript cannot pair the two through the union.
+  (CHILD_STAGES[stage].adopt as (c: StageContext, o: typeof r.data) => void)(ctx, r.data);
+  return r.data;
+}
+
+function childOutcome(
+  stage: ChildStage,
+  ctx: StageContext,
+  opts: ProcessStageOptions,
+): Promise<Record<string, unknown>> {
+  const noun = CHILD_STAGES[stage].noun;
   const stopAfterMs = opts.stopAfterMs ?? Math.round(0.45 * parseMs(ctx.config.server.shutdown_grace));
   const child = fork(builtEntry(import.meta.url, "./stage-child.js"), [], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     serialization: "advanced",
     env: { ...process.env, TRM_FORGE_LOG_LEVEL: process.env.TRM_FORGE_LOG_LEVEL ?? log.level },
   });
-  // If this process exits first, it must not leave a trainer behind.
+  // If this process exits first, it must not leave a stage running behind it.
   const killOnExit = () => child.kill("SIGKILL");
   process.on("exit", killOnExit);
   const pid = child.pid ?? -1;
@@ -50,11 +86,11 @@ function runInChild(ctx: StageContext, opts: ProcessStageOptions): Promise<Recor
       send({ type: "abort", message: stopping });
       timers.push(
         setTimeout(() => {
-          ctx.log("warn", `the training process did not stop within ${stopAfterMs} ms; sending SIGTERM`);
+          ctx.log("warn", `the ${noun} process did not stop within ${stopAfterMs} ms; sending SIGTERM`);
           child.kill("SIGTERM");
           timers.push(
             setTimeout(() => {
-              ctx.log("warn", "the training process did not stop after SIGTERM; killing it");
+              ctx.log("warn", `the ${noun} process did not stop after SIGTERM; killing it`);
               child.kill("SIGKILL");
             }, stopAfterMs),
           );
@@ -67,7 +103,7 @@ function runInChild(ctx: StageContext, opts: ProcessStageOptions): Promise<Recor
       if (!r.success) {
         outcome ??= {
           ok: false,
-          err: new WorkError(`the training process sent an invalid message: ${r.error.issues[0]?.message}`),
+          err: new WorkError(`the ${noun} process sent an invalid message: ${r.error.issues[0]?.message}`),
         };
         child.kill("SIGKILL");
         return;
@@ -75,10 +111,10 @@ function runInChild(ctx: StageContext, opts: ProcessStageOptions): Promise<Recor
       const msg = r.data;
       switch (msg.type) {
         case "ready":
-          ctx.log("info", `training in a child process (pid ${msg.pid})`);
+          ctx.log("info", `${noun} in a child process (pid ${msg.pid})`);
           send({
             type: "start",
-            stage: "train",
+            stage,
             runId: ctx.runId,
             agent: ctx.agent,
             attempt: ctx.attempt,
@@ -105,7 +141,7 @@ function runInChild(ctx: StageContext, opts: ProcessStageOptions): Promise<Recor
     });
 
     child.on("error", (err) => {
-      outcome ??= { ok: false, err: new WorkError(`cannot run the training process: ${err.message}`) };
+      outcome ??= { ok: false, err: new WorkError(`cannot run the ${noun} process: ${err.message}`) };
     });
 
     child.on("exit", (code, signal) => {
@@ -120,8 +156,8 @@ function runInChild(ctx: StageContext, opts: ProcessStageOptions): Promise<Recor
       const hint = signal === "SIGKILL" ? " (out of memory, or killed from outside)" : "";
       reject(
         new WorkError(
-          `the training process (pid ${pid}) ${how}${hint} before the stage finished; ` +
-            "the run keeps its last checkpoint: resume it to continue from there",
+          `the ${noun} process (pid ${pid}) ${how}${hint} before the stage finished; ` +
+            `the run keeps ${stage === "train" ? "its last checkpoint" : "what earlier stages made"}: resume it to continue from there`,
         ),
       );
     });

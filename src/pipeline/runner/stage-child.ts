@@ -1,15 +1,20 @@
-// The child process a server runs its train stage in (forked by process.ts). It opens the same
-// store, runs the real stage, and talks to the server over the IPC channel: log lines and progress go
-// up; an abort comes down. Checkpoints go to the store as they do in-process.
+// The child process a server runs a long stage in (train or evaluate; forked by process.ts). It
+// opens the same store, runs the real stage, and talks to the server over the IPC channel: log
+// lines and progress go up, the output at the end; an abort comes down. Checkpoints and the
+// evaluation go to the store as they do in-process.
 // The server's event loop stays free, and a crash here (a native kernel, out of memory) ends
 // this process only.
 import { ConfigSchema } from "../../config/index.js";
 import { log } from "../../log.js";
 import { openStore } from "../../store/index.js";
+import type { StageFn } from "../contract.js";
 import { ModelRegistry } from "../deploy/registry.js";
+import { evaluateStage } from "../evaluate/stage.js";
 import { CancelledError, isTransient, type RunRecord, type StageContext } from "../run.js";
 import { trainStage } from "../train/stage.js";
-import { ToChild, type ToParent } from "./child-protocol.js";
+import { type ChildStage, ToChild, type ToParent } from "./child-protocol.js";
+
+const STAGES: Record<ChildStage, StageFn> = { train: trainStage, evaluate: evaluateStage };
 
 /** After the server is gone (its IPC channel closed), how long the stage may take to checkpoint. */
 const ORPHAN_GRACE_MS = 30_000;
@@ -50,8 +55,8 @@ async function run(start: Extract<ToChild, { type: "start" }>): Promise<void> {
     log: (level, msg) => void send({ type: "log", level, msg }),
     progress: (p, detail) => void send({ type: "progress", progress: p, detail }),
   };
-  const output = await trainStage(ctx);
-  await send({ type: "done", output });
+  const output = await STAGES[start.stage](ctx);
+  await send({ type: "done", output: output ?? {} });
 }
 
 process.on("message", (raw) => {
