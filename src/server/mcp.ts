@@ -37,6 +37,6 @@ export function createServer(ctx: ServerContext, opts: CreateServerOptions = {})
   const env = { ctx, identity: opts.identity ?? null, owner: opts.owner ?? null };
   registerTools(server, env);
   registerResources(server, env);
-  registerPrompts(server);
+  registerPrompts(server, env);
   return server;
 }
