@@ -132,7 +132,12 @@ describe("Scheduler", () => {
       now: new Date("2026-11-30T23:59:00Z"),
     });
     // Training takes 3 hours: longer than the 1 h stagger.
-    const { config, pipeline, calls } = setup({ schedule: { collect: "0 12 * * *" } }, 3 * 3600_000);
+    // The fake clock moves a minute at a time while the store's I/O runs in real time: a lease
+    // much longer than that step, so that no renewal lags past its expiry.
+    const { config, pipeline, calls } = setup(
+      { schedule: { collect: "0 12 * * *" }, runs: { lease: "30m" } },
+      3 * 3600_000,
+    );
     scheduler = new Scheduler({ config, pipeline });
     await scheduler.start();
     // Advance the fake clock a minute at a time, letting real file I/O finish in between.
@@ -140,13 +145,26 @@ describe("Scheduler", () => {
       await vi.advanceTimersByTimeAsync(60_000);
       await realSleep(3);
     }
-    await scheduler.settle();
+    // The last run's end (its lease released through the store's compare-and-swap, which may wait
+    // on a renewal) still runs on the fake clock: keep it ticking until the scheduler settles.
+    let settled = false;
+    const settling = scheduler.settle().then(() => {
+      settled = true;
+    });
+    for (let i = 0; i < 600 && !settled; i++) {
+      await vi.advanceTimersByTimeAsync(1000);
+      await realSleep(3);
+    }
+    await settling;
     const at = (agent: string, stage: string) =>
       Date.parse(calls.find((c) => c.agent === agent && c.stage === stage)!.at);
     const t = (iso: string) => Date.parse(`2026-12-01T${iso}:00Z`);
     // alpha fires at 02:00; beta is due at 03:00 (staggered) but waits until alpha's run is over.
-    const [a] = await pipeline.listRuns("alpha");
-    const [b] = await pipeline.listRuns("beta");
+    // The runs the trainings made (alpha's daily collect at 12:00 may have run since).
+    const trainingOf = async (agent: string) =>
+      (await pipeline.listRuns(agent)).find((r) => r.trigger.reason?.startsWith("train "))!;
+    const a = await trainingOf("alpha");
+    const b = await trainingOf("beta");
     expect(Date.parse(a.created_at)).toBeGreaterThanOrEqual(t("02:00"));
     expect(Date.parse(a.created_at)).toBeLessThan(t("02:30")); // file I/O runs on the real clock
     expect(Date.parse(b.created_at)).toBeGreaterThanOrEqual(Date.parse(a.ended_at!));
