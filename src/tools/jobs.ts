@@ -1,5 +1,6 @@
 // Job tools: follow, read the log of, stop and list the long work the other tools start.
 import * as z from "zod";
+import { LogLine } from "../pipeline/record.js";
 import { STAGES } from "../pipeline/run.js";
 import { JOB_KINDS, JOB_STATES, JobView } from "../server/jobs.js";
 import { AgentName, defineTool, JobId, jobText, WaitS, waitForJob } from "./common.js";
@@ -20,15 +21,6 @@ export const jobStatus = defineTool({
     return { data: view, text: jobText(view) };
   },
 });
-
-const LogLineOut = z
-  .object({
-    at: z.string(),
-    level: z.enum(["debug", "info", "warn", "error"]),
-    stage: z.string().nullable(),
-    msg: z.string(),
-  })
-  .strict();
 
 export const jobLogs = defineTool({
   name: "job_logs",
@@ -52,7 +44,7 @@ export const jobLogs = defineTool({
     .object({
       job_id: z.string(),
       agent: z.string(),
-      lines: z.array(LogLineOut),
+      lines: z.array(LogLine),
       total: z.number().int(),
       truncated: z.boolean(),
     })

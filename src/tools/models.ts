@@ -8,7 +8,7 @@ import {
   GateRefusedError,
   type RegistryIndex,
 } from "../pipeline/deploy/registry.js";
-import { compareVersions } from "../pipeline/evaluate/compare.js";
+import { compareVersions, TaskRow } from "../pipeline/evaluate/compare.js";
 import { readShadowReport, type ShadowReport } from "../serve/index.js";
 import {
   AgentName,
@@ -351,21 +351,7 @@ export const modelCompare = defineTool({
       b: VersionInfo,
       basis: z.enum(["same_examples", "separate_evaluations"]),
       dataset_id: z.string().nullable(),
-      tasks: z.array(
-        z
-          .object({
-            task: z.string(),
-            metric: z.string().nullable(),
-            direction: z.enum(["higher", "lower"]),
-            a: z.number().nullable(),
-            b: z.number().nullable(),
-            delta: z.number().nullable(),
-            better: z.enum(["a", "b", "tie"]).nullable(),
-            baseline: z.object({ name: z.string(), score: z.number() }).strict().nullable(),
-            examples: z.number().int().nullable(),
-          })
-          .strict(),
-      ),
+      tasks: z.array(TaskRow),
       shadow: z
         .object({
           since: z.string(),

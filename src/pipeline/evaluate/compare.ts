@@ -6,17 +6,20 @@ import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import type { ModelRegistry, RegistryIndex } from "../deploy/registry.js";
 import type { EvaluationResult } from "../evaluate.js";
 
-export const TaskRow = z.object({
-  task: z.string(),
-  metric: z.string().nullable(),
-  direction: z.enum(["higher", "lower"]),
-  a: z.number().nullable(),
-  b: z.number().nullable(),
-  delta: z.number().nullable(),
-  better: z.enum(["a", "b", "tie"]).nullable(),
-  baseline: z.object({ name: z.string(), score: z.number() }).nullable(),
-  examples: z.number().int().nullable(),
-});
+/** One task's row of a comparison; strict, as the model_compare tool's output schema uses it. */
+export const TaskRow = z
+  .object({
+    task: z.string(),
+    metric: z.string().nullable(),
+    direction: z.enum(["higher", "lower"]),
+    a: z.number().nullable(),
+    b: z.number().nullable(),
+    delta: z.number().nullable(),
+    better: z.enum(["a", "b", "tie"]).nullable(),
+    baseline: z.object({ name: z.string(), score: z.number() }).strict().nullable(),
+    examples: z.number().int().nullable(),
+  })
+  .strict();
 export type TaskRow = z.infer<typeof TaskRow>;
 
 export interface Comparison {
