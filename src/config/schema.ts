@@ -49,10 +49,12 @@ export const StoreSchema = z.discriminatedUnion("kind", [
     .strict(),
 ]);
 
-const SecretRef = z
-  .object({ env: z.string().min(1) })
-  .strict()
-  .or(z.object({ file: z.string().min(1) }).strict());
+/** A credential given by reference, never inline: an environment variable or a file (a mounted Secret). */
+export const SecretRefSchema = z.union([
+  z.object({ env: z.string().min(1) }).strict(),
+  z.object({ file: z.string().min(1) }).strict(),
+]);
+export type SecretRef = z.infer<typeof SecretRefSchema>;
 
 /** The in-process TRM server: batching, hot swap and the A/B shadow. */
 export const ServeSchema = z
@@ -118,7 +120,7 @@ export const VllmSchema = z
     enabled: z.boolean().default(false),
     /** When set, deploy checks /v1/models for the served name (and loads the adapter). */
     base_url: z.string().url().optional(),
-    api_key: SecretRef.optional(),
+    api_key: SecretRefSchema.optional(),
     base_model: z.string().min(1).default("meta-llama/Llama-3.2-3B-Instruct"),
     /** "{agent}" is replaced. */
     served_model_name: z.string().min(1).default("{agent}-homelab"),
@@ -144,12 +146,6 @@ export const DurationSchema = z
   .string()
   .regex(/^\d+(\.\d+)?(ms|s|m|h|d|w)$/, "expected a duration such as 30s, 5m, 12h or 7d");
 
-/** A credential given by reference, never inline: an environment variable or a file (a mounted Secret). */
-export const SecretRefSchema = z.union([
-  z.object({ env: z.string().min(1) }).strict(),
-  z.object({ file: z.string().min(1) }).strict(),
-]);
-export type SecretRef = z.infer<typeof SecretRefSchema>;
 
 const NameSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "use lowercase letters, digits, _ and -");
 
