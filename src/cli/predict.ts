@@ -4,6 +4,7 @@ import { UsageError } from "../errors.js";
 import { ModelRegistry } from "../pipeline/deploy/registry.js";
 import { ModelServer, type PredictResult } from "../serve/index.js";
 import { openStore } from "../store/index.js";
+import { pct } from "../util/format.js";
 import { action, emit, loadCliConfig } from "./common.js";
 
 /** --input: JSON (a task's query), @file, or plain text for the tasks that read one text. */
@@ -18,10 +19,6 @@ export function parseInputOption(value: string): unknown {
     }
   }
   return text.replace(/\r?\n$/, "");
-}
-
-function pct(x: number): string {
-  return `${(100 * x).toFixed(1)}%`;
 }
 
 function answerText(r: PredictResult): string {

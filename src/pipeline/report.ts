@@ -2,9 +2,11 @@
 // that tells a person in a minute what the run did: the verdict first, then the curves, the
 // scores against the baselines and the champion, the data it learned from, how long the model
 // thinks before it answers, and what each stage did.
+
 import * as z from "zod";
 import type { ObjectStore } from "../store/index.js";
 import { NotFoundError } from "../store/index.js";
+import { pct } from "../util/format.js";
 import { listSegments } from "./collect/raw-store.js";
 import { SOURCES } from "./collect/records.js";
 import { type RunRecord, runPrefix, stageOutput } from "./contract.js";
@@ -150,9 +152,6 @@ function duration(a: string | null, b: string | null): string {
   if (s < 5400) return `${(s / 60).toFixed(1)} min`;
   return `${(s / 3600).toFixed(1)} h`;
 }
-
-const pct = (v: number | null | undefined) =>
-  v === null || v === undefined || !Number.isFinite(v) ? "n/a" : `${(v * 100).toFixed(1)}%`;
 
 export function renderReport(r: ReportInput): string {
   const run = r.run;

@@ -1,5 +1,6 @@
 // What every tool shares: who is calling and what they may touch, the bounded wait, progress
 // notifications, and turning a result (or a failure) into a CallToolResult.
+
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import type { CallToolResult, ServerNotification, ServerRequest } from "@modelcontextprotocol/sdk/types.js";
@@ -18,6 +19,7 @@ import {
 } from "../server/auth.js";
 import type { ServerContext } from "../server/context.js";
 import type { JobView } from "../server/jobs.js";
+import { pct as percent } from "../util/format.js";
 import { freeText } from "../util/text.js";
 
 export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -241,8 +243,8 @@ export function jobText(v: JobView): string {
   return lines.join("\n");
 }
 
-export const pct = (x: number | null | undefined): string =>
-  x === null || x === undefined || !Number.isFinite(x) ? "–" : `${(x * 100).toFixed(1)}%`;
+/** A rate for a tool's text; a missing one is a dash. */
+export const pct = (x: number | null | undefined): string => percent(x, "–");
 
 /** Cuts text to max characters; says whether it did. */
 export function bounded(text: string, max: number): { text: string; truncated: boolean } {

@@ -1,5 +1,6 @@
 // The model card (card.md) stored with every version: what the model is, how it scored against
 // the baselines and the champion, what data it saw, and what it cannot do.
+import { pct } from "../../util/format.js";
 import type { EvaluationResult } from "../evaluate.js";
 import type { Lineage } from "./registry.js";
 
@@ -44,9 +45,6 @@ const TASK_WHAT: Record<string, string> = {
   metric_forecast: "forecasts the next points of a metric series (quantised)",
   trace_outcome: "reads a trace's call path and predicts its status, latency bucket and culprit service",
 };
-
-const pct = (v: number | null | undefined) =>
-  v === null || v === undefined || !Number.isFinite(v) ? "n/a" : `${(v * 100).toFixed(1)}%`;
 
 export function renderModelCard(c: CardInput): string {
   const e = c.evaluation;

@@ -3,8 +3,10 @@
 // Every number in it is counted from the collected records or the evaluation; nothing is guessed.
 // It is bounded (about max_tokens, at ~4 characters a token): sections shrink their lists until
 // the card fits.
+
 import type { Config, KnowledgeSection } from "../../config/schema.js";
 import type { ObjectStore } from "../../store/index.js";
+import { pct } from "../../util/format.js";
 import { listSegments, readSegment } from "../collect/raw-store.js";
 import type {
   CodeFileRecord,
@@ -543,10 +545,6 @@ function depth(p: string): number {
 
 function cell(s: string): string {
   return s.replaceAll("|", "\\|");
-}
-
-function pct(x: number): string {
-  return `${(100 * x).toFixed(1)}%`;
 }
 
 function ms(x: number): string {
