@@ -146,7 +146,6 @@ export const DurationSchema = z
   .string()
   .regex(/^\d+(\.\d+)?(ms|s|m|h|d|w)$/, "expected a duration such as 30s, 5m, 12h or 7d");
 
-
 const NameSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "use lowercase letters, digits, _ and -");
 
 const HttpUrlSchema = z
