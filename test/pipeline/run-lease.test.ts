@@ -4,63 +4,24 @@
 // starts and the other learns its run id. Four registrations at once all land in the index. A
 // holder killed with SIGKILL is taken over by another host once its lease has expired. A cancel
 // asked on one host stops the run on another (a marker in the store beside the lease).
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelKey, LeaseBody, runLeaseKey, tryLease } from "../../src/pipeline/common/lease.js";
 import { SuspendSignal } from "../../src/pipeline/common/retry.js";
 import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
 import { FsStore, MinioStore, type ObjectStore } from "../../src/store/index.js";
 import { S3Endpoint } from "../store/s3-endpoint.js";
+import { type JsonChild, spawnJsonChild } from "./helpers/json-child.js";
 
 const CHILD = resolve("test/pipeline/helpers/lease-child.mjs");
 
-interface Child {
-  proc: ChildProcessWithoutNullStreams;
-  /** The next JSON line it prints. */
-  next(): Promise<Record<string, unknown>>;
-  exited: Promise<number | null>;
-}
+type Child = JsonChild;
 
 function startChild(spec: Record<string, unknown>): Child {
-  const proc = spawn(process.execPath, [CHILD], {
-    env: { ...process.env, LEASE_CHILD: JSON.stringify(spec) },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let err = "";
-  proc.stderr.on("data", (d) => {
-    err += d;
-  });
-  const queue: Record<string, unknown>[] = [];
-  const waiters: ((v: Record<string, unknown>) => void)[] = [];
-  createInterface({ input: proc.stdout }).on("line", (line) => {
-    let v: Record<string, unknown>;
-    try {
-      v = JSON.parse(line);
-    } catch {
-      return; // a log line
-    }
-    const w = waiters.shift();
-    if (w) w(v);
-    else queue.push(v);
-  });
-  const exited = new Promise<number | null>((res) => proc.on("exit", (code) => res(code)));
-  return {
-    proc,
-    exited,
-    next: () =>
-      queue.length
-        ? Promise.resolve(queue.shift() as Record<string, unknown>)
-        : Promise.race([
-            new Promise<Record<string, unknown>>((r) => waiters.push(r)),
-            exited.then((code) => {
-              throw new Error(`child exited (${code}) before answering: ${err}`);
-            }),
-          ]),
-  };
+  return spawnJsonChild(CHILD, { ...process.env, LEASE_CHILD: JSON.stringify(spec) });
 }
 
 /** Starts the children and waits until all are ready. */

@@ -3,70 +3,28 @@
 // started at the same instant never work at once (one deletes everything planned, the other then
 // finds nothing); a gc refuses while a run on another host holds the lease, naming it; and a run
 // that starts during a gc waits for it to end.
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../../src/config/index.js";
 import { isGcOwner, peekRunLease } from "../../../src/pipeline/common/lease.js";
 import { runGc } from "../../../src/pipeline/retention/gc.js";
 import { MinioStore } from "../../../src/store/index.js";
 import { S3Endpoint } from "../../store/s3-endpoint.js";
+import { type JsonChild, spawnJsonChild } from "../helpers/json-child.js";
 import { AGENT, gcConfigInput, NOW, writeFixture } from "./fixture.js";
 
 const CHILD = resolve("test/pipeline/retention/gc-child.mjs");
-type Answer = Record<string, unknown>;
-
-interface Child {
-  proc: ChildProcessWithoutNullStreams;
-  next(): Promise<Answer>;
-  send(line: string): void;
-  /** Closes its stdin and waits for its exit code. */
-  end(): Promise<number | null>;
-}
+type Child = JsonChild;
 
 function startChild(spec: Record<string, unknown>): Child {
-  const proc = spawn(process.execPath, [CHILD], {
-    env: { ...process.env, GC_CHILD: JSON.stringify(spec), TRM_FORGE_LOG_LEVEL: "error" },
-    stdio: ["pipe", "pipe", "pipe"],
+  return spawnJsonChild(CHILD, {
+    ...process.env,
+    GC_CHILD: JSON.stringify(spec),
+    TRM_FORGE_LOG_LEVEL: "error",
   });
-  let err = "";
-  proc.stderr.on("data", (d) => {
-    err += d;
-  });
-  const queue: Answer[] = [];
-  const waiters: ((v: Answer) => void)[] = [];
-  createInterface({ input: proc.stdout }).on("line", (line) => {
-    let v: Answer;
-    try {
-      v = JSON.parse(line);
-    } catch {
-      return; // a log line
-    }
-    const w = waiters.shift();
-    if (w) w(v);
-    else queue.push(v);
-  });
-  const exited = new Promise<number | null>((res) => proc.on("exit", (code) => res(code)));
-  return {
-    proc,
-    end: () => {
-      proc.stdin.end();
-      return exited;
-    },
-    send: (line) => proc.stdin.write(`${line}\n`),
-    next: () =>
-      queue.length
-        ? Promise.resolve(queue.shift() as Answer)
-        : Promise.race([
-            new Promise<Answer>((r) => waiters.push(r)),
-            exited.then((code) => {
-              throw new Error(`child exited (${code}) before answering: ${err}`);
-            }),
-          ]),
-  };
 }
 
 async function ready(specs: Record<string, unknown>[]): Promise<Child[]> {
