@@ -66,6 +66,7 @@ function order(forward: boolean) {
 }
 
 export class LokiApi {
+  readonly name = "loki" as const;
   constructor(private readonly world: World) {}
 
   handle(req: ApiRequest): ApiResponse | null {

@@ -99,6 +99,7 @@ function limitSeries(
 }
 
 export class PrometheusApi {
+  readonly name = "prometheus" as const;
   constructor(private readonly world: World) {}
 
   handle(req: ApiRequest): ApiResponse | null {

@@ -47,6 +47,7 @@ function parseTags(v: string): [string, string][] {
 }
 
 export class TempoApi {
+  readonly name = "tempo" as const;
   constructor(private readonly world: World) {}
 
   handle(req: ApiRequest): ApiResponse | null {
