@@ -1,7 +1,9 @@
 // `trm-forge doctor`: what this installation will run on, and why. It starts the configured
-// backend for real (a probe that only resolved modules could say "ok" for one that then fails).
+// backend for real (a probe that only resolved modules could say "ok" for one that then fails),
+// and reports the NVIDIA GPUs nvidia-smi sees with what tfjs-node-gpu can make of each.
 import type { Command } from "commander";
 import { initBackend } from "../model/backend.js";
+import { type GpuReport, probeGpus } from "../model/gpu.js";
 import { action, emit, loadCliConfig } from "./common.js";
 
 export interface DoctorReport {
@@ -9,6 +11,7 @@ export interface DoctorReport {
   platform: string;
   config: { path: string | null; searched: string[]; env_overrides: string[] };
   backend: Awaited<ReturnType<typeof initBackend>> | { error: string };
+  gpu: GpuReport;
 }
 
 export async function doctorReport(cmd: Command): Promise<DoctorReport> {
@@ -24,6 +27,7 @@ export async function doctorReport(cmd: Command): Promise<DoctorReport> {
     platform: `${process.platform}-${process.arch}`,
     config: { path: loaded.path, searched: loaded.searched, env_overrides: loaded.envOverrides },
     backend,
+    gpu: await probeGpus(),
   };
 }
 
@@ -36,6 +40,7 @@ function describe(r: DoctorReport): string {
   if (r.config.env_overrides.length) lines.push(`env         overrides ${r.config.env_overrides.join(", ")}`);
   if ("error" in r.backend) {
     lines.push(`backend     NONE: ${r.backend.error}`);
+    lines.push(...describeGpus(r.gpu));
     return lines.join("\n");
   }
   const b = r.backend;
@@ -57,14 +62,34 @@ function describe(r: DoctorReport): string {
       `  threads   BLAS ${n.info.blasThreads} (${par}, ${n.info.blasProcs} processors), kernels ${n.info.kernelThreads}, attention ${n.info.attentionThreads}`,
     );
   }
+  lines.push(...describeGpus(r.gpu));
   return lines.join("\n");
+}
+
+function describeGpus(g: GpuReport): string[] {
+  if (g.nvidia_smi === "absent") return ["gpu         none (no nvidia-smi on PATH)"];
+  if (g.nvidia_smi === "failed") return [`gpu         nvidia-smi failed: ${g.error}`];
+  const lines = [
+    `gpu         driver ${g.driver_version ?? "?"}, CUDA ${g.cuda_version ?? "?"} (the newest the driver supports)`,
+  ];
+  for (const d of g.gpus) {
+    const v = d.tfjs_node_gpu;
+    lines.push(`  ${d.index}         ${d.name}, compute capability ${d.compute_capability ?? "unknown"}`);
+    lines.push(`    tfjs-node-gpu 4.22: ${v.usable}: ${v.reason}`);
+    if (v.usable === "yes") lines.push(`    start-up  ${v.startup}`);
+    if (v.kernels === "ptx-jit" || v.usable === "no")
+      lines.push(
+        "    or        train with PyTorch through the external runner (k8s/README.md, GPU training)",
+      );
+  }
+  return lines;
 }
 
 export function registerDoctor(program: Command): void {
   program
     .command("doctor")
     .description(
-      "Show the TensorFlow.js backend in use (and why not the others), native kernels, BLAS and the config found",
+      "Show the TensorFlow.js backend in use (and why not the others), native kernels, BLAS, NVIDIA GPUs and the config found",
     )
     .option("--json", "print the report as JSON")
     .action(
