@@ -61,25 +61,30 @@ export const OllamaSchema = z
   })
   .strict();
 
-/** vLLM serves a base model; it gets the card as a chat template and, optionally, a LoRA adapter. */
+/** Chat formats trm-forge writes a template for itself: Llama 3, ChatML (Qwen 2 and 2.5), Mistral. */
+export const CHAT_TEMPLATE_FAMILIES = ["llama3", "chatml", "mistral"] as const;
+
+/** vLLM serves a base model; it gets the card as the system turn of a chat template in the base model's format. */
 export const VllmSchema = z
   .object({
     enabled: z.boolean().default(false),
-    /** When set, deploy checks /v1/models for the served name (and loads the adapter). */
+    /** When set, deploy checks /v1/models for the served name. */
     base_url: z.string().url().optional(),
     api_key: SecretRefSchema.optional(),
     base_model: z.string().min(1).default("meta-llama/Llama-3.2-3B-Instruct"),
     /** "{agent}" is replaced. */
     served_model_name: z.string().min(1).default("{agent}-homelab"),
-    lora: z
+    /**
+     * The template's format: the base model's own tokenizer_config.json (the file, or the model's
+     * directory, as this server sees it), else a named family; neither: the family base_model names.
+     */
+    chat_template: z
       .object({
-        /** Adapter path as vLLM sees it; "{agent}" and "{version}" are replaced. */
-        path: z.string().min(1),
-        /** Adapter name prefix; the version is appended, since vLLM refuses to reload a loaded name. */
-        name: z.string().min(1).default("{agent}-lora"),
+        tokenizer_config: z.string().min(1).optional(),
+        family: z.enum(CHAT_TEMPLATE_FAMILIES).optional(),
       })
       .strict()
-      .optional(),
+      .default({}),
     request_timeout_s: z.number().positive().default(30),
   })
   .strict();
