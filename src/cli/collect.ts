@@ -12,7 +12,7 @@ import {
   type SourceCheck,
   type SourceName,
 } from "../pipeline/collect/index.js";
-import { action, emit, loadCliConfig, parseDuration } from "./common.js";
+import { action, durationOption, emit, loadCliConfig } from "./common.js";
 
 interface CollectOpts {
   agent: string;
@@ -84,7 +84,7 @@ export function registerCollectCommands(program: Command): void {
     .action(
       action(async (opts: CollectOpts, cmd: Command) => {
         const sources = parseSources(opts.source);
-        const sinceMs = opts.since ? parseDuration(opts.since) : undefined;
+        const sinceMs = opts.since ? durationOption(opts.since) : undefined;
         const { config } = loadCliConfig(cmd);
         const { signal, done } = abortOnSignal();
         let report: CollectionReport;

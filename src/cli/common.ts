@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { type LoadedConfig, loadConfig } from "../config/index.js";
 import { exitCodeOf, oneLine, UsageError } from "../errors.js";
 import { log, setLogLevel } from "../log.js";
+import { DURATION_HINT, parseDuration } from "../util/duration.js";
 
 export interface GlobalOptions {
   config?: string;
@@ -48,10 +49,9 @@ export function parseIntOption(name: string) {
   };
 }
 
-/** "30d", "12h", "90m", "45s" or plain seconds, as milliseconds. */
-export function parseDuration(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?$/.exec(value.trim());
-  if (!m) throw new UsageError(`bad duration "${value}" (use e.g. 30d, 12h, 15m)`);
-  const unit = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 }[m[2] ?? "s"]!;
-  return Math.round(Number(m[1]) * unit);
+/** A duration option ("30d", "12h", "15m"), in the config's form, as milliseconds. */
+export function durationOption(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === null) throw new UsageError(`bad duration "${value}" (use ${DURATION_HINT})`);
+  return ms;
 }

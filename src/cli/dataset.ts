@@ -14,7 +14,7 @@ import {
 } from "../pipeline/dataset/index.js";
 import { TASK_NAMES, TASKS, type TaskName } from "../pipeline/tasks/index.js";
 import { openStore } from "../store/index.js";
-import { action, emit, loadCliConfig, parseDuration, parseIntOption } from "./common.js";
+import { action, durationOption, emit, loadCliConfig, parseIntOption } from "./common.js";
 
 interface BuildOpts {
   agent: string;
@@ -116,7 +116,7 @@ export function registerDatasetCommands(program: Command): void {
     .action(
       action(async (opts: BuildOpts, cmd: Command) => {
         const { config } = loadCliConfig(cmd);
-        const windowMs = opts.window ? parseDuration(opts.window) : undefined;
+        const windowMs = opts.window ? durationOption(opts.window) : undefined;
         if (windowMs !== undefined && windowMs < 86_400_000)
           throw new UsageError("--window must be at least 1d");
         try {

@@ -6,7 +6,7 @@ import { type RecordScore, type ScanResult, saveScan } from "../pipeline/scan/in
 import { ModelServer } from "../serve/index.js";
 import { scanChampion } from "../serve/scan.js";
 import { openStore } from "../store/index.js";
-import { action, emit, loadCliConfig, parseDuration } from "./common.js";
+import { action, durationOption, emit, loadCliConfig } from "./common.js";
 
 interface ScanOpts {
   agent: string;
@@ -105,7 +105,7 @@ export function registerScanCommand(program: Command): void {
             store,
             registry,
             agent: opts.agent,
-            sinceMs: opts.since ? parseDuration(opts.since) : undefined,
+            sinceMs: opts.since ? durationOption(opts.since) : undefined,
             sources: opts.sources
               ?.split(",")
               .map((s) => s.trim())

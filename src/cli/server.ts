@@ -4,7 +4,6 @@
 import type { Command } from "commander";
 import { UsageError } from "../errors.js";
 import { log } from "../log.js";
-import { parseMs } from "../pipeline/run.js";
 import { checkIdentityName, defaultScopes, type Identity, parseScopes } from "../server/auth.js";
 import { ServerContext } from "../server/context.js";
 import { type HttpServer, startHttpServer } from "../server/http.js";
@@ -75,7 +74,7 @@ export function registerServerCommand(program: Command): void {
           throw err;
         }
 
-        const grace = parseMs(config.server.shutdown_grace);
+        const grace = config.server.shutdown_grace;
         const stopped = new Promise<string>((resolve) => {
           let signals = 0;
           const onSignal = (sig: NodeJS.Signals) => {

@@ -1,9 +1,6 @@
 // The dataset build: its window, the tasks and the incident join.
 import * as z from "zod";
-import { positiveInt } from "./fields.js";
-
-/** A duration such as "30d", "12h", "5m", "45s". */
-const durationText = z.string().regex(/^\d+(ms|s|m|h|d|w)$/, 'a duration such as "30d", "1h" or "5m"');
+import { DurationSchema, positiveInt } from "./fields.js";
 
 /**
  * Drop train examples whose input also occurs in validation. On by default where an input fixes
@@ -25,9 +22,9 @@ const taskBase = {
 export const IncidentsSchema = z
   .object({
     /** Signals are counted per bucket of this width. */
-    bucket: durationText.default("5m"),
+    bucket: DurationSchema.prefault("5m"),
     /** A time within this distance of a flagged bucket is in incident. */
-    window: durationText.default("15m"),
+    window: DurationSchema.prefault("15m"),
     /** Share of a service's traces in a bucket with an error span. */
     trace_error_ratio: z.number().gt(0).max(1).default(0.2),
     min_traces: positiveInt.default(3),
@@ -42,7 +39,7 @@ export const IncidentsSchema = z
 /** The dataset build (tasks, split, quality gate). */
 export const DatasetSchema = z
   .object({
-    window: durationText.default("30d"),
+    window: DurationSchema.prefault("30d"),
     seq_len: z.number().int().min(64).max(4096).default(128),
     seed: z.number().int().min(0).default(0),
     /** The newest share of the window that is validation. */
@@ -78,7 +75,7 @@ export const DatasetSchema = z
             drop_shared_inputs: dropShared(false),
             /** K: points in (history) and points out (forecast). */
             points: z.number().int().min(2).max(256).default(24),
-            step: durationText.default("1h"),
+            step: DurationSchema.prefault("1h"),
             /** Points between successive forecast origins. */
             stride: positiveInt.default(6),
             /** Largest |value - median| / IQR that still has its own bin. */

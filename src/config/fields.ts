@@ -1,5 +1,6 @@
 // Field schemas more than one config section uses.
 import * as z from "zod";
+import { DURATION_HINT, DURATION_PATTERN, formatDuration, parseDuration } from "../util/duration.js";
 
 export const positiveInt = z.number().int().positive();
 
@@ -10,7 +11,13 @@ export const SecretRefSchema = z.union([
 ]);
 export type SecretRef = z.infer<typeof SecretRefSchema>;
 
-/** A duration such as 500ms, 30s, 5m, 12h, 7d or 1w. */
-export const DurationSchema = z
-  .string()
-  .regex(/^\d+(\.\d+)?(ms|s|m|h|d|w)$/, "expected a duration such as 30s, 5m, 12h or 7d");
+/**
+ * A duration such as 500ms, 30s, 5m, 12h, 7d or 1w in the file, milliseconds in the parsed config:
+ * read once here. Give defaults with `.prefault("30s")` (the file's form). `z.encode` writes the
+ * file's form back, for a config handed to another process that parses it again.
+ */
+export const DurationSchema = z.codec(
+  z.string().regex(DURATION_PATTERN, `expected ${DURATION_HINT}`),
+  z.number().int().min(0),
+  { decode: (text) => parseDuration(text)!, encode: formatDuration },
+);

@@ -47,6 +47,11 @@ export const GateSchema = z
     floors: z.record(z.string(), z.number().min(0).max(1)).default({}),
     /** Tasks with fewer validation examples are reported but not judged (too few to tell). */
     min_examples: z.number().int().min(1).default(20),
+    /**
+     * What "beats" and "regresses" compare: the point difference, or the paired bootstrap 95%
+     * interval's lower bound (above baseline_margin; not below -max_regression).
+     */
+    compare: z.enum(["point", "interval"]).default("interval"),
   })
   .strict();
 
@@ -60,15 +65,15 @@ export const ScheduleSchema = z
     collect: CronPatternSchema.default("0 3 * * *"),
     train: CronPatternSchema.default("0 2 1 * *"),
     /** Agents' trainings start this far apart (in config order), so two never start together. */
-    stagger: DurationSchema.default("1h"),
+    stagger: DurationSchema.prefault("1h"),
     /** At start, a job that was due while the process was down runs once. */
     catch_up: z.boolean().default(true),
     /** How far back a source keeps data: a catch-up collection cannot reach further. */
     retention: z
       .object({
-        prometheus: DurationSchema.default("7d"),
-        loki: DurationSchema.default("7d"),
-        tempo: DurationSchema.default("1d"),
+        prometheus: DurationSchema.prefault("7d"),
+        loki: DurationSchema.prefault("7d"),
+        tempo: DurationSchema.prefault("1d"),
       })
       .strict()
       .prefault({}),
@@ -93,12 +98,12 @@ export const RunsSchema = z
   .object({
     /** Extra attempts of a stage that failed for a transient reason (timeout, connection, upload). */
     retries: z.number().int().min(0).max(10).default(2),
-    backoff: DurationSchema.default("30s"),
-    backoff_max: DurationSchema.default("10m"),
+    backoff: DurationSchema.prefault("30s"),
+    backoff_max: DurationSchema.prefault("10m"),
     /** Resume interrupted runs when the server (or scheduler) starts. */
     resume_on_start: z.boolean().default(true),
     /** How long an agent's run lease (in the store) outlives its last renewal: a crashed run's agent is free again after this. */
-    lease: DurationSchema.default("60s"),
+    lease: DurationSchema.prefault("60s"),
   })
   .strict();
 
@@ -130,13 +135,13 @@ export type RetentionSection = z.infer<typeof RetentionSchema>;
 export const ScanSchema = z
   .object({
     /** The window when the caller names none. */
-    default_window: DurationSchema.default("1h"),
+    default_window: DurationSchema.prefault("1h"),
     /** The largest window a caller may ask for (the scan reads it whole). */
-    max_window: DurationSchema.default("24h"),
+    max_window: DurationSchema.prefault("24h"),
     /** Findings group records per service in buckets of this width. */
-    bucket: DurationSchema.default("5m"),
+    bucket: DurationSchema.prefault("5m"),
     /** Error templates seen this long before the window count as known, besides the knowledge card's. */
-    reference: DurationSchema.default("24h"),
+    reference: DurationSchema.prefault("24h"),
     /** A record is anomalous above this surprise, in nats (3: the model gave what happened about 5%). */
     record_threshold: z.number().positive().default(3),
     /** A service's bucket becomes a finding at this score (summed excess surprise) or more. */

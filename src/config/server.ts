@@ -31,11 +31,11 @@ export const ServerSchema = z
     /** Sessions one identity may hold; at the cap its oldest idle session is closed for the new one. */
     max_sessions_per_identity: z.number().int().min(1).max(1024).default(16),
     /** A session without a request for this long is closed. */
-    session_idle_timeout: DurationSchema.default("30m"),
+    session_idle_timeout: DurationSchema.prefault("30m"),
     /** /metrics asks for a token with the read scope (Prometheus then needs one too). */
     metrics_require_token: z.boolean().default(false),
     /** On SIGTERM: how long in-flight requests and the running jobs get to stop. */
-    shutdown_grace: DurationSchema.default("60s"),
+    shutdown_grace: DurationSchema.prefault("60s"),
   })
   .strict();
 

@@ -26,7 +26,7 @@ function httpSource(defaults: { url: string; timeout: string }) {
     /** An extra CA bundle (PEM) trusted beside the system roots. */
     ca_file: z.string().min(1).optional(),
     /** Per request; a slow response past it is retried like a network error. */
-    timeout: DurationSchema.default(defaults.timeout),
+    timeout: DurationSchema.prefault(defaults.timeout),
     /** Retries on network errors, 429 and 5xx, with exponential backoff and jitter. */
     retries: z.number().int().min(0).max(10).default(4),
   };
@@ -117,8 +117,8 @@ export const PrometheusSourceSchema = z
   .object({
     ...httpSource({ url: "http://localhost:9090", timeout: "60s" }),
     /** Query resolution; raised where needed so that no request asks for more than 11,000 points. */
-    step: DurationSchema.default("60s"),
-    scrape_interval: DurationSchema.default("30s"),
+    step: DurationSchema.prefault("60s"),
+    scrape_interval: DurationSchema.prefault("30s"),
     queries: z
       .array(PrometheusQuerySchema)
       .min(1)
@@ -161,8 +161,8 @@ export const TempoSourceSchema = z
     /** Spans per span set in search results (Tempo's cap is 100). */
     spss: z.number().int().min(1).max(100).default(3),
     /** Search windows: Tempo refuses ranges over 168h. */
-    search_window: DurationSchema.default("1h"),
-    min_search_window: DurationSchema.default("1m"),
+    search_window: DurationSchema.prefault("1h"),
+    min_search_window: DurationSchema.prefault("1m"),
     /** Trace bodies fetched at once. */
     fetch_concurrency: z.number().int().min(1).max(64).default(8),
     /** Traces per query per run. */
@@ -216,9 +216,9 @@ export const AgentSchema = z
 export const CollectSchema = z
   .object({
     /** Look-back of a first collection (an agent's own `lookback` wins). */
-    lookback: DurationSchema.default("7d"),
+    lookback: DurationSchema.prefault("7d"),
     /** Data younger than this is left for the next run: servers ingest late. */
-    settle: DurationSchema.default("2m"),
+    settle: DurationSchema.prefault("2m"),
     /** Queries run at once per source (sources always run side by side). */
     concurrency: z.number().int().min(1).max(16).default(2),
     /** Records per segment; bounds memory, since a segment is built in memory before its atomic put. */
@@ -226,9 +226,9 @@ export const CollectSchema = z
     /** Uncompressed megabytes per segment, whichever limit comes first (traces and files are large records). */
     segment_max_mb: z.number().positive().default(8),
     /** A stretch without data longer than this is reported as a gap. */
-    gap_min: DurationSchema.default("1h"),
-    backoff_base: DurationSchema.default("500ms"),
-    backoff_max: DurationSchema.default("30s"),
+    gap_min: DurationSchema.prefault("1h"),
+    backoff_base: DurationSchema.prefault("500ms"),
+    backoff_max: DurationSchema.prefault("30s"),
     /** Larger HTTP responses are refused, counted both as sent and after gzip/deflate/br decoding. */
     max_response_mb: z.number().int().min(1).default(256),
   })

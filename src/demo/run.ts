@@ -13,7 +13,7 @@ import { createPipeline } from "../pipeline/create.js";
 import { evaluationRunKey } from "../pipeline/evaluate/stage.js";
 import type { EvaluationResult } from "../pipeline/evaluate.js";
 import { reportKey, writeRunReport } from "../pipeline/report.js";
-import { type Pipeline, parseMs, type RunEvent, type RunRecord, type StageName } from "../pipeline/run.js";
+import type { Pipeline, RunEvent, RunRecord, StageName } from "../pipeline/run.js";
 import { ModelServer } from "../serve/index.js";
 import { createSimulator, type Simulator } from "../simulator/index.js";
 import type { FsStore, ObjectStore } from "../store/index.js";
@@ -382,7 +382,7 @@ async function askThree(
       val: { start: Date.parse(manifest.window.split_at), end: Date.parse(manifest.window.end) },
       groundTruth: simulator.groundTruth,
       points: config.dataset.tasks.metric_forecast.points,
-      stepMs: parseMs(config.dataset.tasks.metric_forecast.step),
+      stepMs: config.dataset.tasks.metric_forecast.step,
     };
     for (const ask of [logExample, traceExample, metricExample]) {
       const a = await ask(ctx, server);

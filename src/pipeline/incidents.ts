@@ -36,19 +36,10 @@ export interface IncidentWindow {
   evidence: IncidentEvidence[];
 }
 
-const UNIT: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
-
-/** "30d", "5m", ... as milliseconds. */
-export function durationMs(text: string): number {
-  const m = /^(\d+)(ms|s|m|h|d|w)$/.exec(text.trim());
-  if (!m) throw new Error(`bad duration "${text}"`);
-  return Number(m[1]) * UNIT[m[2]];
-}
-
 export function incidentSettings(cfg: IncidentsSection): IncidentSettings {
   return {
-    bucketMs: durationMs(cfg.bucket),
-    windowMs: durationMs(cfg.window),
+    bucketMs: cfg.bucket,
+    windowMs: cfg.window,
     traceErrorRatio: cfg.trace_error_ratio,
     minTraces: cfg.min_traces,
     upDown: cfg.up_down,

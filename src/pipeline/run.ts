@@ -203,7 +203,7 @@ export class Pipeline {
         },
         () => undefined, // a store hiccup is not a lost lease; the next look decides
       );
-    }, parseMs(this.config.runs.lease) / 3);
+    }, this.config.runs.lease / 3);
     watch.unref();
     return {
       acquired: true,
@@ -220,7 +220,7 @@ export class Pipeline {
    * the agent's running run.
    */
   private async takeRunLease(agent: string, runId: string): Promise<LeaseResult> {
-    const ttl = parseMs(this.config.runs.lease);
+    const ttl = this.config.runs.lease;
     const deadline = Date.now() + 2 * ttl;
     for (;;) {
       const lock = await tryRunLease(this.store, agent, runId, ttl, {
@@ -473,8 +473,8 @@ export class Pipeline {
   ): Promise<void> {
     const fn = this.stages[stage.name];
     const maxAttempts = 1 + this.config.runs.retries;
-    const base = parseMs(this.config.runs.backoff);
-    const cap = parseMs(this.config.runs.backoff_max);
+    const base = this.config.runs.backoff;
+    const cap = this.config.runs.backoff_max;
     let lastProgressWrite = 0;
     stage.started_at ??= this.now().toISOString();
     for (let tries = 1; ; tries++) {
@@ -627,12 +627,4 @@ export class Pipeline {
       }
     }
   }
-}
-
-/** "30s", "10m", "500ms" -> milliseconds (the config schema has validated the form). */
-export function parseMs(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(text);
-  if (!m) throw new UsageError(`bad duration "${text}"`);
-  const unit = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 }[m[2]]!;
-  return Math.round(Number(m[1]) * unit);
 }

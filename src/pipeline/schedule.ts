@@ -16,8 +16,8 @@ import * as z from "zod";
 import type { Config } from "../config/index.js";
 import { childLogger } from "../log.js";
 import { NotFoundError, type ObjectStore } from "../store/index.js";
+import { formatDuration } from "../util/duration.js";
 import type { Pipeline, StageName } from "./run.js";
-import { parseMs } from "./run.js";
 
 export const JOBS = ["collect", "train"] as const;
 export type JobName = (typeof JOBS)[number];
@@ -86,7 +86,7 @@ const emptyJob = (): JobState => ({
 /** The jobs the config asks for, with the train patterns staggered per agent (config order). */
 export function planJobs(config: Config): PlannedJob[] {
   const out: PlannedJob[] = [];
-  const stagger = Math.round(parseMs(config.schedule.stagger) / 60_000);
+  const stagger = Math.round(config.schedule.stagger / 60_000);
   Object.keys(config.agents).forEach((agent, i) => {
     const own = config.schedule.agents[agent] ?? {};
     const timezone = own.timezone ?? config.schedule.timezone;
@@ -261,9 +261,9 @@ export class Scheduler {
     const lost: string[] = [];
     if (last) {
       for (const [source, keep] of Object.entries(this.config.schedule.retention)) {
-        const horizon = now.getTime() - parseMs(keep);
+        const horizon = now.getTime() - keep;
         if (last.getTime() < horizon)
-          lost.push(`${source} before ${new Date(horizon).toISOString()} (kept ${keep})`);
+          lost.push(`${source} before ${new Date(horizon).toISOString()} (kept ${formatDuration(keep)})`);
       }
     }
     return `catch-up: ${missed} collection${missed === 1 ? "" : "s"} missed${since}; collecting once what the sources still hold${lost.length ? `; lost to retention: ${lost.join(", ")}` : ""}`;

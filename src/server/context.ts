@@ -5,7 +5,6 @@ import { log } from "../log.js";
 import type { ModelRegistry } from "../pipeline/deploy/registry.js";
 import type { DeployHook } from "../pipeline/deploy/stage.js";
 import type { StageFns } from "../pipeline/run.js";
-import { parseMs } from "../pipeline/run.js";
 import { processStage } from "../pipeline/runner/process.js";
 import { saveScan } from "../pipeline/scan/index.js";
 import { type CatchUp, Scheduler } from "../pipeline/schedule.js";
@@ -126,7 +125,7 @@ export class ServerContext {
    * Stops the schedule, then every job at a step boundary (checkpoint written; resumed by the
    * next server), then the served models once their requests are done.
    */
-  stop(graceMs = parseMs(this.config.server.shutdown_grace)): Promise<void> {
+  stop(graceMs = this.config.server.shutdown_grace): Promise<void> {
     this.stopped ??= (async () => {
       this.scheduler?.stop();
       await this.jobs.shutdown(graceMs);

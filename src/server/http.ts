@@ -14,7 +14,6 @@ import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
 import { ConfigError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { registry as metrics } from "../metrics.js";
-import { parseMs } from "../pipeline/run.js";
 import { ADMIN, authInfoOf, hasScope, type Identity, isAdmin } from "./auth.js";
 import type { ServerContext } from "./context.js";
 import { createServer } from "./mcp.js";
@@ -144,7 +143,7 @@ export async function startHttpServer(ctx: ServerContext, opts: HttpServerOption
   const sessions = new Map<string, Session>();
   /** Initialisations under way per identity: counted before their session id exists. */
   const opening = new Map<string, number>();
-  const idleMs = parseMs(cfg.session_idle_timeout);
+  const idleMs = cfg.session_idle_timeout;
   let inflight = 0;
   let closing = false;
   const drained = new Set<() => void>();
@@ -438,7 +437,7 @@ export async function startHttpServer(ctx: ServerContext, opts: HttpServerOption
     host: addr.address,
     port: addr.port,
     sessions: () => sessions.size,
-    close(graceMs = parseMs(cfg.shutdown_grace)) {
+    close(graceMs = cfg.shutdown_grace) {
       closed ??= (async () => {
         closing = true;
         clearInterval(sweep);

@@ -1,8 +1,8 @@
 // anomalies_scan: ask the champion what in the agent's recent data it did not expect.
 import * as z from "zod";
-import { parseMs } from "../pipeline/run.js";
 import { Finding, SCAN_SOURCES, saveScan } from "../pipeline/scan/index.js";
 import { scanChampion } from "../serve/scan.js";
+import { parseDuration } from "../util/duration.js";
 import { AgentName, defineTool } from "./common.js";
 
 const Since = z
@@ -57,7 +57,7 @@ export const anomaliesScan = defineTool({
       store: ctx.store,
       registry: ctx.registry,
       agent,
-      sinceMs: args.since ? parseMs(args.since) : undefined,
+      sinceMs: args.since ? (parseDuration(args.since) ?? undefined) : undefined,
       sources: args.sources,
       topK: args.top_k,
     });

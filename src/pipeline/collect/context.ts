@@ -23,15 +23,6 @@ export interface CollectContext {
   log: Logger;
 }
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
-
-/** "30s", "5m", "7d" as milliseconds (the config schema has already checked the form). */
-export function durationMs(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(value.trim());
-  if (!m) throw new ConfigError(`bad duration "${value}"`);
-  return Math.round(Number(m[1]) * UNIT_MS[m[2]]);
-}
-
 /** Seconds as a PromQL/Go duration ("90s", "5m", "1h"). */
 export function formatSeconds(s: number): string {
   if (s % 3600 === 0) return `${s / 3600}h`;
@@ -46,7 +37,8 @@ interface HttpSourceConfig {
     | { basic: { username: string; password: { env: string } | { file: string } } };
   tenant?: string;
   ca_file?: string;
-  timeout: string;
+  /** ms */
+  timeout: number;
   retries: number;
 }
 
@@ -62,10 +54,10 @@ export function httpClient(
     auth: cfg.auth,
     tenant: cfg.tenant,
     caFile: cfg.ca_file,
-    timeoutMs: durationMs(cfg.timeout),
+    timeoutMs: cfg.timeout,
     retries: cfg.retries,
-    backoffBaseMs: durationMs(ctx.settings.backoff_base),
-    backoffMaxMs: durationMs(ctx.settings.backoff_max),
+    backoffBaseMs: ctx.settings.backoff_base,
+    backoffMaxMs: ctx.settings.backoff_max,
     maxResponseBytes: ctx.settings.max_response_mb * 1024 * 1024,
     maxSockets,
     signal: ctx.signal,

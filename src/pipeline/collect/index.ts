@@ -11,7 +11,7 @@ import { childLogger } from "../../log.js";
 import { collectErrors, collectRecords } from "../../metrics.js";
 import { type ObjectStore, openStore } from "../../store/index.js";
 import { collectCode, headCommit } from "./code.js";
-import { type CollectContext, durationMs, expandNamespaces, httpClient } from "./context.js";
+import { type CollectContext, expandNamespaces, httpClient } from "./context.js";
 import { SourceError } from "./http.js";
 import { collectLoki, probeLoki } from "./loki.js";
 import { collectPrometheus, probePrometheus } from "./prometheus.js";
@@ -122,7 +122,7 @@ export async function collect(config: Config, opts: CollectOptions): Promise<Col
     .replace(/\.\d+Z$/, "Z")}-${randomBytes(3).toString("hex")}`;
   const log = childLogger({ agent: opts.agent, run: runId });
   const signal = opts.signal ?? new AbortController().signal;
-  const lookbackMs = opts.sinceMs ?? durationMs(a.lookback ?? config.collect.lookback);
+  const lookbackMs = opts.sinceMs ?? a.lookback ?? config.collect.lookback;
   const ctx: CollectContext = {
     agent: opts.agent,
     agentConfig: a,
@@ -130,8 +130,8 @@ export async function collect(config: Config, opts: CollectOptions): Promise<Col
     store,
     now,
     firstStart: now - lookbackMs,
-    settleMs: durationMs(config.collect.settle),
-    gapMinMs: durationMs(config.collect.gap_min),
+    settleMs: config.collect.settle,
+    gapMinMs: config.collect.gap_min,
     signal,
     env: opts.env ?? process.env,
     log,
@@ -257,7 +257,7 @@ export async function checkSources(config: Config, opts: CheckOptions): Promise<
   const ctx: CollectContext = {
     agent: opts.agent,
     agentConfig: a,
-    settings: { ...config.collect, backoff_max: "2s" },
+    settings: { ...config.collect, backoff_max: 2000 },
     store: null as unknown as ObjectStore,
     now,
     firstStart: now,
@@ -315,7 +315,7 @@ async function probe(
   const cfg = s[source]!;
   // One attempt per probe: a check should answer quickly.
   const client = httpClient(ctx, source, {
-    ...(cfg as { url: string; timeout: string; retries: number }),
+    ...(cfg as { url: string; timeout: number; retries: number }),
     retries: 0,
   });
   try {

@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import * as z from "zod";
 import type { LokiSourceConfig } from "../../config/schema.js";
+import { UNIT_MS } from "../../util/duration.js";
 import {
   type CollectContext,
   expandNamespaces,
@@ -51,6 +52,9 @@ interface Page {
 const pad = (ts: string) => ts.padStart(20, "0");
 const nsToMs = (ns: bigint) => Number(ns / NS_PER_MS);
 
+/** The config's units, and the ones Go and Prometheus print besides. */
+const GO_UNIT_MS: Record<string, number> = { ...UNIT_MS, y: 365 * 86400e3, us: 1e-3, µs: 1e-3, ns: 1e-6 };
+
 /**
  * "721h0m0s", "1h30m", "90s" (Go durations) and "30d1h", "1w" (Prometheus durations, which Loki
  * uses to print its limits) in ms; null when unreadable. Two-letter units come first in the
@@ -60,19 +64,7 @@ export function parseGoDuration(s: string): number | null {
   let ms = 0;
   let matched = "";
   for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|us|µs|ns|y|w|d|h|m|s)/g)) {
-    const f = {
-      y: 365 * 86400e3,
-      w: 7 * 86400e3,
-      d: 86400e3,
-      h: 3600e3,
-      m: 60e3,
-      s: 1e3,
-      ms: 1,
-      us: 1e-3,
-      µs: 1e-3,
-      ns: 1e-6,
-    }[m[2]]!;
-    ms += Number(m[1]) * f;
+    ms += Number(m[1]) * GO_UNIT_MS[m[2]]!;
     matched += m[0];
   }
   return matched && matched === s.trim() ? ms : null;

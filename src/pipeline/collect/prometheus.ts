@@ -3,7 +3,8 @@
 // 11,000 points (the server's limit): the step is raised where a chunk would need more.
 import * as z from "zod";
 import type { PrometheusSourceConfig } from "../../config/schema.js";
-import { type CollectContext, durationMs, formatSeconds, httpClient, mapLimit, runQuery } from "./context.js";
+import { UNIT_MS } from "../../util/duration.js";
+import { type CollectContext, formatSeconds, httpClient, mapLimit, runQuery } from "./context.js";
 import { bodyExcerpt, type HttpSourceClient, type QueryClient } from "./http.js";
 import { dayOf } from "./raw-store.js";
 import type { MetricSeriesRecord, SampleValue } from "./records.js";
@@ -68,7 +69,7 @@ function shortWindows(promql: string, stepS: number): string[] {
     const inner = m[0].slice(1, -1);
     let ms = 0;
     for (const part of inner.matchAll(/(\d+)(ms|s|m|h|d|w|y)/g))
-      ms += part[2] === "y" ? Number(part[1]) * 365 * 86400e3 : durationMs(`${part[1]}${part[2]}`);
+      ms += Number(part[1]) * (part[2] === "y" ? 365 * 86400e3 : UNIT_MS[part[2]]!);
     if (ms < stepS * 1000) out.push(m[0]);
   }
   return out;
@@ -95,14 +96,14 @@ async function collectQuery(
   http: QueryClient,
   report: QueryReport,
 ): Promise<void> {
-  const configured = durationMs(q.step ?? cfg.step) / 1000;
+  const configured = (q.step ?? cfg.step) / 1000;
   // Day chunks hold at most 86,400 s, so this step keeps every request within the point limit.
   const step = Math.max(1, Math.ceil(configured), minStepFor(DAY_S));
   if (step > configured)
     report.warnings.push(
       `step raised from ${configured}s to ${step}s (at most ${MAX_POINTS_PER_SERIES} points per request)`,
     );
-  const scrape = durationMs(cfg.scrape_interval) / 1000;
+  const scrape = cfg.scrape_interval / 1000;
   const promql = q.promql.replaceAll("$__rate_interval", formatSeconds(rateInterval(step, scrape)));
   for (const w of shortWindows(promql, step))
     report.warnings.push(`range ${w} is shorter than the step ${step}s: samples between steps are skipped`);

@@ -6,7 +6,8 @@
 import picomatch from "picomatch";
 import * as z from "zod";
 import type { TempoSourceConfig } from "../../config/schema.js";
-import { type CollectContext, durationMs, httpClient, mapLimit, runQuery, segmentFull } from "./context.js";
+import { formatDuration } from "../../util/duration.js";
+import { type CollectContext, httpClient, mapLimit, runQuery, segmentFull } from "./context.js";
 import { bodyExcerpt, type HttpSourceClient, type QueryClient, SourceError } from "./http.js";
 import { dayOf } from "./raw-store.js";
 import type { SpanRecord, TraceRecord } from "./records.js";
@@ -255,11 +256,13 @@ async function collectQuery(
 ): Promise<void> {
   const wm = await readWatermark(ctx.store, ctx.agent, "tempo", q.name, Watermark);
   for (const id of wm?.recent ?? []) run.seen.add(id);
-  const configuredS = Math.max(1, Math.round(durationMs(cfg.search_window) / 1000));
+  const configuredS = Math.max(1, Math.round(cfg.search_window / 1000));
   const windowS = Math.min(TEMPO_MAX_WINDOW_S, configuredS);
   if (configuredS > windowS)
-    report.warnings.push(`search_window ${cfg.search_window} cut to 168h (Tempo's max_duration)`);
-  const minWindowS = Math.max(1, Math.min(windowS, Math.round(durationMs(cfg.min_search_window) / 1000)));
+    report.warnings.push(
+      `search_window ${formatDuration(cfg.search_window)} cut to 168h (Tempo's max_duration)`,
+    );
+  const minWindowS = Math.max(1, Math.min(windowS, Math.round(cfg.min_search_window / 1000)));
   const endS = Math.floor((ctx.now - ctx.settleMs) / 1000);
   const startS = wm ? wm.end_s : Math.floor(ctx.firstStart / 1000);
   report.window = { start: iso(startS * 1000), end: iso(Math.max(startS, endS) * 1000) };

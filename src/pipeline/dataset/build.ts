@@ -2,7 +2,8 @@
 // segments, one segment in memory at a time; each task keeps a seeded bottom-k sample per split,
 // so memory is bounded by the caps, not by the data. The same segments and config always give
 // the same id and the same bytes.
-import type { Config, DatasetSection } from "../../config/schema.js";
+import * as z from "zod";
+import { type Config, DatasetSchema, type DatasetSection } from "../../config/schema.js";
 import { WorkError } from "../../errors.js";
 import { log } from "../../log.js";
 import { datasetExamples } from "../../metrics.js";
@@ -17,7 +18,7 @@ import {
   type SegmentRef,
 } from "../collect/raw-store.js";
 import { type RecordOf, SOURCES, type SourceName } from "../collect/records.js";
-import { durationMs, IncidentIndex, IncidentJoin, incidentSettings } from "../incidents.js";
+import { IncidentIndex, IncidentJoin, incidentSettings } from "../incidents.js";
 import { fillSlots, getOrAdd } from "../tasks/common.js";
 import { hashParts } from "../tasks/hash.js";
 import { scoreBaselines, TASKS } from "../tasks/index.js";
@@ -108,7 +109,7 @@ interface TaskState {
 
 function taskSettings(config: DatasetSection, name: TaskName): Record<string, unknown> {
   const s = { ...config.tasks[name] } as Record<string, unknown>;
-  if (name === "metric_forecast") s.stepMs = durationMs(config.tasks.metric_forecast.step);
+  if (name === "metric_forecast") s.stepMs = config.tasks.metric_forecast.step;
   return s;
 }
 
@@ -116,7 +117,7 @@ export function encodingSpecOf(config: DatasetSection): EncodingSpec {
   const m = config.tasks.metric_forecast;
   return {
     seq_len: config.seq_len,
-    metric_forecast: { points: m.points, step_ms: durationMs(m.step), z_max: m.z_max },
+    metric_forecast: { points: m.points, step_ms: m.step, z_max: m.z_max },
   };
 }
 
@@ -126,7 +127,7 @@ export function datasetPrefix(agent: string, id: string): string {
 
 export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   const { store, agent, config } = opts;
-  const windowMs = opts.windowMs ?? durationMs(config.window);
+  const windowMs = opts.windowMs ?? config.window;
   const enabledSource = (s: SourceName) => opts.sources?.[s] !== false;
 
   const all = new Map<SourceName, SegmentRef[]>();
@@ -333,7 +334,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
     builder: BUILDER_VERSION,
     agent,
     window: { start, end },
-    config: { ...config, window_ms: windowMs },
+    config: { ...z.encode(DatasetSchema, config), window_ms: windowMs },
     sources: sourceInfo,
     segments: segmentsRead.map((s) => [s.key, s.sha256]).sort(),
     base_vocab: opts.baseVocab?.sha256() ?? null,
@@ -385,7 +386,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
     tasks: [...TASK_NAMES],
     puzzle_identifiers: [...PUZZLE_IDENTIFIER_NAMES],
     num_puzzle_identifiers: NUM_PUZZLE_IDENTIFIERS,
-    config: { ...config, window: config.window, window_ms: windowMs },
+    config: { ...z.encode(DatasetSchema, config), window_ms: windowMs },
     sources: sourceInfo,
     segments: [...segmentsRead].sort((a, b) => (a.key < b.key ? -1 : 1)),
     vocab: { size: vocab.size, revision: vocab.revision, sha256: vocab.sha256() },

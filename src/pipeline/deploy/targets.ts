@@ -7,7 +7,6 @@ import * as z from "zod";
 import type { Config } from "../../config/schema.js";
 import { log } from "../../log.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
-import { durationMs } from "../incidents.js";
 import { buildKnowledgeCard } from "./knowledge.js";
 import { tagVersionArtifacts } from "./minio.js";
 import { deployToOllama, type OllamaProgress, ollamaStatus, rollbackOllama } from "./ollama.js";
@@ -106,7 +105,7 @@ export async function knowledgeCardOf(
   const key = `deploy/${agent}/${version}/${KNOWLEDGE_ARTIFACT}`;
   if (await store.exists(key)) return (await store.get(key)).toString("utf8");
   const end = now().getTime();
-  const start = end - windowMs(config.dataset.window);
+  const start = end - config.dataset.window;
   const card = await buildKnowledgeCard({ config, store, agent, window: { start, end }, version });
   await store.put(key, card.markdown, {
     contentType: "text/markdown; charset=utf-8",
@@ -314,12 +313,4 @@ export async function presignedArtifactUrls(
     if (url) out[a.name] = url;
   }
   return out;
-}
-
-function windowMs(text: string): number {
-  try {
-    return durationMs(text);
-  } catch {
-    return 30 * 86400e3;
-  }
 }

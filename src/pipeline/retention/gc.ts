@@ -9,8 +9,6 @@ import { gcDeletedBytes, gcFailures, storeBytes } from "../../metrics.js";
 import { FsStore, type ObjectStore } from "../../store/index.js";
 import { peekRunLease, withGcLease } from "../common/lease.js";
 import type { ModelRegistry } from "../deploy/registry.js";
-import { durationMs } from "../incidents.js";
-import { parseMs } from "../run.js";
 import { applyPlan } from "./apply.js";
 import { AGENT_PREFIXES, listAgentObjects, readGcState, readPlanInput, writeGcState } from "./inventory.js";
 import { type Kept, type PlanItem, planGc } from "./plan.js";
@@ -52,7 +50,7 @@ export async function runGc(opts: GcOptions): Promise<GcResult> {
     const input = await readPlanInput(store, registry, agent, state.pending);
     const plan = planGc(input, {
       retention: config.retention,
-      datasetWindowMs: durationMs(config.dataset.window),
+      datasetWindowMs: config.dataset.window,
       now,
     });
     let applied = { deleted_bytes: 0, deleted_objects: 0 };
@@ -89,7 +87,7 @@ export async function runGc(opts: GcOptions): Promise<GcResult> {
       throw new Error(`store gc ${agent}: run ${opts.runId} no longer holds the agent's lease`);
     return work();
   }
-  return withGcLease(store, agent, parseMs(config.runs.lease), work);
+  return withGcLease(store, agent, config.runs.lease, work);
 }
 
 /** A write is done long before this: what is older was left by a killed writer. */

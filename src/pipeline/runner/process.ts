@@ -13,12 +13,14 @@
 // dies on its own (a crash, the OOM killer) fails the stage with the reason; the run resumes
 // from its checkpoint.
 import { fork } from "node:child_process";
+import * as z from "zod";
+import { ConfigSchema } from "../../config/index.js";
 import { WorkError } from "../../errors.js";
 import { log } from "../../log.js";
 import { builtEntry } from "../../util/entry.js";
 import { STAGE_OUTPUTS, type StageOutput } from "../contract.js";
 import { adoptEvaluateOutput } from "../evaluate/stage.js";
-import { CancelledError, parseMs, type StageContext, type StageFn, TransientError } from "../run.js";
+import { CancelledError, type StageContext, type StageFn, TransientError } from "../run.js";
 import { type ChildStage, type ToChild, ToParent } from "./child-protocol.js";
 
 export interface ProcessStageOptions {
@@ -62,7 +64,7 @@ function childOutcome(
   opts: ProcessStageOptions,
 ): Promise<Record<string, unknown>> {
   const noun = CHILD_STAGES[stage].noun;
-  const stopAfterMs = opts.stopAfterMs ?? Math.round(0.45 * parseMs(ctx.config.server.shutdown_grace));
+  const stopAfterMs = opts.stopAfterMs ?? Math.round(0.45 * ctx.config.server.shutdown_grace);
   const child = fork(builtEntry(import.meta.url, "./stage-child.js"), [], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     serialization: "advanced",
@@ -120,7 +122,7 @@ function childOutcome(
             attempt: ctx.attempt,
             fromScratch: ctx.fromScratch,
             record: JSON.parse(JSON.stringify(ctx.record)),
-            config: JSON.parse(JSON.stringify(ctx.config)),
+            config: z.encode(ConfigSchema, ctx.config),
           });
           if (ctx.signal.aborted) onAbort();
           else ctx.signal.addEventListener("abort", onAbort, { once: true });

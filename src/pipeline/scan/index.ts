@@ -5,8 +5,8 @@ import type { Config } from "../../config/schema.js";
 import { UsageError } from "../../errors.js";
 import { anomalyScore } from "../../metrics.js";
 import type { ObjectStore } from "../../store/index.js";
+import { formatDuration } from "../../util/duration.js";
 import type { ModelRegistry } from "../deploy/registry.js";
-import { parseMs } from "../run.js";
 import { type CardFacts, EMPTY_CARD, parseKnowledgeCard } from "./card.js";
 import { markAnomalies, rankFindings } from "./findings.js";
 import { scoreLogs, scoreSeries, scoreTraces } from "./score.js";
@@ -53,12 +53,12 @@ export function scanKey(agent: string): string {
 
 /** Checks a requested window and sources against the config; throws UsageError for the caller. */
 export function checkScanRequest(config: Config, sinceMs: number | undefined, sources?: readonly string[]) {
-  const max = parseMs(config.scan.max_window);
-  const since = sinceMs ?? parseMs(config.scan.default_window);
+  const max = config.scan.max_window;
+  const since = sinceMs ?? config.scan.default_window;
   if (!(since > 0)) throw new UsageError("since must be a positive duration such as 15m or 1h");
   if (since > max)
     throw new UsageError(
-      `a window of ${Math.round(since / 60_000)} min is over the cap of ${config.scan.max_window} (scan.max_window)`,
+      `a window of ${Math.round(since / 60_000)} min is over the cap of ${formatDuration(max)} (scan.max_window)`,
     );
   for (const s of sources ?? [])
     if (!(SCAN_SOURCES as readonly string[]).includes(s))
@@ -94,7 +94,7 @@ export async function scanAgent(o: ScanOptions): Promise<ScanOutput> {
     maxRecords: cfg.max_records,
   });
   const card = await readCard(o.registry, o.agent, o.model.version);
-  const refMs = parseMs(cfg.reference);
+  const refMs = cfg.reference;
   const known = await errorTemplates(
     o.store,
     o.agent,
@@ -117,7 +117,7 @@ export async function scanAgent(o: ScanOptions): Promise<ScanOutput> {
   const records = parts.flatMap((p) => p.records);
   markAnomalies(records, cfg.record_threshold);
   const findings = rankFindings(records, card, {
-    bucketMs: parseMs(cfg.bucket),
+    bucketMs: cfg.bucket,
     recordThreshold: cfg.record_threshold,
     minScore: cfg.min_score,
     topK: o.topK ?? cfg.top_k,

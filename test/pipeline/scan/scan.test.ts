@@ -97,7 +97,7 @@ describe("the anomaly scan", () => {
   });
 
   it("refuses a window over the cap and an unknown source; an empty window says why", async () => {
-    await expect(scan({ sinceMs: 48 * HOUR })).rejects.toThrow(/over the cap of 24h \(scan.max_window\)/);
+    await expect(scan({ sinceMs: 48 * HOUR })).rejects.toThrow(/over the cap of 1d \(scan.max_window\)/);
     await expect(scan({ sinceMs: 48 * HOUR })).rejects.toBeInstanceOf(UsageError);
     await expect(scan({ sources: ["loki", "syslog"] })).rejects.toThrow(/unknown source "syslog"/);
     const { result } = await scan({ end: hourEnd + 30 * 86_400_000 });
