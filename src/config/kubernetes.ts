@@ -43,6 +43,13 @@ export const KubernetesJobSchema = z
         ]),
       )
       .default([]),
+    /**
+     * PersistentVolumeClaims the Job mounts besides what it inherits, e.g. the CUDA compute cache, so
+     * a GPU that runs tfjs-node-gpu's kernels from PTX pays the JIT once rather than every month.
+     */
+    volumes: z
+      .array(z.object({ name: K8sName, claim: K8sName, mount_path: z.string().startsWith("/") }).strict())
+      .default([]),
     /** When nothing is inherited: the ConfigMap with the config file (TRM_FORGE_CONFIG names it). */
     config_map: z
       .object({

@@ -142,7 +142,7 @@ function cacheAdvice(cache: JitCache): string {
   const size = cache.max_size ?? CUDA_CACHE_DEFAULT_BYTES;
   const small =
     size < 1024 ** 3
-      ? `; CUDA_CACHE_MAXSIZE is ${cache.max_size === null ? "the default 256 MiB" : `${size} bytes`}, too small for TensorFlow's kernels: raise it (at most ${CUDA_CACHE_MAX_BYTES})`
+      ? `; CUDA_CACHE_MAXSIZE is ${cache.max_size === null ? "the default 256 MiB" : `${size} bytes`}, which may not hold all of TensorFlow's kernels: raise it (at most ${CUDA_CACHE_MAX_BYTES})`
       : "";
   return `later starts reuse the compute cache at ${where} if it persists${small}`;
 }

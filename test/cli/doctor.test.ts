@@ -74,7 +74,7 @@ describe("doctor: GPUs through nvidia-smi", () => {
       // No cache settings: the default path and the default 256 MiB, which the report says to raise.
       expect(r.jit_cache).toEqual({ path: null, max_size: null, disabled: false });
       expect(g.tfjs_node_gpu.startup).toContain("~/.nv/ComputeCache");
-      expect(g.tfjs_node_gpu.startup).toContain("the default 256 MiB, too small");
+      expect(g.tfjs_node_gpu.startup).toContain("the default 256 MiB, which may not hold");
     }
   });
 
@@ -87,7 +87,7 @@ describe("doctor: GPUs through nvidia-smi", () => {
     });
     expect(set.jit_cache).toEqual({ path: "/cuda-cache", max_size: CUDA_CACHE_MAX_BYTES, disabled: false });
     expect(set.gpus[0].tfjs_node_gpu.startup).toContain("reuse the compute cache at /cuda-cache");
-    expect(set.gpus[0].tfjs_node_gpu.startup).not.toContain("too small");
+    expect(set.gpus[0].tfjs_node_gpu.startup).not.toContain("may not hold");
     const off = await probeGpus({ env: envFor("l40s.txt", { CUDA_CACHE_DISABLE: "1" }) });
     expect(off.gpus[0].tfjs_node_gpu.startup).toContain("every start pays it again");
   });

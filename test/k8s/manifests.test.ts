@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { loadConfig, parseConfig } from "../../src/config/index.js";
 import type { Config } from "../../src/config/schema.js";
+import { CUDA_CACHE_MAX_BYTES } from "../../src/model/gpu.js";
 import { buildTrainJob, inheritFromPod } from "../../src/pipeline/runner/job-spec.js";
 import {
   BUILDS,
@@ -368,7 +369,27 @@ describe("the config in the ConfigMap", () => {
     expect(spec.tolerations).toEqual([{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
     expect(job.spec.ttlSecondsAfterFinished).toBeGreaterThan(0);
     expect(spec.volumes.find((v: any) => v.name === "config").configMap.name).toMatch(/^trm-forge-config-/);
-    expect(spec.volumes.some((v: any) => v.persistentVolumeClaim)).toBe(false);
+    // The server's data volume becomes scratch; the one claim is the CUDA compute cache, a claim of
+    // this overlay that only the Jobs mount, at CUDA_CACHE_PATH, with the cache raised to CUDA's maximum.
+    const claims = spec.volumes.filter((v: any) => v.persistentVolumeClaim);
+    expect(claims.map((v: any) => v.persistentVolumeClaim.claimName)).toEqual(["trm-forge-cuda-cache"]);
+    const pvc = one(objects, "PersistentVolumeClaim", "trm-forge-cuda-cache");
+    expect(pvc.spec.resources.requests.storage).toMatch(/^\d+Gi$/);
+    expect(Number.parseInt(pvc.spec.resources.requests.storage, 10) * 1024 ** 3).toBeGreaterThan(
+      CUDA_CACHE_MAX_BYTES,
+    );
+    const cacheMount = c.volumeMounts.find((m: any) => m.name === claims[0].name);
+    const envOf = (name: string) => c.env.find((e: any) => e.name === name)?.value;
+    expect(cacheMount.readOnly).toBeFalsy();
+    expect(envOf("CUDA_CACHE_PATH")).toBe(cacheMount.mountPath);
+    expect(Number(envOf("CUDA_CACHE_MAXSIZE"))).toBe(CUDA_CACHE_MAX_BYTES);
+    expect(envOf("CUDA_CACHE_DISABLE")).toBeUndefined();
+    const serverVolumes = deploy.spec.template.spec.volumes;
+    expect(
+      serverVolumes.some((v: any) => v.persistentVolumeClaim?.claimName === "trm-forge-cuda-cache"),
+    ).toBe(false);
+    // The cpu overlay has no such claim.
+    expect(built("overlays/cpu").some((o) => o.metadata.name === "trm-forge-cuda-cache")).toBe(false);
     expect(c.env.find((e: any) => e.name === "TRM_FORGE_RUNNER").value).toBe("in-process");
     // The pod trains with the same config, which must load with the Job's env override.
     writeFileSync(join(tmp, "config.yaml"), configOf(objects).cm.data["config.yaml"]);
@@ -386,6 +407,29 @@ describe("the config in the ConfigMap", () => {
         r.ports.some((p: any) => p.port === 6443),
       ),
     ).toBe(false);
+  });
+
+  it("a Job volume that clashes with one the Job inherits is a config error, not a broken pod", () => {
+    const objects = built("overlays/gpu");
+    const { config } = configOf(objects);
+    const deploy = one(objects, "Deployment");
+    const pod = { metadata: { name: "trm-forge-abc" }, spec: deploy.spec.template.spec };
+    const inherited = inheritFromPod(pod as any, config.kubernetes.job.container_name);
+    const input = {
+      runId: "r1",
+      agent: "agent-sre",
+      attempt: 1,
+      namespace: "trm-forge",
+      inherited,
+      dataDir: "/data",
+    };
+    for (const clash of [
+      { name: "data", claim: "trm-forge-cuda-cache", mount_path: "/var/cache/cuda" },
+      { name: "cuda-cache", claim: "trm-forge-cuda-cache", mount_path: "/data" },
+    ]) {
+      const job = { ...config.kubernetes.job, volumes: [clash] };
+      expect(() => buildTrainJob({ ...input, job })).toThrow(/kubernetes\.job\.volumes: .* clashes/);
+    }
   });
 
   it("the CronJob alternative switches the in-process schedule off (never both), and the others keep it on", () => {

@@ -159,6 +159,14 @@ export function buildTrainJob(input: TrainJobInput): V1Job {
     volumes.push({ name: "data", emptyDir: {} }, { name: "tmp", emptyDir: {} });
     volumeMounts.push({ name: "data", mountPath: input.dataDir }, { name: "tmp", mountPath: "/tmp" });
   }
+  for (const v of job.volumes) {
+    if (volumes.some((x) => x.name === v.name) || volumeMounts.some((m) => m.mountPath === v.mount_path))
+      throw new ConfigError(
+        `kubernetes.job.volumes: "${v.name}" at ${v.mount_path} clashes with a volume the Job already has`,
+      );
+    volumes.push({ name: v.name, persistentVolumeClaim: { claimName: v.claim } });
+    volumeMounts.push({ name: v.name, mountPath: v.mount_path });
+  }
   for (const e of job.env) {
     env.set(
       e.name,
