@@ -2,6 +2,12 @@ import type { Command } from "commander";
 import { UsageError } from "../errors.js";
 import { createPipeline } from "../pipeline/create.js";
 import { ALIASES, type Alias, prunedEntry } from "../pipeline/deploy/registry.js";
+import {
+  type Comparison,
+  compareVersions,
+  comparisonPair,
+  comparisonSummary,
+} from "../pipeline/evaluate/compare.js";
 import { readShadowReport, type ShadowReport } from "../serve/index.js";
 import { pct } from "../util/format.js";
 import { cliFreeText } from "../util/text.js";
@@ -10,29 +16,20 @@ import { actor, agentOf, cliContext } from "./context.js";
 
 function compareText(
   agent: string,
-  scores: {
-    champion: [string, Record<string, number>] | null;
-    challenger: [string, Record<string, number>] | null;
-  },
+  pair: { a: string; b: string } | null,
+  cmp: Comparison | null,
   shadow: ShadowReport | null,
 ): string {
-  const lines: string[] = [];
-  if (!scores.champion && !scores.challenger) return `${agent} has no champion or challenger`;
-  lines.push(
-    `${agent}: champion ${scores.champion?.[0] ?? "-"}, challenger ${scores.challenger?.[0] ?? "-"}`,
-  );
-  const tasks = new Set([
-    ...Object.keys(scores.champion?.[1] ?? {}),
-    ...Object.keys(scores.challenger?.[1] ?? {}),
-  ]);
-  if (tasks.size) {
+  if (!pair || !cmp) return `${agent} has fewer than two model versions: nothing to compare`;
+  const lines = [`${agent}: a = ${pair.a}, b = ${pair.b}`];
+  if (cmp.tasks.length) {
     lines.push("validation (primary metric):");
-    for (const t of [...tasks].sort()) {
-      const a = scores.champion?.[1][t];
-      const b = scores.challenger?.[1][t];
-      lines.push(`  ${t}: champion ${a?.toFixed(3) ?? "-"}, challenger ${b?.toFixed(3) ?? "-"}`);
-    }
+    for (const t of cmp.tasks)
+      lines.push(
+        `  ${t.task}${t.metric ? ` (${t.metric})` : ""}: a ${pct(t.a)}, b ${pct(t.b)}${t.better ? `, better: ${t.better}` : ""}${t.baseline ? `; baseline ${t.baseline.name} ${pct(t.baseline.score)}` : ""}`,
+      );
   }
+  lines.push(comparisonSummary(cmp, pair.a, pair.b));
   if (!shadow)
     lines.push(
       "live shadow: no record yet (the server shadows a share of predictions once a challenger is set)",
@@ -201,34 +198,43 @@ export function registerModelsCommands(program: Command): void {
   models
     .command("compare")
     .description(
-      "Champion against challenger: validation scores and live shadow agreement, confidence, latency",
+      "Two versions side by side (default: champion and challenger), on the same validation examples when one evaluation scored both, and the live shadow record",
     )
     .requiredOption("--agent <name>", "agent")
+    .option("--a <version>", "a version id or alias (default: champion)")
+    .option("--b <version>", "a version id or alias (default: challenger, else the newest version)")
     .option("--json", "print the comparison as JSON")
     .action(
-      action(async (opts: { agent: string; json?: boolean }, cmd: Command) => {
-        const { store, registry } = cliContext(cmd);
-        const index = await registry.read(opts.agent);
-        const scoresOf = (v: string | null): [string, Record<string, number>] | null => {
+      action(async (opts: { agent: string; a?: string; b?: string; json?: boolean }, cmd: Command) => {
+        const { config, store, registry } = cliContext(cmd);
+        const agent = agentOf(config, opts.agent);
+        const index = await registry.read(agent);
+        // The default pair needs two versions; one named on the command line must exist.
+        const pair =
+          opts.a || opts.b || index.versions.length >= 2
+            ? await comparisonPair(registry, agent, index, { a: opts.a, b: opts.b })
+            : null;
+        const cmp = pair ? await compareVersions({ store, agent, index, ...pair }) : null;
+        const shadow = await readShadowReport(store, agent);
+        const side = (v: string | undefined) => {
           const e = v ? index.versions.find((x) => x.version === v) : undefined;
-          return e ? [e.version, e.scores] : null;
+          return e ? { version: e.version, scores: e.scores } : null;
         };
-        const scores = {
-          champion: scoresOf(index.aliases.champion),
-          challenger: scoresOf(index.aliases.challenger),
-        };
-        const shadow = await readShadowReport(store, opts.agent);
         emit(
           opts.json,
           {
-            agent: opts.agent,
-            champion: scores.champion ? { version: scores.champion[0], scores: scores.champion[1] } : null,
-            challenger: scores.challenger
-              ? { version: scores.challenger[0], scores: scores.challenger[1] }
-              : null,
+            agent,
+            a: side(pair?.a),
+            b: side(pair?.b),
+            champion: side(index.aliases.champion ?? undefined),
+            challenger: side(index.aliases.challenger ?? undefined),
+            basis: cmp?.basis ?? null,
+            dataset_id: cmp?.dataset_id ?? null,
+            tasks: cmp?.tasks ?? [],
+            summary: cmp && pair ? comparisonSummary(cmp, pair.a, pair.b) : null,
             shadow,
           },
-          () => compareText(opts.agent, scores, shadow),
+          () => compareText(agent, pair, cmp, shadow),
         );
       }),
     );

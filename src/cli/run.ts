@@ -3,7 +3,7 @@ import { UsageError } from "../errors.js";
 import { initBackend } from "../model/backend.js";
 import { stageOutput } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
-import { evaluateVersion } from "../pipeline/evaluate.js";
+import { evaluateVersion, evaluationTarget } from "../pipeline/evaluate/version.js";
 import { type RunEvent, type RunRecord, STAGES, type StageName, type StartedRun } from "../pipeline/run.js";
 import { pct } from "../util/format.js";
 import { action, emit, loadCliConfig } from "./common.js";
@@ -232,14 +232,11 @@ export function registerRunCommands(program: Command): void {
           const agent = agentOf(config, opts.agent);
           await initBackend(config.model.backend);
           const pipeline = createPipeline(config);
-          const { result, key } = await evaluateVersion({
-            config,
-            store: pipeline.store,
-            registry: pipeline.registry,
+          const { result, key } = await evaluateVersion(pipeline, {
             agent,
-            version: opts.version,
-            against: opts.against === "none" ? null : opts.against,
+            target: await evaluationTarget(pipeline.registry, agent, opts.version, opts.against),
             datasetId: opts.dataset,
+            trigger: { kind: "cli", actor: actor(), reason: null },
           });
           emit(opts.json, { ...result, stored_at: key }, () => {
             const lines = [

@@ -78,12 +78,27 @@ export const TrainOutput = z.looseObject({
   note: z.string().optional(),
 });
 export const Gate = z.object({ passed: z.boolean(), reasons: z.array(z.string()) });
+/** One task of an evaluation, as a job's result shows it. */
+export const EvaluatedTask = z.object({
+  metric: z.string(),
+  examples: z.number(),
+  score: Measure,
+  /** The other version's score on the same examples. */
+  against: Measure,
+  best_baseline: z.object({ name: z.string(), score: Measure }).nullable(),
+});
 export const EvaluateOutput = z.looseObject({
   /** The store key of evaluation.json. */
   evaluation: z.string(),
   gate: Gate,
   scores: z.record(z.string(), Measure),
+  /** The version scored beside it (a run's: the champion). */
   champion: z.string().nullable(),
+  /** The registered version an evaluation run scored; null for a run's own candidate. */
+  version: z.string().nullable().optional(),
+  dataset_id: z.string().optional(),
+  examples: z.number().optional(),
+  tasks: z.record(z.string(), EvaluatedTask).optional(),
 });
 export const DeployHookResult = z.object({
   name: z.string(),

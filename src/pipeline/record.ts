@@ -112,6 +112,11 @@ export const RunRecord = z
         from_scratch: z.boolean(),
         /** A dataset named by the caller instead of the newest one. */
         dataset_id: z.string().nullable(),
+        /**
+         * An evaluation run (model_evaluate, `trm-forge evaluate`): its one evaluate stage scores
+         * this registered version, against another one or none, instead of the run's candidate.
+         */
+        evaluate: z.object({ version: z.string(), against: z.string().nullable() }).strict().optional(),
       })
       .strict(),
     stages: z.array(StageRecord),

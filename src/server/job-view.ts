@@ -1,7 +1,8 @@
 // What job_status, jobs_list and trm://jobs/{id} show of a job: a view computed from the run
-// record (collect and training jobs) or the evaluation job's record, with a hint of what to call next.
+// record (every job is a run), with a hint of what to call next. Evaluation jobs that a server
+// from before evaluations were runs left (`j…` ids) are shown from their own record.
 import { type Progress, stageOutput } from "../pipeline/contract.js";
-import type { RunRecord } from "../pipeline/run.js";
+import type { RunRecord, StageName } from "../pipeline/run.js";
 import type { JobKind, JobRecord, JobState, JobSummary, JobView } from "./job-records.js";
 
 /** A run as a job: its live progress (from this process) wins over the stored one. */
@@ -20,7 +21,11 @@ export function runView(
   const stageFraction =
     progress && progress.step !== null && progress.total ? Math.min(1, progress.step / progress.total) : 0;
   const kind: JobKind =
-    rec?.kind ?? (requested.length === 1 && requested[0].name === "collect" ? "collect" : "training");
+    rec?.kind ??
+    runKind(
+      requested.map((s) => s.name),
+      Boolean(run.options.evaluate),
+    );
   const result = runResult(run);
   return {
     job_id: run.id,
@@ -57,7 +62,18 @@ export function runView(
   };
 }
 
-/** An evaluation job as its record tells it. */
+/** The job a run is: a collection, an evaluation (of a registered version) or a training. */
+export function runKind(stages: readonly StageName[], evaluation: boolean): JobKind {
+  if (evaluation) return "evaluation";
+  return stages.length === 1 && stages[0] === "collect" ? "collect" : "training";
+}
+
+/** An evaluation job with its own record and lifecycle, as servers before evaluation runs kept them. */
+export function isLegacyEvaluation(rec: JobRecord): boolean {
+  return rec.kind === "evaluation" && rec.id.startsWith("j");
+}
+
+/** A legacy evaluation job as its record tells it. */
 export function evaluationView(rec: JobRecord): JobView {
   const p = rec.progress;
   return {
@@ -100,6 +116,20 @@ export function summary(v: JobView, modelVersion: string | null): JobSummary {
 
 /** The outputs of a run that a caller acts on. */
 export function runResult(run: RunRecord): Record<string, unknown> | null {
+  const asked = run.options.evaluate;
+  if (asked) {
+    const e = stageOutput(run, "evaluate");
+    if (!e?.gate) return null;
+    return {
+      version: e.version ?? asked.version,
+      against: e.champion ?? null,
+      dataset_id: e.dataset_id ?? run.dataset_id,
+      examples: e.examples ?? null,
+      stored_at: e.evaluation ?? null,
+      gate: e.gate,
+      tasks: e.tasks ?? {},
+    };
+  }
   const result: Record<string, unknown> = {};
   const c = stageOutput(run, "collect");
   if (c && "records" in c) result.collect = { records: c.records, errors: c.errors, sources: c.sources };

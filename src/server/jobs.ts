@@ -1,20 +1,11 @@
 import type { Config } from "../config/index.js";
 import { WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
-import { timeId } from "../pipeline/common/ids.js";
 import { peekRunLease } from "../pipeline/common/lease.js";
-import {
-  LOG_LINES_KEPT,
-  type LogLine,
-  PROGRESS_WRITE_MS,
-  type Progress,
-  runKey,
-} from "../pipeline/contract.js";
+import { LOG_LINES_KEPT, type LogLine, type Progress, runKey } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
 import type { DeployHook } from "../pipeline/deploy/stage.js";
-import { evaluateVersion } from "../pipeline/evaluate.js";
 import {
-  CancelledError,
   type Pipeline,
   type RunEvent,
   type RunRecord,
@@ -39,7 +30,7 @@ import {
   ShutdownError,
   writeJobRecord,
 } from "./job-records.js";
-import { evaluationView, runResult, runView, summary } from "./job-view.js";
+import { evaluationView, isLegacyEvaluation, runKind, runResult, runView, summary } from "./job-view.js";
 
 export * from "./job-records.js";
 
@@ -60,13 +51,6 @@ interface LiveRun {
   done: Promise<unknown>;
 }
 
-interface LiveEvaluation {
-  record: JobRecord;
-  controller: AbortController;
-  listeners: Set<() => void>;
-  done: Promise<void>;
-}
-
 export interface StartedJob {
   /** False when the agent already had such a job running: `job` is that one. */
   started: boolean;
@@ -79,7 +63,6 @@ export class JobManager {
   private readonly store: ObjectStore;
   private readonly now: () => Date;
   private readonly runs = new Map<string, LiveRun>();
-  private readonly evaluations = new Map<string, LiveEvaluation>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly log = childLogger({ component: "jobs" });
   private stopping = false;
@@ -108,11 +91,11 @@ export class JobManager {
     for (const agent of Object.keys(this.config.agents)) {
       for (const rec of await recentJobRecords(this.store, agent, 50)) {
         if (rec.status !== "interrupted" && rec.status !== "running") continue;
-        if (resumed.includes(rec.id) || this.runs.has(rec.id) || this.evaluations.has(rec.id)) continue;
+        if (resumed.includes(rec.id) || this.runs.has(rec.id)) continue;
         try {
-          if (rec.kind === "evaluation") {
-            this.runEvaluation({ ...rec, status: "running", interrupted_at: null, ended_at: null });
-            resumed.push(rec.id);
+          if (isLegacyEvaluation(rec)) {
+            const again = await this.continueLegacyEvaluation(rec);
+            if (again) resumed.push(again);
             continue;
           }
           const run = await this.pipeline.getRun(rec.id, agent).catch(() => null);
@@ -142,12 +125,7 @@ export class JobManager {
     this.stopping = true;
     const reason = new ShutdownError("the server is shutting down; the job resumes when it starts again");
     this.halt.abort(reason);
-    for (const e of this.evaluations.values()) e.controller.abort(reason);
-    const all = Promise.allSettled([
-      ...[...this.runs.values()].map((r) => r.done),
-      ...[...this.evaluations.values()].map((e) => e.done),
-      ...this.pending,
-    ]);
+    const all = Promise.allSettled([...[...this.runs.values()].map((r) => r.done), ...this.pending]);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       all.then(() => false),
@@ -164,16 +142,9 @@ export class JobManager {
     while (this.pending.size) await Promise.allSettled([...this.pending]);
   }
 
-  /** Jobs running in this process. */
-  active(): { job_id: string; agent: string; kind: "run" | "evaluation" }[] {
-    return [
-      ...[...this.runs.entries()].map(([id, r]) => ({ job_id: id, agent: r.agent, kind: "run" as const })),
-      ...[...this.evaluations.values()].map((e) => ({
-        job_id: e.record.id,
-        agent: e.record.agent,
-        kind: "evaluation" as const,
-      })),
-    ];
+  /** Jobs running in this process: every one is a run of the pipeline. */
+  active(): { job_id: string; agent: string }[] {
+    return [...this.runs.entries()].map(([id, r]) => ({ job_id: id, agent: r.agent }));
   }
 
   // ---- starting ------------------------------------------------------------------------------
@@ -201,37 +172,24 @@ export class JobManager {
     return { started: started.started, job: await this.view(started.runId, agent) };
   }
 
-  /** An evaluation job; returns the agent's running evaluation when it has one. */
+  /**
+   * An evaluation job: a run with the evaluate stage alone, scoring `version` (resolved by the
+   * caller) on the same examples as `against`. Returns the agent's running run when it has one.
+   */
   async startEvaluation(
     agent: string,
     opts: { version: string; against: string | null; datasetId?: string; actor: string },
   ): Promise<StartedJob> {
     if (this.stopping)
       throw new WorkError("the server is shutting down; start the job again once it is back");
-    for (const e of this.evaluations.values())
-      if (e.record.agent === agent) return { started: false, job: evaluationView(e.record) };
-    const at = this.now().toISOString();
-    const record: JobRecord = {
-      schema: 1,
-      id: timeId("j", this.now()),
-      kind: "evaluation",
+    const started = await this.pipeline.startRun({
       agent,
-      status: "running",
-      actor: opts.actor,
-      created_at: at,
-      updated_at: at,
-      ended_at: null,
-      run_id: null,
-      request: { version: opts.version, against: opts.against, dataset_id: opts.datasetId ?? null },
-      result: null,
-      error: null,
-      progress: null,
-      log: [],
-      interrupted_at: null,
-    };
-    await writeJobRecord(this.store, record);
-    this.runEvaluation(record);
-    return { started: true, job: evaluationView(record) };
+      stages: ["evaluate"],
+      evaluate: { version: opts.version, against: opts.against },
+      datasetId: opts.datasetId,
+      trigger: { kind: "mcp", actor: opts.actor, reason: null },
+    });
+    return { started: started.started, job: await this.view(started.runId, agent) };
   }
 
   // ---- reading -------------------------------------------------------------------------------
@@ -245,7 +203,7 @@ export class JobManager {
       throw new JobNotFoundError(
         `no job "${jobId}": job ids look like r20260101-020000-000-ab12 (runs) or j20260101-020000-000-ab12 (evaluations)`,
       );
-    const live = this.runs.get(jobId)?.agent ?? this.evaluations.get(jobId)?.record.agent;
+    const live = this.runs.get(jobId)?.agent;
     if (live && among.includes(live)) return live;
     for (const agent of among) {
       if (await this.store.exists(jobKey(agent, jobId))) return agent;
@@ -256,10 +214,8 @@ export class JobManager {
 
   async view(jobId: string, agent?: string): Promise<JobView> {
     const a = agent ?? (await this.agentOf(jobId));
-    const live = this.evaluations.get(jobId);
-    if (live) return evaluationView(live.record);
     const rec = await readJobRecord(this.store, a, jobId);
-    if (rec?.kind === "evaluation") return evaluationView(rec);
+    if (rec && isLegacyEvaluation(rec)) return evaluationView(rec);
     let run: RunRecord;
     try {
       run = await this.pipeline.getRun(jobId, a);
@@ -278,7 +234,7 @@ export class JobManager {
     const want = opts.limit + 1;
     for (const agent of agents) {
       const records = new Map((await recentJobRecords(this.store, agent, 200)).map((r) => [r.id, r]));
-      if (opts.kind !== "evaluation") {
+      {
         let n = 0;
         const unfiltered = !opts.kind && !opts.status;
         for (const run of await this.pipeline.listRuns(agent, unfiltered ? { limit: want } : {})) {
@@ -291,8 +247,8 @@ export class JobManager {
       }
       if (!opts.kind || opts.kind === "evaluation") {
         for (const rec of records.values()) {
-          if (rec.kind !== "evaluation") continue;
-          const v = evaluationView(this.evaluations.get(rec.id)?.record ?? rec);
+          if (!isLegacyEvaluation(rec)) continue;
+          const v = evaluationView(rec);
           if (opts.status && v.status !== opts.status) continue;
           all.push(summary(v, null));
         }
@@ -310,12 +266,10 @@ export class JobManager {
   ): Promise<{ lines: LogLine[]; total: number }> {
     let lines: LogLine[];
     const live = this.runs.get(jobId);
-    const ev = this.evaluations.get(jobId);
-    if (ev) lines = ev.record.log;
-    else if (live?.log.length) lines = live.log;
+    if (live?.log.length) lines = live.log;
     else {
       const rec = await readJobRecord(this.store, agent, jobId);
-      if (rec?.kind === "evaluation") lines = rec.log;
+      if (rec && isLegacyEvaluation(rec)) lines = rec.log;
       else lines = (await this.pipeline.getRun(jobId, agent)).log;
     }
     const order = ["debug", "info", "warn", "error"];
@@ -328,13 +282,8 @@ export class JobManager {
 
   /** Asks a running job to stop; false when it was not running. */
   async cancel(jobId: string, agent: string): Promise<boolean> {
-    const ev = this.evaluations.get(jobId);
-    if (ev) {
-      ev.controller.abort(new CancelledError("cancelled on request"));
-      return true;
-    }
     const rec = await readJobRecord(this.store, agent, jobId);
-    if (rec?.kind === "evaluation") return false;
+    if (rec && isLegacyEvaluation(rec)) return false;
     if (rec?.status === "interrupted") {
       // Nothing runs it now: cancelling means it is not resumed.
       await writeJobRecord(this.store, {
@@ -361,7 +310,7 @@ export class JobManager {
     let view = await this.view(jobId, agent);
     opts.onUpdate?.(view);
     while (view.status === "running" && Date.now() < deadline && !opts.signal?.aborted) {
-      const listeners = this.runs.get(jobId)?.listeners ?? this.evaluations.get(jobId)?.listeners;
+      const listeners = this.runs.get(jobId)?.listeners;
       await new Promise<void>((resolve) => {
         const wake = () => {
           clearTimeout(timer);
@@ -414,12 +363,18 @@ export class JobManager {
         : await this.pipeline.getRun(started.runId, started.agent).catch(() => null);
       const stages = opts.stages ??
         before?.stages.filter((s) => s.requested).map((s) => s.name) ?? [...STAGES];
-      const kind = stages.length === 1 && stages[0] === "collect" ? "collect" : "training";
-      await this.writeRunJob(started.runId, started.agent, kind, opts.trigger?.actor ?? "pipeline", {
-        stages,
-        from_scratch: Boolean(opts.fromScratch),
-        dataset_id: opts.datasetId ?? null,
-      });
+      const evaluate = opts.evaluate ?? before?.options.evaluate;
+      const kind = runKind(stages, Boolean(evaluate));
+      const dataset_id = opts.datasetId ?? null;
+      await this.writeRunJob(
+        started.runId,
+        started.agent,
+        kind,
+        opts.trigger?.actor ?? "pipeline",
+        evaluate
+          ? { version: evaluate.version, against: evaluate.against, dataset_id }
+          : { stages, from_scratch: Boolean(opts.fromScratch), dataset_id },
+      );
       const run = await started.done;
       unsubscribe();
       const rec = await readJobRecord(this.store, started.agent, started.runId);
@@ -436,7 +391,7 @@ export class JobManager {
   private async writeRunJob(
     id: string,
     agent: string,
-    kind: "collect" | "training",
+    kind: JobKind,
     actor: string,
     request: Record<string, unknown>,
   ): Promise<void> {
@@ -476,102 +431,38 @@ export class JobManager {
     });
   }
 
-  private runEvaluation(record: JobRecord): void {
-    const controller = new AbortController();
-    const listeners = new Set<() => void>();
-    const notify = () => {
-      for (const fn of [...listeners]) fn();
-    };
-    const logLine = (level: LogLine["level"], msg: string) => {
-      record.log.push({ at: this.iso(), level, stage: "evaluate", msg });
-      if (record.log.length > LOG_LINES_KEPT) record.log.splice(0, record.log.length - LOG_LINES_KEPT);
-    };
-    let lastWrite = 0;
-    const req = record.request as { version: string; against: string | null; dataset_id: string | null };
-    const done = (async () => {
-      logLine(
-        "info",
-        `evaluating ${req.version} of ${record.agent}${req.against ? ` against ${req.against}` : ""}`,
-      );
-      try {
-        const { result, key } = await evaluateVersion({
-          config: this.config,
-          store: this.store,
-          registry: this.pipeline.registry,
-          agent: record.agent,
-          version: req.version,
-          against: req.against,
-          datasetId: req.dataset_id ?? undefined,
-          signal: controller.signal,
-          onProgress: (p) => {
-            record.progress = {
-              stage: "evaluate",
-              message: p.message,
-              step: p.done,
-              total: p.total,
-              eta_s: null,
-              metrics: {},
-              at: this.iso(),
-            };
-            notify();
-            if (Date.now() - lastWrite > PROGRESS_WRITE_MS) {
-              lastWrite = Date.now();
-              void writeJobRecord(this.store, record).catch(() => undefined);
-            }
-          },
-        });
-        for (const r of result.gate.reasons) logLine(result.gate.passed ? "info" : "warn", r);
-        record.status = "succeeded";
-        record.result = {
-          version: result.candidate.version,
-          against: result.champion?.version ?? null,
-          dataset_id: result.dataset_id,
-          examples: result.examples,
-          stored_at: key,
-          gate: { passed: result.gate.passed, reasons: result.gate.reasons },
-          tasks: Object.fromEntries(
-            Object.values(result.tasks).map((t) => [
-              t.task,
-              {
-                metric: t.primary,
-                examples: t.examples,
-                score: t.candidate.score,
-                against: t.champion?.score ?? null,
-                best_baseline: t.best_baseline
-                  ? { name: t.best_baseline, score: t.baselines[t.best_baseline].score }
-                  : null,
-              },
-            ]),
-          ),
-        };
-      } catch (err) {
-        const reason = controller.signal.reason;
-        if (reason instanceof ShutdownError) {
-          record.status = "interrupted";
-          record.interrupted_at = this.iso();
-          logLine("warn", "interrupted by a server shutdown; the next server runs it again");
-        } else if (controller.signal.aborted) {
-          record.status = "cancelled";
-          record.error = "cancelled";
-          logLine("warn", "cancelled on request");
-        } else {
-          record.status = "failed";
-          record.error = (err as Error).message ?? String(err);
-          logLine("error", `evaluation failed: ${record.error}`);
-        }
-      }
-      record.ended_at = record.status === "interrupted" ? null : this.iso();
-      record.progress = null;
-      record.updated_at = this.iso();
-      await writeJobRecord(this.store, record).catch((err) =>
-        this.log.error({ err, job: record.id }, "could not write the evaluation job"),
-      );
-    })().finally(() => {
-      this.evaluations.delete(record.id);
-      notify();
+  /**
+   * An evaluation job a server before evaluations were runs left running or interrupted (its own
+   * record, a `j…` id): it is started again as an evaluation run, and its record says which.
+   */
+  private async continueLegacyEvaluation(rec: JobRecord): Promise<string | null> {
+    const req = rec.request as { version?: unknown; against?: unknown; dataset_id?: unknown };
+    let note = "it cannot be started again: its request names no version";
+    let runId: string | null = null;
+    if (typeof req.version === "string") {
+      const s = await this.pipeline.startRun({
+        agent: rec.agent,
+        stages: ["evaluate"],
+        evaluate: { version: req.version, against: typeof req.against === "string" ? req.against : null },
+        datasetId: typeof req.dataset_id === "string" ? req.dataset_id : undefined,
+        trigger: { kind: "resume", actor: rec.actor, reason: `continues evaluation job ${rec.id}` },
+      });
+      runId = s.started ? s.runId : null;
+      note = s.started
+        ? `continued as job ${s.runId}`
+        : `not continued: run ${s.runId} of the agent was running; start model_evaluate again`;
+    }
+    const at = this.iso();
+    await writeJobRecord(this.store, {
+      ...rec,
+      status: "failed",
+      error: `interrupted by a server shutdown; ${note}`,
+      progress: null,
+      interrupted_at: null,
+      ended_at: at,
+      updated_at: at,
     });
-    this.evaluations.set(record.id, { record, controller, listeners, done });
-    this.track(done);
+    return runId;
   }
 
   private track(p: Promise<unknown>): void {

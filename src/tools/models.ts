@@ -1,14 +1,14 @@
 // Model tools: the registry (versions, aliases, history), cards, evaluation (a job), side-by-side
 // comparison, and the two alias moves: promote and roll back.
 import * as z from "zod";
-import { UsageError } from "../errors.js";
 import {
   ALIASES,
   type AliasMove,
   GateRefusedError,
   type RegistryIndex,
 } from "../pipeline/deploy/registry.js";
-import { compareVersions, TaskRow } from "../pipeline/evaluate/compare.js";
+import { compareVersions, comparisonPair, comparisonSummary, TaskRow } from "../pipeline/evaluate/compare.js";
+import { evaluationTarget } from "../pipeline/evaluate/version.js";
 import { readShadowReport, type ShadowReport } from "../serve/index.js";
 import {
   AgentName,
@@ -273,7 +273,8 @@ export const modelEvaluate = defineTool({
   title: "Evaluate a version (job)",
   description:
     "Starts a job that scores a registered version on a frozen validation set (the newest dataset's, or dataset_id), per task, beside each task's baselines " +
-    "and another version (default: the champion) on the same examples, then runs the gate. Returns the job at once; one evaluation per agent runs at a time. " +
+    "and another version (default: the champion) on the same examples, then runs the gate. Returns the job at once. It is a run of the pipeline (its evaluate stage alone): " +
+    "one run per agent at a time, so while the agent trains or evaluates, that job is returned instead. " +
     "Next: job_status (the result has the gate verdict and scores), then model_compare to see the two side by side.",
   scope: "train",
   input: z
@@ -295,15 +296,7 @@ export const modelEvaluate = defineTool({
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async run(args, call, env) {
     const agent = call.agent(args.agent);
-    const registry = env.ctx.registry;
-    const version = await registry.resolve(agent, args.version);
-    let against: string | null = null;
-    if (args.against !== "none") {
-      const index = await registry.read(agent);
-      if (args.against === "champion" && !index.aliases.champion) against = null;
-      else against = await registry.resolve(agent, args.against);
-      if (against === version) against = null;
-    }
+    const { version, against } = await evaluationTarget(env.ctx.registry, agent, args.version, args.against);
     const { started, job } = await env.ctx.jobs.startEvaluation(agent, {
       version,
       against,
@@ -313,7 +306,7 @@ export const modelEvaluate = defineTool({
     const now = await waitForJob(env, call, job, args.wait_s);
     return {
       data: { started, job: now },
-      text: `${started ? "started" : `not started: ${agent} already has an evaluation running, returned here`}\n${jobText(now)}`,
+      text: `${started ? "started" : `not started: ${agent} already has a ${job.kind} job running, returned here`}\n${jobText(now)}`,
     };
   },
 });
@@ -333,7 +326,7 @@ export const modelCompare = defineTool({
   title: "Compare two versions",
   description:
     "Two versions side by side, per task: the primary metric of each, the difference, which is better, and the best baseline. " +
-    "The numbers come from one evaluation of both on the same validation examples when one exists (the training run's, or model_evaluate's); " +
+    "The numbers come from one evaluation of both on the same validation examples when one exists (the training run's, or a model_evaluate run's); " +
     "otherwise from each version's own evaluation, which the answer says. With champion and challenger it adds the live shadow comparison " +
     "(agreement on real queries). Defaults: a = champion, b = challenger (else the newest version). Next: model_promote or model_rollback.",
   scope: "read",
@@ -377,12 +370,7 @@ export const modelCompare = defineTool({
     const agent = call.agent(args.agent);
     const registry = env.ctx.registry;
     const index = await registry.read(agent);
-    const a = await registry.resolve(agent, args.a);
-    const b = args.b
-      ? await registry.resolve(agent, args.b)
-      : (index.aliases.challenger ?? (await registry.resolve(agent, "latest")));
-    if (a === b)
-      throw new UsageError(`a and b are both ${a}; name another version with b (models_list lists them)`);
+    const { a, b } = await comparisonPair(registry, agent, index, args);
     const info = (v: string) => {
       const e = index.versions.find((x) => x.version === v)!;
       return {
@@ -393,18 +381,8 @@ export const modelCompare = defineTool({
         parent_version: e.parent_version,
       };
     };
-    const {
-      basis,
-      dataset_id: datasetId,
-      tasks,
-    } = await compareVersions({
-      registry,
-      store: env.ctx.store,
-      agent,
-      index,
-      a,
-      b,
-    });
+    const cmp = await compareVersions({ store: env.ctx.store, agent, index, a, b });
+    const { basis, dataset_id: datasetId, tasks } = cmp;
     let shadow: ShadowReport | null = null;
     const pair = new Set([a, b]);
     if (
@@ -414,15 +392,7 @@ export const modelCompare = defineTool({
       pair.has(index.aliases.challenger)
     )
       shadow = env.ctx.models.compare(agent) ?? (await readShadowReport(env.ctx.store, agent));
-    const wins = {
-      a: tasks.filter((t) => t.better === "a").length,
-      b: tasks.filter((t) => t.better === "b").length,
-    };
-    const summary =
-      `${b} is better on ${wins.b} task${wins.b === 1 ? "" : "s"}, ${a} on ${wins.a}` +
-      (basis === "same_examples"
-        ? ` (same ${tasks.reduce((n, t) => n + (t.examples ?? 0), 0)} validation examples of ${datasetId})`
-        : "; the scores come from separate evaluations on different validation sets, so compare with care (model_evaluate with version b and against a scores both on the same examples)");
+    const summary = comparisonSummary(cmp, a, b);
     const text = [
       `${agent}: a = ${a}${info(a).aliases.length ? ` [${info(a).aliases.join(",")}]` : ""}, b = ${b}${info(b).aliases.length ? ` [${info(b).aliases.join(",")}]` : ""}`,
       ...tasks.map(

@@ -7,14 +7,12 @@ import { type Config, parseConfig } from "../../src/config/index.js";
 import { initBackend } from "../../src/model/backend.js";
 import { resolveModelConfig } from "../../src/model/config.js";
 import { Trainer } from "../../src/model/trainer.js";
+import { stageOutput } from "../../src/pipeline/contract.js";
+import { createPipeline } from "../../src/pipeline/create.js";
 import { buildDataset, type Dataset, openDataset } from "../../src/pipeline/dataset/index.js";
-import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
-import {
-  evaluateModels,
-  evaluateVersion,
-  runGate,
-  type TaskEvaluation,
-} from "../../src/pipeline/evaluate.js";
+import { compareVersions } from "../../src/pipeline/evaluate/compare.js";
+import { evaluateVersion, evaluationTarget } from "../../src/pipeline/evaluate/version.js";
+import { evaluateModels, runGate, type TaskEvaluation } from "../../src/pipeline/evaluate.js";
 import { scoreBaselines } from "../../src/pipeline/tasks/index.js";
 import { FsStore } from "../../src/store/index.js";
 
@@ -214,8 +212,9 @@ describe("evaluateModels on a dataset", () => {
     expect(other.gate.reasons).toContain(other.champion_note);
   });
 
-  it("evaluates a registered version against the champion and stores the result beside the versions", async () => {
-    const registry = new ModelRegistry(store);
+  it("evaluates a registered version against the champion in a run of the evaluate stage alone, stored in that run", async () => {
+    const pipeline = createPipeline(config, { store, report: false });
+    const registry = pipeline.registry;
     const lineage = {
       run_id: null,
       dataset_id: ds.id,
@@ -236,31 +235,50 @@ describe("evaluateModels on a dataset", () => {
       gate: null,
       createdBy: "test",
     });
-    const { result, key } = await evaluateVersion({
-      config,
-      store,
-      registry,
-      agent: "sre",
-      version: cand.version,
-    });
+    const target = await evaluationTarget(registry, "sre", cand.version);
+    expect(target).toEqual({ version: cand.version, against: champ.version });
+    const { result, key, runId } = await evaluateVersion(pipeline, { agent: "sre", target });
     expect(result.candidate.version).toBe(cand.version);
     expect(result.champion?.version).toBe(champ.version);
-    expect(key).toMatch(
-      new RegExp(`^models/sre/evaluations/e\\d{8}-\\d{6}-\\d{3}-[0-9a-f]{4}-${cand.version}\\.json$`),
-    );
+    expect(result.candidate.run_id).toBe(runId);
+    expect(key).toBe(`runs/sre/${runId}/evaluation.json`);
     expect(JSON.parse((await store.get(key)).toString())).toEqual(result);
-    // The stored evaluation is outside the immutable version folder.
+    // The run: the evaluate stage alone, its output what a job shows.
+    const run = await pipeline.getRun(runId, "sre");
+    expect(run.status).toBe("succeeded");
+    expect(run.options.evaluate).toEqual(target);
+    expect(run.stages.filter((s) => s.requested).map((s) => s.name)).toEqual(["evaluate"]);
+    const out = stageOutput(run, "evaluate")!;
+    expect(out).toMatchObject({
+      evaluation: key,
+      version: cand.version,
+      champion: champ.version,
+      dataset_id: ds.id,
+      examples: result.examples,
+    });
+    expect(Object.keys(out.tasks!).sort()).toEqual(Object.keys(result.tasks).sort());
+    // Nothing lands in the immutable version folder, nor anywhere but the run.
     expect((await registry.getManifest("sre", cand.version)).artifacts.map((a) => a.name)).toEqual([
       "model.safetensors",
     ]);
-    const alone = await evaluateVersion({
-      config,
-      store,
-      registry,
+    expect(await store.list("models/sre/evaluations")).toEqual([]);
+    // The comparison finds it: both versions on the same examples.
+    const index = await registry.read("sre");
+    const cmp = await compareVersions({ store, agent: "sre", index, a: champ.version, b: cand.version });
+    expect(cmp.basis).toBe("same_examples");
+    expect(cmp.dataset_id).toBe(ds.id);
+    const row = cmp.tasks.find((t) => t.task === "log_triage")!;
+    expect(row.b).toBe(result.tasks.log_triage.candidate.score);
+    expect(row.a).toBe(result.tasks.log_triage.champion!.score);
+
+    const alone = await evaluateVersion(pipeline, {
       agent: "sre",
-      version: "champion",
-      against: null,
+      target: await evaluationTarget(registry, "sre", "champion", "none"),
     });
     expect(alone.result.champion).toBeNull();
+    // A stage list other than the evaluate stage alone is refused.
+    await expect(
+      pipeline.startRun({ agent: "sre", stages: ["train", "evaluate"], evaluate: target }),
+    ).rejects.toThrow(/evaluate stage only/);
   });
 });

@@ -13,6 +13,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { parseConfig } from "../../src/config/index.js";
 import type { Config } from "../../src/config/schema.js";
 import type { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
+import { evaluateStage } from "../../src/pipeline/evaluate/stage.js";
 import type { StageContext, StageFns } from "../../src/pipeline/run.js";
 import { defaultScopes, type Identity, type Scope } from "../../src/server/auth.js";
 import { ServerContext } from "../../src/server/context.js";
@@ -114,7 +115,9 @@ export function quickStages(opts: { steps?: number; stepMs?: number; hold?: Prom
     ctx.log("warn", `${ctx.stage} finished with a warning`);
     return ctx.stage === "collect" ? { records: 10, errors: 0, sources: {} } : {};
   };
-  return { collect: stage, build: stage, train: stage, evaluate: stage, deploy: stage };
+  // An evaluation run (model_evaluate) is the evaluate stage alone, and what is under test there.
+  const evaluate = (ctx: StageContext) => (ctx.record.options.evaluate ? evaluateStage(ctx) : stage(ctx));
+  return { collect: stage, build: stage, train: stage, evaluate, deploy: stage };
 }
 
 export interface TestServer {

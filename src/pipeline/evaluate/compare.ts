@@ -1,10 +1,16 @@
 // Two registered versions side by side, task by task: on the same validation examples when one
-// evaluation scored both (a training run's, kept in the version's metrics.json, or model_evaluate's,
-// under models/<agent>/evaluations/), else from the scores each version was registered with.
+// evaluation scored both (a run's evaluation.json: the training run of one of them, or an
+// evaluation run), else from the scores each version was registered with. Used by the
+// model_compare tool and `trm-forge models compare`.
 import * as z from "zod";
-import { NotFoundError, type ObjectStore } from "../../store/index.js";
+import { UsageError } from "../../errors.js";
+import type { ObjectStore } from "../../store/index.js";
 import type { ModelRegistry, RegistryIndex } from "../deploy/registry.js";
 import type { EvaluationResult } from "../evaluate.js";
+import { evaluationRunKey, readEvaluation } from "./stage.js";
+
+/** How many of the newest evaluations are searched for one of the pair. */
+const RECENT_EVALUATIONS = 50;
 
 /** One task's row of a comparison; strict, as the model_compare tool's output schema uses it. */
 export const TaskRow = z
@@ -29,9 +35,40 @@ export interface Comparison {
   tasks: TaskRow[];
 }
 
+/**
+ * The pair to compare: a defaults to the champion, b to the challenger, else the newest version.
+ * Refuses a pair of one version.
+ */
+export async function comparisonPair(
+  registry: ModelRegistry,
+  agent: string,
+  index: RegistryIndex,
+  refs: { a?: string; b?: string },
+): Promise<{ a: string; b: string }> {
+  const a = await registry.resolve(agent, refs.a ?? "champion");
+  const b = refs.b
+    ? await registry.resolve(agent, refs.b)
+    : (index.aliases.challenger ?? (await registry.resolve(agent, "latest")));
+  if (a === b) throw new UsageError(`a and b are both ${a}; name another version as b`);
+  return { a, b };
+}
+
+/** One line on who wins, and on what basis. */
+export function comparisonSummary(c: Comparison, a: string, b: string): string {
+  const wins = {
+    a: c.tasks.filter((t) => t.better === "a").length,
+    b: c.tasks.filter((t) => t.better === "b").length,
+  };
+  return (
+    `${b} is better on ${wins.b} task${wins.b === 1 ? "" : "s"}, ${a} on ${wins.a}` +
+    (c.basis === "same_examples"
+      ? ` (same ${c.tasks.reduce((n, t) => n + (t.examples ?? 0), 0)} validation examples of ${c.dataset_id})`
+      : "; the scores come from separate evaluations on different validation sets, so compare with care (an evaluation of b against a scores both on the same examples)")
+  );
+}
+
 /** Compares a with b (b is the newer one a caller asks about: "better: b" means b wins). */
 export async function compareVersions(opts: {
-  registry: ModelRegistry;
   store: ObjectStore;
   agent: string;
   index: RegistryIndex;
@@ -39,7 +76,7 @@ export async function compareVersions(opts: {
   b: string;
 }): Promise<Comparison> {
   const { a, b } = opts;
-  const joint = await jointEvaluation(opts.registry, opts.store, opts.agent, a, b);
+  const joint = await jointEvaluation(opts.store, opts.agent, opts.index, a, b);
   let tasks: TaskRow[];
   let basis: Comparison["basis"];
   let datasetId: string | null = null;
@@ -102,48 +139,43 @@ function row(
   };
 }
 
-/** An evaluation that scored a and b on the same examples: a training run's, or model_evaluate's. */
+/**
+ * An evaluation that scored a and b on the same examples. Every evaluation is its run's
+ * evaluation.json: the run that trained one of them (its evaluate stage scored it against the
+ * champion of the day) or an evaluation run (model_evaluate, `trm-forge evaluate`). The runs that
+ * made a and b are looked at first, then the newest evaluations.
+ */
 export async function jointEvaluation(
-  registry: ModelRegistry,
   store: ObjectStore,
   agent: string,
+  index: RegistryIndex,
   a: string,
   b: string,
 ): Promise<{ ev: EvaluationResult; candidateIs: "a" | "b" } | null> {
-  for (const [cand, other, is] of [
-    [b, a, "b"],
-    [a, b, "a"],
-  ] as const) {
-    try {
-      const m = await registry.getManifest(agent, cand);
-      if (!m.artifacts.some((x) => x.name === "metrics.json")) continue;
-      const stored = JSON.parse(
-        (await registry.readArtifact(agent, cand, "metrics.json", m)).toString("utf8"),
-      ) as {
-        evaluation?: EvaluationResult | null;
-      };
-      if (stored.evaluation?.champion?.version === other) return { ev: stored.evaluation, candidateIs: is };
-    } catch {
-      // An unreadable metrics.json only means this source has nothing to offer.
-    }
-  }
-  // Evaluations made by model_evaluate: models/<agent>/evaluations/<id>-<version>.json, newest last.
-  const keys = (await store.list(`models/${agent}/evaluations`))
-    .map((o) => o.key)
-    .filter((k) => k.endsWith(`-${a}.json`) || k.endsWith(`-${b}.json`))
+  const madeBy = new Map(index.versions.filter((v) => v.run_id).map((v) => [v.run_id!, v.version]));
+  const own = [b, a].map((v) => index.versions.find((x) => x.version === v)?.run_id ?? null);
+  const newest = (await store.list(`runs/${agent}`))
+    .map((o) => /^runs\/[^/]+\/([^/]+)\/evaluation\.json$/.exec(o.key)?.[1] ?? null)
+    .filter((id): id is string => id !== null)
     .sort()
     .reverse()
-    .slice(0, 20);
-  for (const key of keys) {
+    .slice(0, RECENT_EVALUATIONS);
+  for (const runId of new Set([...own, ...newest])) {
+    if (!runId) continue;
+    let ev: EvaluationResult | null;
     try {
-      const ev = JSON.parse((await store.get(key)).toString("utf8")) as EvaluationResult;
-      const cand = ev.candidate?.version;
-      const other = ev.champion?.version;
-      if (cand === b && other === a) return { ev, candidateIs: "b" };
-      if (cand === a && other === b) return { ev, candidateIs: "a" };
+      ev = await readEvaluation(store, evaluationRunKey(agent, runId));
     } catch (err) {
-      if (!(err instanceof NotFoundError) && !(err instanceof SyntaxError)) throw err;
+      // A damaged evaluation only means this run has nothing to offer.
+      if (err instanceof SyntaxError) continue;
+      throw err;
     }
+    // A training run's candidate had no version yet when it was scored: it is the one the run made.
+    const cand = ev?.candidate?.version ?? madeBy.get(runId) ?? null;
+    const other = ev?.champion?.version ?? null;
+    if (!ev || !cand || !other) continue;
+    if (cand === b && other === a) return { ev, candidateIs: "b" };
+    if (cand === a && other === b) return { ev, candidateIs: "a" };
   }
   return null;
 }

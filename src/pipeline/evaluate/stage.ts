@@ -18,23 +18,27 @@ export function evaluationRunKey(agent: string, runId: string): string {
   return `${runPrefix(agent, runId)}/evaluation.json`;
 }
 
+/**
+ * A training run's evaluate stage scores the run's candidate against the champion. An evaluation
+ * run (options.evaluate: model_evaluate, `trm-forge evaluate`) is this stage alone, scoring a
+ * registered version against another or none. Either way the evaluation is the run's
+ * evaluation.json: every evaluation lives in its run.
+ */
 export async function evaluateStage(ctx: StageContext): Promise<EvaluateOutput> {
   await initBackend(ctx.config.model.backend);
   const ds = await runDataset(ctx);
-  const cand = await trainedModel(ctx);
-  const index = await ctx.registry.read(ctx.agent);
-  let champion: ModelUnderTest | null = null;
-  if (index.aliases.champion)
-    champion = {
-      label: index.aliases.champion,
-      version: index.aliases.champion,
-      weights: await ctx.registry.readArtifact(ctx.agent, index.aliases.champion, "model.safetensors"),
-    };
+  const asked = ctx.record.options.evaluate;
+  const { candidate, champion } = asked ? await versionsUnderTest(ctx, asked) : await candidateUnderTest(ctx);
+  if (asked)
+    ctx.log(
+      "info",
+      `evaluating ${candidate.label} of ${ctx.agent}${champion ? ` against ${champion.label}` : ""} on ${ds.id}`,
+    );
   const result = await evaluateModels({
     agent: ctx.agent,
     config: ctx.config,
     dataset: ds,
-    candidate: { label: CANDIDATE, version: null, weights: cand.model },
+    candidate,
     champion,
     runId: ctx.runId,
     signal: ctx.signal,
@@ -50,6 +54,59 @@ export async function evaluateStage(ctx: StageContext): Promise<EvaluateOutput> 
     gate: { passed: result.gate.passed, reasons: result.gate.reasons },
     scores: Object.fromEntries(Object.entries(result.tasks).map(([t, e]) => [t, e.candidate.score])),
     champion: result.champion?.version ?? null,
+    version: result.candidate.version,
+    dataset_id: result.dataset_id,
+    examples: result.examples,
+    tasks: Object.fromEntries(
+      Object.values(result.tasks).map((t) => [
+        t.task,
+        {
+          metric: t.primary,
+          examples: t.examples,
+          score: t.candidate.score,
+          against: t.champion?.score ?? null,
+          best_baseline: t.best_baseline
+            ? { name: t.best_baseline, score: t.baselines[t.best_baseline].score }
+            : null,
+        },
+      ]),
+    ),
+  };
+}
+
+/** A training run's candidate, and the champion when there is one. */
+async function candidateUnderTest(ctx: StageContext): Promise<Models> {
+  const cand = await trainedModel(ctx);
+  const championVersion = (await ctx.registry.read(ctx.agent)).aliases.champion;
+  return {
+    candidate: { label: CANDIDATE, version: null, weights: cand.model },
+    champion: championVersion ? await registered(ctx, championVersion) : null,
+  };
+}
+
+/** An evaluation run's version, and the one it is scored against (resolved when the run started). */
+async function versionsUnderTest(
+  ctx: StageContext,
+  asked: { version: string; against: string | null },
+): Promise<Models> {
+  const version = await ctx.registry.resolve(ctx.agent, asked.version);
+  const against = asked.against ? await ctx.registry.resolve(ctx.agent, asked.against) : null;
+  return {
+    candidate: await registered(ctx, version),
+    champion: against && against !== version ? await registered(ctx, against) : null,
+  };
+}
+
+interface Models {
+  candidate: ModelUnderTest;
+  champion: ModelUnderTest | null;
+}
+
+async function registered(ctx: StageContext, version: string): Promise<ModelUnderTest> {
+  return {
+    label: version,
+    version,
+    weights: await ctx.registry.readArtifact(ctx.agent, version, "model.safetensors"),
   };
 }
 
@@ -58,7 +115,7 @@ export async function evaluateStage(ctx: StageContext): Promise<EvaluateOutput> 
  * again from that output by a server whose evaluate stage ran in a child process.
  */
 export function adoptEvaluateOutput(agent: string, output: EvaluateOutput): void {
-  publishValidationScores(agent, CANDIDATE, output.scores);
+  publishValidationScores(agent, output.version ?? CANDIDATE, output.scores);
 }
 
 /** The evaluation a run stored, or null when it has none. */

@@ -24,6 +24,8 @@ export function newRecord(
   requested: StageName[],
   opts: StartRunOptions,
 ): RunRecord {
+  if (opts.evaluate && (requested.length !== 1 || requested[0] !== "evaluate"))
+    throw new UsageError("an evaluation run (evaluate: version) has the evaluate stage only");
   const at = now().toISOString();
   return {
     schema: 1,
@@ -38,7 +40,11 @@ export function newRecord(
     created_at: at,
     updated_at: at,
     ended_at: null,
-    options: { from_scratch: Boolean(opts.fromScratch), dataset_id: opts.datasetId ?? null },
+    options: {
+      from_scratch: Boolean(opts.fromScratch),
+      dataset_id: opts.datasetId ?? null,
+      ...(opts.evaluate ? { evaluate: opts.evaluate } : {}),
+    },
     stages: STAGES.map(
       (name): StageRecord => ({
         name,

@@ -70,6 +70,8 @@ export interface StartRunOptions {
   fromScratch?: boolean;
   /** Train/evaluate on this dataset instead of the newest (when build is not run). */
   datasetId?: string;
+  /** An evaluation run: the evaluate stage scores this registered version (stages: ["evaluate"]). */
+  evaluate?: { version: string; against: string | null };
   signal?: AbortSignal;
   onEvent?: (e: RunEvent) => void;
   trigger?: Partial<Trigger>;
