@@ -14,8 +14,10 @@ import { timeId } from "./common/ids.js";
 import { CancelledError } from "./common/retry.js";
 import type { Dataset } from "./dataset/index.js";
 import type { ModelRegistry } from "./deploy/registry.js";
+import { BOOTSTRAP_RESAMPLES, exampleScores, pairedInterval } from "./evaluate/bootstrap.js";
 import type { GateVerdict, TaskEvaluation } from "./evaluate/gate.js";
 import { runGate } from "./evaluate/gate.js";
+import { hashText } from "./tasks/hash.js";
 import { getTask, scoreBaselines, scoreTask } from "./tasks/index.js";
 import { TASK_NAMES, type TaskName } from "./tasks/types.js";
 
@@ -121,17 +123,33 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
         const s = scoreTask(task, examples, preds, dataset.vocab);
         return { metrics: s.metrics, score: s.metrics[s.primary] };
       };
-      const cand = idx.length
-        ? score(predict(candidate, halting.candidate))
-        : { metrics: {}, score: Number.NaN };
-      const champ = champion && idx.length ? score(predict(champion, halting.champion!)) : null;
+      const candPreds = idx.length ? predict(candidate, halting.candidate) : null;
+      const champPreds = champion && idx.length ? predict(champion, halting.champion!) : null;
+      const cand = candPreds ? score(candPreds) : { metrics: {}, score: Number.NaN };
+      const champ = champPreds ? score(champPreds) : null;
       const baselines: TaskEvaluation["baselines"] = {};
       let best: string | null = null;
-      if (idx.length) {
+      let intervals: TaskEvaluation["intervals"];
+      if (candPreds) {
         const bs = scoreBaselines(task, dataset.train.examples(task), examples, dataset.vocab);
         for (const [name, s] of Object.entries(bs.scores))
           baselines[name] = { metrics: s.metrics, score: s.metrics[s.primary] };
         best = bs.best || null;
+        // Paired bootstrap: the candidate and the other answered the same examples.
+        const per = (preds: Int32Array[]) => exampleScores(task, examples, preds, dataset.vocab);
+        const mine = per(candPreds);
+        const opts = {
+          direction: t.metrics[t.primary] ?? "higher",
+          resamples: BOOTSTRAP_RESAMPLES,
+          seed: hashText(task),
+        };
+        intervals = {
+          baseline: best ? pairedInterval(mine, per(bs.predictions[best]), { ...opts, against: best }) : null,
+          champion:
+            champPreds && input.champion
+              ? pairedInterval(mine, per(champPreds), { ...opts, against: input.champion.label })
+              : null,
+        };
       }
       out[task] = {
         task,
@@ -145,6 +163,7 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
         best_baseline: best,
         judged: idx.length >= config.gate.min_examples,
         floor: config.gate.floors[task] ?? null,
+        ...(intervals ? { intervals } : {}),
       };
     }
   } finally {

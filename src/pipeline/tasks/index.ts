@@ -40,6 +40,8 @@ export function beats(a: TaskScore, b: TaskScore): boolean {
 
 export interface BaselineScores {
   scores: Record<string, TaskScore>;
+  /** Each baseline's answers, per example (for paired comparisons on the same examples). */
+  predictions: Record<string, Int32Array[]>;
   /** The baseline the model has to beat: the best on the primary metric. */
   best: string;
 }
@@ -53,16 +55,14 @@ export function scoreBaselines(
 ): BaselineScores {
   const t = getTask(task);
   const scores: Record<string, TaskScore> = {};
+  const predictions: Record<string, Int32Array[]> = {};
   let best = "";
   for (const b of t.baselines(train, vocab)) {
-    scores[b.name] = t.score(
-      examples,
-      examples.map((ex) => b.predict(ex)),
-      vocab,
-    );
+    predictions[b.name] = examples.map((ex) => b.predict(ex));
+    scores[b.name] = t.score(examples, predictions[b.name], vocab);
     if (!best || beats(scores[b.name], scores[best])) best = b.name;
   }
-  return { scores, best };
+  return { scores, predictions, best };
 }
 
 export {
