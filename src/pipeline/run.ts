@@ -15,7 +15,7 @@
 import { agentName, type Config } from "../config/index.js";
 import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
-import { runLastSuccess, runStageDuration, runsTotal } from "../metrics.js";
+import { runLastSuccess, runsTotal } from "../metrics.js";
 import type { ObjectStore } from "../store/index.js";
 import { timeId } from "./common/ids.js";
 import {
@@ -27,39 +27,24 @@ import {
   tryRunLease,
 } from "./common/lease.js";
 import { currentOwner } from "./common/lock.js";
-import {
-  backoffMs,
-  CancelledError,
-  isCancel,
-  isSuspend,
-  isTransient,
-  SuspendSignal,
-  sleep,
-} from "./common/retry.js";
+import { CancelledError, isCancel, isSuspend, SuspendSignal, sleep } from "./common/retry.js";
 import {
   isTerminal,
-  LOG_LINES_KEPT,
-  type LogLine,
   listRunIds,
-  PROGRESS_WRITE_MS,
-  type Progress,
   RunNotFoundError,
   type RunRecord,
   type RunStatus,
   readRun,
-  runFacts,
   runKey,
-  type StageContext,
   type StageFns,
   type StageName,
-  type StageRecord,
-  USES_DATASET,
   writeRun,
 } from "./contract.js";
 import { latestDatasetId } from "./dataset/index.js";
 import { ModelRegistry } from "./deploy/registry.js";
 import { newRecord, normaliseStages, prepareResume, prepareWorker } from "./run/prepare.js";
 import { RecordWriter } from "./run/record-writer.js";
+import { runStage, type StageEnv } from "./run/stage-attempts.js";
 import type { PipelineOptions, RunEvent, StartedRun, StartRunOptions } from "./run/types.js";
 
 export { CancelledError, isTransient, TransientError } from "./common/retry.js";
@@ -92,7 +77,7 @@ export class Pipeline {
   readonly registry: ModelRegistry;
   private readonly stages: StageFns;
   private readonly now: () => Date;
-  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  private readonly stageEnv: StageEnv;
   private readonly active = new Map<string, ActiveRun>();
 
   constructor(private readonly opts: PipelineOptions) {
@@ -100,8 +85,16 @@ export class Pipeline {
     this.store = opts.store;
     this.stages = opts.stages;
     this.now = opts.now ?? (() => new Date());
-    this.sleep = opts.sleep ?? sleep;
     this.registry = new ModelRegistry(opts.store, { dataDir: opts.config.data_dir, now: this.now });
+    this.stageEnv = {
+      stages: this.stages,
+      config: opts.config,
+      store: opts.store,
+      registry: this.registry,
+      now: this.now,
+      sleep: opts.sleep ?? sleep,
+      decideDataset: (record) => this.decideDataset(record),
+    };
   }
 
   /**
@@ -404,7 +397,7 @@ export class Pipeline {
           if (!isSuspend(signal)) stage.status = "cancelled";
           throw new CancelledError("cancelled");
         }
-        await this.runStage(record, stage, signal, writer, emit, log);
+        await runStage(this.stageEnv, record, stage, signal, writer, emit, log);
       }
       record.status = "succeeded";
     } catch (err) {
@@ -461,170 +454,5 @@ export class Pipeline {
       at: record.ended_at!,
     });
     return record;
-  }
-
-  private async runStage(
-    record: RunRecord,
-    stage: StageRecord,
-    signal: AbortSignal,
-    writer: RecordWriter,
-    emit: (e: RunEvent) => void,
-    log: ReturnType<typeof childLogger>,
-  ): Promise<void> {
-    const fn = this.stages[stage.name];
-    const maxAttempts = 1 + this.config.runs.retries;
-    const base = this.config.runs.backoff;
-    const cap = this.config.runs.backoff_max;
-    let lastProgressWrite = 0;
-    stage.started_at ??= this.now().toISOString();
-    for (let tries = 1; ; tries++) {
-      const n = stage.attempts.length + 1;
-      const t0 = performance.now();
-      stage.status = "running";
-      stage.attempts.push({
-        n,
-        started_at: this.now().toISOString(),
-        ended_at: null,
-        status: "running",
-        error: null,
-        transient: null,
-        pid: process.pid,
-      });
-      const attempt = stage.attempts[stage.attempts.length - 1];
-      await writer.flush(true);
-      emit({
-        type: "stage",
-        runId: record.id,
-        agent: record.agent,
-        stage: stage.name,
-        status: "running",
-        attempt: n,
-        error: null,
-        at: attempt.started_at,
-      });
-      const addLog = (level: LogLine["level"], msg: string) => {
-        const line: LogLine = { at: this.now().toISOString(), level, stage: stage.name, msg };
-        record.log.push(line);
-        if (record.log.length > LOG_LINES_KEPT) record.log.splice(0, record.log.length - LOG_LINES_KEPT);
-        log[level]({ stage: stage.name }, msg);
-        emit({ type: "log", runId: record.id, agent: record.agent, line });
-      };
-      const ctx: StageContext = {
-        runId: record.id,
-        agent: record.agent,
-        stage: stage.name,
-        attempt: n,
-        config: this.config,
-        store: this.store,
-        registry: this.registry,
-        signal,
-        fromScratch: record.options.from_scratch,
-        record,
-        now: this.now,
-        log: addLog,
-        progress: (p, detail) => {
-          const progress: Progress = { ...p, stage: stage.name, at: this.now().toISOString() };
-          record.progress = progress;
-          emit({ type: "progress", runId: record.id, agent: record.agent, progress, detail });
-          const t = Date.now();
-          if (t - lastProgressWrite >= PROGRESS_WRITE_MS) {
-            lastProgressWrite = t;
-            void writer.flush(false);
-          }
-        },
-      };
-      try {
-        if (!record.dataset_id && USES_DATASET.includes(stage.name))
-          record.dataset_id = await this.decideDataset(record);
-        const output = (await fn(ctx)) ?? {};
-        const status = output.status === "partial" ? "partial" : "succeeded";
-        stage.output = output;
-        stage.status = status;
-        stage.error = status === "partial" ? String(output.partial_reason ?? "partly failed") : null;
-        attempt.status = "succeeded";
-        attempt.ended_at = this.now().toISOString();
-        stage.ended_at = attempt.ended_at;
-        Object.assign(record, runFacts(stage.name, output));
-        runStageDuration.observe(
-          { agent: record.agent, stage: stage.name, result: status },
-          (performance.now() - t0) / 1000,
-        );
-        await writer.flush(true);
-        emit({
-          type: "stage",
-          runId: record.id,
-          agent: record.agent,
-          stage: stage.name,
-          status,
-          attempt: n,
-          error: stage.error,
-          at: stage.ended_at,
-        });
-        return;
-      } catch (err) {
-        if (isSuspend(signal)) {
-          attempt.status = "interrupted";
-          attempt.ended_at = this.now().toISOString();
-          attempt.error = "stopped for a shutdown";
-          stage.status = "pending";
-          await writer.flush(true);
-          throw new CancelledError("suspended");
-        }
-        const cancelled = isCancel(err, signal) || signal.aborted;
-        const message = cancelled ? "cancelled" : ((err as Error).message ?? String(err));
-        const transient = !cancelled && isTransient(err);
-        attempt.status = cancelled ? "cancelled" : "failed";
-        attempt.ended_at = this.now().toISOString();
-        attempt.error = message;
-        attempt.transient = cancelled ? null : transient;
-        runStageDuration.observe(
-          { agent: record.agent, stage: stage.name, result: cancelled ? "cancelled" : "failed" },
-          (performance.now() - t0) / 1000,
-        );
-        if (!cancelled && transient && tries < maxAttempts) {
-          const delay = backoffMs(tries, base, cap);
-          addLog(
-            "warn",
-            `attempt ${n} failed (transient): ${message}; retrying in ${Math.round(delay / 1000)}s`,
-          );
-          await writer.flush(true);
-          emit({
-            type: "retry",
-            runId: record.id,
-            agent: record.agent,
-            stage: stage.name,
-            attempt: n,
-            delay_ms: delay,
-            error: message,
-            at: attempt.ended_at,
-          });
-          try {
-            await this.sleep(delay, signal);
-          } catch (e) {
-            stage.status = "cancelled";
-            stage.ended_at = this.now().toISOString();
-            throw e;
-          }
-          continue;
-        }
-        stage.status = cancelled ? "cancelled" : "failed";
-        stage.error = message;
-        stage.ended_at = attempt.ended_at;
-        if (!cancelled) addLog("error", `${stage.name} failed: ${message}`);
-        await writer.flush(true);
-        emit({
-          type: "stage",
-          runId: record.id,
-          agent: record.agent,
-          stage: stage.name,
-          status: stage.status,
-          attempt: n,
-          error: message,
-          at: stage.ended_at,
-        });
-        if (cancelled) throw new CancelledError("cancelled");
-        throw new WorkError(`${stage.name}: ${message}`);
-      }
-    }
   }
 }

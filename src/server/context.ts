@@ -62,11 +62,11 @@ export class ServerContext {
     this.jobs = new JobManager({
       config: opts.config,
       store: this.store,
-      // The in-process runner trains and evaluates in a child process, so this one keeps answering.
+      // Evaluation runs in a child process under every runner, training too in-process (the other
+      // runners train elsewhere), so this one keeps answering.
       stages: {
-        ...(opts.config.runner === "in-process"
-          ? { train: processStage("train"), evaluate: processStage("evaluate") }
-          : {}),
+        evaluate: processStage("evaluate"),
+        ...(opts.config.runner === "in-process" ? { train: processStage("train") } : {}),
         ...opts.stages,
       },
       deployHooks: opts.deployHooks,
