@@ -9,11 +9,8 @@ import { predictBatch } from "../model/act.js";
 import { Rng } from "../model/rng.js";
 import { decodeSafetensors } from "../model/safetensors.js";
 import { TRM } from "../model/trm.js";
-import type { ObjectStore } from "../store/index.js";
-import { timeId } from "./common/ids.js";
 import { CancelledError } from "./common/retry.js";
 import type { Dataset } from "./dataset/index.js";
-import type { ModelRegistry } from "./deploy/registry.js";
 import { BOOTSTRAP_RESAMPLES, exampleScores, pairedInterval } from "./evaluate/bootstrap.js";
 import type { GateVerdict, TaskEvaluation } from "./evaluate/gate.js";
 import { runGate } from "./evaluate/gate.js";
@@ -257,63 +254,6 @@ function newHalting(model: TRM): HaltingStats {
 function finishHalting(h: HaltingStats): void {
   const n = h.histogram.reduce((a, b) => a + b, 0);
   h.mean = n ? h.histogram.reduce((a, c, i) => a + c * (i + 1), 0) / n : 0;
-}
-
-/** The evaluation record's place when a version is evaluated outside a run. */
-export function evaluationKey(agent: string, version: string, at: Date): string {
-  return `models/${agent}/evaluations/${timeId("e", at)}-${version}.json`;
-}
-
-export interface EvaluateVersionOptions {
-  config: Config;
-  store: ObjectStore;
-  registry: ModelRegistry;
-  agent: string;
-  /** A version id or alias. */
-  version: string;
-  /** Compare with this version or alias (default: the champion, when it is another version). */
-  against?: string | null;
-  /** The dataset whose val split is the frozen set (default: the newest). */
-  datasetId?: string;
-  signal?: AbortSignal;
-  onProgress?: EvaluateInput["onProgress"];
-}
-
-/** `trm-forge evaluate`: scores a registered version and stores the result beside the versions. */
-export async function evaluateVersion(
-  opts: EvaluateVersionOptions,
-): Promise<{ result: EvaluationResult; key: string }> {
-  const { openDataset } = await import("./dataset/index.js");
-  const version = await opts.registry.resolve(opts.agent, opts.version);
-  const dataset = await openDataset(opts.store, opts.agent, opts.datasetId);
-  const weights = await opts.registry.readArtifact(opts.agent, version, "model.safetensors");
-  let champion: ModelUnderTest | null = null;
-  const againstRef = opts.against === undefined ? "champion" : opts.against;
-  if (againstRef) {
-    const index = await opts.registry.read(opts.agent);
-    const against =
-      againstRef === "champion"
-        ? index.aliases.champion
-        : await opts.registry.resolve(opts.agent, againstRef);
-    if (against && against !== version)
-      champion = {
-        label: against,
-        version: against,
-        weights: await opts.registry.readArtifact(opts.agent, against, "model.safetensors"),
-      };
-  }
-  const result = await evaluateModels({
-    agent: opts.agent,
-    config: opts.config,
-    dataset,
-    candidate: { label: version, version, weights },
-    champion,
-    signal: opts.signal,
-    onProgress: opts.onProgress,
-  });
-  const key = evaluationKey(opts.agent, version, new Date(result.evaluated_at));
-  await opts.store.put(key, `${JSON.stringify(result, null, 2)}\n`, { contentType: "application/json" });
-  return { result, key };
 }
 
 export function isTaskName(t: string): t is TaskName {
