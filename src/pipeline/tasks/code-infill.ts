@@ -273,6 +273,125 @@ function baselines(train: readonly Example[]): Baseline[] {
   ];
 }
 
+/** Longest context of the n-gram baseline (order 6: five bytes before the one guessed). */
+const NGRAM_CONTEXT = 5;
+
+/** Key of the last `len` bytes before position `end` of `bytes` (len <= 5: 40 bits plus the length). */
+function contextKey(bytes: ArrayLike<number>, end: number, len: number): number {
+  let k = 0;
+  for (let j = end - len; j < end; j++) k = k * 256 + bytes[j];
+  return len * 2 ** 40 + k;
+}
+
+/**
+ * A byte 6-gram with backoff, fitted on train's original bytes: each masked byte is filled,
+ * left to right, with the most frequent next byte after the longest context seen in train (its
+ * own earlier guesses are part of the context, as a left-to-right filler has nothing else).
+ */
+export function ngramBaseline(train: readonly Example[]): Baseline {
+  const pairs = new Map<number, number>();
+  const buf = new Int32Array(NGRAM_CONTEXT + 1);
+  for (const ex of train) {
+    let run = 0;
+    for (let i = 0; i < ex.inputs.length; i++) {
+      const b = originalByte(ex, i);
+      if (b < 0) {
+        run = 0;
+        continue;
+      }
+      buf.copyWithin(0, 1);
+      buf[NGRAM_CONTEXT] = b;
+      run++;
+      for (let len = 0; len <= Math.min(NGRAM_CONTEXT, run - 1); len++) {
+        const key = contextKey(buf, NGRAM_CONTEXT, len) * 256 + b;
+        pairs.set(key, (pairs.get(key) ?? 0) + 1);
+      }
+    }
+  }
+  // The most frequent next byte per context (ties: the smaller byte).
+  const best = new Map<number, number>();
+  const bestN = new Map<number, number>();
+  for (const [key, n] of pairs) {
+    const ctx = Math.floor(key / 256);
+    const b = key % 256;
+    const m = bestN.get(ctx) ?? 0;
+    if (n > m || (n === m && b < best.get(ctx)!)) {
+      best.set(ctx, b);
+      bestN.set(ctx, n);
+    }
+  }
+  pairs.clear();
+  return {
+    name: "byte_6gram",
+    predict(ex) {
+      const out = Int32Array.from(ex.inputs);
+      const bytes = new Int32Array(ex.inputs.length);
+      let run = 0;
+      for (let i = 0; i < ex.inputs.length; i++) {
+        const t = ex.inputs[i];
+        let b = -1;
+        if (t === MASK) {
+          for (let len = Math.min(NGRAM_CONTEXT, run); len >= 0 && b < 0; len--)
+            b = best.get(contextKey(bytes, i, len)) ?? -1;
+          if (b >= 0) out[i] = BYTE_BASE + b;
+        } else if (t >= BYTE_BASE && t < BYTE_BASE + 256) b = t - BYTE_BASE;
+        if (b < 0) {
+          run = 0;
+          continue;
+        }
+        bytes[i] = b;
+        run++;
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * Each masked span filled with the identifier seen most often in the window's visible text
+ * whose length is the span's (ties: the first seen); else the start of the most frequent
+ * longer one; else left unanswered. Identifiers touching a mask are partly hidden: not counted.
+ */
+export const frequentIdentifier: Baseline = {
+  name: "frequent_identifier",
+  predict(ex) {
+    const out = Int32Array.from(ex.inputs);
+    const n = ex.inputs.length;
+    const byte = (i: number) => {
+      const t = ex.inputs[i];
+      return t >= BYTE_BASE && t < BYTE_BASE + 256 ? t - BYTE_BASE : -1;
+    };
+    const counts = new Map<string, number>();
+    for (let i = 0; i < n; ) {
+      const b = byte(i);
+      if (b < 0 || !isWordByte(b)) {
+        i++;
+        continue;
+      }
+      let j = i;
+      let word = "";
+      while (j < n && byte(j) >= 0 && isWordByte(byte(j))) word += String.fromCharCode(byte(j++));
+      const hidden = (i > 0 && ex.inputs[i - 1] === MASK) || (j < n && ex.inputs[j] === MASK);
+      if (!hidden) counts.set(word, (counts.get(word) ?? 0) + 1);
+      i = j;
+    }
+    const ranked = [...counts].sort((x, y) => y[1] - x[1]);
+    for (let i = 0; i < n; ) {
+      if (ex.inputs[i] !== MASK) {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j < n && ex.inputs[j] === MASK) j++;
+      const len = j - i;
+      const pick = ranked.find(([w]) => w.length === len) ?? ranked.find(([w]) => w.length > len);
+      if (pick) for (let k = 0; k < len; k++) out[i + k] = BYTE_BASE + pick[0].charCodeAt(k);
+      i = j;
+    }
+    return out;
+  },
+};
+
 function argmax(v: ArrayLike<number>): number {
   let bi = 0;
   for (let i = 1; i < v.length; i++) if (v[i] > v[bi]) bi = i;

@@ -46,14 +46,20 @@ export interface MetricForecastSettings {
 /** Labels that name one pod or container instance rather than the series' role. */
 const NOISY_LABELS = new Set(["pod", "pod_template_hash", "uid", "id", "container_id", "image_id"]);
 
-/** aux layout: [center, scale, last, target x K, seasonal x K]. */
+/**
+ * aux layout: [center, scale, last, target x K, seasonal x K, history x K, days 2..7 x K]: the
+ * targets, the same hours a day earlier, the raw history, and the same hours 2 to 7 days earlier
+ * (the baselines' inputs; datasets built before the last two blocks hold only the first ones).
+ */
 export const AUX_CENTER = 0;
 export const AUX_SCALE = 1;
 export const AUX_LAST = 2;
 const AUX_TARGET = 3;
+/** Days back the seasonal average looks (aux holds the same hours on each). */
+export const SEASON_DAYS = 7;
 
 export function auxWidth(k: number): number {
-  return 3 + 2 * k;
+  return 3 + (2 + SEASON_DAYS) * k;
 }
 
 export function identityText(query: string, labels: Record<string, string>): string {
@@ -242,8 +248,11 @@ function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<MetricSerie
           for (let i = 0; i < K; i++) {
             const v = ser.values[o + i];
             aux[AUX_TARGET + i] = v;
-            const prior = o + i - perDay;
-            aux[AUX_TARGET + K + i] = prior >= 0 ? ser.values[prior] : Number.NaN;
+            aux[AUX_TARGET + 2 * K + i] = hist[i];
+            for (let d = 1; d <= SEASON_DAYS; d++) {
+              const prior = o + i - d * perDay;
+              aux[seasonAt(K, d) + i] = prior >= 0 ? ser.values[prior] : Number.NaN;
+            }
             if (Number.isFinite(v))
               labels[enc.layout.predFrom + i] = BIN_BASE + toBin(v, enc.center, enc.scale, nb, s.zMax);
           }
@@ -264,8 +273,74 @@ function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<MetricSerie
   };
 }
 
+/** Where the same hours d days before the targets start in aux (d = 1 is the old seasonal block). */
+function seasonAt(k: number, d: number): number {
+  return d === 1 ? AUX_TARGET + k : AUX_TARGET + 3 * k + (d - 2) * k;
+}
+
+/** K of an example: its aux is either the old [3 + 2K] layout or the full one. */
 function kOf(ex: Example): number {
-  return (ex.aux.length - 3) / 2;
+  const full = (ex.aux.length - 3) / (2 + SEASON_DAYS);
+  // The forecast slots end the sequence after a separator: tells the two layouts apart.
+  return Number.isInteger(full) && ex.inputs[ex.inputs.length - full - 1] === SEP
+    ? full
+    : (ex.aux.length - 3) / 2;
+}
+
+/** The history's raw values, or null for a dataset built before aux held them. */
+function auxHistory(ex: Example, k: number): Float64Array | null {
+  return ex.aux.length >= auxWidth(k) ? ex.aux.subarray(AUX_TARGET + 2 * k, AUX_TARGET + 3 * k) : null;
+}
+
+/** Mean of the finite values at the same hour over the last SEASON_DAYS days (fewer in old datasets). */
+export function seasonalAverage(ex: Example, k: number, i: number): number {
+  const days = ex.aux.length >= auxWidth(k) ? SEASON_DAYS : 1;
+  let sum = 0;
+  let n = 0;
+  for (let d = 1; d <= days; d++) {
+    const v = ex.aux[seasonAt(k, d) + i];
+    if (Number.isFinite(v)) {
+      sum += v;
+      n++;
+    }
+  }
+  return n ? sum / n : Number.NaN;
+}
+
+/**
+ * Damped-trend exponential smoothing (Holt with damping) of a history, h steps ahead, its
+ * smoothing weights fitted on the history's own one-step errors over a small grid. Missing
+ * points are skipped (the level carries over).
+ */
+export function dampedTrend(history: ArrayLike<number>, h: number): Float64Array {
+  const xs: number[] = [];
+  for (let i = 0; i < history.length; i++) if (Number.isFinite(history[i])) xs.push(history[i]);
+  const out = new Float64Array(h).fill(xs.length ? xs[xs.length - 1] : Number.NaN);
+  if (xs.length < 3) return out;
+  let best = { sse: Number.POSITIVE_INFINITY, level: 0, trend: 0, phi: 1 };
+  for (const alpha of [0.2, 0.4, 0.6, 0.8, 1])
+    for (const beta of [0, 0.05, 0.1, 0.2, 0.4])
+      for (const phi of [0.8, 0.9, 0.98]) {
+        let level = xs[0];
+        let trend = xs[1] - xs[0];
+        let sse = 0;
+        for (let t = 1; t < xs.length; t++) {
+          const guess = level + phi * trend;
+          sse += (xs[t] - guess) ** 2;
+          const next = alpha * xs[t] + (1 - alpha) * guess;
+          trend = beta * (next - level) + (1 - beta) * phi * trend;
+          level = next;
+        }
+        if (sse < best.sse) best = { sse, level, trend, phi };
+      }
+  let damp = 0;
+  let f = 1;
+  for (let j = 0; j < h; j++) {
+    f *= best.phi;
+    damp += f;
+    out[j] = best.level + damp * best.trend;
+  }
+  return out;
 }
 
 function predictFromValues(ex: Example, vocab: Vocab, value: (i: number) => number): Int32Array {
@@ -336,15 +411,26 @@ export const metricForecast: TaskModule<MetricForecastQuery, MetricForecastAnswe
   },
   baselines(train, vocab): Baseline[] {
     void train;
+    // Each answers from the example alone (its history and the same hours of earlier days).
+    const orLast = (ex: Example, v: number) => (Number.isFinite(v) ? v : ex.aux[AUX_LAST]);
     return [
       { name: "persistence", predict: (ex) => predictFromValues(ex, vocab, () => ex.aux[AUX_LAST]) },
       {
         name: "seasonal_naive",
-        predict: (ex) =>
-          predictFromValues(ex, vocab, (i) => {
-            const v = ex.aux[AUX_TARGET + kOf(ex) + i];
-            return Number.isFinite(v) ? v : ex.aux[AUX_LAST];
-          }),
+        predict: (ex) => predictFromValues(ex, vocab, (i) => orLast(ex, ex.aux[seasonAt(kOf(ex), 1) + i])),
+      },
+      {
+        name: "seasonal_average_7d",
+        predict: (ex) => predictFromValues(ex, vocab, (i) => orLast(ex, seasonalAverage(ex, kOf(ex), i))),
+      },
+      {
+        name: "damped_trend",
+        predict: (ex) => {
+          const K = kOf(ex);
+          const hist = auxHistory(ex, K);
+          const f = hist ? dampedTrend(hist, K) : null;
+          return predictFromValues(ex, vocab, (i) => (f ? orLast(ex, f[i]) : ex.aux[AUX_LAST]));
+        },
       },
     ];
   },

@@ -16,7 +16,7 @@ import {
   slotReadouts,
   tokensToText,
 } from "./common.js";
-import { hashText } from "./hash.js";
+import { hash53, hashText } from "./hash.js";
 import { nsToMs } from "./log-triage.js";
 import {
   type Answer,
@@ -277,35 +277,50 @@ function rootOf(ex: Example): string {
   return s;
 }
 
-function baselines(train: readonly Example[]): Baseline[] {
+/** A hash of the whole encoded path: the path signature (operations, order, repeat counts). */
+function signatureOf(ex: Example): number {
+  return hash53(ex.inputs.subarray(TEXT_FROM), 0x9a7);
+}
+
+/** The trace baselines; `perPath` adds the per-path-signature majority. */
+export function traceBaselines(train: readonly Example[], perPath = false): Baseline[] {
   const global = SLOTS.map(() => new Map<number, number>());
   const byRoot = new Map<string, Map<number, number>[]>();
+  const byPath = new Map<number, Map<number, number>[]>();
+  const slotCounts = () => SLOTS.map(() => new Map<number, number>());
   for (const ex of train) {
-    const r = rootOf(ex);
-    const c = getOrAdd(byRoot, r, () => SLOTS.map(() => new Map<number, number>()));
+    const r = getOrAdd(byRoot, rootOf(ex), slotCounts);
+    const p = getOrAdd(byPath, signatureOf(ex), slotCounts);
     SLOTS.forEach((s, j) => {
-      bump(c[j], ex.labels[s.position]);
+      bump(r[j], ex.labels[s.position]);
+      bump(p[j], ex.labels[s.position]);
       bump(global[j], ex.labels[s.position]);
     });
   }
   const fallback = global.map((c) => majority(c) ?? -1);
-  const picks = new Map<string, number[]>();
-  for (const [r, c] of byRoot)
-    picks.set(
-      r,
-      c.map((m, j) => majority(m) ?? fallback[j]),
-    );
+  const picksOf = <K>(m: Map<K, Map<number, number>[]>) =>
+    new Map([...m].map(([k, c]) => [k, c.map((x, j) => majority(x) ?? fallback[j])] as const));
+  const byRootPicks = picksOf(byRoot);
+  const byPathPicks = picksOf(byPath);
+  const answer = (ex: Example, p: number[]) => {
+    const out = new Int32Array(ex.inputs.length);
+    SLOTS.forEach((s, j) => {
+      out[s.position] = p[j];
+    });
+    return out;
+  };
+  const root: Baseline = {
+    name: "majority_per_root_operation",
+    predict: (ex) => answer(ex, byRootPicks.get(rootOf(ex)) ?? fallback),
+  };
+  if (!perPath) return [root];
   return [
+    root,
     {
-      name: "majority_per_root_operation",
-      predict(ex) {
-        const p = picks.get(rootOf(ex)) ?? fallback;
-        const out = new Int32Array(ex.inputs.length);
-        SLOTS.forEach((s, j) => {
-          out[s.position] = p[j];
-        });
-        return out;
-      },
+      // A path never seen in train backs off to its root operation, then to the overall majority.
+      name: "majority_per_path",
+      predict: (ex) =>
+        answer(ex, byPathPicks.get(signatureOf(ex)) ?? byRootPicks.get(rootOf(ex)) ?? fallback),
     },
   ];
 }
@@ -346,7 +361,7 @@ export const traceOutcome: TaskModule<TraceOutcomeQuery, TraceOutcomeAnswer> = {
       culprit: a.culprit,
     };
   },
-  baselines,
+  baselines: (train) => traceBaselines(train),
   score(examples, predictions) {
     return {
       task: "trace_outcome",

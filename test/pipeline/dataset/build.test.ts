@@ -207,7 +207,7 @@ describe("dataset build", () => {
     // Every token fits the vocabulary; labels are tokens or ignored.
     expect(ds.train.inputs.reduce((a, b) => Math.max(a, b), 0)).toBeLessThan(ds.vocab.size);
     expect(ds.val.labels.every((l) => l === IGNORE || (l >= 0 && l < ds.vocab.size))).toBe(true);
-    expect(ds.val.examples("metric_forecast")[0].aux.length).toBe(3 + 2 * 24);
+    expect(ds.val.examples("metric_forecast")[0].aux.length).toBe(3 + 9 * 24);
   });
 
   it("grows the served model's vocabulary for a fine-tune, keeping every old id", async () => {

@@ -84,8 +84,26 @@ describe("metric_forecast", () => {
     // Origins every 4 hours from hour 4 to hour 44.
     expect(built.examples.map((e) => (e.time - T0) / H)).toEqual([4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44]);
     const ex = built.examples[5]; // origin hour 24: history hours 20..23, targets hours 24..27
-    // [center, scale, last, targets x4, the same hours a day earlier x4]
-    expect(Array.from(ex.aux)).toEqual([31.5, 1.5, 33, 10, 11, 12, 13, 10, 11, 12, 13]);
+    // [center, scale, last, targets x4, the same hours a day earlier x4, the history x4, the same
+    // hours 2..7 days earlier x4 each (before the window: missing)]
+    expect(Array.from(ex.aux)).toEqual([
+      31.5,
+      1.5,
+      33,
+      10,
+      11,
+      12,
+      13,
+      10,
+      11,
+      12,
+      13,
+      30,
+      31,
+      32,
+      33,
+      ...new Array(24).fill(Number.NaN),
+    ]);
     // Layout for seq 32, K 4: 22 bytes of identity, SEP, 4 history bins, SEP, 4 forecast slots.
     const identity = "rps{service=api}"; // the pod name is left out
     expect(metricForecast.describe(ex, built.vocab).input.startsWith(identity)).toBe(true);
