@@ -23,6 +23,7 @@ import { fillSlots, getOrAdd } from "../tasks/common.js";
 import { hashParts } from "../tasks/hash.js";
 import { scoreBaselines, TASKS } from "../tasks/index.js";
 import { logFacts } from "../tasks/log-triage.js";
+import { lagsFor } from "../tasks/metric-forecast.js";
 import {
   type BuildContext,
   type Draft,
@@ -51,7 +52,7 @@ const DAY = 86_400_000;
 const MARGIN_DAYS = 1;
 const MAX_REASON_EXAMPLES = 5;
 /** Part of every dataset id: bump it whenever the same raw data would give other examples. */
-const BUILDER_VERSION = 3;
+const BUILDER_VERSION = 4;
 
 export interface BuildOptions {
   store: ObjectStore;
@@ -117,7 +118,12 @@ export function encodingSpecOf(config: DatasetSection): EncodingSpec {
   const m = config.tasks.metric_forecast;
   return {
     seq_len: config.seq_len,
-    metric_forecast: { points: m.points, step_ms: m.step, z_max: m.z_max },
+    metric_forecast: {
+      points: m.points,
+      step_ms: m.step,
+      z_max: m.z_max,
+      lag_days: lagsFor(config.seq_len, m.points),
+    },
   };
 }
 

@@ -3,6 +3,7 @@
 import type { RecordOf, SourceName } from "../collect/records.js";
 import { IncidentIndex } from "../incidents.js";
 import { fillSlots } from "./common.js";
+import { lagsFor } from "./metric-forecast.js";
 import type { Draft, Example, RecordRef, TaskModule, TaskWindow } from "./types.js";
 import { type EncodingSpec, Vocab } from "./vocab.js";
 
@@ -74,12 +75,14 @@ export function buildExamples<S extends SourceName>(
   if (task.resolve) for (const d of drafts) task.resolve(d, index);
   const classes = drafts.flatMap((d) => d.classes.filter((c): c is string => c !== null));
   const s = opts.settings ?? {};
+  const points = (s.points as number) ?? 24;
   const encoding: EncodingSpec = {
     seq_len: seqLen,
     metric_forecast: {
-      points: (s.points as number) ?? 24,
+      points,
       step_ms: (s.stepMs as number) ?? 3_600_000,
       z_max: (s.z_max as number) ?? 20,
+      lag_days: lagsFor(seqLen, points),
     },
   };
   const vocab = opts.vocab ? opts.vocab.extend(classes) : Vocab.create({ numBins, encoding, classes });

@@ -92,6 +92,8 @@ export {
 export {
   fromBin,
   identityText,
+  LAG_DAYS,
+  lagsFor,
   type MetricForecastAnswer,
   type MetricForecastQuery,
   metricForecast,
@@ -103,6 +105,7 @@ export {
   LATENCY_BUCKETS,
   type LatencyBucket,
   latencyBucket,
+  latencyDrivers,
   pathText,
   type TraceFacts,
   type TraceOutcomeAnswer,

@@ -111,51 +111,92 @@ export function fromBin(bin: number, center: number, scale: number, numBins: num
 
 interface Layout {
   identityLen: number;
+  /** Where each earlier day's row starts, in the order of `lags`. */
+  rows: number[];
   histFrom: number;
   predFrom: number;
 }
 
-function layoutOf(seqLen: number, k: number): Layout {
-  const identityLen = seqLen - 2 * k - 2;
+/**
+ * Earlier days whose values at the forecast's own hours ride along as rows, most useful first:
+ * a week back (the same weekday: the homelab's weekends differ) and two days back (with the
+ * history's yesterday, a three-day view of the hour). Measured on the simulator's held-out days,
+ * the median of the three is within one bin of the truth more often than yesterday alone.
+ */
+export const LAG_DAYS = [7, 2] as const;
+/** The series' name keeps at least this many bytes when rows are added. */
+const MIN_IDENTITY = 40;
+
+/** The rows that fit seq_len beside K history points, K slots and a name of MIN_IDENTITY bytes. */
+export function lagsFor(seqLen: number, k: number): number[] {
+  const lags: number[] = [...LAG_DAYS];
+  while (lags.length && seqLen - 2 * k - 2 - lags.length * (k + 1) < MIN_IDENTITY) lags.pop();
+  return lags;
+}
+
+/** [identity][SEP] then per lag [K values][SEP], then [K history][SEP][K slots]: slots always end it. */
+function layoutOf(seqLen: number, k: number, lags = 0): Layout {
+  const identityLen = seqLen - 2 * k - 2 - lags * (k + 1);
   if (identityLen < 8)
     throw new TaskInputError(
       `metric_forecast: seq_len ${seqLen} leaves no room for ${k} + ${k} points and a name`,
     );
-  return { identityLen, histFrom: identityLen + 1, predFrom: identityLen + 2 + k };
+  const rows = Array.from({ length: lags }, (_, r) => identityLen + 1 + r * (k + 1));
+  const histFrom = identityLen + 1 + lags * (k + 1);
+  return { identityLen, rows, histFrom, predFrom: histFrom + k + 1 };
 }
 
-/** Encodes a history; returns the inputs, the scale and the last finite value. */
-function encodeHistory(
+/**
+ * Encodes a series at a forecast origin. `at(j)` is the value j steps from the origin (j < 0:
+ * the past; NaN where unknown); the history is at(-K..-1), the row of lag d holds
+ * at(i - d * perDay) for the K forecast hours. Returns the inputs, the scale and the last finite
+ * value, or null when the history has no finite point.
+ */
+function encodeSeries(
   identity: string,
-  hist: ArrayLike<number>,
-  seqLen: number,
-  numBins: number,
-  zMax: number,
+  at: (j: number) => number,
+  k: number,
+  spec: { seqLen: number; numBins: number; zMax: number; perDay: number; lags: readonly number[] },
 ) {
-  const k = hist.length;
-  const L = layoutOf(seqLen, k);
+  const hist = Float64Array.from({ length: k }, (_, i) => at(i - k));
+  const L = layoutOf(spec.seqLen, k, spec.lags.length);
   const sc = robustScale(hist);
   if (!sc) return null;
-  const inputs = new Int32Array(seqLen);
+  const bin = (v: number) =>
+    Number.isFinite(v) ? BIN_BASE + toBin(v, sc.center, sc.scale, spec.numBins, spec.zMax) : UNK;
+  const inputs = new Int32Array(spec.seqLen);
   putText(inputs, 0, identity, L.identityLen);
   inputs[L.identityLen] = SEP;
+  spec.lags.forEach((d, r) => {
+    for (let i = 0; i < k; i++) inputs[L.rows[r] + i] = bin(at(i - d * spec.perDay));
+    inputs[L.rows[r] + k] = SEP;
+  });
   let last = Number.NaN;
   for (let i = 0; i < k; i++) {
-    const v = hist[i];
-    if (Number.isFinite(v)) {
-      inputs[L.histFrom + i] = BIN_BASE + toBin(v, sc.center, sc.scale, numBins, zMax);
-      last = v;
-    } else inputs[L.histFrom + i] = UNK;
+    inputs[L.histFrom + i] = bin(hist[i]);
+    if (Number.isFinite(hist[i])) last = hist[i];
   }
   inputs[L.histFrom + k] = SEP;
-  // Each forecast slot starts from the point K steps earlier (with the default 24 hourly points,
-  // the same hour yesterday: the seasonal-naive guess), so the model learns a correction to it
-  // rather than where to copy from; a missing point leaves the slot masked.
+  // Each forecast slot starts from a seasonal guess, so the model learns a correction to it
+  // rather than where to copy from: with rows, the median of the same hour 1, 2 and 7 days back
+  // (what is known of them); without (an old vocabulary), the point K steps earlier. A slot
+  // with nothing to start from stays masked.
   for (let i = 0; i < k; i++) {
-    const prior = inputs[L.histFrom + i]!;
-    inputs[L.predFrom + i] = prior === UNK ? MASK : prior;
+    let prior: number;
+    if (spec.lags.length) {
+      const seen = [1, ...spec.lags].map((d) => at(i - d * spec.perDay)).filter(Number.isFinite);
+      prior = median(seen);
+    } else prior = hist[i];
+    inputs[L.predFrom + i] = Number.isFinite(prior) ? bin(prior) : MASK;
   }
   return { inputs, layout: L, ...sc, last };
+}
+
+function median(xs: number[]): number {
+  if (!xs.length) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 export function settingsOf(raw: Record<string, unknown>, stepMs?: number): MetricForecastSettings {
@@ -180,10 +221,11 @@ function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<MetricSerie
   const nb = ctx.vocabSpec.numBins;
   const s = settingsOf(ctx.settings);
   const K = s.points;
-  layoutOf(S, K);
+  const perDay = Math.round(86_400_000 / s.stepMs);
+  const encSpec = { seqLen: S, numBins: nb, zMax: s.zMax, perDay, lags: lagsFor(S, K) };
+  layoutOf(S, K, encSpec.lags.length);
   const { start, end } = ctx.window;
   const n = Math.floor((end - start) / s.stepMs);
-  const perDay = Math.round(86_400_000 / s.stepMs);
   const series = new Map<string, Series>();
   return {
     add(rec, ref) {
@@ -239,7 +281,8 @@ function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<MetricSerie
             sink.skipped("no point to forecast");
             continue;
           }
-          const enc = encodeHistory(identity, hist, S, nb, s.zMax)!;
+          const values = ser.values;
+          const enc = encodeSeries(identity, (j) => (o + j >= 0 ? values[o + j] : Number.NaN), K, encSpec)!;
           const labels = ignoreLabels(S);
           const aux = new Float64Array(auxWidth(K));
           aux[AUX_CENTER] = enc.center;
@@ -370,16 +413,20 @@ export const metricForecast: TaskModule<MetricForecastQuery, MetricForecastAnswe
     const K = spec.points;
     if (typeof query?.query !== "string" || typeof query.labels !== "object" || !Array.isArray(query.points))
       throw new TaskInputError("metric_forecast needs { query, labels, points: number[] }");
-    const pts = query.points
-      .slice(-K)
-      .map((v) => (typeof v === "number" && Number.isFinite(v) ? v : Number.NaN));
-    while (pts.length < K) pts.unshift(Number.NaN);
-    const enc = encodeHistory(
+    // The last K points are the history; earlier ones (a week and a day of them at most) fill
+    // the rows of earlier days.
+    const pts = query.points.map((v) => (typeof v === "number" && Number.isFinite(v) ? v : Number.NaN));
+    const enc = encodeSeries(
       identityText(query.query, query.labels),
-      pts,
-      vocab.encoding.seq_len,
-      vocab.numBins,
-      spec.z_max,
+      (j) => (pts.length + j >= 0 ? pts[pts.length + j] : Number.NaN),
+      K,
+      {
+        seqLen: vocab.encoding.seq_len,
+        numBins: vocab.numBins,
+        zMax: spec.z_max,
+        perDay: Math.round(86_400_000 / spec.step_ms),
+        lags: spec.lag_days ?? [],
+      },
     );
     if (!enc) throw new TaskInputError("metric_forecast: the history has no finite point");
     const aux = new Float64Array(auxWidth(K)).fill(Number.NaN);
@@ -481,7 +528,7 @@ export const metricForecast: TaskModule<MetricForecastQuery, MetricForecastAnswe
   },
   describe(ex, vocab) {
     const K = kOf(ex);
-    const L = layoutOf(ex.inputs.length, K);
+    const L = layoutOf(ex.inputs.length, K, vocab.encoding.metric_forecast.lag_days?.length ?? 0);
     const center = ex.aux[AUX_CENTER];
     const scale = ex.aux[AUX_SCALE];
     const zMax = vocab.encoding.metric_forecast.z_max;

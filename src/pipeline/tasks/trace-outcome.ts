@@ -230,12 +230,54 @@ export function pathText(path: readonly string[]): string {
   return out;
 }
 
+/** Operations that hand a message to a queue or take it from one. */
+const QUEUE_OP = /\b(publish|deliver|receive|consume)\b/i;
+/** GenAI semantic conventions name an LLM call's span "chat <model>". */
+const LLM_OP = /^(?:chat|text_completion|generate_content) (.+)$/;
+
+/**
+ * What drives a trace's latency, read off its path and written before it, so that a long path
+ * cut at seq_len still shows it: the LLMs called, how many calls were repeats of an earlier one
+ * (retries and redeliveries), how many queue hops, how many spans. E.g.
+ * "llm qwen2.5:32b r1 q2 n17".
+ */
+export function latencyDrivers(path: readonly string[]): string {
+  const llms: string[] = [];
+  const seen = new Set<string>();
+  let repeats = 0;
+  let queue = 0;
+  let spans = 0;
+  for (const raw of path) {
+    const star = /^(.*)\*(\d+)$/.exec(raw);
+    const entry = star ? star[1] : raw;
+    const times = star ? Number(star[2]) : 1;
+    spans += times;
+    repeats += seen.has(entry) ? times : times - 1;
+    seen.add(entry);
+    const op = entry.slice(entry.indexOf(":") + 1);
+    if (QUEUE_OP.test(op)) queue += times;
+    const llm = LLM_OP.exec(op)?.[1];
+    if (llm && !llms.includes(llm)) llms.push(llm);
+  }
+  return `llm ${llms.length ? llms.join(",") : "-"} r${repeats} q${queue} n${spans}`;
+}
+
+/** Layout after the slots and their separator: [drivers][SEP][path text], PAD-filled. */
 function encodePath(path: readonly string[], seqLen: number): Int32Array {
   const inputs = new Int32Array(seqLen);
   for (const s of SLOTS) inputs[s.position] = slotQuery(s);
   inputs[SLOTS.length] = SEP;
-  putText(inputs, TEXT_FROM, pathText(path), seqLen - TEXT_FROM);
+  const n = putText(inputs, TEXT_FROM, latencyDrivers(path), seqLen - TEXT_FROM - 1);
+  inputs[TEXT_FROM + n] = SEP;
+  const from = TEXT_FROM + n + 1;
+  putText(inputs, from, pathText(path), seqLen - from);
   return inputs;
+}
+
+/** Where the path text starts: after the separator that ends the drivers. */
+function pathFrom(ex: Example): number {
+  const i = ex.inputs.indexOf(SEP, TEXT_FROM);
+  return i < 0 ? TEXT_FROM : i + 1;
 }
 
 function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<TraceRecord> {
@@ -269,7 +311,7 @@ function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<TraceRecord
 /** The root operation of an encoded example: the path text up to the second hop. */
 function rootOf(ex: Example): string {
   let s = "";
-  for (let i = TEXT_FROM; i < ex.inputs.length; i++) {
+  for (let i = pathFrom(ex); i < ex.inputs.length; i++) {
     const b = ex.inputs[i] - BYTE_BASE;
     if (b < 0 || b > 255 || b === 0x3b || b === 0x2c) break;
     s += String.fromCharCode(b);
@@ -371,6 +413,10 @@ export const traceOutcome: TaskModule<TraceOutcomeQuery, TraceOutcomeAnswer> = {
     };
   },
   describe(ex, vocab) {
-    return { input: tokensToText(ex.inputs, vocab, TEXT_FROM), labels: slotLabels(SLOTS, ex, vocab) };
+    const from = pathFrom(ex);
+    return {
+      input: `${tokensToText(ex.inputs, vocab, from)} [${tokensToText(ex.inputs, vocab, TEXT_FROM, from - 1)}]`,
+      labels: slotLabels(SLOTS, ex, vocab),
+    };
   },
 };

@@ -45,6 +45,8 @@ export const EncodingSpec = z
         points: z.number().int().min(1),
         step_ms: z.number().positive(),
         z_max: z.number().positive(),
+        /** Earlier days whose same hours are rows of the input (absent: a vocabulary from before them). */
+        lag_days: z.array(z.number().int().min(1).max(28)).max(8).optional(),
       })
       .strict(),
   })

@@ -5,6 +5,8 @@ import {
   buildExamples,
   fromBin,
   IGNORE,
+  LAG_DAYS,
+  lagsFor,
   MASK,
   metricForecast,
   robustScale,
@@ -192,5 +194,58 @@ describe("metric_forecast", () => {
     // The better baseline is the one to beat.
     const day2 = built.examples.filter((e) => e.time >= T0 + 24 * H);
     expect(scoreBaselines("metric_forecast", [], day2, v).best).toBe("seasonal_naive");
+  });
+
+  it("with room in seq_len, gives the same hours a week and two days back, and starts from their median", () => {
+    expect(lagsFor(32, 4)).toEqual([]);
+    expect(lagsFor(128, 4)).toEqual([...LAG_DAYS]);
+    // 192 tokens and 24 hourly points (the demo): both rows fit beside a 67-byte name.
+    expect(lagsFor(192, 24)).toEqual([7, 2]);
+    expect(lagsFor(139, 24)).toEqual([7]);
+    // value = the hour's index, over 10 days: every row is tellable from the others.
+    const long = [
+      chunk(
+        { service: "api" },
+        0,
+        hours(0, 240, (h) => h),
+      ),
+    ];
+    const big = { ...opts, window: { start: T0, end: T0 + 240 * H }, seqLen: 128 };
+    const built = buildExamples(metricForecast, long, big);
+    const ex = built.examples.find((e) => e.time === T0 + 200 * H)!;
+    const bin = (x: number) => BIN_BASE + toBin(x, 197.5, 1.5, 64, 20);
+    // [108 bytes of name][SEP][hours 32..35: a week back][SEP][hours 152..155: two days back][SEP]
+    // [history 196..199][SEP][slots]
+    expect(ex.inputs[108]).toBe(SEP);
+    expect(Array.from(ex.inputs.slice(109, 113))).toEqual([32, 33, 34, 35].map(bin));
+    expect(ex.inputs[113]).toBe(SEP);
+    expect(Array.from(ex.inputs.slice(114, 118))).toEqual([152, 153, 154, 155].map(bin));
+    expect(ex.inputs[118]).toBe(SEP);
+    expect(Array.from(ex.inputs.slice(119, 123))).toEqual([196, 197, 198, 199].map(bin));
+    expect(ex.inputs[123]).toBe(SEP);
+    // Each slot starts from the median of the same hour 1, 2 and 7 days back: 2 days back here.
+    expect(Array.from(ex.inputs.slice(124))).toEqual([152, 153, 154, 155].map(bin));
+    expect(Array.from(ex.labels.slice(124))).toEqual([200, 201, 202, 203].map(bin));
+    expect(metricForecast.describe(ex, built.vocab).input.startsWith("rps{service=api} last 4: ")).toBe(true);
+    // The week-back row of an origin in the first week is unknown; the slots use what is known.
+    const early = built.examples.find((e) => e.time === T0 + 52 * H)!;
+    expect(Array.from(early.inputs.slice(109, 113))).toEqual(Array(4).fill(UNK));
+    // median(28, 4) = 16 for the first slot: the same hour 1 and 2 days back.
+    expect(early.inputs[124]).toBe(BIN_BASE + toBin(16, 49.5, 1.5, 64, 20));
+
+    // A live query with 8 days of points encodes exactly as the build; with K points, the rows
+    // and the slots' starting points are unknown.
+    const v = built.vocab;
+    expect(v.encoding.metric_forecast.lag_days).toEqual([7, 2]);
+    const points = hours(0, 200, (h) => h);
+    const enc = metricForecast.encode({ query: "rps", labels: { service: "api" }, points }, v);
+    expect(Array.from(enc.inputs)).toEqual(Array.from(ex.inputs));
+    const few = metricForecast.encode(
+      { query: "rps", labels: { service: "api" }, points: points.slice(-4) },
+      v,
+    );
+    expect(Array.from(few.inputs.slice(109, 113))).toEqual(Array(4).fill(UNK));
+    expect(Array.from(few.inputs.slice(124))).toEqual(Array(4).fill(MASK));
+    expect(Array.from(few.inputs.slice(119, 123))).toEqual(Array.from(ex.inputs.slice(119, 123)));
   });
 });

@@ -6,6 +6,7 @@ import {
   buildExamples,
   IGNORE,
   latencyBucket,
+  latencyDrivers,
   pathText,
   SEP,
   scoreTask,
@@ -165,7 +166,7 @@ describe("trace_outcome", () => {
       [..."slc"].map((c) => BYTE_BASE + c.charCodeAt(0)).concat(SEP),
     );
     expect(traceOutcome.describe(ex, v)).toEqual({
-      input: "api:GET;db:q",
+      input: "api:GET;db:q [llm - r0 q0 n2]",
       labels: { status: "error", latency: "<1s", culprit: "db" },
     });
     expect(Array.from(ex.labels.slice(3)).every((l) => l === IGNORE)).toBe(true);
@@ -184,6 +185,34 @@ describe("trace_outcome", () => {
     const long = traceOutcome.encode({ path: Array.from({ length: 40 }, (_, i) => `svc${i}:op`) }, v);
     expect(long.inputs).toHaveLength(48);
     expect(() => traceOutcome.encode({ path: [] }, v)).toThrow(TaskInputError);
+  });
+
+  it("writes what drives latency before the path: LLMs called, repeated calls, queue hops, spans", () => {
+    const path = [
+      "api:POST /chat",
+      "api:GET",
+      "bruno:GET /m",
+      "api:GET",
+      "bruno:GET /m",
+      "bruno:chat llama3.1:8b",
+      "api:notify publish",
+      "rabbitmq:basic.publish notify",
+      "rabbitmq:basic.deliver notify*2",
+      "sre:chat qwen2.5:32b",
+    ];
+    // GET and GET /m each came twice (a retry), deliver twice in a row (a redelivery); four queue spans.
+    expect(latencyDrivers(path)).toBe("llm llama3.1:8b,qwen2.5:32b r3 q4 n11");
+    expect(latencyDrivers(["a:x"])).toBe("llm - r0 q0 n1");
+    const v = buildExamples(traceOutcome, [], { window, seqLen: 64 }).vocab;
+    const enc = traceOutcome.encode({ path }, v);
+    const drivers = "llm llama3.1:8b,qwen2.5:32b r3 q4 n11";
+    // Slots, SEP, the drivers, SEP, then as much of the path as fits: the drivers survive the cut.
+    expect(Array.from(enc.inputs.slice(4, 4 + drivers.length))).toEqual(
+      [...drivers].map((c) => BYTE_BASE + c.charCodeAt(0)),
+    );
+    expect(enc.inputs[4 + drivers.length]).toBe(SEP);
+    expect(enc.inputs[5 + drivers.length]).toBe(BYTE_BASE + "a".charCodeAt(0));
+    expect(enc.inputs[63]).not.toBe(0);
   });
 
   it("has a majority-per-root-operation baseline", () => {
