@@ -78,9 +78,7 @@ function describeGpus(g: GpuReport): string[] {
     lines.push(`    tfjs-node-gpu 4.22: ${v.usable}: ${v.reason}`);
     if (v.usable === "yes") lines.push(`    start-up  ${v.startup}`);
     if (v.kernels === "ptx-jit" || v.usable === "no")
-      lines.push(
-        "    or        train with PyTorch through the external runner (k8s/README.md, GPU training)",
-      );
+      lines.push('    or        runner: external with PyTorch (k8s/README.md, "GPU training: two routes")');
   }
   return lines;
 }

@@ -159,7 +159,7 @@ describe("doctor: GPUs through nvidia-smi", () => {
     expect(text).toContain("gpu         driver 595.80, CUDA 13.2");
     expect(text).toContain("NVIDIA L40S, compute capability 8.9");
     expect(text).toContain("tfjs-node-gpu 4.22: yes:");
-    expect(text).toContain("external runner");
+    expect(text).toContain("runner: external with PyTorch");
 
     const none = { PATH: dirname(process.execPath), HOME: env.HOME };
     const noGpu = JSON.parse(

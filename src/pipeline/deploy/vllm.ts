@@ -9,6 +9,7 @@ import * as z from "zod";
 import { CHAT_TEMPLATE_FAMILIES, type VllmSection } from "../../config/schema.js";
 import { WorkError } from "../../errors.js";
 import type { ObjectStore } from "../../store/index.js";
+import { vllmPrefix } from "../../store/layout.js";
 import { sha256 } from "../../util/fs.js";
 
 export class VllmError extends WorkError {
@@ -17,7 +18,7 @@ export class VllmError extends WorkError {
 
 /** Store keys of the files deploy writes for a version. */
 export function vllmKeys(agent: string, version: string): { template: string; config: string } {
-  const base = `deploy/${agent}/vllm/${version}`;
+  const base = vllmPrefix(agent, version);
   return { template: `${base}/chat_template.jinja`, config: `${base}/served-model.json` };
 }
 
@@ -262,7 +263,14 @@ async function checkVllm(cfg: VllmSection, name: string): Promise<NonNullable<Vl
   const listModels = async () => {
     const res = await call("/v1/models");
     if (!res.ok) throw new VllmError(`vLLM /v1/models answered HTTP ${res.status}: ${await errorText(res)}`);
-    const body = ModelList.safeParse(await res.json().catch(() => null));
+    const text = await bodyText(res, MAX_MODEL_LIST_BYTES);
+    let json: unknown = null;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      // not JSON: not a model list
+    }
+    const body = ModelList.safeParse(json);
     if (!body.success) throw new VllmError("vLLM /v1/models did not return a model list");
     return body.data.data.map((m) => m.id);
   };
@@ -276,8 +284,25 @@ async function checkVllm(cfg: VllmSection, name: string): Promise<NonNullable<Vl
   return { servedNameFound, models };
 }
 
+/** A model list for a few hundred served names is far below this; vLLM's answers are read up to it. */
+const MAX_MODEL_LIST_BYTES = 1024 * 1024;
+
+/** The body as text, or an error once it passes max bytes (the rest is not read). */
+async function bodyText(res: Response, max: number): Promise<string> {
+  if (!res.body) return "";
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += chunk.byteLength;
+    // Leaving the loop cancels the rest of the stream.
+    if (size > max) throw new VllmError(`vLLM answered more than ${max} bytes`);
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
 async function errorText(res: Response): Promise<string> {
-  const text = (await res.text().catch(() => "")).trim();
+  const text = (await bodyText(res, 64 * 1024).catch(() => "")).trim();
   try {
     const j = JSON.parse(text) as { message?: string; error?: { message?: string } | string };
     const msg = j.message ?? (typeof j.error === "string" ? j.error : j.error?.message);

@@ -25,6 +25,8 @@ class FakeVllm {
   requests: { path: string; body: any; auth: string | undefined }[] = [];
   private server: Server | null = null;
   url = "";
+  /** Answers /v1/models with this many extra bytes of padding (a server gone wrong). */
+  padding = 0;
   constructor(readonly served: string[]) {}
   async start() {
     this.server = createServer(async (req, res) => {
@@ -51,7 +53,7 @@ class FakeVllm {
         ];
         res
           .writeHead(200, { "content-type": "application/json" })
-          .end(JSON.stringify({ object: "list", data: cards }));
+          .end(JSON.stringify({ object: "list", data: cards, padding: "x".repeat(this.padding) }));
       } else err(404, "Not Found", "NotFoundError");
     });
     await new Promise<void>((r) => this.server!.listen(0, "127.0.0.1", r));
@@ -265,6 +267,21 @@ describe("vLLM deploy", () => {
     expect(wrongName).toBeInstanceOf(VllmError);
     expect(wrongName.message).toContain('does not serve "a-homelab"');
     expect(wrongName.message).toContain("--served-model-name a-homelab");
+
+    // An answer bigger than any model list is refused, not read to the end.
+    fake.padding = 8 * 1024 * 1024;
+    const flood = await deployToVllm({
+      store,
+      agent: "a",
+      version: "v1",
+      card: CARD,
+      config: VllmSchema.parse({
+        enabled: true,
+        base_url: fake.url,
+        served_model_name: "meta-llama/Llama-3.2-3B-Instruct",
+      }),
+    }).catch((e) => e);
+    expect(flood.message).toBe(`vLLM answered more than ${1024 * 1024} bytes`);
 
     const url = `http://127.0.0.1:${await closedPort()}`;
     const down = await deployToVllm({
