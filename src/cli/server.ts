@@ -1,13 +1,16 @@
 // `trm-forge serve --stdio | --http`: the MCP server, with the schedule and the served models, in
 // one process. SIGTERM (or SIGINT) finishes in-flight requests and stops running jobs at a step
 // boundary with a checkpoint written; the next start resumes them. A second signal exits at once.
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { UsageError } from "../errors.js";
 import { log } from "../log.js";
 import { checkIdentityName, defaultScopes, type Identity, parseScopes } from "../server/auth.js";
 import { ServerContext } from "../server/context.js";
 import { type HttpServer, startHttpServer } from "../server/http.js";
 import { guardStdout, type StdioSession, serveStdio } from "../server/stdio.js";
+import { driveTestClock, faultyStore } from "../server/test-clock.js";
+import { openStore } from "../store/index.js";
+import { installServerTestClock } from "../util/clock.js";
 import { action, loadCliConfig, parseIntOption } from "./common.js";
 
 interface ServeOpts {
@@ -18,6 +21,7 @@ interface ServeOpts {
   as: string;
   scopes?: string;
   schedule: boolean;
+  unsafeTestClock?: boolean;
 }
 
 export function registerServerCommand(program: Command): void {
@@ -44,8 +48,11 @@ export function registerServerCommand(program: Command): void {
       "its scopes, comma-separated: read,train,promote,admin (default: all it may have)",
     )
     .option("--no-schedule", "do not run the collect/train schedule in this process")
+    // The soak's simulated clock (src/util/clock.ts); hidden: never for a real installation.
+    .addOption(new Option("--unsafe-test-clock", "run on the parent soak's simulated clock").hideHelp())
     .action(
       action(async (opts: ServeOpts, cmd: Command) => {
+        installServerTestClock(Boolean(opts.unsafeTestClock));
         if (Boolean(opts.stdio) === Boolean(opts.http))
           throw new UsageError("give exactly one of --stdio or --http");
         if (opts.stdio) guardStdout();
@@ -57,10 +64,15 @@ export function registerServerCommand(program: Command): void {
           name: opts.as,
           scopes: opts.scopes ? parseScopes(opts.scopes) : defaultScopes(opts.as),
         };
-        const ctx = new ServerContext({ config, schedule: opts.schedule ? undefined : false });
+        const ctx = new ServerContext({
+          config,
+          schedule: opts.schedule ? undefined : false,
+          store: opts.unsafeTestClock ? faultyStore(openStore(config)) : undefined,
+        });
         await ctx.start();
         for (const c of ctx.catchUps)
           log.info({ agent: c.agent, job: c.job, run: c.run_id, reason: c.reason }, "schedule catch-up");
+        if (opts.unsafeTestClock) driveTestClock(ctx);
 
         let http: HttpServer | null = null;
         let stdio: StdioSession | null = null;

@@ -26,7 +26,7 @@ export interface LoadOptions {
 
 const ENV_PREFIX = "TRM_FORGE_";
 /** Env vars with this prefix that are not config keys. */
-const ENV_RESERVED = new Set(["CONFIG", "LOG_LEVEL", "SKIP_NATIVE", "TOKEN", "BENCH"]);
+const ENV_RESERVED = new Set(["CONFIG", "LOG_LEVEL", "SKIP_NATIVE", "TOKEN", "BENCH", "UNSAFE_TEST_CLOCK"]);
 
 export function candidatePaths(opts: LoadOptions = {}): string[] {
   const env = opts.env ?? process.env;

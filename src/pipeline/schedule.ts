@@ -16,6 +16,7 @@ import * as z from "zod";
 import type { Config } from "../config/index.js";
 import { childLogger } from "../log.js";
 import { NotFoundError, type ObjectStore } from "../store/index.js";
+import { simulatedClock } from "../util/clock.js";
 import { formatDuration } from "../util/duration.js";
 import type { Pipeline, StageName } from "./run.js";
 
@@ -179,6 +180,8 @@ export class Scheduler {
         {
           name: j.name,
           timezone: j.timezone,
+          // On the soak's simulated clock, advance() fires the jobs instead of croner's timers.
+          paused: simulatedClock(),
           protect: (job) =>
             this.log.warn({ job: job.name }, "previous run still busy; this firing is skipped"),
           catch: (err, job) => this.log.error({ err, job: job.name }, "scheduled job failed"),
@@ -202,6 +205,28 @@ export class Scheduler {
   /** Waits for every firing started so far (tests, shutdown). */
   async settle(): Promise<void> {
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+  }
+
+  /**
+   * Simulated clock only (the soak): fires, in time order, every job due up to `until`, each with
+   * the clock set to its due time, and waits for it; then sets the clock to `until`.
+   */
+  async advance(until: Date, setClock: (at: number) => void): Promise<void> {
+    await this.settle();
+    let from = this.now();
+    for (;;) {
+      const dues = this.jobs.map((j) => ({
+        j,
+        at: new Cron(j.pattern, { timezone: j.timezone, paused: true }).nextRun(from),
+      }));
+      const first = Math.min(...dues.map((d) => d.at?.getTime() ?? Number.POSITIVE_INFINITY));
+      if (first > until.getTime()) break;
+      setClock(first);
+      for (const d of dues) if (d.at?.getTime() === first) this.fire(d.j, d.at, "scheduled");
+      await this.settle();
+      from = new Date(first);
+    }
+    if (until.getTime() > this.now().getTime()) setClock(until.getTime());
   }
 
   /** Next and last run of every job. */

@@ -7,12 +7,15 @@
 import { ConfigSchema } from "../../config/index.js";
 import { log } from "../../log.js";
 import { openStore } from "../../store/index.js";
+import { installInheritedTestClock } from "../../util/clock.js";
 import type { StageFn } from "../contract.js";
 import { ModelRegistry } from "../deploy/registry.js";
 import { evaluateStage } from "../evaluate/stage.js";
 import { CancelledError, isTransient, type RunRecord, type StageContext } from "../run.js";
 import { trainStage } from "../train/stage.js";
 import { type ChildStage, ToChild, type ToParent } from "./child-protocol.js";
+
+installInheritedTestClock();
 
 const STAGES: Record<ChildStage, StageFn> = { train: trainStage, evaluate: evaluateStage };
 
