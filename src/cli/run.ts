@@ -3,6 +3,7 @@ import { UsageError } from "../errors.js";
 import { initBackend } from "../model/backend.js";
 import { stageOutput } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
+import { formatInterval } from "../pipeline/evaluate/bootstrap.js";
 import { evaluateVersion, evaluationTarget } from "../pipeline/evaluate/version.js";
 import { type RunEvent, type RunRecord, STAGES, type StageName, type StartedRun } from "../pipeline/run.js";
 import { pct } from "../util/format.js";
@@ -247,6 +248,16 @@ export function registerRunCommands(program: Command): void {
               lines.push(
                 `  ${t.task.padEnd(16)} ${t.primary} ${pct(t.candidate.score)}  champion ${t.champion ? pct(t.champion.score) : "–"}  baseline ${b === null ? "–" : `${pct(b)} (${t.best_baseline})`}  n=${t.examples}`,
               );
+              const iv = t.intervals;
+              if (iv?.baseline || iv?.champion)
+                lines.push(
+                  `  ${"".padEnd(16)} 95% paired intervals: ${[
+                    iv.baseline ? `- ${iv.baseline.against} ${formatInterval(iv.baseline)}` : "",
+                    iv.champion ? `- champion ${formatInterval(iv.champion)}` : "",
+                  ]
+                    .filter(Boolean)
+                    .join("  ")}`,
+                );
             }
             lines.push(
               `gate ${result.gate.passed ? "passed" : "FAILED"}:`,

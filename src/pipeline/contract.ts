@@ -79,6 +79,13 @@ export const TrainOutput = z.looseObject({
 });
 export const Gate = z.object({ passed: z.boolean(), reasons: z.array(z.string()) });
 /** One task of an evaluation, as a job's result shows it. */
+/** A difference to another predictor on the same examples, with its paired bootstrap interval. */
+export const DiffInterval = z.object({
+  against: z.string(),
+  diff: z.number(),
+  low: z.number(),
+  high: z.number(),
+});
 export const EvaluatedTask = z.object({
   metric: z.string(),
   examples: z.number(),
@@ -86,6 +93,8 @@ export const EvaluatedTask = z.object({
   /** The other version's score on the same examples. */
   against: Measure,
   best_baseline: z.object({ name: z.string(), score: Measure }).nullable(),
+  /** Paired bootstrap 95% intervals of the difference (positive: this version is better). */
+  intervals: z.object({ baseline: DiffInterval.nullable(), champion: DiffInterval.nullable() }).optional(),
 });
 export const EvaluateOutput = z.looseObject({
   /** The store key of evaluation.json. */

@@ -10,6 +10,7 @@ import { pct } from "../util/format.js";
 import { listSegments } from "./collect/raw-store.js";
 import { SOURCES } from "./collect/records.js";
 import { type RunRecord, runPrefix, stageOutput } from "./contract.js";
+import { formatInterval, type PairedInterval } from "./evaluate/bootstrap.js";
 import type { EvaluationResult } from "./evaluate.js";
 import { COLORS, esc, fmt, groupedBars, heatStrip, lineChart, TASK_COLORS } from "./report/charts.js";
 import { type MetricsLine, readRunMetrics, type TrainLogLine, type ValLogLine } from "./train.js";
@@ -306,10 +307,20 @@ function taskBars(e: EvaluationResult | null): string {
         .filter(([k]) => k !== t.primary)
         .map(([k, v]) => `${esc(k)} ${fmt(v)}`)
         .join(" · ");
-      return `<tr><td>${esc(t.task)}${t.enabled ? "" : " <span class=muted>(disabled)</span>"}</td><td>${esc(t.primary)}</td><td class="num">${pct(t.candidate.score)}</td><td class="num">${t.champion ? pct(t.champion.score) : "–"}</td><td class="num">${b ? `${pct(b.score)} <span class=muted>${esc(t.best_baseline!)}</span>` : "–"}</td><td class="num">${t.examples}${t.judged ? "" : " <span class=muted>(not judged)</span>"}</td><td class="muted small">${others}</td></tr>`;
+      const all = Object.entries(t.baselines)
+        .map(([k, v]) => `${esc(k)} ${fmt(v.score)}`)
+        .join(" · ");
+      return `<tr><td>${esc(t.task)}${t.enabled ? "" : " <span class=muted>(disabled)</span>"}</td><td>${esc(t.primary)}</td><td class="num">${pct(t.candidate.score)}</td><td class="num">${t.champion ? pct(t.champion.score) : "–"}</td><td class="num">${b ? `${pct(b.score)} <span class=muted>${esc(t.best_baseline!)}</span>` : "–"}</td><td class="num">${intervalCell(t.intervals?.baseline)}</td><td class="num">${intervalCell(t.intervals?.champion)}</td><td class="num">${t.examples}${t.judged ? "" : " <span class=muted>(not judged)</span>"}</td><td class="muted small">${others}${all ? `<br>baselines: ${all}` : ""}</td></tr>`;
     })
     .join("");
-  return `${chart}<table><thead><tr><th>task</th><th>metric</th><th>candidate</th><th>champion${e.champion ? ` <span class=muted>${esc(e.champion.version)}</span>` : ""}</th><th>best baseline</th><th>examples</th><th>other metrics (candidate)</th></tr></thead><tbody>${rows}</tbody></table><p class="muted">All three answered the same ${e.examples} validation examples of ${esc(e.dataset_id)}. A red dashed line marks a configured floor.</p>`;
+  return `${chart}<table><thead><tr><th>task</th><th>metric</th><th>candidate</th><th>champion${e.champion ? ` <span class=muted>${esc(e.champion.version)}</span>` : ""}</th><th>best baseline</th><th>− best baseline <span class=muted>95% CI</span></th><th>− champion <span class=muted>95% CI</span></th><th>examples</th><th>other metrics (candidate)</th></tr></thead><tbody>${rows}</tbody></table><p class="muted">All three answered the same ${e.examples} validation examples of ${esc(e.dataset_id)}. The differences are the candidate's minus the other's (positive: the candidate is better), with a paired bootstrap 95% interval over those examples; an interval that spans 0 is no evidence either way. A red dashed line marks a configured floor.</p>`;
+}
+
+/** "+0.024 [-0.003, +0.046]", red when the interval is below 0, grey when it spans 0. */
+function intervalCell(iv: PairedInterval | null | undefined): string {
+  if (!iv) return "–";
+  const cls = iv.low > 0 ? "ok" : iv.high < 0 ? "bad" : "muted";
+  return `<span class="${cls}">${esc(formatInterval(iv))}</span>`;
 }
 
 function dataQuality(d: DatasetSummary | null, c: Coverage | null): string {

@@ -7,6 +7,7 @@ import {
   GateRefusedError,
   type RegistryIndex,
 } from "../pipeline/deploy/registry.js";
+import { formatInterval } from "../pipeline/evaluate/bootstrap.js";
 import { compareVersions, comparisonPair, comparisonSummary, TaskRow } from "../pipeline/evaluate/compare.js";
 import { evaluationTarget } from "../pipeline/evaluate/version.js";
 import { readShadowReport, type ShadowReport } from "../serve/index.js";
@@ -397,7 +398,7 @@ export const modelCompare = defineTool({
       `${agent}: a = ${a}${info(a).aliases.length ? ` [${info(a).aliases.join(",")}]` : ""}, b = ${b}${info(b).aliases.length ? ` [${info(b).aliases.join(",")}]` : ""}`,
       ...tasks.map(
         (t) =>
-          `  ${t.task}${t.metric ? ` (${t.metric})` : ""}: a ${pct(t.a)}  b ${pct(t.b)}  ${t.better ? `better: ${t.better}` : ""}${t.baseline ? `  baseline ${t.baseline.name} ${pct(t.baseline.score)}` : ""}`,
+          `  ${t.task}${t.metric ? ` (${t.metric})` : ""}: a ${pct(t.a)}  b ${pct(t.b)}  ${t.better ? `better: ${t.better}` : ""}${t.interval && t.delta !== null ? `  b - a ${formatInterval({ diff: t.delta, ...t.interval })} (95% paired)` : ""}${t.baseline ? `  baseline ${t.baseline.name} ${pct(t.baseline.score)}` : ""}`,
       ),
       ...(shadow
         ? [

@@ -179,6 +179,14 @@ describe("evaluateModels on a dataset", () => {
       );
       expect(t.best_baseline).toBe(b.best);
       expect(t.baselines[b.best].metrics).toEqual(b.scores[b.best].metrics);
+      // Paired intervals on the same examples: the point difference inside its interval; the
+      // same weights as the champion differ on no example, so that interval is exactly 0.
+      const iv = t.intervals!;
+      expect(iv.baseline!.against).toBe(b.best);
+      expect(iv.baseline!.diff).toBeCloseTo(t.candidate.score - t.baselines[b.best].score, 12);
+      expect(iv.baseline!.low).toBeLessThanOrEqual(iv.baseline!.diff + 1e-12);
+      expect(iv.baseline!.high).toBeGreaterThanOrEqual(iv.baseline!.diff - 1e-12);
+      expect(iv.champion).toMatchObject({ against: "v-champ", diff: 0, low: 0, high: 0, resamples: 1000 });
     }
     expect(r.examples).toBe(ds.val.size);
     expect(r.halting.candidate.histogram.reduce((a, b) => a + b, 0)).toBe(ds.val.size);
@@ -257,6 +265,13 @@ describe("evaluateModels on a dataset", () => {
       examples: result.examples,
     });
     expect(Object.keys(out.tasks!).sort()).toEqual(Object.keys(result.tasks).sort());
+    for (const [task, t] of Object.entries(out.tasks!))
+      expect(t.intervals?.champion).toEqual({
+        against: champ.version,
+        diff: result.tasks[task].intervals!.champion!.diff,
+        low: result.tasks[task].intervals!.champion!.low,
+        high: result.tasks[task].intervals!.champion!.high,
+      });
     // Nothing lands in the immutable version folder, nor anywhere but the run.
     expect((await registry.getManifest("sre", cand.version)).artifacts.map((a) => a.name)).toEqual([
       "model.safetensors",

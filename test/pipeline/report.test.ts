@@ -28,6 +28,17 @@ function evaluation(): EvaluationResult {
       best_baseline: "majority",
       judged: true,
       floor: 0.8,
+      intervals: {
+        baseline: { against: "majority", diff: 0.41, low: 0.352, high: 0.468, level: 0.95, resamples: 1000 },
+        champion: {
+          against: "v20261101-020000-000-abcd",
+          diff: 0.04,
+          low: -0.012,
+          high: 0.093,
+          level: 0.95,
+          resamples: 1000,
+        },
+      },
     },
     trace_outcome: {
       task: "trace_outcome",
@@ -318,6 +329,24 @@ describe("report.html", () => {
     expect(html).toContain("trace_outcome: regresses against the champion: 0.600 vs 0.700");
     expect(html).toContain("log_triage: 0.820 reaches the floor of 0.800");
     expect(html).toMatch(/failed the gate<\/b>; it was registered but not promoted/);
+    // log_triage has intervals: the gate reads their lower bounds.
+    expect(html).toContain(
+      "log_triage: exact_all 0.820 beats the best baseline (majority, 0.410) by +0.410 [+0.352, +0.468] (95% paired bootstrap interval",
+    );
+    expect(html).toContain("log_triage: 0.820 vs champion 0.780: +0.040 [-0.012, +0.093]");
+  });
+
+  it("shows each task's paired intervals to the best baseline and the champion", () => {
+    const row = html.slice(
+      html.indexOf("<tr><td>log_triage"),
+      html.indexOf("</tr>", html.indexOf("<tr><td>log_triage")),
+    );
+    // Above 0: evidence of a win; spanning 0: none either way.
+    expect(row).toContain('<span class="ok">+0.410 [+0.352, +0.468]</span>');
+    expect(row).toContain('<span class="muted">+0.040 [-0.012, +0.093]</span>');
+    expect(row).toContain("baselines: majority 0.41");
+    const trace = html.slice(html.indexOf("<tr><td>trace_outcome"));
+    expect(trace.slice(0, trace.indexOf("</tr>"))).not.toContain("[");
   });
 });
 

@@ -1,6 +1,7 @@
 // The model card (card.md) stored with every version: what the model is, how it scored against
 // the baselines and the champion, what data it saw, and what it cannot do.
 import { pct } from "../../util/format.js";
+import { formatInterval, type PairedInterval } from "../evaluate/bootstrap.js";
 import type { EvaluationResult } from "../evaluate.js";
 import type { Lineage } from "./registry.js";
 
@@ -79,15 +80,20 @@ export function renderModelCard(c: CardInput): string {
     );
     const champ = e.champion ? `champion ${e.champion.version}` : "champion";
     lines.push(
-      `| task | metric | this model | ${champ} | best baseline | examples |`,
-      "|---|---|---|---|---|---|",
+      `| task | metric | this model | ${champ} | best baseline | − best baseline (95% CI) | − champion (95% CI) | examples |`,
+      "|---|---|---|---|---|---|---|---|",
     );
+    const ci = (iv: PairedInterval | null | undefined) => (iv ? formatInterval(iv) : "n/a");
     for (const t of Object.values(e.tasks)) {
       const b = t.best_baseline ? `${pct(t.baselines[t.best_baseline].score)} (${t.best_baseline})` : "n/a";
       lines.push(
-        `| ${t.task}${t.enabled ? "" : " (disabled)"} | ${t.primary} | ${pct(t.candidate.score)} | ${t.champion ? pct(t.champion.score) : "n/a"} | ${b} | ${t.examples}${t.judged ? "" : " (too few to judge)"} |`,
+        `| ${t.task}${t.enabled ? "" : " (disabled)"} | ${t.primary} | ${pct(t.candidate.score)} | ${t.champion ? pct(t.champion.score) : "n/a"} | ${b} | ${ci(t.intervals?.baseline)} | ${ci(t.intervals?.champion)} | ${t.examples}${t.judged ? "" : " (too few to judge)"} |`,
       );
     }
+    lines.push(
+      "",
+      "Differences are this model's score minus the other's, with a paired bootstrap 95% interval over the same examples.",
+    );
     if (e.champion_note) lines.push("", `Note: ${e.champion_note}.`);
     lines.push("");
   }

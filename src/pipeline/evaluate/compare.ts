@@ -24,6 +24,8 @@ export const TaskRow = z
     better: z.enum(["a", "b", "tie"]).nullable(),
     baseline: z.object({ name: z.string(), score: z.number() }).strict().nullable(),
     examples: z.number().int().nullable(),
+    /** Paired bootstrap 95% interval of delta (b - a), when one evaluation scored both. */
+    interval: z.object({ low: z.number(), high: z.number() }).strict().nullable().optional(),
   })
   .strict();
 export type TaskRow = z.infer<typeof TaskRow>;
@@ -88,7 +90,7 @@ export async function compareVersions(opts: {
       const champ = t.champion && Number.isFinite(t.champion.score) ? t.champion.score : null;
       const [sa, sb] = joint.candidateIs === "b" ? [champ, cand] : [cand, champ];
       const base = t.best_baseline ? t.baselines[t.best_baseline] : null;
-      return row(
+      const r = row(
         t.task,
         t.primary,
         t.direction,
@@ -97,6 +99,13 @@ export async function compareVersions(opts: {
         base && t.best_baseline ? { name: t.best_baseline, score: base.score } : null,
         t.examples,
       );
+      // The stored interval is of (candidate - champion), negated for lower-is-better metrics.
+      const iv = t.intervals?.champion;
+      if (iv) {
+        const flip = (t.direction === "lower") !== (joint.candidateIs === "a");
+        r.interval = flip ? { low: -iv.high, high: -iv.low } : { low: iv.low, high: iv.high };
+      }
+      return r;
     });
   } else {
     basis = "separate_evaluations";

@@ -10,6 +10,7 @@ import {
 } from "../evaluate.js";
 import { runPrefix } from "../record.js";
 import { trainedModel } from "../train/stage.js";
+import type { PairedInterval } from "./bootstrap.js";
 
 /** The label a run's candidate has in its evaluation and on the validation score gauge. */
 const CANDIDATE = "candidate";
@@ -68,10 +69,19 @@ export async function evaluateStage(ctx: StageContext): Promise<EvaluateOutput> 
           best_baseline: t.best_baseline
             ? { name: t.best_baseline, score: t.baselines[t.best_baseline].score }
             : null,
+          ...(t.intervals
+            ? {
+                intervals: { baseline: diffOf(t.intervals.baseline), champion: diffOf(t.intervals.champion) },
+              }
+            : {}),
         },
       ]),
     ),
   };
+}
+
+function diffOf(iv: PairedInterval | null) {
+  return iv ? { against: iv.against, diff: iv.diff, low: iv.low, high: iv.high } : null;
 }
 
 /** A training run's candidate, and the champion when there is one. */
