@@ -4,7 +4,16 @@
 // interrupted continues as an evaluation run at the next start.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JobManager, type JobRecord, readJobRecord, writeJobRecord } from "../../src/server/jobs.js";
-import { quickStages, registerTiny, SRE, startTestServer, type TestServer } from "./helpers.js";
+import {
+  quickStages,
+  registerTiny,
+  removeDir,
+  SRE,
+  startTestServer,
+  type TestServer,
+  tempDir,
+  testConfig,
+} from "./helpers.js";
 
 const legacy = (o: Partial<JobRecord> & Pick<JobRecord, "id" | "status">): JobRecord => ({
   schema: 1,
@@ -65,6 +74,26 @@ describe("evaluation jobs", () => {
     expect(listed.jobs.every((j) => j.kind === "evaluation")).toBe(true);
     const training = await t.ctx.jobs.list([SRE], { limit: 10, kind: "training" });
     expect(training.jobs.map((j) => j.job_id)).not.toContain(job.job_id);
+  });
+
+  // Under runner: kubernetes the train stage goes to a Job; an evaluation still leaves the event loop.
+  it("runs an evaluation in a child process under the kubernetes runner too", async () => {
+    const dir = tempDir();
+    const k = await startTestServer({ dir, config: testConfig(dir, { runner: "kubernetes" }), stages: {} });
+    try {
+      const version = await registerTiny(k.ctx.registry, SRE, { seed: 1 });
+      const { job } = await k.ctx.jobs.startEvaluation(SRE, { version, against: null, actor: "test" });
+      const end = await k.ctx.jobs.follow(job.job_id, SRE, { timeoutMs: 60_000 });
+      expect(end.status).toBe("failed");
+      expect(end.error).toMatch(/has no dataset yet/);
+      const { lines } = await k.ctx.jobs.logs(job.job_id, SRE, { limit: 50 });
+      const child = lines.map((l) => /evaluation in a child process \(pid (\d+)\)/.exec(l.msg)).find(Boolean);
+      expect(child, JSON.stringify(lines)).toBeTruthy();
+      expect(Number(child![1])).not.toBe(process.pid);
+    } finally {
+      await k.close();
+      removeDir(dir);
+    }
   });
 
   it("lists and shows an old server's evaluation job from its own record; cancelling it does nothing", async () => {
