@@ -7,6 +7,7 @@ import type { Config } from "../../config/schema.js";
 import { WorkError } from "../../errors.js";
 import { CancelledError, TransientError } from "../common/retry.js";
 import { readStageResult, type StageContext, type StageFn, type StageFns } from "../contract.js";
+import { externalTrainStage } from "./external.js";
 import type { Kube } from "./kube.js";
 import { listTrainJobs, runTrainStageInKubernetes } from "./kubernetes.js";
 import { parsePodLine } from "./progress-line.js";
@@ -18,8 +19,9 @@ export interface KubernetesTrainStageOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** The stages `config.runner` replaces: {} in-process, { train } for kubernetes. */
+/** The stages `config.runner` replaces: {} in-process, { train } for kubernetes and external. */
 export function runnerStages(config: Config, opts: KubernetesTrainStageOptions = {}): Partial<StageFns> {
+  if (config.runner === "external") return { train: externalTrainStage() };
   return config.runner === "kubernetes" ? { train: kubernetesTrainStage(opts) } : {};
 }
 
