@@ -9,6 +9,7 @@ import * as z from "zod";
 import type { Config } from "../config/index.js";
 import { WorkError } from "../errors.js";
 import { NotFoundError, type ObjectStore } from "../store/index.js";
+import { stageResultKey as layoutStageResultKey } from "../store/layout.js";
 import type { ModelRegistry } from "./deploy/registry.js";
 import { LogLine, Progress, type RunRecord, runPrefix, type StageName, StageRecord } from "./record.js";
 
@@ -191,7 +192,7 @@ export const StageResult = z.looseObject({
 export type StageResult = z.infer<typeof StageResult>;
 
 export function stageResultKey(agent: string, runId: string, stage: StageName): string {
-  return `${runPrefix(agent, runId)}/stages/${stage}.json`;
+  return layoutStageResultKey(agent, runId, stage);
 }
 
 /** The result a worker-mode process wrote for a stage of a run, or null when none did. */

@@ -3,7 +3,8 @@
 // every change, so a reader always sees a consistent record.
 import * as z from "zod";
 import { WorkError } from "../errors.js";
-import { checkKey, NotFoundError, type ObjectStore } from "../store/index.js";
+import { NotFoundError, type ObjectStore } from "../store/index.js";
+import { runKey, runPrefix, runsPrefix } from "../store/layout.js";
 
 export const STAGES = ["collect", "build", "train", "evaluate", "deploy"] as const;
 export type StageName = (typeof STAGES)[number];
@@ -148,13 +149,7 @@ export type RunRecord = z.infer<typeof RunRecord>;
 
 export const LOG_LINES_KEPT = 200;
 
-export function runPrefix(agent: string, runId: string): string {
-  return checkKey(`runs/${agent}/${runId}`);
-}
-
-export function runKey(agent: string, runId: string): string {
-  return `${runPrefix(agent, runId)}/run.json`;
-}
+export { runKey, runPrefix };
 
 export function isTerminal(status: RunStatus): boolean {
   return status !== "running";
@@ -196,7 +191,7 @@ export async function writeRun(store: ObjectStore, record: RunRecord): Promise<v
 /** Run ids of an agent, newest first. */
 export async function listRunIds(store: ObjectStore, agent: string): Promise<string[]> {
   const ids = new Set<string>();
-  for (const o of await store.list(`runs/${agent}`)) {
+  for (const o of await store.list(runsPrefix(agent))) {
     const m = /^runs\/[^/]+\/([^/]+)\/run\.json$/.exec(o.key);
     if (m) ids.add(m[1]);
   }

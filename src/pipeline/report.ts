@@ -6,6 +6,7 @@
 import * as z from "zod";
 import type { ObjectStore } from "../store/index.js";
 import { NotFoundError } from "../store/index.js";
+import { datasetManifestKey, runEvaluationKey, runReportKey } from "../store/layout.js";
 import { pct } from "../util/format.js";
 import { listSegments } from "./collect/raw-store.js";
 import { SOURCES } from "./collect/records.js";
@@ -60,9 +61,7 @@ export interface ReportInput {
   generatedAt: string;
 }
 
-export function reportKey(agent: string, runId: string): string {
-  return `${runPrefix(agent, runId)}/report.html`;
-}
+export const reportKey = runReportKey;
 
 /** Gathers what the report shows from the store and writes report.html beside run.json. */
 export async function writeRunReport(store: ObjectStore, run: RunRecord, now = new Date()): Promise<string> {
@@ -79,10 +78,10 @@ export async function loadReportInput(
 ): Promise<ReportInput> {
   const prefix = runPrefix(run.agent, run.id);
   const metrics = await readRunMetrics(store, prefix);
-  const evaluation = await readJson<EvaluationResult>(store, `${prefix}/evaluation.json`);
+  const evaluation = await readJson<EvaluationResult>(store, runEvaluationKey(run.agent, run.id));
   let dataset: DatasetSummary | null = null;
   if (run.dataset_id) {
-    const raw = await readJson<unknown>(store, `datasets/${run.agent}/${run.dataset_id}/manifest.json`);
+    const raw = await readJson<unknown>(store, datasetManifestKey(run.agent, run.dataset_id));
     const parsed = DatasetSummary.safeParse(raw);
     dataset = parsed.success ? parsed.data : null;
   }

@@ -16,6 +16,7 @@ import * as z from "zod";
 import type { Config } from "../config/index.js";
 import { childLogger } from "../log.js";
 import { NotFoundError, type ObjectStore } from "../store/index.js";
+import { scheduleStateKey } from "../store/layout.js";
 import { simulatedClock } from "../util/clock.js";
 import { formatDuration } from "../util/duration.js";
 import type { Pipeline, StageName } from "./run.js";
@@ -72,9 +73,7 @@ export interface CatchUp {
   run_id: string | null;
 }
 
-export function scheduleStateKey(agent: string): string {
-  return `runs/${agent}/schedule.json`;
-}
+export { scheduleStateKey };
 
 const emptyJob = (): JobState => ({
   last_due: null,

@@ -12,6 +12,7 @@ import { decodeSafetensors } from "../model/safetensors.js";
 import { Trainer } from "../model/trainer.js";
 import { TRM } from "../model/trm.js";
 import type { ObjectStore } from "../store/index.js";
+import { metricsKey } from "../store/layout.js";
 import { CancelledError } from "./common/retry.js";
 import {
   type DataOrder,
@@ -520,7 +521,7 @@ function means(a: Accumulator) {
 /** metrics.jsonl lines up to `step` (lines past a resumed checkpoint are dropped: they are redone). */
 async function readMetrics(store: ObjectStore, prefix: string, step: number): Promise<MetricsLine[]> {
   try {
-    const text = (await store.get(`${prefix}/metrics.jsonl`)).toString("utf8");
+    const text = (await store.get(metricsKey(prefix))).toString("utf8");
     return text
       .split("\n")
       .filter(Boolean)
@@ -533,7 +534,7 @@ async function readMetrics(store: ObjectStore, prefix: string, step: number): Pr
 
 async function writeMetrics(store: ObjectStore, prefix: string, lines: MetricsLine[]): Promise<void> {
   await store.put(
-    `${prefix}/metrics.jsonl`,
+    metricsKey(prefix),
     lines.map((l) => JSON.stringify(l)).join("\n") + (lines.length ? "\n" : ""),
     {
       contentType: "application/x-ndjson",

@@ -5,6 +5,7 @@ import type { TRMConfig } from "../model/config.js";
 import type { ModelRegistry, VersionManifest } from "../pipeline/deploy/registry.js";
 import type { Encoded } from "../pipeline/tasks/types.js";
 import { Vocab } from "../pipeline/tasks/vocab.js";
+import { artifactKey } from "../store/layout.js";
 import { Batcher } from "./batcher.js";
 import type { InferenceWorker, SampleOutput } from "./worker.js";
 
@@ -118,7 +119,7 @@ export async function loadServedModel(
 ): Promise<ServedModel> {
   const loaded = await registry.load(agent, version, [WEIGHTS_ARTIFACT, VOCAB_ARTIFACT]);
   const vocab = Vocab.parse(loaded.files.get(VOCAB_ARTIFACT)!);
-  const source = `models/${agent}/${version}/${WEIGHTS_ARTIFACT}`;
+  const source = artifactKey(agent, version, WEIGHTS_ARTIFACT);
   const { id, cfg } = await worker.load(loaded.files.get(WEIGHTS_ARTIFACT)!, source);
   try {
     return new ServedModel(agent, version, worker, id, cfg, vocab, loaded.manifest, batching);

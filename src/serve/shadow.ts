@@ -6,6 +6,7 @@
 import * as z from "zod";
 import { shadowAgreement } from "../metrics.js";
 import type { ObjectStore } from "../store/index.js";
+import { shadowKey } from "../store/layout.js";
 
 const LATENCY_SAMPLES = 512;
 
@@ -80,9 +81,7 @@ export interface ShadowSample {
   challenger: { answer: unknown; confidence: number; steps: number; latencyMs: number } | { error: string };
 }
 
-export function shadowKey(agent: string): string {
-  return `serve/${agent}/shadow.json`;
-}
+export { shadowKey };
 
 /** Per label, the answer's values without confidences: { level: "error", service: "api", ... }. */
 export function answerValues(answer: unknown): Record<string, string> {

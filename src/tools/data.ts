@@ -12,6 +12,7 @@ import {
 import { type Manifest, readDatasetManifest } from "../pipeline/dataset/index.js";
 import { JobView } from "../server/jobs.js";
 import type { ObjectStore } from "../store/index.js";
+import { collectReportsPrefix } from "../store/layout.js";
 import { AgentName, defineTool, jobText, pct, WaitS, waitForJob } from "./common.js";
 
 const Source = z.enum(SOURCES);
@@ -303,7 +304,7 @@ export const dataStatus = defineTool({
 });
 
 async function lastCollection(store: ObjectStore, agent: string) {
-  const reports = (await store.list(`raw/${agent}/_reports`)).filter((o) => o.key.endsWith(".json"));
+  const reports = (await store.list(collectReportsPrefix(agent))).filter((o) => o.key.endsWith(".json"));
   const newest = reports.at(-1);
   if (!newest) return null;
   let r: CollectionReport;

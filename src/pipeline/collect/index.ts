@@ -10,6 +10,7 @@ import { UsageError, WorkError } from "../../errors.js";
 import { childLogger } from "../../log.js";
 import { collectErrors, collectRecords } from "../../metrics.js";
 import { type ObjectStore, openStore } from "../../store/index.js";
+import { collectReportKey } from "../../store/layout.js";
 import { collectCode, headCommit } from "./code.js";
 import { type CollectContext, expandNamespaces, httpClient } from "./context.js";
 import { SourceError } from "./http.js";
@@ -169,7 +170,7 @@ export async function collect(config: Config, opts: CollectOptions): Promise<Col
       finished_at: iso(finished),
       duration_ms: finished - started,
       store: store.description,
-      report_key: `raw/${opts.agent}/_reports/${runId}.json`,
+      report_key: collectReportKey(opts.agent, runId),
       sources: reports,
       totals: {
         records: sum(all.map((q) => q.records)),

@@ -3,6 +3,7 @@
 import { promisify } from "node:util";
 import { gunzipSync, gzip } from "node:zlib";
 import type { ObjectStore } from "../../store/index.js";
+import { segmentKey as layoutSegmentKey, rawPrefix } from "../../store/layout.js";
 import { sha256 } from "../../util/fs.js";
 import { RECORD_SCHEMA_BY_SOURCE, type RecordOf, type SourceName } from "./records.js";
 
@@ -21,7 +22,7 @@ export interface SegmentRef {
 const SEGMENT_RE = /^raw\/([^/]+)\/([^/]+)\/(\d{4}-\d{2}-\d{2})\/([^/]+)\.jsonl\.gz$/;
 
 export function segmentKey(agent: string, source: SourceName, day: string, name: string): string {
-  return `raw/${agent}/${source}/${day}/${name}.jsonl.gz`;
+  return layoutSegmentKey(agent, source, day, name);
 }
 
 /** yyyy-mm-dd of a unix-ms time, in UTC. */
@@ -59,7 +60,7 @@ export async function listSegments(
   window?: { fromDay?: string; toDay?: string },
 ): Promise<SegmentRef[]> {
   const out: SegmentRef[] = [];
-  for (const o of await store.list(`raw/${agent}/${source}`)) {
+  for (const o of await store.list(rawPrefix(agent, source))) {
     const m = SEGMENT_RE.exec(o.key);
     if (!m) continue;
     const day = m[3];

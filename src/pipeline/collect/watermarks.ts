@@ -5,12 +5,13 @@
 import type * as z from "zod";
 import { WorkError } from "../../errors.js";
 import type { ObjectStore } from "../../store/index.js";
+import { watermarkKey as layoutWatermarkKey } from "../../store/layout.js";
 import { writeSegment } from "./raw-store.js";
 import type { RecordOf, SourceName } from "./records.js";
 import type { QueryReport } from "./report.js";
 
 export function watermarkKey(agent: string, source: SourceName, query: string): string {
-  return `state/${agent}/collect/${source}/${query}.json`;
+  return layoutWatermarkKey(agent, source, query);
 }
 
 /** The saved watermark, validated; null before the first collection. A corrupt one is an error, not a reset. */

@@ -13,6 +13,7 @@ import * as z from "zod";
 import { WorkError } from "../../errors.js";
 import { log } from "../../log.js";
 import type { ObjectStore } from "../../store/index.js";
+import { cancelKey, runLeaseKey } from "../../store/layout.js";
 import { currentOwner, isStale, LockOwner, type LockResult } from "./lock.js";
 import { CancelledError, SuspendSignal } from "./retry.js";
 
@@ -216,9 +217,7 @@ function held(
 
 // ---- the agent's lease: one run, or one store gc, per agent across hosts ----
 
-export function runLeaseKey(agent: string): string {
-  return `locks/${agent}/run.json`;
-}
+export { runLeaseKey };
 
 /** How long a run waits for a store gc holding the agent's lease before it gives up. */
 const RUN_WAITS_FOR_GC_MS = 5 * 60_000;
@@ -268,10 +267,7 @@ export async function tryRunLease(
   }
 }
 
-/** The marker that asks run runId of the agent to stop, on whichever host holds its lease. */
-export function cancelKey(agent: string, runId: string): string {
-  return `locks/${agent}/cancel/${runId}.json`;
-}
+export { cancelKey };
 
 /** Asks a run to stop at its next step boundary: its lease holder sees the marker within cancelPollMs. */
 export async function requestCancel(

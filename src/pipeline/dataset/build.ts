@@ -8,6 +8,7 @@ import { WorkError } from "../../errors.js";
 import { log } from "../../log.js";
 import { datasetExamples } from "../../metrics.js";
 import { type ObjectStore, openStore } from "../../store/index.js";
+import { datasetPrefix, latestDatasetKey } from "../../store/layout.js";
 import { sha256 } from "../../util/fs.js";
 import { agentConfig, enabledSources } from "../collect/index.js";
 import {
@@ -127,9 +128,7 @@ export function encodingSpecOf(config: DatasetSection): EncodingSpec {
   };
 }
 
-export function datasetPrefix(agent: string, id: string): string {
-  return `datasets/${agent}/${id}/`;
-}
+export { datasetPrefix };
 
 export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   const { store, agent, config } = opts;
@@ -351,7 +350,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   const existing = await store.stat(`${prefix}manifest.json`);
   if (existing) {
     const manifest = Manifest.parse(JSON.parse((await store.get(`${prefix}manifest.json`)).toString("utf8")));
-    await store.put(`datasets/${agent}/latest.json`, `${JSON.stringify({ id }, null, 2)}\n`);
+    await store.put(latestDatasetKey(agent), `${JSON.stringify({ id }, null, 2)}\n`);
     log.info({ agent, id }, "dataset already built; reusing it");
     return { id, prefix, manifest, vocab, reused: true };
   }
@@ -404,7 +403,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   });
   // The manifest goes last: a dataset without one is incomplete and never read.
   await store.put(`${prefix}manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`);
-  await store.put(`datasets/${agent}/latest.json`, `${JSON.stringify({ id }, null, 2)}\n`);
+  await store.put(latestDatasetKey(agent), `${JSON.stringify({ id }, null, 2)}\n`);
   for (const name of TASK_NAMES) {
     datasetExamples.set({ agent, task: name, split: "train" }, countsByTask[name].train);
     datasetExamples.set({ agent, task: name, split: "val" }, countsByTask[name].val);

@@ -2,6 +2,7 @@
 // against the sha256 in the manifest before it is parsed.
 import { WorkError } from "../../errors.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
+import { datasetsPrefix, latestDatasetKey } from "../../store/layout.js";
 import { sha256 } from "../../util/fs.js";
 import type { IncidentWindow } from "../incidents.js";
 import { type Example, PUZZLE_IDS, TASK_NAMES, type TaskName } from "../tasks/types.js";
@@ -122,7 +123,7 @@ export interface Dataset {
 /** The id of the newest dataset built for the agent, or null when none was. */
 export async function latestDatasetId(store: ObjectStore, agent: string): Promise<string | null> {
   try {
-    const v = JSON.parse((await store.get(`datasets/${agent}/latest.json`)).toString("utf8")) as {
+    const v = JSON.parse((await store.get(latestDatasetKey(agent))).toString("utf8")) as {
       id?: unknown;
     };
     return typeof v.id === "string" ? v.id : null;
@@ -135,7 +136,7 @@ export async function latestDatasetId(store: ObjectStore, agent: string): Promis
 /** The complete datasets of an agent (those with a manifest), oldest window first. */
 export async function listDatasets(store: ObjectStore, agent: string): Promise<Manifest[]> {
   const out: Manifest[] = [];
-  for (const o of await store.list(`datasets/${agent}`)) {
+  for (const o of await store.list(datasetsPrefix(agent))) {
     if (!o.key.endsWith("/manifest.json")) continue;
     out.push(await readManifest(store, o.key));
   }

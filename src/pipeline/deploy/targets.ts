@@ -7,6 +7,7 @@ import * as z from "zod";
 import type { Config } from "../../config/schema.js";
 import { log } from "../../log.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
+import { deployFileKey, targetStateKey as layoutTargetStateKey } from "../../store/layout.js";
 import { buildKnowledgeCard } from "./knowledge.js";
 import { tagVersionArtifacts } from "./minio.js";
 import { deployToOllama, type OllamaProgress, ollamaStatus, rollbackOllama } from "./ollama.js";
@@ -62,7 +63,7 @@ export interface DeployOutcome {
 }
 
 export function targetStateKey(agent: string, target: DeployTarget): string {
-  return `deploy/${agent}/${target}.json`;
+  return layoutTargetStateKey(agent, target);
 }
 
 export async function readTargetState(
@@ -102,7 +103,7 @@ export async function knowledgeCardOf(
   const manifest = await registry.getManifest(agent, version);
   if (manifest.artifacts.some((a) => a.name === KNOWLEDGE_ARTIFACT))
     return (await registry.readArtifact(agent, version, KNOWLEDGE_ARTIFACT, manifest)).toString("utf8");
-  const key = `deploy/${agent}/${version}/${KNOWLEDGE_ARTIFACT}`;
+  const key = deployFileKey(agent, version, KNOWLEDGE_ARTIFACT);
   if (await store.exists(key)) return (await store.get(key)).toString("utf8");
   const end = now().getTime();
   const start = end - config.dataset.window;

@@ -2,6 +2,7 @@
 // records, its datasets and the journal of an interrupted gc.
 import * as z from "zod";
 import { NotFoundError, type ObjectInfo, type ObjectStore } from "../../store/index.js";
+import { AGENT_AREAS, agentAreaPrefix, gcStateKey } from "../../store/layout.js";
 import { latestDatasetId, listDatasets } from "../dataset/reader.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { prunedEntry } from "../deploy/registry.js";
@@ -9,11 +10,9 @@ import { listRunIds, readRun } from "../record.js";
 import { ITEM_KINDS, type PlanInput, type PlanItem, summarizeRun } from "./plan.js";
 
 /** The top prefixes that hold an agent's data (each is "<prefix>/<agent>/..."). */
-export const AGENT_PREFIXES = ["raw", "datasets", "runs", "models", "jobs", "state"] as const;
+export const AGENT_PREFIXES = AGENT_AREAS;
 
-export function gcStateKey(agent: string): string {
-  return `runs/${agent}/gc.json`;
-}
+export { gcStateKey };
 
 const JournalItem = z
   .object({
@@ -64,7 +63,7 @@ export async function writeGcState(store: ObjectStore, state: GcState): Promise<
 /** Every object of one agent, sorted by key. */
 export async function listAgentObjects(store: ObjectStore, agent: string): Promise<ObjectInfo[]> {
   const out: ObjectInfo[] = [];
-  for (const p of AGENT_PREFIXES) out.push(...(await store.list(`${p}/${agent}`)));
+  for (const p of AGENT_PREFIXES) out.push(...(await store.list(agentAreaPrefix(p, agent))));
   return out.sort((a, b) => (a.key < b.key ? -1 : 1));
 }
 

@@ -7,6 +7,7 @@
 // its checkpoints and dataset), the dataset of a kept version, and the newest dataset.
 import type { RetentionSection } from "../../config/schema.js";
 import type { ObjectInfo } from "../../store/index.js";
+import { datasetPrefix, runPrefix, versionPrefix } from "../../store/layout.js";
 import { dayOf } from "../collect/raw-store.js";
 import { timeOfId } from "../common/ids.js";
 import { championStack, prunedEntry, type RegistryIndex } from "../deploy/registry.js";
@@ -145,7 +146,7 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
   const pruneNow = live.filter((v) => !kept.versions[v.version]).map((v) => v.version);
   const gone = new Set([...(index.pruned ?? []).map((p) => p.version), ...pruneNow]);
   for (const v of pruneNow) {
-    const prefix = `models/${agent}/${v}/`;
+    const prefix = `${versionPrefix(agent, v)}/`;
     const keys = under(prefix);
     // The manifest first: without it no reader takes the rest for a version.
     keys.sort((a, b) => Number(b === `${prefix}manifest.json`) - Number(a === `${prefix}manifest.json`));
@@ -163,7 +164,7 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
       "leftover",
       p.version,
       `pruned at ${p.at}: finishing the delete`,
-      under(`models/${agent}/${p.version}/`),
+      under(`${versionPrefix(agent, p.version)}/`),
     );
   }
   for (const o of input.objects) {
@@ -185,7 +186,7 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
   }
   for (const r of finished.slice(0, ret.runs)) keep(kept.runs, r.id, `newest ${ret.runs} finished`);
   for (const r of finished) {
-    const prefix = `runs/${agent}/${r.id}/`;
+    const prefix = `${runPrefix(agent, r.id)}/`;
     if (!kept.runs[r.id]) {
       const keys = under(prefix);
       keys.sort((a, b) => Number(b === `${prefix}run.json`) - Number(a === `${prefix}run.json`));
@@ -206,7 +207,7 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
     if (resumable.has(r.id)) keep(kept.datasets, r.dataset_id, `run ${r.id} can be resumed`);
   for (const d of byEnd) {
     if (kept.datasets[d.id]) continue;
-    const prefix = `datasets/${agent}/${d.id}/`;
+    const prefix = datasetPrefix(agent, d.id);
     const keys = under(prefix);
     keys.sort((a, b) => Number(b === `${prefix}manifest.json`) - Number(a === `${prefix}manifest.json`));
     add(

@@ -5,6 +5,7 @@ import type { Config } from "../../config/schema.js";
 import { UsageError } from "../../errors.js";
 import { anomalyScore } from "../../metrics.js";
 import type { ObjectStore } from "../../store/index.js";
+import { scanKey } from "../../store/layout.js";
 import { formatDuration } from "../../util/duration.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { type CardFacts, EMPTY_CARD, parseKnowledgeCard } from "./card.js";
@@ -47,9 +48,7 @@ export interface ScanOutput {
   records?: RecordScore[];
 }
 
-export function scanKey(agent: string): string {
-  return `scans/${agent}/latest.json`;
-}
+export { scanKey };
 
 /** Checks a requested window and sources against the config; throws UsageError for the caller. */
 export function checkScanRequest(config: Config, sinceMs: number | undefined, sources?: readonly string[]) {

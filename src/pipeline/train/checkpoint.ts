@@ -6,6 +6,7 @@
 import * as z from "zod";
 import { WorkError } from "../../errors.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
+import { checkpointDir, checkpointsPrefix } from "../../store/layout.js";
 import { sha256 } from "../../util/fs.js";
 
 export const DataOrder = z
@@ -46,9 +47,7 @@ export interface Checkpoint {
 
 const DIR_RE = /\/(step|best)-(\d{8})\/manifest\.json$/;
 
-export function checkpointDir(prefix: string, kind: "state" | "best", step: number): string {
-  return `${prefix}/checkpoints/${kind === "state" ? "step" : "best"}-${String(step).padStart(8, "0")}`;
-}
+export { checkpointDir };
 
 export async function saveCheckpoint(
   store: ObjectStore,
@@ -85,7 +84,7 @@ export async function listCheckpoints(
   kind: "state" | "best",
 ): Promise<Checkpoint[]> {
   const out: Checkpoint[] = [];
-  for (const o of await store.list(`${prefix}/checkpoints`)) {
+  for (const o of await store.list(checkpointsPrefix(prefix))) {
     const m = DIR_RE.exec(o.key);
     if (!m || (m[1] === "step") !== (kind === "state")) continue;
     const dir = o.key.slice(0, -"/manifest.json".length);
