@@ -14,6 +14,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   run: () => import("./run.js"),
   server: () => import("./server.js"),
   scan: () => import("./scan.js"),
+  quality: () => import("./quality.js"),
 };
 
 async function main(argv: string[]): Promise<number> {

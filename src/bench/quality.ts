@@ -1,0 +1,270 @@
+// `npm run bench -- quality [--json] [--configs LIST] [--steps LIST] [--svg PATH] [--days N]
+// [--seed N] [--examples N] [--keep DIR]`: what each training budget buys. The demo's agent collects the
+// simulator's days once and builds the demo's dataset; then every model config trains from
+// scratch to each step count (its own run, so the learning-rate schedule ends where the budget
+// does) and the pipeline's own evaluation scores it on the held-out days against the tasks'
+// baselines. Records wall time, CPU time and samples/s per run; --svg draws score against CPU
+// minutes, one panel per task, one line per config.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { type Config, parseConfig } from "../config/index.js";
+import { DEMO_AGENT, demoConfig, FULL } from "../demo/config.js";
+import { UsageError } from "../errors.js";
+import { activeBackend, initBackend } from "../model/backend.js";
+import { createPipeline } from "../pipeline/create.js";
+import { evaluationRunKey } from "../pipeline/evaluate/stage.js";
+import type { EvaluationResult } from "../pipeline/evaluate.js";
+import type { RunEvent, StageName } from "../pipeline/run.js";
+import { createSimulator } from "../simulator/index.js";
+import { FsStore } from "../store/index.js";
+import { qualitySvg } from "./quality-svg.js";
+
+/** One model config: a preset and its recursion (T = H_cycles, n = L_cycles, N_sup = halt_max_steps). */
+export interface QualityConfig {
+  preset: "demo" | "small";
+  T: number;
+  n: number;
+  N_sup: number;
+}
+
+interface Args {
+  configs: QualityConfig[];
+  steps: number[];
+  days: number;
+  seed: number;
+  examples: number;
+  svg?: string;
+  keep?: string;
+}
+
+/**
+ * Default configs: the demo's own settings, each preset's defaults, and T=1, n=1 controls (one
+ * net call per supervision step, one supervision step: no recursion at all).
+ */
+const DEFAULT_CONFIGS = "demo/1/2/3,demo/2/3/6,demo/1/1/1,small/3/4/8,small/1/1/1";
+
+export function parseConfigs(list: string): QualityConfig[] {
+  return list.split(",").map((item) => {
+    const [preset, ...nums] = item.trim().split("/");
+    const [T, n, N] = nums.map(Number);
+    if ((preset !== "demo" && preset !== "small") || nums.length !== 3 || ![T, n, N].every(posInt))
+      throw new UsageError(
+        `--configs: "${item}" is not preset/T/n/N_sup (e.g. demo/1/2/3; presets demo, small)`,
+      );
+    return { preset, T, n, N_sup: N };
+  });
+}
+
+const posInt = (v: number) => Number.isInteger(v) && v > 0;
+
+export function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    configs: parseConfigs(DEFAULT_CONFIGS),
+    steps: [150, 300, 600],
+    days: FULL.days,
+    seed: FULL.seed,
+    examples: FULL.examples,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    if (flag === "--json") continue; // the bench always prints JSON
+    const v = argv[++i];
+    if (v === undefined) throw new UsageError(`quality bench: ${flag} needs a value`);
+    if (flag === "--configs") a.configs = parseConfigs(v);
+    else if (flag === "--steps") a.steps = v.split(",").map(Number);
+    else if (flag === "--days") a.days = Number(v);
+    else if (flag === "--seed") a.seed = Number(v);
+    else if (flag === "--examples") a.examples = Number(v);
+    else if (flag === "--svg") a.svg = v;
+    else if (flag === "--keep") a.keep = v;
+    else
+      throw new UsageError(
+        `quality bench: unknown option ${flag} (have --configs preset/T/n/N,..., --steps N,..., --days N, --seed N, --examples N, --svg PATH, --keep DIR, --json)`,
+      );
+  }
+  if (!a.steps.length || !a.steps.every(posInt)) throw new UsageError("--steps must be positive integers");
+  a.steps.sort((x, y) => x - y);
+  if (!(a.days >= 4 && a.days <= 60)) throw new UsageError("--days must be in [4, 60]");
+  if (!Number.isInteger(a.seed)) throw new UsageError("--seed must be an integer");
+  if (!posInt(a.examples)) throw new UsageError("--examples must be a positive integer");
+  return a;
+}
+
+/** One task's result in one run: the model's primary score against its strongest baseline. */
+export interface TaskPoint {
+  score: number;
+  best_baseline: string | null;
+  baseline_score: number | null;
+  margin: number | null;
+  /** The paired bootstrap 95% interval of the margin, when the evaluation has one. */
+  interval: [number, number] | null;
+}
+
+export interface QualityRun {
+  config: QualityConfig;
+  steps: number;
+  steps_done: number;
+  wall_s: number;
+  cpu_s: number;
+  samples_per_s: number | null;
+  params: number | null;
+  gate_passed: boolean;
+  tasks: Record<string, TaskPoint>;
+}
+
+export const label = (c: QualityConfig) => `${c.preset} T=${c.T} n=${c.n} N_sup=${c.N_sup}`;
+
+const round = (v: number, d = 4) => Math.round(v * 10 ** d) / 10 ** d;
+
+/** The margin's paired bootstrap interval, when the evaluation has one (evaluations before them do not). */
+function intervalOf(t: EvaluationResult["tasks"][string]): [number, number] | null {
+  const iv = (t as { intervals?: { baseline?: { low: number; high: number } | null } }).intervals?.baseline;
+  return iv ? [round(iv.low), round(iv.high)] : null;
+}
+
+export function taskPoints(ev: EvaluationResult): Record<string, TaskPoint> {
+  const out: Record<string, TaskPoint> = {};
+  for (const [name, t] of Object.entries(ev.tasks)) {
+    const base = t.best_baseline ? t.baselines[t.best_baseline]?.score : undefined;
+    const sign = t.direction === "lower" ? -1 : 1;
+    out[name] = {
+      score: round(t.candidate.score),
+      best_baseline: t.best_baseline,
+      baseline_score: base === undefined ? null : round(base),
+      margin: base === undefined ? null : round(sign * (t.candidate.score - base)),
+      interval: intervalOf(t),
+    };
+  }
+  return out;
+}
+
+function configFor(base: Record<string, unknown>, c: QualityConfig, steps: number, dir: string): Config {
+  const raw = structuredClone(base) as Record<string, Record<string, unknown>>;
+  raw.model = { ...raw.model, preset: c.preset, H_cycles: c.T, L_cycles: c.n, halt_max_steps: c.N_sup };
+  const evalEvery = Math.max(25, Math.round(steps / 4));
+  raw.train = {
+    ...raw.train,
+    max_steps: steps,
+    warmup_steps: Math.min(30, Math.round(steps / 10)),
+    eval_interval: evalEvery,
+    checkpoint_interval: evalEvery,
+  };
+  return parseConfig(raw, join(dir, "trm-forge.yaml"));
+}
+
+export async function run(argv: string[]): Promise<unknown> {
+  const args = parseArgs(argv);
+  const dir = args.keep ? resolve(args.keep) : mkdtempSync(join(tmpdir(), "trm-bench-quality-"));
+  await mkdir(dir, { recursive: true });
+  const tokenFile = join(dir, "bench.token");
+  if (!existsSync(tokenFile))
+    writeFileSync(tokenFile, "quality-bench-token-0123456789abcdef\n", { mode: 0o600 });
+  const log = (s: string) => process.stderr.write(`quality bench: ${s}\n`);
+  const collected = join(dir, "collected");
+  // The simulated window ends at the start of this minute; --keep reuses what was collected.
+  const sim = existsSync(collected) ? null : await createSimulator({ seed: args.seed, days: args.days });
+  const base = demoConfig({
+    dataDir: join(dir, "data"),
+    simulatorUrl: sim?.url ?? "http://127.0.0.1:9",
+    settings: { ...FULL, days: args.days, seed: args.seed, examples: args.examples },
+    tokenFile,
+    serverPort: 8750,
+  });
+  const store = new FsStore(join(dir, "data", "store"));
+  const first = configFor(base, args.configs[0], args.steps[0], dir);
+  const backend = await initBackend(first.model.backend);
+  const stage = async (
+    config: Config,
+    stages: StageName[],
+    datasetId?: string,
+    onEvent?: (e: RunEvent) => void,
+  ) => {
+    const pipeline = createPipeline(config, { store, report: false, deployHooks: [] });
+    const started = await pipeline.startRun({
+      agent: DEMO_AGENT,
+      stages,
+      datasetId,
+      fromScratch: true,
+      onEvent,
+      trigger: { kind: "api", actor: "bench", reason: "quality bench" },
+    });
+    const rec = await started.done;
+    if (rec.status !== "succeeded") throw new Error(`${stages.join("+")} ${rec.status}: ${rec.error}`);
+    return { rec, pipeline };
+  };
+  let datasetId: string;
+  try {
+    if (sim) {
+      log(`collecting ${args.days} simulated days (seed ${args.seed})`);
+      await stage(first, ["collect"]);
+      await writeFile(collected, `${new Date().toISOString()}\n`);
+    }
+    const built = await stage(first, ["build"]);
+    datasetId = built.rec.dataset_id!;
+    log(`dataset ${datasetId}, backend ${backend.backend}`);
+  } finally {
+    await sim?.close();
+  }
+  const runs: QualityRun[] = [];
+  for (const c of args.configs) {
+    for (const steps of args.steps) {
+      const config = configFor(base, c, steps, dir);
+      // The train stage's own time: both clocks read when it starts and when it ends.
+      let t0 = 0;
+      let c0 = process.cpuUsage();
+      let wall_s = 0;
+      let cpu_s = 0;
+      const onEvent = (e: RunEvent) => {
+        if (e.type !== "stage" || e.stage !== "train") return;
+        if (e.status === "running") {
+          t0 = performance.now();
+          c0 = process.cpuUsage();
+        } else {
+          const u = process.cpuUsage(c0);
+          wall_s = (performance.now() - t0) / 1000;
+          cpu_s = (u.user + u.system) / 1e6;
+        }
+      };
+      const { rec, pipeline } = await stage(config, ["train", "evaluate"], datasetId, onEvent);
+      const ev = JSON.parse(
+        (await pipeline.store.get(evaluationRunKey(DEMO_AGENT, rec.id))).toString("utf8"),
+      ) as EvaluationResult;
+      const out = rec.stages.find((s) => s.name === "train")?.output as
+        | { steps?: number; samples_per_s?: number; params?: number }
+        | undefined;
+      const r: QualityRun = {
+        config: c,
+        steps,
+        steps_done: out?.steps ?? steps,
+        wall_s: round(wall_s, 1),
+        cpu_s: round(cpu_s, 1),
+        samples_per_s: typeof out?.samples_per_s === "number" ? round(out.samples_per_s, 1) : null,
+        params: out?.params ?? null,
+        gate_passed: ev.gate.passed,
+        tasks: taskPoints(ev),
+      };
+      runs.push(r);
+      log(
+        `${label(c)} ${steps} steps: ${r.wall_s} s wall, ${r.cpu_s} s CPU; ${Object.entries(r.tasks)
+          .map(([t, p]) => `${t} ${p.score} (${p.best_baseline} ${p.baseline_score})`)
+          .join(", ")}; gate ${r.gate_passed ? "passed" : "failed"}`,
+      );
+      // Redrawn after every run: a long bench stopped early still leaves its chart so far.
+      if (args.svg) {
+        await mkdir(dirname(resolve(args.svg)), { recursive: true });
+        await writeFile(args.svg, qualitySvg(runs.map((x) => ({ ...x, series: label(x.config) }))));
+      }
+    }
+  }
+  if (!args.keep) rmSync(dir, { recursive: true, force: true });
+  return {
+    backend: activeBackend(),
+    dataset: datasetId,
+    days: args.days,
+    seed: args.seed,
+    examples_per_task: args.examples,
+    runs,
+  };
+}

@@ -1,0 +1,107 @@
+// The quality bench's pieces that need no training: its options, how it reads an evaluation,
+// and the chart it draws. (The bench itself trains for minutes; `npm run bench -- quality` runs it.)
+import { describe, expect, it } from "vitest";
+import { parseArgs, parseConfigs, taskPoints } from "../../src/bench/quality.js";
+import { qualitySvg } from "../../src/bench/quality-svg.js";
+import type { EvaluationResult } from "../../src/pipeline/evaluate.js";
+
+describe("quality bench options", () => {
+  it("defaults to the demo's and the small preset's recursion, with no-recursion controls", () => {
+    const a = parseArgs(["--json"]);
+    expect(a.steps).toEqual([150, 300, 600]);
+    expect(a.days).toBe(30);
+    expect(a.configs).toContainEqual({ preset: "demo", T: 1, n: 2, N_sup: 3 });
+    expect(a.configs).toContainEqual({ preset: "demo", T: 1, n: 1, N_sup: 1 });
+    expect(a.configs).toContainEqual({ preset: "small", T: 1, n: 1, N_sup: 1 });
+    expect(a.configs.map((c) => c.preset)).toContain("small");
+  });
+
+  it("reads configs and step lists, sorted, and refuses what it cannot run", () => {
+    const a = parseArgs(["--configs", "small/3/4/8", "--steps", "40,20", "--svg", "out.svg", "--days", "8"]);
+    expect(a.configs).toEqual([{ preset: "small", T: 3, n: 4, N_sup: 8 }]);
+    expect(a.steps).toEqual([20, 40]);
+    expect(a.svg).toBe("out.svg");
+    expect(() => parseConfigs("7m/3/6/16")).toThrow(/preset\/T\/n\/N_sup/);
+    expect(() => parseConfigs("demo/1/0/3")).toThrow(/preset\/T\/n\/N_sup/);
+    expect(() => parseConfigs("demo/1/2")).toThrow(/preset\/T\/n\/N_sup/);
+    expect(() => parseArgs(["--steps", "0"])).toThrow(/--steps/);
+    expect(() => parseArgs(["--days", "2"])).toThrow(/--days/);
+    expect(() => parseArgs(["--bogus", "1"])).toThrow(/unknown option --bogus/);
+    expect(() => parseArgs(["--steps"])).toThrow(/needs a value/);
+  });
+});
+
+function task(
+  name: string,
+  candidate: number,
+  baselines: Record<string, number>,
+  best: string,
+  extra: Record<string, unknown> = {},
+) {
+  return {
+    task: name,
+    direction: "higher",
+    candidate: { score: candidate, metrics: {} },
+    baselines: Object.fromEntries(Object.entries(baselines).map(([k, v]) => [k, { score: v, metrics: {} }])),
+    best_baseline: best,
+    ...extra,
+  };
+}
+
+describe("quality bench results", () => {
+  it("takes each task's score against its strongest baseline, with the interval when there is one", () => {
+    const ev = {
+      tasks: {
+        metric_forecast: task(
+          "metric_forecast",
+          0.77,
+          { seasonal_naive: 0.75, persistence: 0.6 },
+          "seasonal_naive",
+          {
+            intervals: { baseline: { diff: 0.02, low: 0.011, high: 0.029 }, champion: null },
+          },
+        ),
+        trace_outcome: task("trace_outcome", 0.8, { majority_per_path: 0.85 }, "majority_per_path"),
+      },
+    } as unknown as EvaluationResult;
+    const p = taskPoints(ev);
+    expect(p.metric_forecast).toEqual({
+      score: 0.77,
+      best_baseline: "seasonal_naive",
+      baseline_score: 0.75,
+      margin: 0.02,
+      interval: [0.011, 0.029],
+    });
+    // An evaluation without intervals still gives the point margin.
+    expect(p.trace_outcome.margin).toBe(-0.05);
+    expect(p.trace_outcome.interval).toBeNull();
+  });
+
+  it("draws one panel per task, one line per config, x in CPU minutes, the baseline dashed", () => {
+    const run = (series: string, cpu_s: number, score: number) => ({
+      series,
+      cpu_s,
+      tasks: {
+        a_task: { score, baseline_score: 0.5, best_baseline: "majority" },
+        b_task: { score: score / 2, baseline_score: 0.1, best_baseline: "bigram" },
+      },
+    });
+    const svg = qualitySvg([
+      run("demo T=1", 60, 0.6),
+      run("demo T=1", 120, 0.7),
+      run("small <T=3>", 240, 0.8),
+    ]);
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg.match(/<polyline /g)).toHaveLength(4); // 2 tasks x 2 configs
+    expect(svg.match(/<circle /g)).toHaveLength(6);
+    expect(svg.match(/stroke-dasharray/g)).toHaveLength(2);
+    expect(svg).toContain(">a_task<");
+    expect(svg).toContain("majority 0.500");
+    expect(svg).toContain("4 CPU min"); // the longest run: 240 s
+    expect(svg).toContain("small &lt;T=3&gt;"); // names are escaped
+    // The longest run sits at the right edge of its panel, the shortest further left.
+    const xs = [...svg.matchAll(/<circle cx="([\d.]+)"/g)].map((m) => Number(m[1]));
+    expect(Math.max(...xs.slice(0, 3))).toBe(360 - 12);
+    expect(xs[0]).toBeLessThan(xs[1]);
+  });
+});
