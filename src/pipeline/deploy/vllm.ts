@@ -9,7 +9,7 @@ import * as z from "zod";
 import { CHAT_TEMPLATE_FAMILIES, type VllmSection } from "../../config/schema.js";
 import { WorkError } from "../../errors.js";
 import type { ObjectStore } from "../../store/index.js";
-import { vllmPrefix, vllmPrefix } from "../../store/layout.js";
+import { vllmPrefix } from "../../store/layout.js";
 import { sha256 } from "../../util/fs.js";
 
 export class VllmError extends WorkError {
