@@ -12,6 +12,7 @@ import type { ObjectStore } from "../store/index.js";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
+const WEEK = 7 * DAY;
 
 export interface ExampleContext {
   store: ObjectStore;
@@ -91,6 +92,7 @@ export async function logExample(ctx: ExampleContext, server: ModelServer): Prom
     level: Answered<string>;
     service: Answered<string>;
     incident: Answered<boolean>;
+    level_source?: "input";
   };
   const inc = incidentAt(ctx.groundTruth, facts.service!, facts.time);
   return {
@@ -99,7 +101,7 @@ export async function logExample(ctx: ExampleContext, server: ModelServer): Prom
     lines: [
       `A log line from ${clock(facts.time)} UTC, a validation day the model never trained on:`,
       `    ${clip(rec.line, 110)}`,
-      `  The model says: level ${said(a.level)}, service ${said(a.service)}, part of an incident: ${said(a.incident, (v) => (v ? "yes" : "no"))}`,
+      `  The model says: level ${said(a.level)}${a.level_source === "input" ? " (stated in the line)" : ""}, service ${said(a.service)}, part of an incident: ${said(a.incident, (v) => (v ? "yes" : "no"))}`,
       `  What happened:  level ${facts.level}, service ${facts.service}, ${inc ? `during the ${incidentText(inc)} (the simulator's ground truth)` : "no incident in the simulator's ground truth"}`,
     ],
   };
@@ -171,7 +173,9 @@ export async function metricExample(ctx: ExampleContext, server: ModelServer): P
     Math.floor((ctx.val.start + span + (ctx.val.end - ctx.val.start - 2 * span) / 2) / HOUR) * HOUR;
   if (origin - span < ctx.val.start - span || origin + span > ctx.val.end) return null;
   const series = new Map<string, { rec: MetricSeriesRecord; points: [number, unknown][]; sum: number }>();
-  for (const rec of await records(ctx, "prometheus", origin - Math.max(span, DAY), origin + span)) {
+  // A week before the history too: the model also reads the same hours a week and two days back.
+  const before = span + WEEK;
+  for (const rec of await records(ctx, "prometheus", origin - before, origin + span)) {
     if (rec.query !== "http_requests_rate") continue;
     const key = JSON.stringify(Object.entries(rec.labels).sort());
     const s = series.get(key) ?? { rec, points: [], sum: 0 };
@@ -189,7 +193,7 @@ export async function metricExample(ctx: ExampleContext, server: ModelServer): P
   const r = await server.predict(ctx.agent, "metric_forecast", {
     query: busiest.rec.query,
     labels: busiest.rec.labels,
-    points: hist,
+    points: perStep(busiest.points, origin - before, Math.round(before / ctx.stepMs), ctx.stepMs),
   });
   const a = r.answer as { points: { value: number | null; confidence: number }[] };
   const mae = (pred: (number | null)[]) => {

@@ -8,6 +8,7 @@ import type { ObjectStore } from "../../store/index.js";
 import { scanKey } from "../../store/layout.js";
 import { formatDuration } from "../../util/duration.js";
 import type { ModelRegistry } from "../deploy/registry.js";
+import { historyPoints } from "../tasks/metric-forecast.js";
 import { type CardFacts, EMPTY_CARD, parseKnowledgeCard } from "./card.js";
 import { markAnomalies, rankFindings } from "./findings.js";
 import { scoreLogs, scoreSeries, scoreTraces } from "./score.js";
@@ -89,7 +90,7 @@ export async function scanAgent(o: ScanOptions): Promise<ScanOutput> {
   const spec = vocab.encoding.metric_forecast;
   const serviceLabels = o.config.dataset.service_labels;
   const window = await readWindow(o.store, o.agent, sources, span, {
-    historyMs: spec.points * spec.step_ms,
+    historyMs: historyPoints(spec) * spec.step_ms,
     maxRecords: cfg.max_records,
   });
   const card = await readCard(o.registry, o.agent, o.model.version);

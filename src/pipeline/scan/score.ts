@@ -6,7 +6,7 @@ import type { LogEntryRecord, MetricSeriesRecord, TraceRecord } from "../collect
 import { serviceOf } from "../tasks/facts.js";
 import { hash53 } from "../tasks/hash.js";
 import { logFacts, logTriage, nsToMs } from "../tasks/log-triage.js";
-import { identityText, metricForecast, sampleValue, toBin } from "../tasks/metric-forecast.js";
+import { historyPoints, identityText, metricForecast, sampleValue, toBin } from "../tasks/metric-forecast.js";
 import { analyseTrace, latencyBucket, pathText, traceOutcome } from "../tasks/trace-outcome.js";
 import type { Encoded, Readout } from "../tasks/types.js";
 import { BIN_BASE, BYTE_BASE, type Vocab } from "../tasks/vocab.js";
@@ -259,6 +259,7 @@ export async function scoreSeries(
   const vocab = model.vocab;
   const spec = vocab.encoding.metric_forecast;
   const K = spec.points;
+  const back = historyPoints(spec);
   const step = spec.step_ms;
   const first = Math.ceil(span.start / step);
   const last = Math.ceil(span.end / step) - 1;
@@ -288,9 +289,10 @@ export async function scoreSeries(
   for (const key of [...bySeries.keys()].sort()) {
     const { rec, values } = bySeries.get(key)!;
     for (let o = first; o <= last; o += K) {
+      // The last K points, and before them what the model's rows of earlier days read.
       const hist: (number | null)[] = [];
-      for (let i = o - K; i < o; i++) hist.push(values.get(i)?.v ?? null);
-      if (hist.filter((v) => v !== null).length < K / 2) continue;
+      for (let i = o - back; i < o; i++) hist.push(values.get(i)?.v ?? null);
+      if (hist.slice(-K).filter((v) => v !== null).length < K / 2) continue;
       const targets: (number | null)[] = [];
       for (let i = o; i < o + K; i++) targets.push(i <= last ? (values.get(i)?.v ?? null) : null);
       if (targets.every((v) => v === null)) continue;

@@ -134,6 +134,12 @@ export function lagsFor(seqLen: number, k: number): number[] {
   return lags;
 }
 
+/** How many points, oldest first, a query needs to fill every row of this encoding. */
+export function historyPoints(spec: { points: number; step_ms: number; lag_days?: number[] }): number {
+  const back = Math.max(0, ...(spec.lag_days ?? []));
+  return Math.max(spec.points, back * Math.round(86_400_000 / spec.step_ms));
+}
+
 /** [identity][SEP] then per lag [K values][SEP], then [K history][SEP][K slots]: slots always end it. */
 function layoutOf(seqLen: number, k: number, lags = 0): Layout {
   const identityLen = seqLen - 2 * k - 2 - lags * (k + 1);
