@@ -206,8 +206,9 @@ export function registerModelsCommands(program: Command): void {
     .option("--json", "print the comparison as JSON")
     .action(
       action(async (opts: { agent: string; a?: string; b?: string; json?: boolean }, cmd: Command) => {
-        const { config, store, registry } = cliContext(cmd);
-        const agent = agentOf(config, opts.agent);
+        const { store, registry } = cliContext(cmd);
+        // Not only configured agents: a registry in the store may be compared from anywhere.
+        const agent = opts.agent;
         const index = await registry.read(agent);
         // The default pair needs two versions; one named on the command line must exist.
         const pair =

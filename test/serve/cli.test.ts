@@ -147,6 +147,11 @@ describe("trm-forge predict, deploy, models compare", () => {
     const c = JSON.parse(j.out);
     expect(c.champion.version).toBe(v1);
     expect(c.challenger.version).toBe(v2);
+    // The comparison model_compare makes: champion as a, challenger as b; no evaluation scored both.
+    expect(c.a.version).toBe(v1);
+    expect(c.b.version).toBe(v2);
+    expect(c.basis).toBe("separate_evaluations");
+    expect(c.summary).toMatch(/separate evaluations/);
     expect(c.shadow.tasks[0]).toMatchObject({
       task: "log_triage",
       shadowed: 2,
@@ -155,5 +160,9 @@ describe("trm-forge predict, deploy, models compare", () => {
     });
     const t = await run("models", "compare", "--agent", AGENT);
     expect(t.out).toContain("log_triage: 2 shadowed, agreement 50.0% (level 50.0%, service 100.0%)");
+    expect(t.out).toContain(`a = ${v1}, b = ${v2}`);
+    const same = await run("models", "compare", "--agent", AGENT, "--b", v1);
+    expect(same.code).not.toBe(0);
+    expect(same.err).toMatch(/both/);
   });
 });
