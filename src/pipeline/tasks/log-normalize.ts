@@ -87,6 +87,16 @@ export function logLevel(
   return "unknown";
 }
 
+/**
+ * The level a line states in a field of its own (JSON "level": "error", logfmt level=error), else
+ * null: the parts of logLevel's parsing that leave no room for guessing.
+ */
+export function statedLevel(line: string): Level | null {
+  const head = line.length > 2048 ? line.slice(0, 2048) : line;
+  const m = JSON_LEVEL.exec(head) ?? KV_LEVEL.exec(head);
+  return m ? levelWord(m[1]) : null;
+}
+
 /** Share of a line's characters that are replacement characters or control bytes. */
 export function garbageShare(line: string): number {
   if (!line.length) return 0;

@@ -21,7 +21,7 @@ export { type LogFacts, nsToMs } from "./facts.js";
 
 import { type LogFacts, nsToMs } from "./facts.js";
 import { hashText } from "./hash.js";
-import { garbageShare, logLevel, normaliseLogLine } from "./log-normalize.js";
+import { garbageShare, LEVELS, logLevel, normaliseLogLine, statedLevel } from "./log-normalize.js";
 import {
   type Answer,
   type Baseline,
@@ -48,6 +48,12 @@ export interface LogTriageAnswer {
   level: Answer<string>;
   service: Answer<string>;
   incident: Answer<boolean>;
+  /**
+   * Present when the line states its level in a field (level=error, "level":"error"): the level
+   * is then the stated one ("input"), and model_level what the model answered.
+   */
+  level_source?: "input";
+  model_level?: string | null;
 }
 
 const SLOTS: readonly LabelSlot[] = [
@@ -75,6 +81,11 @@ function encodeLine(line: string, seqLen: number): Int32Array {
   const text = normaliseLogLine(line.length > seqLen * MAX_SCAN ? line.slice(0, seqLen * MAX_SCAN) : line);
   putText(inputs, TEXT_FROM, text, seqLen - TEXT_FROM);
   return inputs;
+}
+
+function statedIndex(line: string): number {
+  const l = statedLevel(line);
+  return l ? LEVELS.indexOf(l) : -1;
 }
 
 function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<LogEntryRecord> {
@@ -156,17 +167,27 @@ export const logTriage: TaskModule<LogTriageQuery, LogTriageAnswer> = {
       puzzleId: PUZZLE_IDS.log_triage,
       inputs: encodeLine(query.line, vocab.encoding.seq_len),
       readouts: slotReadouts(SLOTS),
-      aux: new Float64Array(0),
+      // The whole line's stated level (index into LEVELS, -1: none); the inputs may be cut short.
+      aux: Float64Array.of(statedIndex(query.line)),
     };
   },
   decode(output: ModelOutput, encoded: Encoded, vocab: Vocab): LogTriageAnswer {
     const a = decodeSlots(output, encoded, vocab);
     const inc = a.incident;
-    return {
+    const answer: LogTriageAnswer = {
       level: a.level,
       service: a.service,
       incident: { value: inc.value === null ? null : inc.value === "yes", confidence: inc.confidence },
     };
+    // A level the line states outright is not the model's to guess (encode kept it in aux).
+    const k = encoded.aux[0];
+    const stated = k >= 0 ? LEVELS[k] : null;
+    if (stated) {
+      answer.level = { value: stated, confidence: 1 };
+      answer.level_source = "input";
+      answer.model_level = a.level.value;
+    }
+    return answer;
   },
   baselines,
   score(examples, predictions) {

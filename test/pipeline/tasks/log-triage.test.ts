@@ -110,11 +110,17 @@ describe("log_triage", () => {
     expect(Array.from(enc.inputs)).toEqual(Array.from(built.examples[2].inputs));
     expect(enc.puzzleId).toBe(2);
     // Token output: the labels themselves decode to the labelled answer.
+    // The line states its level (level=error): that is the answer's level, said to come from
+    // the input, with what the model answered beside it.
     expect(logTriage.decode({ tokens: built.examples[2].labels }, enc, v)).toEqual({
       level: { value: "error", confidence: 1 },
       service: { value: "db", confidence: 1 },
       incident: { value: false, confidence: 1 },
+      level_source: "input",
+      model_level: "error",
     });
+    // A line that does not state it leaves the level to the model.
+    const plain = logTriage.encode({ line: 'msg="checkpoint failed"' }, v);
     // Probabilities: the answer is the most likely class of the slot's namespace, its
     // probability renormalised over that namespace.
     const probs = new Float32Array(64 * v.size);
@@ -128,7 +134,13 @@ describe("log_triage", () => {
     set(1, v.classId("service:db")!, 0.1);
     set(2, v.classId("incident:yes")!, 0.3);
     set(2, v.classId("incident:no")!, 0.1);
-    const a = logTriage.decode({ probs }, enc, v);
+    expect(logTriage.decode({ probs }, enc, v)).toMatchObject({
+      level: { value: "error", confidence: 1 },
+      level_source: "input",
+      model_level: "warn",
+    });
+    const a = logTriage.decode({ probs }, plain, v);
+    expect(a.level_source).toBeUndefined();
     expect(a.level.value).toBe("warn");
     expect(a.level.confidence).toBeCloseTo(0.75, 6);
     expect(a.service).toEqual({ value: "api", confidence: expect.closeTo(0.9, 6) });
@@ -137,7 +149,7 @@ describe("log_triage", () => {
     // A byte where a class belongs decodes to "no answer".
     const bad = Int32Array.from(built.examples[2].labels);
     bad[0] = v.byte(65);
-    expect(logTriage.decode({ tokens: bad }, enc, v).level).toEqual({ value: null, confidence: 0 });
+    expect(logTriage.decode({ tokens: bad }, plain, v).level).toEqual({ value: null, confidence: 0 });
     expect(() => logTriage.encode({ line: "  " }, v)).toThrow(TaskInputError);
     expect(() => logTriage.encode({} as never, v)).toThrow(TaskInputError);
   });
