@@ -79,7 +79,6 @@ export const TrainOutput = z.looseObject({
   note: z.string().optional(),
 });
 export const Gate = z.object({ passed: z.boolean(), reasons: z.array(z.string()) });
-/** One task of an evaluation, as a job's result shows it. */
 /** A difference to another predictor on the same examples, with its paired bootstrap interval. */
 export const DiffInterval = z.object({
   against: z.string(),
@@ -87,6 +86,7 @@ export const DiffInterval = z.object({
   low: z.number(),
   high: z.number(),
 });
+/** One task of an evaluation, as a job's result shows it. */
 export const EvaluatedTask = z.object({
   metric: z.string(),
   examples: z.number(),
