@@ -36,13 +36,13 @@ export const JobRecord = z
     created_at: z.string(),
     updated_at: z.string(),
     ended_at: z.string().nullable(),
-    /** The pipeline run of a collect or training job (the same id). */
+    /** The pipeline run of the job (the same id); null for an older server's evaluation job. */
     run_id: z.string().nullable(),
     /** What was asked. */
     request: z.record(z.string(), z.unknown()),
     result: z.record(z.string(), z.unknown()).nullable(),
     error: z.string().nullable(),
-    /** Evaluation jobs keep their own progress and log (a run keeps them in run.json). */
+    /** Only evaluation jobs of older servers (`j…`) kept their progress and log here; a run keeps them in run.json. */
     progress: Progress.nullable(),
     log: z.array(LogLine),
     /** When a server shutdown stopped it; the next server resumes it. */

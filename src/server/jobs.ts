@@ -201,7 +201,7 @@ export class JobManager {
   async agentOf(jobId: string, among: readonly string[] = Object.keys(this.config.agents)): Promise<string> {
     if (!isJobId(jobId))
       throw new JobNotFoundError(
-        `no job "${jobId}": job ids look like r20260101-020000-000-ab12 (runs) or j20260101-020000-000-ab12 (evaluations)`,
+        `no job "${jobId}": job ids look like r20260101-020000-000-ab12 (older evaluation jobs: j20260101-020000-000-ab12)`,
       );
     const live = this.runs.get(jobId)?.agent;
     if (live && among.includes(live)) return live;
