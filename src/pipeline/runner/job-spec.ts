@@ -176,7 +176,11 @@ export function buildTrainJob(input: TrainJobInput): V1Job {
     );
   }
   // The pod trains in its own process: with the inherited config it would otherwise start a Job itself.
-  env.set("TRM_FORGE_RUNNER", { name: "TRM_FORGE_RUNNER", value: "in-process" });
+  // kubernetes.job.env may ask for TRM_FORGE_RUNNER=external instead: the pod then runs
+  // external.command (e.g. PyTorch in a GPU image) and imports its weights.
+  const asked = job.env.find((e) => e.name === "TRM_FORGE_RUNNER");
+  if (!(asked && "value" in asked && asked.value === "external"))
+    env.set("TRM_FORGE_RUNNER", { name: "TRM_FORGE_RUNNER", value: "in-process" });
 
   const args = job.args.map((a) =>
     a

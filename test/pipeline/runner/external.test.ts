@@ -17,6 +17,7 @@ import { buildDataset, type Dataset, openDataset } from "../../../src/pipeline/d
 import { configForDataset } from "../../../src/pipeline/import/index.js";
 import { Pipeline, type RunEvent, type StageFn } from "../../../src/pipeline/run.js";
 import { externalTrainStage, externalWorkDir } from "../../../src/pipeline/runner/external.js";
+import { buildTrainJob } from "../../../src/pipeline/runner/job-spec.js";
 import { runnerStages } from "../../../src/pipeline/runner/train-stage.js";
 import { latestCheckpoint } from "../../../src/pipeline/train/checkpoint.js";
 import { FsStore } from "../../../src/store/index.js";
@@ -114,8 +115,30 @@ beforeAll(async () => {
 }, 120_000);
 
 describe("runner: external", () => {
-  it("is what `runner: external` selects", () => {
+  it("is what `runner: external` selects, also inside a Kubernetes Job when kubernetes.job.env asks for it", () => {
     expect(Object.keys(runnerStages(config()))).toEqual(["train"]);
+    const runnerIn = (env: { name: string; value: string }[]) => {
+      const c = parseConfig({
+        runner: "kubernetes",
+        kubernetes: { job: { image: "registry.lan/trm-forge-torch:1", env } },
+      });
+      const job = buildTrainJob({
+        runId: "r20300101-020000-000-ab12",
+        agent: AGENT,
+        attempt: 1,
+        namespace: "ns",
+        job: c.kubernetes.job,
+        inherited: null,
+        dataDir: "/data",
+      });
+      return job
+        .spec!.template.spec!.containers[0]!.env!.filter((e) => e.name === "TRM_FORGE_RUNNER")
+        .map((e) => e.value);
+    };
+    // The pod's worker runs the train stage in its own process, unless the Job asks for the external command.
+    expect(runnerIn([])).toEqual(["in-process"]);
+    expect(runnerIn([{ name: "TRM_FORGE_RUNNER", value: "kubernetes" }])).toEqual(["in-process"]);
+    expect(runnerIn([{ name: "TRM_FORGE_RUNNER", value: "external" }])).toEqual(["external"]);
   });
 
   it("runs the command, forwards its progress and log, and imports its weights as the run's best checkpoint", async () => {
