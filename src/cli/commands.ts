@@ -7,6 +7,7 @@ import { registerDeployCommand } from "./deploy.js";
 import { registerDoctor } from "./doctor.js";
 import { registerModelCommands } from "./model.js";
 import { registerModelsCommands } from "./models.js";
+import { registerModelsImportCommand } from "./models-import.js";
 import { registerPredictCommand } from "./predict.js";
 import { registerReportCommand } from "./report.js";
 import { registerRunCommands } from "./run.js";
@@ -28,6 +29,7 @@ export function registerCommands(program: Command): void {
   registerDatasetCommands(program);
   registerRunCommands(program);
   registerModelsCommands(program);
+  registerModelsImportCommand(program);
   registerReportCommand(program);
   registerScheduleCommand(program);
   registerServerCommand(program);

@@ -3,6 +3,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Config } from "../config/index.js";
 import { type AnyTool, registerTool, type ToolEnv } from "./common.js";
 import { dataCollect, dataStatus, sourcesCheck } from "./data.js";
+import { modelImport } from "./import.js";
 import { jobCancel, jobLogs, jobStatus, jobsList } from "./jobs.js";
 import { modelCard, modelCompare, modelEvaluate, modelPromote, modelRollback, modelsList } from "./models.js";
 import { modelPredict } from "./predict.js";
@@ -28,6 +29,7 @@ export function allTools(config: Config): AnyTool[] {
     modelCompare,
     modelPromote,
     modelRollback,
+    modelImport,
     modelPredict(config),
     anomaliesScan,
   ];

@@ -153,7 +153,7 @@ describe("Streamable HTTP with tokens", () => {
   it("serves the SDK client with a token: identity from the token, scopes per call, own agent only", async () => {
     const { client: sre, transport } = await connect(http.url, TOKENS.sre);
     const { tools } = await sre.listTools();
-    expect(tools).toHaveLength(17);
+    expect(tools).toHaveLength(18);
     const own = await call(sre, "models_list", {});
     expect((own.structuredContent as any).agent).toBe(SRE);
     const other = await call(sre, "models_list", { agent: BRUNO });

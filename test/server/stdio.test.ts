@@ -101,7 +101,7 @@ describe("serve --stdio", () => {
     const client = new Client({ name: "stdio-test", version: "0" });
     client.onerror = (e) => errors.push(e);
     await client.connect(transport);
-    expect((await client.listTools()).tools).toHaveLength(17);
+    expect((await client.listTools()).tools).toHaveLength(18);
     const own = await call(client, "models_list", {});
     expect((own.structuredContent as any).aliases.champion).toBe(champion);
     expect(textOf(await call(client, "models_list", { agent: BRUNO }))).toMatch(
@@ -135,7 +135,7 @@ describe("serve --stdio", () => {
       inputSchema: unknown;
       annotations: unknown;
     }[];
-    expect(tools).toHaveLength(17);
+    expect(tools).toHaveLength(18);
     expect(tools.map((t) => t.name)).toContain("models_list");
     const res = await run(
       process.execPath,

@@ -61,6 +61,7 @@ describe("the tools, in memory", () => {
       "model_compare",
       "model_promote",
       "model_rollback",
+      "model_import",
       "model_predict",
       "anomalies_scan",
     ]);
