@@ -11,173 +11,46 @@
 // Index writes are read-modify-write under a lock (in-process, plus a lock file in the data
 // directory when one is given). Writers on other hosts are not coordinated: one writer per agent.
 import { EventEmitter } from "node:events";
-import * as z from "zod";
 import { WorkError } from "../../errors.js";
 import { log } from "../../log.js";
 import { gateResult, servedModelInfo } from "../../metrics.js";
-import { checkKey, NotFoundError, type ObjectStore } from "../../store/index.js";
+import { NotFoundError, type ObjectStore } from "../../store/index.js";
+import { artifactKey, modelsPrefix, registryKey, versionPrefix } from "../../store/layout.js";
 import { sha256 } from "../../util/fs.js";
 import { timeId, timeOfId } from "../common/ids.js";
 import { lockPath, withLock } from "../common/lock.js";
+import {
+  championStack,
+  checkAppendOnly,
+  emptyIndex,
+  isMove,
+  move,
+  refusePruned,
+  resolveIn,
+  unknownVersionMessage,
+} from "./registry-index.js";
+import {
+  ALIASES,
+  type Alias,
+  type AliasEvent,
+  type AliasMove,
+  ARTIFACT_NAME_RE,
+  type ArtifactEntry,
+  GateRefusedError,
+  IntegrityError,
+  Lineage,
+  type LoadedVersion,
+  type RegisterInput,
+  RegistryError,
+  RegistryIndex,
+  type VersionEntry,
+  VersionManifest,
+} from "./registry-types.js";
 
-export const ALIASES = ["champion", "challenger"] as const;
-export type Alias = (typeof ALIASES)[number];
-
-const Sha = z.string().regex(/^[0-9a-f]{64}$/);
-const ARTIFACT_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const VERSION_RE = /^v\d{8}-\d{6}-\d{3}-[0-9a-f]{4}$/;
-
-export const ArtifactEntry = z
-  .object({
-    name: z.string().regex(ARTIFACT_NAME_RE),
-    sha256: Sha,
-    size: z.number().int().min(0),
-    content_type: z.string().optional(),
-  })
-  .strict();
-export type ArtifactEntry = z.infer<typeof ArtifactEntry>;
-
-export const Lineage = z
-  .object({
-    run_id: z.string().nullable(),
-    dataset_id: z.string().nullable(),
-    /** The raw segments the dataset was built from, with their sha256. */
-    raw_segments: z.array(z.object({ key: z.string(), sha256: Sha }).strict()),
-    code_version: z.string(),
-    /** The version this one was fine-tuned from; null when trained from scratch. */
-    parent_version: z.string().nullable(),
-  })
-  .strict();
-export type Lineage = z.infer<typeof Lineage>;
-
-export const GateSummary = z
-  .object({
-    passed: z.boolean(),
-    reasons: z.array(z.string()),
-  })
-  .strict();
-export type GateSummary = z.infer<typeof GateSummary>;
-
-export const VersionManifest = z
-  .object({
-    schema: z.literal(1),
-    agent: z.string(),
-    version: z.string().regex(VERSION_RE),
-    created_at: z.string(),
-    created_by: z.string(),
-    artifacts: z.array(ArtifactEntry),
-    lineage: Lineage,
-    /** null when the version was never evaluated: such a version is never promoted without force. */
-    gate: GateSummary.nullable(),
-    /** Headline score per task (the task's primary metric), for listings. */
-    scores: z.record(z.string(), z.number()),
-  })
-  .strict();
-export type VersionManifest = z.infer<typeof VersionManifest>;
-
-export const VersionEntry = z
-  .object({
-    version: z.string().regex(VERSION_RE),
-    created_at: z.string(),
-    manifest_sha256: Sha,
-    gate_passed: z.boolean().nullable(),
-    run_id: z.string().nullable(),
-    parent_version: z.string().nullable(),
-    scores: z.record(z.string(), z.number()),
-  })
-  .strict();
-export type VersionEntry = z.infer<typeof VersionEntry>;
-
-export const AliasMove = z
-  .object({
-    seq: z.number().int().min(1),
-    at: z.string(),
-    alias: z.enum(ALIASES),
-    from: z.string().nullable(),
-    to: z.string().nullable(),
-    /** promote: a normal move; rollback: back to the previous champion; clear: alias removed. */
-    action: z.enum(["promote", "rollback", "clear"]),
-    /** Who moved it: "cli:<user>", "run:<run-id>", "mcp:<identity>", "schedule". */
-    actor: z.string().min(1),
-    reason: z.string(),
-    /** True when the gate was overridden. */
-    forced: z.boolean(),
-  })
-  .strict();
-export type AliasMove = z.infer<typeof AliasMove>;
-
-/** A version whose files retention deleted; its version entry stays (the index is append-only). */
-export const PrunedEntry = z
-  .object({
-    version: z.string().regex(VERSION_RE),
-    at: z.string(),
-    /** The retention rule that chose it, e.g. "versions: beyond the newest 4". */
-    rule: z.string(),
-    actor: z.string().min(1),
-  })
-  .strict();
-export type PrunedEntry = z.infer<typeof PrunedEntry>;
-
-export const RegistryIndex = z
-  .object({
-    schema: z.literal(1),
-    agent: z.string(),
-    updated_at: z.string(),
-    versions: z.array(VersionEntry),
-    aliases: z.object({ champion: z.string().nullable(), challenger: z.string().nullable() }).strict(),
-    history: z.array(AliasMove),
-    /** Written once something was pruned; absent in older indexes. */
-    pruned: z.array(PrunedEntry).optional(),
-  })
-  .strict();
-export type RegistryIndex = z.infer<typeof RegistryIndex>;
-
-export interface ArtifactInput {
-  name: string;
-  data: Uint8Array | string;
-  contentType?: string;
-}
-
-export interface RegisterInput {
-  artifacts: ArtifactInput[];
-  /** Artifacts that name the version (e.g. the model card), made once its id is chosen. */
-  versioned?: (version: string) => ArtifactInput[];
-  lineage: Lineage;
-  gate: GateSummary | null;
-  scores?: Record<string, number>;
-  /** Who registers it, e.g. "run:<run-id>". */
-  createdBy: string;
-  /** Stops before the index is written; uploaded files are removed. */
-  signal?: AbortSignal;
-}
-
-export interface LoadedVersion {
-  manifest: VersionManifest;
-  /** Verified artifact bytes by name. */
-  files: Map<string, Buffer>;
-}
-
-export class RegistryError extends WorkError {
-  override name = "RegistryError";
-}
-
-/** An artifact (or manifest) whose bytes do not match the recorded sha256 or size. */
-export class IntegrityError extends WorkError {
-  override name = "IntegrityError";
-}
-
-/** A promotion refused because the version did not pass its gate (and force was not given). */
-export class GateRefusedError extends WorkError {
-  override name = "GateRefusedError";
-}
-
-export interface AliasEvent {
-  agent: string;
-  alias: Alias;
-  from: string | null;
-  to: string | null;
-  action: AliasMove["action"];
-}
+// The stored shapes and index rules live beside this file; importers keep reaching them here.
+export { championStack, PrunedVersionError, prunedEntry } from "./registry-index.js";
+export * from "./registry-types.js";
+export { artifactKey, registryKey, versionPrefix };
 
 /** In-process notice of alias moves, for the server's hot swap (other processes poll registry.json). */
 export const registryEvents = new EventEmitter<{ alias: [AliasEvent] }>();
@@ -190,18 +63,6 @@ export interface RegistryOptions {
 
 /** Compare-and-swap attempts on the index before giving up (each after a short random wait). */
 const INDEX_CAS_ATTEMPTS = 50;
-
-export function registryKey(agent: string): string {
-  return checkKey(`models/${agent}/registry.json`);
-}
-
-export function versionPrefix(agent: string, version: string): string {
-  return checkKey(`models/${agent}/${version}`);
-}
-
-export function artifactKey(agent: string, version: string, name: string): string {
-  return `${versionPrefix(agent, version)}/${name}`;
-}
 
 export class ModelRegistry {
   private readonly now: () => Date;
@@ -325,7 +186,7 @@ export class ModelRegistry {
    * then add it to the index. On any failure the uploaded prefix is removed and the index is unchanged.
    */
   async register(agent: string, input: RegisterInput): Promise<VersionManifest> {
-    checkKey(`models/${agent}`);
+    modelsPrefix(agent);
     const version = await this.newVersionId(agent);
     const artifacts = [...input.artifacts, ...(input.versioned?.(version) ?? [])];
     const names = new Set<string>();
@@ -337,6 +198,7 @@ export class ModelRegistry {
     }
     const lineage = Lineage.parse(input.lineage);
     const prefix = versionPrefix(agent, version);
+    const manifestKey = artifactKey(agent, version, "manifest.json");
     if ((await this.store.list(prefix)).length > 0)
       throw new RegistryError(`${prefix}/ already holds objects; versions are immutable`);
     const createdAt = this.now().toISOString();
@@ -346,7 +208,7 @@ export class ModelRegistry {
         input.signal?.throwIfAborted();
         const data = typeof a.data === "string" ? Buffer.from(a.data, "utf8") : a.data;
         const digest = sha256(data);
-        await this.store.put(`${prefix}/${a.name}`, data, {
+        await this.store.put(artifactKey(agent, version, a.name), data, {
           contentType: a.contentType ?? contentTypeOf(a.name),
           meta: { sha256: digest, agent, version },
         });
@@ -369,21 +231,21 @@ export class ModelRegistry {
         scores: input.scores ?? {},
       });
       const manifestBody = `${JSON.stringify(manifest, null, 2)}\n`;
-      await this.store.put(`${prefix}/manifest.json`, manifestBody, {
+      await this.store.put(manifestKey, manifestBody, {
         contentType: "application/json",
         meta: { agent, version },
       });
       // Read everything back: an upload that the store mangled must not become a version.
       for (const e of entries) {
-        const back = await this.settledGet(`${prefix}/${e.name}`, (b) => sha256(b) === e.sha256);
-        checkBytes(`${prefix}/${e.name}`, back, e);
+        const back = await this.settledGet(
+          artifactKey(agent, version, e.name),
+          (b) => sha256(b) === e.sha256,
+        );
+        checkBytes(artifactKey(agent, version, e.name), back, e);
       }
       const manifestSha = sha256(manifestBody);
-      if (
-        sha256(await this.settledGet(`${prefix}/manifest.json`, (b) => sha256(b) === manifestSha)) !==
-        manifestSha
-      )
-        throw new IntegrityError(`${prefix}/manifest.json did not read back as written`);
+      if (sha256(await this.settledGet(manifestKey, (b) => sha256(b) === manifestSha)) !== manifestSha)
+        throw new IntegrityError(`${manifestKey} did not read back as written`);
       input.signal?.throwIfAborted();
       await this.updateIndex(agent, (index) => {
         if (index.versions.some((v) => v.version === version))
@@ -599,10 +461,6 @@ function isJson(b: Buffer): boolean {
   }
 }
 
-function isMove(x: unknown): x is AliasMove {
-  return typeof x === "object" && x !== null && "alias" in x && "seq" in x;
-}
-
 const memLocks = new Map<string, Promise<unknown>>();
 async function withMemLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const prev = memLocks.get(name) ?? Promise.resolve();
@@ -612,103 +470,6 @@ async function withMemLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
     run.catch(() => undefined),
   );
   return run;
-}
-
-function move(
-  index: RegistryIndex,
-  alias: Alias,
-  to: string | null,
-  action: AliasMove["action"],
-  actor: string,
-  reason: string,
-  forced: boolean,
-  at: Date,
-): AliasMove {
-  const m: AliasMove = {
-    seq: (index.history.at(-1)?.seq ?? 0) + 1,
-    at: at.toISOString(),
-    alias,
-    from: index.aliases[alias],
-    to,
-    action,
-    actor,
-    reason,
-    forced,
-  };
-  index.history.push(m);
-  index.aliases[alias] = to;
-  return m;
-}
-
-/** Champions in order, replaying promotions (push) and rollbacks (pop) from the history. */
-export function championStack(history: AliasMove[]): string[] {
-  const stack: string[] = [];
-  for (const m of history) {
-    if (m.alias !== "champion") continue;
-    if (m.action === "rollback") stack.pop();
-    else if (m.action === "promote" && m.to) stack.push(m.to);
-    else if (m.action === "clear") stack.length = 0;
-    if (m.action === "rollback" && m.to && stack.at(-1) !== m.to) stack.push(m.to);
-  }
-  return stack;
-}
-
-function checkAppendOnly(before: RegistryIndex, after: RegistryIndex): void {
-  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  if (
-    after.history.length < before.history.length ||
-    !same(after.history.slice(0, before.history.length), before.history)
-  )
-    throw new RegistryError("refusing to rewrite the alias history (it is append-only)");
-  if (
-    after.versions.length < before.versions.length ||
-    !same(after.versions.slice(0, before.versions.length), before.versions)
-  )
-    throw new RegistryError("refusing to change registered versions (they are immutable)");
-  const pb = before.pruned ?? [];
-  const pa = after.pruned ?? [];
-  if (pa.length < pb.length || !same(pa.slice(0, pb.length), pb))
-    throw new RegistryError("refusing to rewrite the pruned list (it is append-only)");
-}
-
-/** The pruned entry of a version, or undefined while its files are kept. */
-export function prunedEntry(index: RegistryIndex, version: string): PrunedEntry | undefined {
-  return index.pruned?.find((p) => p.version === version);
-}
-
-/** A version that was pruned, or was chosen for pruning, is never loaded or pointed at. */
-export class PrunedVersionError extends RegistryError {
-  override name = "PrunedVersionError";
-}
-
-function refusePruned(index: RegistryIndex, version: string): void {
-  const p = prunedEntry(index, version);
-  if (p)
-    throw new PrunedVersionError(
-      `version ${version} of ${index.agent} was pruned by retention at ${p.at} (${p.rule}); its entry and lineage stay in the registry`,
-    );
-}
-
-function resolveIn(index: RegistryIndex, ref: string): string {
-  if (ref === "champion" || ref === "challenger") {
-    const v = index.aliases[ref];
-    if (!v) throw new RegistryError(`agent ${index.agent} has no ${ref}`);
-    return v;
-  }
-  if (ref === "latest") {
-    const v = index.versions.at(-1)?.version;
-    if (!v) throw new RegistryError(`agent ${index.agent} has no model versions yet`);
-    return v;
-  }
-  if (!index.versions.some((v) => v.version === ref))
-    throw new RegistryError(unknownVersionMessage(index, ref));
-  refusePruned(index, ref);
-  return ref;
-}
-
-function unknownVersionMessage(index: RegistryIndex, ref: string): string {
-  const known = index.versions.slice(-5).map((v) => v.version);
-  return `agent ${index.agent} has no model version "${ref}"${known.length ? ` (latest: ${known.join(", ")})` : " (none registered)"}`;
 }
 
 function checkBytes(key: string, body: Buffer, entry: ArtifactEntry): void {
@@ -721,17 +482,6 @@ function checkBytes(key: string, body: Buffer, entry: ArtifactEntry): void {
     throw new IntegrityError(
       `${key} was modified: sha256 ${got.slice(0, 12)}… does not match the recorded ${entry.sha256.slice(0, 12)}…`,
     );
-}
-
-function emptyIndex(agent: string, now: Date): RegistryIndex {
-  return {
-    schema: 1,
-    agent,
-    updated_at: now.toISOString(),
-    versions: [],
-    aliases: { champion: null, challenger: null },
-    history: [],
-  };
 }
 
 function contentTypeOf(name: string): string {
