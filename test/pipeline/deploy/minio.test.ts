@@ -6,7 +6,8 @@ import { join } from "node:path";
 import * as Minio from "minio";
 import S3rver from "s3rver";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig } from "../../../src/config/index.js";
+import * as z from "zod";
+import { ConfigSchema, parseConfig } from "../../../src/config/index.js";
 import type { Config } from "../../../src/config/schema.js";
 import { tagVersionArtifacts } from "../../../src/pipeline/deploy/minio.js";
 import { ModelRegistry } from "../../../src/pipeline/deploy/registry.js";
@@ -114,7 +115,7 @@ describe("publishing a version to MinIO (s3rver)", () => {
 
   it("the deploy hook tags the registered version and hands out presigned URLs of the champion when configured", async () => {
     const withUrls = parseConfig({
-      ...config,
+      ...z.encode(ConfigSchema, config),
       store: { ...config.store, presign_expiry_s: 900 },
     });
     const registry = new ModelRegistry(store);
