@@ -259,6 +259,10 @@ export function registerRunCommands(program: Command): void {
                     .join("  ")}`,
                 );
             }
+            for (const v of result.probe?.variants ?? [])
+              lines.push(
+                `  probe ${v.variant.padEnd(16)} ${v.examples} log lines: exact_all ${pct(v.clean.exact_all)} clean -> ${pct(v.probe.exact_all)}, level ${pct(v.clean.level_accuracy)} -> ${pct(v.probe.level_accuracy)} (served ${pct(v.served_level_accuracy)})`,
+              );
             lines.push(
               `gate ${result.gate.passed ? "passed" : "FAILED"}:`,
               ...result.gate.reasons.map((r) => `  - ${r}`),

@@ -14,9 +14,10 @@ import type { Dataset } from "./dataset/index.js";
 import { BOOTSTRAP_RESAMPLES, exampleScores, pairedInterval } from "./evaluate/bootstrap.js";
 import type { GateVerdict, TaskEvaluation } from "./evaluate/gate.js";
 import { runGate } from "./evaluate/gate.js";
+import { buildProbe, type ProbeResult, scoreProbe } from "./evaluate/probe.js";
 import { hashText } from "./tasks/hash.js";
 import { getTask, scoreBaselines, scoreTask } from "./tasks/index.js";
-import { TASK_NAMES, type TaskName } from "./tasks/types.js";
+import { type Example, PUZZLE_IDS, TASK_NAMES, type TaskName } from "./tasks/types.js";
 
 export {
   type GateCheck,
@@ -49,6 +50,8 @@ export interface EvaluationResult {
   tasks: Record<string, TaskEvaluation>;
   halting: { candidate: HaltingStats; champion: HaltingStats | null };
   gate: GateVerdict;
+  /** The candidate on log lines rewritten as agents paste them, beside the same lines clean. */
+  probe?: ProbeResult | null;
 }
 
 export interface ModelUnderTest {
@@ -91,6 +94,7 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
   }
   const halting = { candidate: newHalting(candidate), champion: champion ? newHalting(champion) : null };
   const out: Record<string, TaskEvaluation> = {};
+  let probe: ProbeResult | null = null;
   try {
     for (const task of tasks) {
       const t = getTask(task);
@@ -148,6 +152,18 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
               : null,
         };
       }
+      if (task === "log_triage" && candPreds) {
+        const cases = buildProbe(examples, dataset.vocab);
+        if (cases.length) {
+          if (input.signal?.aborted) throw new CancelledError("evaluation cancelled");
+          const preds = predictExamples(
+            candidate,
+            cases.map((c) => c.example),
+            B,
+          );
+          probe = scoreProbe(cases, preds, examples, candPreds, dataset.vocab);
+        }
+      }
       out[task] = {
         task,
         enabled: config.dataset.tasks[task].enabled,
@@ -196,6 +212,7 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
     tasks: out,
     halting,
     gate,
+    probe,
   };
 }
 
@@ -237,6 +254,21 @@ function loadForEval(m: ModelUnderTest, dataset: Dataset): TRM {
     model.dispose();
     throw err;
   }
+}
+
+/** Answers for examples outside the dataset (the probe's), in batches of B. */
+function predictExamples(model: TRM, examples: readonly Example[], B: number): Int32Array[] {
+  const L = model.cfg.seq_len;
+  const out: Int32Array[] = [];
+  for (let i = 0; i < examples.length; i += B) {
+    const chunk = examples.slice(i, i + B);
+    const inputs = new Int32Array(chunk.length * L);
+    for (let j = 0; j < chunk.length; j++) inputs.set(chunk[j].inputs, j * L);
+    const puzzleIds = Int32Array.from(chunk, (ex) => PUZZLE_IDS[ex.task]);
+    const p = predictWith(model, { inputs, puzzleIds });
+    for (let j = 0; j < chunk.length; j++) out.push(p.predictions.slice(j * L, (j + 1) * L));
+  }
+  return out;
 }
 
 function predictWith(model: TRM, b: { inputs: Int32Array; puzzleIds: Int32Array }) {

@@ -12,6 +12,7 @@ import { listSegments } from "./collect/raw-store.js";
 import { SOURCES } from "./collect/records.js";
 import { type RunRecord, runPrefix, stageOutput } from "./contract.js";
 import { formatInterval, type PairedInterval } from "./evaluate/bootstrap.js";
+import type { ProbeResult } from "./evaluate/probe.js";
 import type { EvaluationResult } from "./evaluate.js";
 import { COLORS, esc, fmt, groupedBars, heatStrip, lineChart, TASK_COLORS } from "./report/charts.js";
 import { type MetricsLine, readRunMetrics, type TrainLogLine, type ValLogLine } from "./train.js";
@@ -312,7 +313,19 @@ function taskBars(e: EvaluationResult | null): string {
       return `<tr><td>${esc(t.task)}${t.enabled ? "" : " <span class=muted>(disabled)</span>"}</td><td>${esc(t.primary)}</td><td class="num">${pct(t.candidate.score)}</td><td class="num">${t.champion ? pct(t.champion.score) : "–"}</td><td class="num">${b ? `${pct(b.score)} <span class=muted>${esc(t.best_baseline!)}</span>` : "–"}</td><td class="num">${intervalCell(t.intervals?.baseline)}</td><td class="num">${intervalCell(t.intervals?.champion)}</td><td class="num">${t.examples}${t.judged ? "" : " <span class=muted>(not judged)</span>"}</td><td class="muted small">${others}${all ? `<br>baselines: ${all}` : ""}</td></tr>`;
     })
     .join("");
-  return `${chart}<table><thead><tr><th>task</th><th>metric</th><th>candidate</th><th>champion${e.champion ? ` <span class=muted>${esc(e.champion.version)}</span>` : ""}</th><th>best baseline</th><th>− best baseline <span class=muted>95% CI</span></th><th>− champion <span class=muted>95% CI</span></th><th>examples</th><th>other metrics (candidate)</th></tr></thead><tbody>${rows}</tbody></table><p class="muted">All three answered the same ${e.examples} validation examples of ${esc(e.dataset_id)}. The differences are the candidate's minus the other's (positive: the candidate is better), with a paired bootstrap 95% interval over those examples; an interval that spans 0 is no evidence either way. A red dashed line marks a configured floor.</p>`;
+  return `${chart}<table><thead><tr><th>task</th><th>metric</th><th>candidate</th><th>champion${e.champion ? ` <span class=muted>${esc(e.champion.version)}</span>` : ""}</th><th>best baseline</th><th>− best baseline <span class=muted>95% CI</span></th><th>− champion <span class=muted>95% CI</span></th><th>examples</th><th>other metrics (candidate)</th></tr></thead><tbody>${rows}</tbody></table><p class="muted">All three answered the same ${e.examples} validation examples of ${esc(e.dataset_id)}. The differences are the candidate's minus the other's (positive: the candidate is better), with a paired bootstrap 95% interval over those examples; an interval that spans 0 is no evidence either way. A red dashed line marks a configured floor.</p>${probeTable(e.probe)}`;
+}
+
+/** The robustness probe: log lines as agents paste them, beside the same lines clean. */
+function probeTable(p: ProbeResult | null | undefined): string {
+  if (!p?.variants.length) return "";
+  const rows = p.variants
+    .map(
+      (v) =>
+        `<tr><td>${esc(v.variant.replace("_", " "))}</td><td class="num">${v.examples}</td><td class="num">${pct(v.clean.exact_all)} → ${pct(v.probe.exact_all)}</td><td class="num">${pct(v.clean.level_accuracy)} → ${pct(v.probe.level_accuracy)}</td><td class="num">${pct(v.served_level_accuracy)}</td></tr>`,
+    )
+    .join("");
+  return `<h3>Robustness: log lines as agents paste them</h3><table><thead><tr><th>variant</th><th>lines</th><th>exact_all clean → variant</th><th>level accuracy clean → variant</th><th>level as served</th></tr></thead><tbody>${rows}</tbody></table><p class="muted">${p.lines} validation lines of ${esc(p.task)}, rewritten: the timestamp prefix stripped, cut to 60%, quotes swapped, logfmt as JSON and JSON as logfmt; the labels stay the clean line's. "As served" takes a level the line states in a field (level=…, "level": …) as stated, as serving does.</p>`;
 }
 
 /** "+0.024 [-0.003, +0.046]", red when the interval is below 0, grey when it spans 0. */

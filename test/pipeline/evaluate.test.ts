@@ -189,6 +189,17 @@ describe("evaluateModels on a dataset", () => {
       expect(iv.champion).toMatchObject({ against: "v-champ", diff: 0, low: 0, high: 0, resamples: 1000 });
     }
     expect(r.examples).toBe(ds.val.size);
+    // The robustness probe: log lines rewritten, each variant beside the same lines clean.
+    expect(r.probe?.task).toBe("log_triage");
+    expect(r.probe!.lines).toBeGreaterThan(0);
+    expect(r.probe!.variants.length).toBeGreaterThan(0);
+    for (const v of r.probe!.variants) {
+      expect(v.examples).toBeGreaterThan(0);
+      for (const x of [v.clean.exact_all, v.probe.exact_all, v.served_level_accuracy]) {
+        expect(x).toBeGreaterThanOrEqual(0);
+        expect(x).toBeLessThanOrEqual(1);
+      }
+    }
     expect(r.halting.candidate.histogram.reduce((a, b) => a + b, 0)).toBe(ds.val.size);
     expect(r.halting.champion!.histogram).toEqual(r.halting.candidate.histogram);
     expect(r.gate.checks.filter((c) => c.check === "regression").every((c) => c.passed)).toBe(true);

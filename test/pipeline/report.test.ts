@@ -71,6 +71,19 @@ function evaluation(): EvaluationResult {
       champion: { histogram: [0, 20, 60, 130], mean: 3.5, max_steps: 4 },
     },
     gate,
+    probe: {
+      task: "log_triage",
+      lines: 100,
+      variants: [
+        {
+          variant: "prefix_stripped",
+          examples: 80,
+          clean: { exact_all: 0.8, level_accuracy: 0.95 },
+          probe: { exact_all: 0.5, level_accuracy: 0.6 },
+          served_level_accuracy: 0.9,
+        },
+      ],
+    },
   };
 }
 
@@ -334,6 +347,13 @@ describe("report.html", () => {
       "log_triage: exact_all 0.820 beats the best baseline (majority, 0.410) by +0.410 [+0.352, +0.468] (95% paired bootstrap interval",
     );
     expect(html).toContain("log_triage: 0.820 vs champion 0.780: +0.040 [-0.012, +0.093]");
+  });
+
+  it("shows the robustness probe beside the clean score", () => {
+    expect(html).toContain("Robustness: log lines as agents paste them");
+    expect(html).toContain(
+      '<tr><td>prefix stripped</td><td class="num">80</td><td class="num">80.0% → 50.0%</td><td class="num">95.0% → 60.0%</td><td class="num">90.0%</td></tr>',
+    );
   });
 
   it("shows each task's paired intervals to the best baseline and the champion", () => {

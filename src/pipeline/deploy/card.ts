@@ -94,6 +94,17 @@ export function renderModelCard(c: CardInput): string {
       "",
       "Differences are this model's score minus the other's, with a paired bootstrap 95% interval over the same examples.",
     );
+    if (e.probe?.variants.length) {
+      lines.push(
+        "",
+        `Robustness (${e.probe.lines} ${e.probe.task} validation lines rewritten as agents paste them; exact_all clean → rewritten, level as served):`,
+        "",
+      );
+      for (const v of e.probe.variants)
+        lines.push(
+          `- ${v.variant}: ${pct(v.clean.exact_all)} → ${pct(v.probe.exact_all)} on ${v.examples} lines; level ${pct(v.served_level_accuracy)}`,
+        );
+    }
     if (e.champion_note) lines.push("", `Note: ${e.champion_note}.`);
     lines.push("");
   }

@@ -58,6 +58,7 @@ export async function evaluateStage(ctx: StageContext): Promise<EvaluateOutput> 
     version: result.candidate.version,
     dataset_id: result.dataset_id,
     examples: result.examples,
+    ...(result.probe ? { probe: result.probe } : {}),
     tasks: Object.fromEntries(
       Object.values(result.tasks).map((t) => [
         t.task,
