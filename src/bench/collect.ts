@@ -4,8 +4,9 @@
 //   logs        200k log lines (and 100k, to show RSS does not grow with lines) through a local Loki
 //   traces      20k traces through a local Tempo
 //   redaction   false-positive rate on ordinary lines, misses on secret lines and canaries
-// Each part runs in a child process of its own, so its peak RSS is its own; the fake Loki and Tempo
-// run in a further child, so their work and memory are not counted as the collector's.
+// Each part runs in a child process of its own, so its peak RSS is its own; Loki and Tempo (the
+// simulator's APIs over generated data) run in a further child, so their work and memory are not
+// counted as the collector's.
 // Options: --parts repo,prometheus,logs,traces,redaction  --quick (small sizes, a smoke run)
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -19,16 +20,14 @@ import { setLogLevel } from "../log.js";
 import { collect, listSegments, readSegment } from "../pipeline/collect/index.js";
 import { Redactor } from "../pipeline/collect/redact.js";
 import type { CollectionReport } from "../pipeline/collect/report.js";
+import { SERVICE_NAMES as SERVICES } from "../simulator/homelab.js";
+import { LokiApi } from "../simulator/loki-api.js";
+import { apiHandler, listen } from "../simulator/server.js";
+import { TempoApi } from "../simulator/tempo-api.js";
+import type { SimSpan } from "../simulator/traces.js";
 import { openStore } from "../store/index.js";
-import { generateRepo, ordinaryLine, pick, SERVICES, secretLine, seeded } from "./collect-data.js";
-import {
-  FakeLoki,
-  type FakeSpan,
-  FakeTempo,
-  type FakeTrace,
-  GeneratedLogSource,
-  GeneratedTraceSource,
-} from "./observability-fakes.js";
+import { generateRepo, ordinaryLine, pick, secretLine, seeded } from "./collect-data.js";
+import { generatedLogs, generatedTraces } from "./collect-sources.js";
 import { backfill, type OmFamily, startPrometheus, writeOpenMetrics } from "./prometheus-backfill.js";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -267,7 +266,7 @@ const DAY_START = Date.UTC(2026, 10, 1);
 /** The old-space cap of the bounded-memory log runs. */
 const LOG_HEAP_CAP_MB = 64;
 
-function logSource(count: number): GeneratedLogSource {
+function logSource(count: number) {
   const streams = Array.from({ length: 20 }, (_, i) => ({
     namespace: i % 2 ? "ai-agents" : "knative-lambda",
     pod: `${SERVICES[i % SERVICES.length]}-${i}`,
@@ -278,45 +277,41 @@ function logSource(count: number): GeneratedLogSource {
   const pool = Array.from({ length: 10_000 }, (_, i) =>
     i % 100 === 7 ? secretLine(r).line : ordinaryLine(r),
   );
-  return new GeneratedLogSource(BigInt(DAY_START) * 1_000_000n, 86_400_000_000_000n, count, (i) => ({
+  return generatedLogs(DAY_START, 86_400_000, count, (i) => ({
     labels: streams[i % streams.length],
     line: `${pool[i % pool.length]} seq=${i}`,
   }));
 }
 
-function traceSource(count: number): GeneratedTraceSource {
-  return new GeneratedTraceSource(
-    BigInt(DAY_START) * 1_000_000n,
-    86_400_000_000_000n,
-    count,
-    (i, traceId, start) => {
-      const r = seeded(i + 7);
-      const n = 3 + (i % 4);
-      const spans: FakeSpan[] = [];
-      for (let k = 0; k < n; k++) {
-        const svc = k === 0 ? pick(r, SERVICES) : pick(r, SERVICES);
-        spans.push({
-          spanId: createHash("md5").update(`${i}:${k}`).digest("hex").slice(0, 16),
-          parentSpanId: k === 0 ? undefined : spans[Math.floor(r() * k)].spanId,
-          service: svc,
-          namespace: "ai-agents",
-          name: k === 0 ? `POST /api/v1/${svc}` : `call ${pick(r, SERVICES)}`,
-          kind: k === 0 ? 2 : 3,
-          startNs: start + BigInt(k * 1_000_000),
-          durationNs: BigInt(Math.floor(r() * 2e9)),
-          status: r() < 0.05 ? { code: 2, message: "upstream error" } : undefined,
-          attributes: {
-            "http.method": "POST",
-            "http.status_code": r() < 0.05 ? 500 : 200,
-            "http.url": `http://${svc}.ai-agents.svc:8080/api/v1/items/${i}`,
-            "k8s.pod.name": `${svc}-${i % 7}`,
-            "thread.id": k,
-          },
-        });
-      }
-      return { traceId, spans } satisfies FakeTrace;
-    },
-  );
+function traceSource(count: number) {
+  return generatedTraces(DAY_START, 86_400_000, count, 10_000, (i, _traceId, startUs) => {
+    const r = seeded(i + 7);
+    const n = 3 + (i % 4);
+    const spans: Omit<SimSpan, "events" | "pod">[] = [];
+    for (let k = 0; k < n; k++) {
+      const svc = pick(r, SERVICES);
+      const error = r() < 0.05;
+      spans.push({
+        spanId: createHash("md5").update(`${i}:${k}`).digest("hex").slice(0, 16),
+        parentId: k === 0 ? null : spans[Math.floor(r() * k)].spanId,
+        service: svc,
+        name: k === 0 ? `POST /api/v1/${svc}` : `call ${pick(r, SERVICES)}`,
+        kind: k === 0 ? "SPAN_KIND_SERVER" : "SPAN_KIND_CLIENT",
+        startUs: startUs + k * 1000,
+        durUs: Math.floor(r() * 2e6),
+        status: error ? "error" : "unset",
+        ...(error ? { message: "upstream error" } : {}),
+        attrs: [
+          { key: "http.method", value: { stringValue: "POST" } },
+          { key: "http.status_code", value: { intValue: r() < 0.05 ? "500" : "200" } },
+          { key: "http.url", value: { stringValue: `http://${svc}.ai-agents.svc:8080/api/v1/items/${i}` } },
+          { key: "k8s.pod.name", value: { stringValue: `${svc}-${i % 7}` } },
+          { key: "thread.id", value: { intValue: String(k) } },
+        ],
+      });
+    }
+    return { spans, namespace: "ai-agents" };
+  });
 }
 
 async function partLogs(lines: number, work: string) {
@@ -503,11 +498,11 @@ async function childMain(argv: string[]): Promise<void> {
   if (serve >= 0) {
     const kind = argv[serve + 1];
     const count = Number(argv[argv.indexOf("--count") + 1]);
-    const fake = kind === "loki" ? new FakeLoki(logSource(count)) : new FakeTempo(traceSource(count));
-    fake.logRequests = false;
+    const api = kind === "loki" ? new LokiApi(logSource(count)) : new TempoApi(traceSource(count));
+    const { url } = await listen(apiHandler([api]));
     process.stdin.on("close", () => process.exit(0));
     process.stdin.resume();
-    process.stdout.write(`${JSON.stringify({ url: await fake.start() })}\n`);
+    process.stdout.write(`${JSON.stringify({ url })}\n`);
     return; // serves until killed
   }
   const part = argv[argv.indexOf("--part") + 1] as Part;

@@ -4,10 +4,10 @@
 // beside the product: nothing in src/pipeline imports it.
 import type { Server } from "node:http";
 import { Faults } from "./faults.js";
-import { LokiApi } from "./loki-api.js";
+import { LokiApi, worldLogs } from "./loki-api.js";
 import { PrometheusApi } from "./prometheus-api.js";
 import { apiHandler, listen } from "./server.js";
-import { TempoApi } from "./tempo-api.js";
+import { TempoApi, worldTraces } from "./tempo-api.js";
 import { type GroundTruth, World, type WorldOptions } from "./world.js";
 
 export type { ApiName, Fault, FaultRequest, FaultResponse, Outage } from "./faults.js";
@@ -39,7 +39,13 @@ export interface Simulator {
 
 /** The request handler of a simulator over `world`, for use in any node:http server. */
 export function simulatorHandler(world: World, token?: string, faults?: Faults) {
-  return apiHandler([new PrometheusApi(world), new LokiApi(world), new TempoApi(world)], { token, faults });
+  return apiHandler(
+    [new PrometheusApi(world), new LokiApi(worldLogs(world)), new TempoApi(worldTraces(world))],
+    {
+      token,
+      faults,
+    },
+  );
 }
 
 /** Starts the simulator on loopback (or `host`) and resolves once it listens. */

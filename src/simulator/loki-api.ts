@@ -14,6 +14,60 @@ import type { World } from "./world.js";
 export const MAX_ENTRIES = 5000;
 const MAX_QUERY_LENGTH_MS = 721 * HOUR_MS;
 
+/** A log entry as the API serves it. */
+export type ServedLog = Pick<LogEntry, "ms" | "subNs" | "ts" | "labels" | "line">;
+
+/** What a Loki API serves: the simulated homelab (`worldLogs`), or entries a test or bench gives it. */
+export interface LogStore {
+  /** No entry is older than this, unix ms. */
+  readonly start: number;
+  /** No entry is newer than this (the real clock for a live world). */
+  horizon(): number;
+  /** The entries of hour `h` (unix ms / HOUR_MS) whose streams may match the query, any order. */
+  hour(h: number, query: LogQuery): Iterable<ServedLog>;
+  labelNames(): string[];
+  labelValues(name: string, startMs: number, endMs: number): string[];
+  /** Shown as retention_period on /config. */
+  readonly retentionMs: number;
+}
+
+const fixedLabels = (svc: (typeof SERVICES)[number]): Labels => ({
+  app: svc.name,
+  container: svc.container,
+  namespace: svc.namespace,
+  service_name: svc.name,
+});
+
+/** The simulated homelab's logs as a Loki store. */
+export function worldLogs(world: World): LogStore {
+  return {
+    start: world.start,
+    horizon: () => world.horizon(),
+    retentionMs: Math.ceil(world.days) * 86_400_000,
+    *hour(h, query) {
+      // The matchers on labels a whole service shares decide whether its streams can match at all.
+      for (const svc of SERVICES) {
+        const probe = fixedLabels(svc);
+        if (!matchesStream({ matchers: query.matchers.filter((m) => m.name in probe), stages: [] }, probe))
+          continue;
+        yield* world.logs.bucket(svc.name, h);
+      }
+    },
+    labelNames: () => ["app", "container", "namespace", "pod", "service_name"],
+    labelValues(name, startMs, endMs) {
+      const values = new Set<string>();
+      for (const s of SERVICES) {
+        const fixed = fixedLabels(s);
+        if (name === "pod") {
+          for (const pod of world.tl.pods(s.name))
+            if (pod.from < endMs && pod.to > startMs) values.add(pod.name);
+        } else if (fixed[name] !== undefined) values.add(fixed[name]);
+      }
+      return [...values].sort();
+    },
+  };
+}
+
 class BadRequest extends Error {}
 
 /** A point in time to the nanosecond: unix ms plus nanoseconds within the ms. */
@@ -48,7 +102,7 @@ function cmpNs(a: Ns, b: Ns): number {
 }
 
 interface Hit {
-  e: LogEntry;
+  e: ServedLog;
   labels: Labels;
   key: string;
 }
@@ -67,7 +121,10 @@ function order(forward: boolean) {
 
 export class LokiApi {
   readonly name = "loki" as const;
-  constructor(private readonly world: World) {}
+  /** Loki's max_entries_limit_per_query; a test may lower it. */
+  maxEntries = MAX_ENTRIES;
+
+  constructor(private readonly store: LogStore) {}
 
   handle(req: ApiRequest): ApiResponse | null {
     const { path } = req;
@@ -133,9 +190,9 @@ export class LokiApi {
     if (cmpNs(end, start) <= 0)
       throw new BadRequest("end timestamp must not be before or equal to start time");
     const query = parseLogQL(p.get("query") ?? "");
-    if (limit > MAX_ENTRIES) {
+    if (limit > this.maxEntries) {
       throw new BadRequest(
-        `max entries limit per query exceeded, limit > max_entries_limit (${limit} > ${MAX_ENTRIES})`,
+        `max entries limit per query exceeded, limit > max_entries_limit (${limit} > ${this.maxEntries})`,
       );
     }
     const span = end.ms - start.ms;
@@ -181,7 +238,7 @@ export class LokiApi {
     limit: number,
     forward: boolean,
   ): { hits: Hit[]; scanned: number; bytes: number } {
-    const w = this.world;
+    const w = this.store;
     const lo: Ns = cmpNs(start, { ms: w.start, sub: 0 }) < 0 ? { ms: w.start, sub: 0 } : start;
     const horizon = w.horizon();
     const hi: Ns = cmpNs(end, { ms: horizon + 1, sub: 0 }) > 0 ? { ms: horizon + 1, sub: 0 } : end;
@@ -190,36 +247,24 @@ export class LokiApi {
     let bytes = 0;
     if (cmpNs(hi, lo) <= 0) return { hits, scanned, bytes };
     const keyCache = new Map<Labels, string>();
-    // The matchers on labels a whole service shares decide whether its streams can match at all.
-    const services = SERVICES.filter((svc) => {
-      const probe: Labels = {
-        app: svc.name,
-        container: svc.container,
-        namespace: svc.namespace,
-        service_name: svc.name,
-      };
-      return matchesStream({ matchers: query.matchers.filter((m) => m.name in probe), stages: [] }, probe);
-    });
     const first = Math.floor(lo.ms / HOUR_MS);
     const last = Math.floor((hi.ms - 1) / HOUR_MS);
     for (let k = 0; k <= last - first && hits.length < limit; k++) {
       const h = forward ? first + k : last - k;
-      for (const svc of services) {
-        for (const e of w.logs.bucket(svc.name, h)) {
-          const t = { ms: e.ms, sub: e.subNs };
-          if (cmpNs(t, lo) < 0 || cmpNs(t, hi) >= 0) continue;
-          if (!matchesStream(query, e.labels)) continue;
-          scanned++;
-          bytes += e.line.length;
-          const labels = applyPipeline(query, e.labels, e.line);
-          if (!labels) continue;
-          let key = keyCache.get(labels);
-          if (key === undefined) {
-            key = labelsKey(labels);
-            keyCache.set(labels, key);
-          }
-          hits.push({ e, labels, key });
+      for (const e of w.hour(h, query)) {
+        const t = { ms: e.ms, sub: e.subNs };
+        if (cmpNs(t, lo) < 0 || cmpNs(t, hi) >= 0) continue;
+        if (!matchesStream(query, e.labels)) continue;
+        scanned++;
+        bytes += e.line.length;
+        const labels = applyPipeline(query, e.labels, e.line);
+        if (!labels) continue;
+        let key = keyCache.get(labels);
+        if (key === undefined) {
+          key = labelsKey(labels);
+          keyCache.set(labels, key);
         }
+        hits.push({ e, labels, key });
       }
     }
     return { hits, scanned, bytes };
@@ -234,25 +279,12 @@ export class LokiApi {
   }
 
   private labelNames(): string[] {
-    return ["app", "container", "namespace", "pod", "service_name"];
+    return this.store.labelNames();
   }
 
   private labelValues(name: string, p: URLSearchParams): string[] {
     const { start, end } = this.window(p);
-    const values = new Set<string>();
-    for (const s of SERVICES) {
-      const fixed: Labels = {
-        app: s.name,
-        container: s.container,
-        namespace: s.namespace,
-        service_name: s.name,
-      };
-      if (name === "pod") {
-        for (const pod of this.world.tl.pods(s.name))
-          if (pod.from < end.ms && pod.to > start.ms) values.add(pod.name);
-      } else if (fixed[name] !== undefined) values.add(fixed[name]);
-    }
-    return [...values].sort();
+    return this.store.labelValues(name, start.ms, end.ms);
   }
 
   private stats(lines: number, bytes: number, returned: number, execS: number) {
@@ -322,10 +354,10 @@ export class LokiApi {
       "# trm-forge simulator: the limits it enforces, as Loki's /config shows them",
       "auth_enabled: false",
       "limits_config:",
-      `    max_entries_limit_per_query: ${MAX_ENTRIES}`,
+      `    max_entries_limit_per_query: ${this.maxEntries}`,
       "    max_query_length: 721h",
       "    max_query_lookback: 0s",
-      `    retention_period: ${modelDuration(Math.ceil(this.world.days) * 86_400_000)}`,
+      `    retention_period: ${modelDuration(this.store.retentionMs)}`,
       "    query_timeout: 1m",
       "",
     ].join("\n");

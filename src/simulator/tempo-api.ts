@@ -15,6 +15,42 @@ const LONGEST_TRACE_MS = 120_000;
 
 class BadRequest extends Error {}
 
+/** What a Tempo API serves: the simulated homelab (`worldTraces`), or traces a test or bench gives it. */
+export interface TraceStore {
+  /** No trace starts before this, unix ms. */
+  readonly start: number;
+  /** No trace starts after this (the real clock for a live world). */
+  horizon(): number;
+  /** Every trace that may overlap [fromMs, toMs] (the API checks), any order. */
+  overlapping(fromMs: number, toMs: number): Iterable<SimTrace>;
+  byId(hex32: string): SimTrace | null;
+  /** The OTLP resource attributes of the process that reported a span. */
+  resourceOf(span: SimSpan): Record<string, string>;
+  /** The instrumentation scope that made a span. */
+  scopeOf(span: SimSpan): { name: string; version: string };
+  /** A v2 lookup of this trace answers status PARTIAL (not every block was searched). */
+  partial?(trace: SimTrace): boolean;
+  /** Shown as block_retention on /status/config. */
+  readonly retentionMs: number;
+}
+
+/** The simulated homelab's traces as a Tempo store. */
+export function worldTraces(world: World): TraceStore {
+  return {
+    start: world.start,
+    horizon: () => world.horizon(),
+    retentionMs: Math.ceil(world.days) * 86_400_000,
+    *overlapping(fromMs, toMs) {
+      const first = Math.floor((Math.max(fromMs, world.start) - LONGEST_TRACE_MS) / TRACE_BUCKET_MS);
+      const last = Math.floor(toMs / TRACE_BUCKET_MS);
+      for (let b = first; b <= last; b++) yield* world.traces.bucket(b);
+    },
+    byId: (hex32) => world.traces.byId(hex32),
+    resourceOf: world.resourceOf,
+    scopeOf: (span) => service(span.service).scope,
+  };
+}
+
 function b64(hex: string): string {
   return Buffer.from(hex, "hex").toString("base64");
 }
@@ -48,7 +84,10 @@ function parseTags(v: string): [string, string][] {
 
 export class TempoApi {
   readonly name = "tempo" as const;
-  constructor(private readonly world: World) {}
+  /** False: answer as an older Tempo without the /api/v2/traces route. */
+  v2 = true;
+
+  constructor(private readonly store: TraceStore) {}
 
   handle(req: ApiRequest): ApiResponse | null {
     const { path } = req;
@@ -60,6 +99,7 @@ export class TempoApi {
     try {
       if (path === "/api/search") return this.search(req.params);
       const v2 = /^\/api\/v2\/traces\/([^/]+)$/.exec(path);
+      if (v2 && !this.v2) return text(404, "404 page not found");
       if (v2) return this.traceById(v2[1], req, "v2");
       const v1 = /^\/api\/traces\/([^/]+)$/.exec(path);
       if (v1) return this.traceById(v1[1], req, "v1");
@@ -114,7 +154,7 @@ export class TempoApi {
       }
     } else {
       // Without a range Tempo searches only what its ingesters still hold: the recent past.
-      end = Math.floor(this.world.horizon() / 1000);
+      end = Math.floor(this.store.horizon() / 1000);
       start = end - 3600;
     }
     const limitParam = parseIntParam(p.get("limit"), "limit");
@@ -142,26 +182,20 @@ export class TempoApi {
     }
 
     const fromMs = start * 1000;
-    const toMs = Math.min(end * 1000 + 999, this.world.horizon());
+    const toMs = Math.min(end * 1000 + 999, this.store.horizon());
     const found: { trace: SimTrace; spans: SimSpan[] | null }[] = [];
     let inspected = 0;
     let bytes = 0;
-    if (toMs >= Math.max(fromMs, this.world.start)) {
-      const firstBucket = Math.floor(
-        (Math.max(fromMs, this.world.start) - LONGEST_TRACE_MS) / TRACE_BUCKET_MS,
-      );
-      const lastBucket = Math.floor(toMs / TRACE_BUCKET_MS);
-      for (let b = firstBucket; b <= lastBucket; b++) {
-        for (const t of this.world.traces.bucket(b)) {
-          // A trace is found when it overlaps the range and has started by the simulated "now".
-          if (t.startUs > toMs * 1000 || t.endUs < fromMs * 1000) continue;
-          inspected++;
-          bytes += 180 * t.spans.length;
-          if (query) {
-            const spans = matchTrace(query, t, this.world.resourceOf);
-            if (spans) found.push({ trace: t, spans });
-          } else if (legacy && this.legacyMatch(legacy, t)) found.push({ trace: t, spans: null });
-        }
+    if (toMs >= Math.max(fromMs, this.store.start)) {
+      for (const t of this.store.overlapping(fromMs, toMs)) {
+        // A trace is found when it overlaps the range and has started by the simulated "now".
+        if (t.startUs > toMs * 1000 || t.endUs < fromMs * 1000) continue;
+        inspected++;
+        bytes += 180 * t.spans.length;
+        if (query) {
+          const spans = matchTrace(query, t, (s) => this.store.resourceOf(s));
+          if (spans) found.push({ trace: t, spans });
+        } else if (legacy && this.legacyMatch(legacy, t)) found.push({ trace: t, spans: null });
       }
     }
     found.sort((a, b) => b.trace.startUs - a.trace.startUs || (a.trace.traceId < b.trace.traceId ? -1 : 1));
@@ -220,7 +254,7 @@ export class TempoApi {
       const own = r.scope !== "resource" ? s.attrs.find((a) => a.key === r.name) : undefined;
       if (own) out.push(own);
       else if (r.scope !== "span") {
-        const v = this.world.resourceOf(s)[r.name];
+        const v = this.store.resourceOf(s)[r.name];
         if (v !== undefined) out.push({ key: r.name, value: { stringValue: v } });
       }
     }
@@ -235,7 +269,7 @@ export class TempoApi {
       t.spans.some((s) => {
         const needle = v.toLowerCase();
         const own = s.attrs.find((a) => a.key === k);
-        const value = own ? JSON.stringify(Object.values(own.value)[0]) : this.world.resourceOf(s)[k];
+        const value = own ? JSON.stringify(Object.values(own.value)[0]) : this.store.resourceOf(s)[k];
         if (k === "name") return s.name.toLowerCase().includes(needle);
         return value?.toLowerCase().includes(needle) === true;
       }),
@@ -249,9 +283,9 @@ export class TempoApi {
       return text(406, "the trm-forge simulator answers trace lookups in JSON only");
     }
     const hex = idText.toLowerCase().padStart(32, "0");
-    const trace = this.world.traces.byId(hex);
+    const trace = this.store.byId(hex);
     const notFound = text(404, `Unable to find ${hex}`);
-    if (!trace || trace.startUs / 1000 > this.world.horizon() || trace.startUs / 1000 < this.world.start)
+    if (!trace || trace.startUs / 1000 > this.store.horizon() || trace.startUs / 1000 < this.store.start)
       return notFound;
     const start = parseIntParam(req.params.get("start"), "start");
     const end = parseIntParam(req.params.get("end"), "end");
@@ -264,6 +298,9 @@ export class TempoApi {
       JSON.stringify({
         trace: { resourceSpans },
         metrics: { inspectedBytes: String(180 * trace.spans.length) },
+        ...(this.store.partial?.(trace)
+          ? { status: "PARTIAL", message: "some blocks were not searched" }
+          : {}),
       }),
     );
   }
@@ -282,13 +319,13 @@ export class TempoApi {
     }
     const traceId = b64(trace.traceId);
     return [...groups.values()].map((spans) => {
-      const res = this.world.resourceOf(spans[0]);
-      const def = service(spans[0].service);
+      const res = this.store.resourceOf(spans[0]);
+      const scope = this.store.scopeOf(spans[0]);
       return {
         resource: { attributes: Object.entries(res).map(([key, v]) => ({ key, value: { stringValue: v } })) },
         scopeSpans: [
           {
-            scope: { name: def.scope.name, version: def.scope.version },
+            scope: { name: scope.name, version: scope.version },
             spans: spans.map((s) => ({
               traceId,
               spanId: b64(s.spanId),
@@ -330,7 +367,7 @@ export class TempoApi {
       "        max_spans_per_span_set: 100",
       "compactor:",
       "    compaction:",
-      `        block_retention: ${goDuration(Math.ceil(this.world.days) * 86_400_000)}`,
+      `        block_retention: ${goDuration(this.store.retentionMs)}`,
       "",
     ].join("\n");
   }

@@ -6,11 +6,11 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { FakeLoki, ListLogSource, type LogEntry } from "../../../src/bench/observability-fakes.js";
 import { freePort } from "../../../src/bench/prometheus-backfill.js";
 import { collect } from "../../../src/pipeline/collect/index.js";
 import { listSegments, readSegment } from "../../../src/pipeline/collect/raw-store.js";
 import { FsStore } from "../../../src/store/index.js";
+import { FakeLoki, type LogEntry } from "../../helpers/observability-fakes.js";
 import { readAll, tempDir } from "./helpers.js";
 
 const CLI = new URL("../../../dist/cli.js", import.meta.url).pathname;
@@ -33,7 +33,7 @@ afterEach(async () => {
 });
 
 async function loki(list: LogEntry[]): Promise<{ fake: FakeLoki; url: string }> {
-  const fake = new FakeLoki(new ListLogSource(list));
+  const fake = new FakeLoki(list);
   servers.push(fake);
   return { fake, url: await fake.start() };
 }
@@ -113,7 +113,7 @@ describe("collect (orchestration)", () => {
 
   it("runs one collection per agent at a time", async () => {
     const { fake, url } = await loki(entries(10));
-    fake.faults = [() => ({ delayMs: 400 })];
+    fake.faults.add(() => ({ delayMs: 400 }));
     const { parseConfig } = await import("../../../src/config/index.js");
     const cfg = parseConfig({
       data_dir: tempDir("trm-data-"),
@@ -205,7 +205,7 @@ describe("trm-forge collect / sources check (CLI)", () => {
   it("a run killed mid-way leaves only whole segments, and the next run completes it exactly once", async () => {
     const list = entries(3000);
     const { fake, url } = await loki(list);
-    fake.faults = [(req) => (req.n > 2 ? { delayMs: 120 } : undefined)];
+    fake.faults.add((req) => (req.n > 2 ? { delayMs: 120 } : undefined));
     const { path, dataDir } = configFile({
       agents: {
         lab: {
@@ -236,7 +236,7 @@ describe("trm-forge collect / sources check (CLI)", () => {
     let partial = 0;
     for (const ref of refs) partial += (await readSegment(store, ref)).records.length; // each validates whole
     expect(partial).toBeLessThan(list.length);
-    fake.faults = [];
+    fake.faults.clear();
     const { loadConfig } = await import("../../../src/config/index.js");
     await collect(loadConfig({ path }).config, { agent: "lab" });
     const got = await readAll(store, "lab", "loki");

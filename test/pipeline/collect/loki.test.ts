@@ -2,11 +2,11 @@
 // recorded samples): pagination across equal timestamps, limit errors, retries, timeouts, broken
 // bodies, the cap, incremental runs, cancellation and redaction.
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeLoki, ListLogSource, type LogEntry } from "../../../src/bench/observability-fakes.js";
 import { collect } from "../../../src/pipeline/collect/index.js";
 import { parseGoDuration } from "../../../src/pipeline/collect/loki.js";
 import type { LogEntryRecord } from "../../../src/pipeline/collect/records.js";
 import { FsStore } from "../../../src/store/index.js";
+import { FakeLoki, type LogEntry } from "../../helpers/observability-fakes.js";
 import { canaryLines, labConfig, leakedCanaries, readAll } from "./helpers.js";
 
 const NOW = Date.UTC(2026, 10, 10, 12, 0, 0);
@@ -56,7 +56,7 @@ afterEach(async () => {
 });
 
 async function serve(list: LogEntry[]): Promise<{ loki: FakeLoki; url: string }> {
-  const loki = new FakeLoki(new ListLogSource(list));
+  const loki = new FakeLoki(list);
   servers.push(loki);
   return { loki, url: await loki.start() };
 }
@@ -125,10 +125,11 @@ describe("Loki collection", () => {
     const report = await collect(cfg, { agent: "lab", now });
     const got = await readAll(new FsStore(`${cfg.data_dir}/store`), "lab", "loki");
     expect(report.status).toBe("ok");
+    // Equal timestamps come back in Loki's order: by stream (knative-lambda-operator first).
     expect(got.map((r) => r.line)).toEqual([
       'level=error msg="older"',
-      'level=error msg="retrying"',
       'level=error msg="build failed"',
+      'level=error msg="retrying"',
       'level=error msg="reconcile failed" err="context deadline exceeded"',
       'level=error msg="newer"',
     ]);
@@ -151,10 +152,8 @@ describe("Loki collection", () => {
 
   it("retries 5xx and slow responses with backoff, then succeeds; counts the retries", async () => {
     const { loki, url } = await serve(entries(300));
-    loki.faults = [
-      (r) => (r.n <= 2 ? { status: 503, body: "upstream unavailable" } : undefined),
-      (r) => (r.n === 3 ? { delayMs: 1500 } : undefined),
-    ];
+    loki.faults.add((r) => (r.n <= 2 ? { status: 503, body: "upstream unavailable" } : undefined));
+    loki.faults.add((r) => (r.n === 3 ? { delayMs: 1500 } : undefined));
     const cfg = config(url, { timeout: "500ms" });
     const report = await collect(cfg, { agent: "lab", now: NOW });
     const q = report.sources.find((s) => s.source === "loki")!.queries[0];
@@ -165,10 +164,8 @@ describe("Loki collection", () => {
 
   it("names the source and query in errors, keeps other queries going: timeout, truncated JSON, plain-text 400", async () => {
     const { loki, url } = await serve(entries(300));
-    loki.faults = [
-      (r) => (r.params.get("query")?.includes("slow") ? { delayMs: 800 } : undefined),
-      (r) => (r.params.get("query")?.includes("cut") ? { truncateAt: 40 } : undefined),
-    ];
+    loki.faults.add((r) => (r.params.get("query")?.includes("slow") ? { delayMs: 800 } : undefined));
+    loki.faults.add((r) => (r.params.get("query")?.includes("cut") ? { truncateAt: 40 } : undefined));
     const cfg = config(url, {
       timeout: "300ms",
       retries: 1,
@@ -234,7 +231,7 @@ describe("Loki collection", () => {
 
   it("cancels promptly on abort and reports cancelled", async () => {
     const { loki, url } = await serve(entries(300));
-    loki.faults = [() => ({ delayMs: 5000 })];
+    loki.faults.add(() => ({ delayMs: 5000 }));
     const cfg = config(url, { timeout: "10s" });
     const ac = new AbortController();
     const t0 = Date.now();

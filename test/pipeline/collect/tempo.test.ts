@@ -3,12 +3,12 @@
 // v2→v1 fallback, base64 IDs, flattening, caps, incremental runs and redaction.
 import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeTempo, type FakeTrace, ListTraceSource } from "../../../src/bench/observability-fakes.js";
 import { collect } from "../../../src/pipeline/collect/index.js";
 import type { TraceRecord } from "../../../src/pipeline/collect/records.js";
 import { Redactor } from "../../../src/pipeline/collect/redact.js";
 import { flattenTrace, normaliseSpanId, normaliseTraceId } from "../../../src/pipeline/collect/tempo.js";
 import { FsStore } from "../../../src/store/index.js";
+import { FakeTempo, type FakeTrace } from "../../helpers/observability-fakes.js";
 import { canaryLines, labConfig, leakedCanaries, readAll } from "./helpers.js";
 
 const NOW = Date.UTC(2026, 10, 10, 12, 0, 0);
@@ -81,7 +81,7 @@ afterEach(async () => {
 });
 
 async function serve(traces: FakeTrace[]) {
-  const tempo = new FakeTempo(new ListTraceSource(traces));
+  const tempo = new FakeTempo(traces);
   servers.push(tempo);
   return { tempo, url: await tempo.start() };
 }
@@ -246,16 +246,15 @@ describe("Tempo collection", () => {
     const traces = Array.from({ length: 12 }, (_, i) => makeTrace(i * 20 + 1));
     const { tempo, url } = await serve(traces);
     const broken = traces[3].traceId;
-    tempo.faults = [
-      (r) =>
-        r.path.endsWith(broken)
-          ? {
-              status: 200,
-              contentType: "application/json",
-              body: '{"trace":{"resourceSpans":[{"scopeSpans":[{"spans":[{"spanId":12}]}]}]}}',
-            }
-          : undefined,
-    ];
+    tempo.faults.add((r) =>
+      r.path.endsWith(broken)
+        ? {
+            status: 200,
+            type: "application/json",
+            body: '{"trace":{"resourceSpans":[{"scopeSpans":[{"spans":[{"spanId":12}]}]}]}}',
+          }
+        : undefined,
+    );
     const cfg = config(url, {
       search_limit: 100,
       queries: [
@@ -294,10 +293,9 @@ describe("Tempo collection", () => {
     const traces = Array.from({ length: 120 }, (_, i) => makeTrace(i * 2));
     const { tempo, url } = await serve(traces);
     let failed = 0;
-    tempo.faults = [
-      (r) =>
-        r.path.startsWith("/api/v2/") && failed++ < 3 ? { status: 502, body: "bad gateway" } : undefined,
-    ];
+    tempo.faults.add((r) =>
+      r.path.startsWith("/api/v2/") && failed++ < 3 ? { status: 502, body: "bad gateway" } : undefined,
+    );
     const cfg = config(url, { queries: [{ name: "all", traceql: "{}" }], max_traces: 50, search_limit: 100 });
     const r1 = await collect(cfg, { agent: "lab", now: NOW });
     const q1 = tempoQueries(r1)[0];

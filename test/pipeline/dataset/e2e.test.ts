@@ -8,14 +8,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { homelabDays } from "../../../src/bench/homelab-raw.js";
-import {
-  FakeLoki,
-  FakeTempo,
-  type FakeTrace,
-  ListLogSource,
-  ListTraceSource,
-  type LogEntry,
-} from "../../../src/bench/observability-fakes.js";
 import { parseConfig } from "../../../src/config/index.js";
 import { initBackend } from "../../../src/model/backend.js";
 import { resolveModelConfig } from "../../../src/model/config.js";
@@ -31,6 +23,7 @@ import {
   type TaskScore,
 } from "../../../src/pipeline/tasks/index.js";
 import { openStore } from "../../../src/store/index.js";
+import { FakeLoki, FakeTempo, type FakeTrace, type LogEntry } from "../../helpers/observability-fakes.js";
 
 const END = Date.parse("2026-03-01T00:00:00Z");
 const TASKS: TaskName[] = ["log_triage", "trace_outcome"];
@@ -38,8 +31,8 @@ const STEPS = 700;
 const BATCH = 24;
 
 describe("collect, build, train, beat the baselines", () => {
-  const loki = new FakeLoki(new ListLogSource([]));
-  const tempo = new FakeTempo(new ListTraceSource([]));
+  let loki: FakeLoki | undefined;
+  let tempo: FakeTempo | undefined;
   let ds: Dataset;
 
   beforeAll(async () => {
@@ -73,8 +66,8 @@ describe("collect, build, train, beat the baselines", () => {
           })),
         });
     }
-    loki.source = new ListLogSource(logs);
-    tempo.source = new ListTraceSource(traces);
+    loki = new FakeLoki(logs);
+    tempo = new FakeTempo(traces);
     const [lokiUrl, tempoUrl] = [await loki.start(), await tempo.start()];
     const config = parseConfig({
       data_dir: mkdtempSync(join(tmpdir(), "trm-e2e-")),
@@ -103,8 +96,8 @@ describe("collect, build, train, beat the baselines", () => {
   });
 
   afterAll(async () => {
-    await loki.stop();
-    await tempo.stop();
+    await loki?.stop();
+    await tempo?.stop();
   });
 
   it("trains a small TRM that beats log_triage's and trace_outcome's baselines on the validation days", async () => {
