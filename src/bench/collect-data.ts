@@ -3,6 +3,7 @@
 // traces and a mixed-language repository. Everything is seeded, so a run can be repeated.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { SERVICE_NAMES } from "../simulator/homelab.js";
 
 export type Rand = () => number;
 
@@ -36,15 +37,8 @@ export const uuid = (r: Rand) => `${hex(r, 8)}-${hex(r, 4)}-4${hex(r, 3)}-a${hex
 const randomBytes = (r: Rand, n: number) =>
   Buffer.from(Array.from({ length: n }, () => Math.floor(r() * 256)));
 
-export const SERVICES = [
-  "agent-sre",
-  "agent-bruno",
-  "knative-lambda-operator",
-  "lambda-pod-restart",
-  "lambda-notifi",
-  "notifi-services",
-  "broker-ingress",
-];
+/** The simulator's services: one table for every fake homelab. */
+const SERVICES = SERVICE_NAMES;
 const NAMESPACES = ["ai-agents", "knative-lambda", "monitoring", "default", "notifi"];
 const WORDS = [
   "reconcile",

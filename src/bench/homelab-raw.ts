@@ -12,6 +12,7 @@ import type {
   TraceRecord,
 } from "../pipeline/collect/records.js";
 import { rng } from "../pipeline/tasks/hash.js";
+import { SERVICE_NAMES } from "../simulator/homelab.js";
 import type { ObjectStore } from "../store/index.js";
 
 const DAY = 86_400_000;
@@ -39,28 +40,28 @@ export interface PlacedIncident {
   end: number;
 }
 
-const SERVICES = [
-  "api-gateway",
-  "agent-sre",
-  "agent-bruno",
-  "notifier",
-  "postgres",
-  "queue",
-  "lambda-resize",
-  "lambda-report",
-] as const;
-type Service = (typeof SERVICES)[number];
+/** The simulator's services (one table for every fake homelab). */
+const SERVICES = SERVICE_NAMES;
 
 /** Words each service's log lines draw from, so a line says which service wrote it. */
-const WORDS: Record<Service, string[]> = {
+const WORDS: Record<string, string[]> = {
   "api-gateway": ["route", "upstream", "client", "request", "proxy", "listener", "ingress", "header"],
   "agent-sre": ["alert", "runbook", "silence", "escalation", "oncall", "probe", "remediation", "slo"],
   "agent-bruno": ["conversation", "prompt", "embedding", "memory", "reply", "tool", "session", "persona"],
-  notifier: ["email", "webhook", "slack", "template", "recipient", "digest", "delivery", "channel"],
+  "notification-worker": [
+    "email",
+    "webhook",
+    "slack",
+    "template",
+    "recipient",
+    "digest",
+    "delivery",
+    "channel",
+  ],
   postgres: ["checkpoint", "vacuum", "wal", "autovacuum", "relation", "tuple", "replication", "lock"],
-  queue: ["consumer", "partition", "offset", "broker", "topic", "ack", "backlog", "lease"],
-  "lambda-resize": ["thumbnail", "image", "bucket", "resize", "jpeg", "webp", "crop", "pixels"],
-  "lambda-report": ["report", "pdf", "render", "chart", "export", "schedule", "summary", "csv"],
+  rabbitmq: ["consumer", "partition", "offset", "broker", "topic", "ack", "backlog", "lease"],
+  "lambda-pod-restart": ["thumbnail", "image", "bucket", "resize", "jpeg", "webp", "crop", "pixels"],
+  "lambda-notify-digest": ["report", "pdf", "render", "chart", "export", "schedule", "summary", "csv"],
 };
 
 const NAMES = [
@@ -79,47 +80,47 @@ const NAMES = [
 ];
 
 /** Call graph: root operation ({id} becomes a request id, as un-templated routes do) -> its hops. */
-const ROUTES: { root: [Service, string]; hops: [Service, string, number, number, number][] }[] = [
+const ROUTES: { root: [string, string]; hops: [string, string, number, number, number][] }[] = [
   // hop: service, operation, min calls, max calls, ms per call
   {
     root: ["api-gateway", "GET /orders/{id}"],
     hops: [
-      ["queue", "publish", 1, 1, 5],
+      ["rabbitmq", "publish", 1, 1, 5],
       ["postgres", "SELECT orders", 1, 4, 20],
     ],
   },
   {
     root: ["api-gateway", "POST /images"],
     hops: [
-      ["lambda-resize", "resize", 1, 3, 250],
-      ["queue", "publish", 1, 1, 5],
+      ["lambda-pod-restart", "resize", 1, 3, 250],
+      ["rabbitmq", "publish", 1, 1, 5],
     ],
   },
   {
     root: ["agent-sre", "investigate"],
     hops: [
       ["postgres", "SELECT events", 1, 5, 120],
-      ["notifier", "send", 0, 2, 400],
+      ["notification-worker", "send", 0, 2, 400],
     ],
   },
   {
     root: ["agent-bruno", "chat"],
     hops: [
       ["postgres", "SELECT memory", 1, 3, 30],
-      ["queue", "publish", 0, 2, 5],
+      ["rabbitmq", "publish", 0, 2, 5],
     ],
   },
   {
-    root: ["lambda-report", "render {id}"],
+    root: ["lambda-notify-digest", "render {id}"],
     hops: [
       ["postgres", "SELECT metrics", 2, 6, 900],
-      ["notifier", "send", 1, 1, 300],
+      ["notification-worker", "send", 1, 1, 300],
     ],
   },
   {
-    root: ["notifier", "digest"],
+    root: ["notification-worker", "digest"],
     hops: [
-      ["queue", "consume", 1, 3, 8],
+      ["rabbitmq", "consume", 1, 3, 8],
       ["postgres", "SELECT users", 1, 2, 15],
     ],
   },
@@ -143,7 +144,7 @@ export function placeIncidents(days: number, end: number, count: number, seed: n
   for (let i = 0; i < count; i++) {
     // Evenly spread, so both the training days and the validation days hold some.
     const at = start + ((i + 0.5) / count) * days * DAY + Math.floor(r() * 6 - 3) * HOUR;
-    const service = pick(r, ["postgres", "queue", "notifier", "lambda-resize"] as const);
+    const service = pick(r, ["postgres", "rabbitmq", "notification-worker", "lambda-pod-restart"] as const);
     out.push({
       service,
       kind: kinds[i % kinds.length],
@@ -160,7 +161,7 @@ function activeIncident(incidents: PlacedIncident[], service: string, t: number)
 
 function logLine(
   r: () => number,
-  svc: Service,
+  svc: string,
   t: number,
   level: string,
   incident: PlacedIncident | undefined,
@@ -349,7 +350,7 @@ export function homelabDays(opts: Omit<RawHomelabOptions, "store" | "agent">): {
             query: "homelab",
             ts_ns: `${Math.round(t)}000000`,
             labels: { service_name: inc.service, namespace: "homelab" },
-            line: logLine(r, inc.service as Service, t, "error", inc),
+            line: logLine(r, inc.service, t, "error", inc),
           });
         }
       }
