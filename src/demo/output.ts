@@ -1,5 +1,6 @@
 // How the demo talks: numbered steps with their wall and CPU time, a redrawn progress bar on a
 // terminal (a line per tenth of the work elsewhere), the per-task table against the baselines.
+import { formatInterval } from "../pipeline/evaluate/bootstrap.js";
 import type { EvaluationResult } from "../pipeline/evaluate.js";
 import type { RunEvent } from "../pipeline/run.js";
 import type { StepTime } from "./state.js";
@@ -135,6 +136,8 @@ export interface TaskRow {
   /** Higher is better for every primary metric of the four tasks; the direction is kept anyway. */
   beats: boolean;
   judged: boolean;
+  /** Paired bootstrap 95% interval of model - best baseline, when the evaluation has one. */
+  interval: { low: number; high: number } | null;
 }
 
 export function taskRows(ev: EvaluationResult): TaskRow[] {
@@ -152,6 +155,9 @@ export function taskRows(ev: EvaluationResult): TaskRow[] {
         baselineName: t.best_baseline,
         beats,
         judged: t.judged,
+        interval: t.intervals?.baseline
+          ? { low: t.intervals.baseline.low, high: t.intervals.baseline.high }
+          : null,
       };
     });
 }
@@ -165,7 +171,7 @@ export function taskTable(rows: TaskRow[]): string[] {
     r.baseline === null ? "–" : r.baseline.toFixed(3),
     r.baseline === null
       ? "no baseline"
-      : `${r.beats ? "beats" : "does not beat"} ${r.baselineName} (${r.model - r.baseline >= 0 ? "+" : ""}${(r.model - r.baseline).toFixed(3)})`,
+      : `${r.beats ? "beats" : "does not beat"} ${r.baselineName} (${r.interval ? `${formatInterval({ diff: r.model - r.baseline, ...r.interval })}, 95% CI` : `${r.model - r.baseline >= 0 ? "+" : ""}${(r.model - r.baseline).toFixed(3)}`})`,
     String(r.examples),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
