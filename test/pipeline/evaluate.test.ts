@@ -296,6 +296,14 @@ describe("evaluateModels on a dataset", () => {
     const row = cmp.tasks.find((t) => t.task === "log_triage")!;
     expect(row.b).toBe(result.tasks.log_triage.candidate.score);
     expect(row.a).toBe(result.tasks.log_triage.champion!.score);
+    // The paired interval of b - a; asked the other way round, it turns over.
+    const iv = result.tasks.log_triage.intervals!.champion!;
+    expect(row.interval).toEqual({ low: iv.low, high: iv.high });
+    const back = await compareVersions({ store, agent: "sre", index, a: cand.version, b: champ.version });
+    expect(back.tasks.find((t) => t.task === "log_triage")!.interval).toEqual({
+      low: -iv.high,
+      high: -iv.low,
+    });
 
     const alone = await evaluateVersion(pipeline, {
       agent: "sre",
