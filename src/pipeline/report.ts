@@ -204,13 +204,14 @@ function summarySentence(run: RunRecord, e: EvaluationResult | null, promoted: s
   const beat = tasks.filter(
     (t) => t.best_baseline && better(t, t.candidate.score, t.baselines[t.best_baseline].score),
   );
+  const sure = beat.filter((t) => (t.intervals?.baseline?.low ?? Number.NEGATIVE_INFINITY) > 0).length;
   const gate = e.gate.passed ? "<b class=ok>passed the gate</b>" : "<b class=bad>failed the gate</b>";
   const where = promoted
     ? ` and is now the <b>${esc(promoted)}</b>`
     : e.gate.passed
       ? ""
       : "; it was registered but not promoted";
-  return `The candidate ${gate}${where}: it beats the best baseline on ${beat.length} of ${tasks.length} judged task${tasks.length === 1 ? "" : "s"}${e.champion ? ` and was compared with champion ${esc(e.champion.version)} on the same ${e.examples} examples` : ` (${e.examples} validation examples; no champion yet)`}.`;
+  return `The candidate ${gate}${where}: it beats the best baseline on ${beat.length} of ${tasks.length} judged task${tasks.length === 1 ? "" : "s"}${beat.some((t) => t.intervals?.baseline) ? ` (on ${sure} with the 95% interval of the difference above 0)` : ""}${e.champion ? ` and was compared with champion ${esc(e.champion.version)} on the same ${e.examples} examples` : ` (${e.examples} validation examples; no champion yet)`}.`;
 }
 
 function better(t: { direction: "higher" | "lower" }, a: number, b: number): boolean {
@@ -448,7 +449,7 @@ h1{margin:4px 0 8px;font-size:26px;display:flex;gap:10px;align-items:center;flex
 .verdict.ok{background:#dcfce7;color:#166534}.verdict.bad{background:#fee2e2;color:#991b1b}
 .checks{list-style:none;padding:0;margin:6px 0}.checks li{padding:3px 0}.checks .mark{display:inline-block;width:18px;font-weight:700}
 .checks li.ok .mark{color:var(--ok)}.checks li.bad .mark{color:var(--bad)}.check{color:var(--muted);font-size:12px;text-transform:uppercase;margin-right:4px}
-b.ok,.ok b{color:var(--ok)}b.bad{color:var(--bad)}
+b.ok,.ok b,span.ok{color:var(--ok)}b.bad,span.bad{color:var(--bad)}
 table{border-collapse:collapse;width:100%;margin-top:10px;font-size:13px}th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:12px;color:var(--muted);font-weight:600}td.num{text-align:right;white-space:nowrap}.muted{color:var(--muted)}.small{font-size:12px}
 svg.chart{display:block;max-width:100%;height:auto;margin-top:4px}

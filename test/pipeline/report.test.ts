@@ -342,6 +342,9 @@ describe("report.html", () => {
     expect(html).toContain("trace_outcome: regresses against the champion: 0.600 vs 0.700");
     expect(html).toContain("log_triage: 0.820 reaches the floor of 0.800");
     expect(html).toMatch(/failed the gate<\/b>; it was registered but not promoted/);
+    expect(html).toContain(
+      "it beats the best baseline on 1 of 2 judged tasks (on 1 with the 95% interval of the difference above 0)",
+    );
     // log_triage has intervals: the gate reads their lower bounds.
     expect(html).toContain(
       "log_triage: exact_all 0.820 beats the best baseline (majority, 0.410) by +0.410 [+0.352, +0.468] (95% paired bootstrap interval",
