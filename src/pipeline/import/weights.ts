@@ -7,16 +7,18 @@ import { WorkError } from "../../errors.js";
 import type { TRMConfig } from "../../model/config.js";
 import { parseTRMConfig, totalLen } from "../../model/config.js";
 import {
+  DEFAULT_MAX_FILE,
+  decodeSafetensors,
   encodeSafetensors,
-  readSafetensors,
   type SafetensorsContents,
   type StoredTensor,
   toFloat32,
 } from "../../model/safetensors.js";
 import { TRM, weightSpecs } from "../../model/trm.js";
-import { sha256, sha256File } from "../../util/fs.js";
+import { sha256 } from "../../util/fs.js";
 import type { Dataset } from "../dataset/index.js";
 import { Vocab } from "../tasks/vocab.js";
+import { isZip, readTorchCheckpoint } from "./torch-zip.js";
 
 export const IMPORT_FORMATS = ["safetensors", "trm-repo"] as const;
 export type ImportFormat = (typeof IMPORT_FORMATS)[number];
@@ -89,7 +91,13 @@ function looksLikeRepo(names: Iterable<string>): boolean {
   return false;
 }
 
-/** The weights file a path names: itself, or model.safetensors / the one .safetensors file in a folder. */
+/** Checkpoint files the official repository writes (`step_<n>`), or torch.save files by extension. */
+const TORCH_FILE = /^(step_(\d+)|.+\.(pt|pth|ckpt))$/;
+
+/**
+ * The weights file a path names: itself, or in a folder model.safetensors, the one .safetensors
+ * file, or else the newest torch checkpoint (the highest step_<n>, as the official repository saves them).
+ */
 export async function resolveWeightsFile(path: string): Promise<string> {
   let st: Awaited<ReturnType<typeof stat>>;
   try {
@@ -101,13 +109,21 @@ export async function resolveWeightsFile(path: string): Promise<string> {
   }
   if (st.isFile()) return path;
   if (!st.isDirectory()) throw new ImportError(`${basename(path)} is neither a file nor a folder`);
-  const names = (await readdir(path)).filter((n) => n.endsWith(".safetensors")).sort();
+  const all = (await readdir(path)).sort();
+  const names = all.filter((n) => n.endsWith(".safetensors"));
   if (names.includes("model.safetensors")) return join(path, "model.safetensors");
   if (names.length === 1) return join(path, names[0]!);
+  if (names.length)
+    throw new ImportError(
+      `${basename(path)}/ holds ${names.length} .safetensors files (${names.slice(0, 5).join(", ")}); name one, or call it model.safetensors`,
+    );
+  const torch = all
+    .map((n) => ({ n, m: TORCH_FILE.exec(n) }))
+    .filter((x) => x.m)
+    .sort((a, b) => Number(a.m![2] ?? -1) - Number(b.m![2] ?? -1));
+  if (torch.length) return join(path, torch.at(-1)!.n);
   throw new ImportError(
-    names.length
-      ? `${basename(path)}/ holds ${names.length} .safetensors files (${names.slice(0, 5).join(", ")}); name one, or call it model.safetensors`
-      : `${basename(path)}/ holds no .safetensors file`,
+    `${basename(path)}/ holds no .safetensors file and no torch checkpoint (step_<n>, *.pt)`,
   );
 }
 
@@ -123,13 +139,18 @@ async function readBeside(file: string, name: string): Promise<string | null> {
 export async function readImportWeights(o: ReadWeightsOptions): Promise<CheckedWeights> {
   const file = await resolveWeightsFile(o.path);
   const name = basename(file);
+  const size = (await stat(file)).size;
+  const max = o.maxBytes ?? DEFAULT_MAX_FILE;
+  if (size > max) throw new ImportError(`${name}: file is ${size} bytes, more than the ${max} allowed`);
+  const buf = new Uint8Array(await readFile(file));
   let contents: SafetensorsContents;
-  let digest: string;
   try {
-    contents = await readSafetensors(file, { maxBytes: o.maxBytes });
-    digest = await sha256File(file);
+    // torch.save writes a zip archive; everything else must be safetensors.
+    contents = isZip(buf)
+      ? { tensors: readTorchCheckpoint(buf, name), metadata: {} }
+      : decodeSafetensors(buf, name);
   } catch (err) {
-    throw new ImportError(`${name}: ${(err as Error).message.replace(`${file}: `, "")}`);
+    throw new ImportError((err as Error).message);
   }
   const format = o.format ?? (looksLikeRepo(contents.tensors.keys()) ? "trm-repo" : "safetensors");
   const tensors = renamed(contents.tensors, format, name);
@@ -168,8 +189,8 @@ export async function readImportWeights(o: ReadWeightsOptions): Promise<CheckedW
     origin: {
       file: name,
       format,
-      sha256: digest,
-      bytes: (await stat(file)).size,
+      sha256: sha256(buf),
+      bytes: size,
       tensors: contents.tensors.size,
       config_from: configFrom,
       vocab_check: vocabCheck,

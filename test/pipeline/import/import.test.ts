@@ -215,6 +215,49 @@ describe("models import: hostile and mismatched files", () => {
   });
 });
 
+/** A zip archive of stored (uncompressed) entries, as torch.save writes them. */
+function storedZip(entries: [string, Uint8Array][]): Buffer {
+  const locals: Buffer[] = [];
+  const centrals: Buffer[] = [];
+  let offset = 0;
+  for (const [name, data] of entries) {
+    const n = Buffer.from(name);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt32LE(data.length, 18);
+    local.writeUInt32LE(data.length, 22);
+    local.writeUInt16LE(n.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt32LE(data.length, 20);
+    central.writeUInt32LE(data.length, 24);
+    central.writeUInt16LE(n.length, 28);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, n, Buffer.from(data));
+    centrals.push(central, n);
+    offset += 30 + n.length + data.length;
+  }
+  const dir = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(entries.length, 8);
+  end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(dir.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, dir, end]);
+}
+
+describe("models import: torch.save checkpoints", () => {
+  it("refuses a pickle that names anything but tensors and storages, and never runs it", async () => {
+    const evil = Buffer.from("\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85R.", "latin1");
+    const path = join(dir, "step_1");
+    writeFileSync(path, storedZip([["ckpt/data.pkl", evil]]));
+    await expect(run(path)).rejects.toThrow(/step_1: data\.pkl: refuses the global os\.system/);
+    writeFileSync(path, storedZip([["ckpt/version", Buffer.from("3\n")]]));
+    await expect(run(path)).rejects.toThrow(/the archive has no data\.pkl/);
+  });
+});
+
 describe.skipIf(!torchPython())("import round trip with PyTorch", () => {
   it("exports, trains with the PyTorch trainer, imports, evaluates, promotes, and predicts as PyTorch does", async () => {
     const py = torchPython()!;
@@ -307,4 +350,38 @@ describe.skipIf(!torchPython())("import round trip with PyTorch", () => {
     expect(Array.from(mine.steps)).toEqual(Array.from(tSteps));
     expect(Array.from(mine.predictions)).toEqual(Array.from(tPred));
   }, 600_000);
+
+  it("reads the official repository's torch.save checkpoint (state_dict names, a step_<n> file, trm_config.json beside it)", async () => {
+    const py = torchPython()!;
+    const ckpt = join(dir, "repo-ckpt");
+    mkdirSync(ckpt);
+    // The round trip's weights, saved as the official repository saves its model: torch.save of a
+    // state_dict under _orig_mod.model.inner.*, with its rotary buffers, one tensor a transposed view.
+    const script = [
+      "import sys, json, collections, torch",
+      `sys.path.insert(0, ${JSON.stringify(join(TRAINER, ".."))})`,
+      "import train as T",
+      `w, meta = T.read_safetensors(${JSON.stringify(join(dir, "rt-out", "model.safetensors"))})`,
+      "sd = collections.OrderedDict((T.repo_name(k), v) for k, v in sorted(w.items()))",
+      "sd['_orig_mod.model.inner.rotary_emb.cos_cached'] = torch.zeros(4, 2)",
+      "k = '_orig_mod.model.inner.lm_head.weight'",
+      "sd[k] = sd[k].t().contiguous().t()",
+      `torch.save(sd, ${JSON.stringify(join(ckpt, "step_6"))})`,
+      `open(${JSON.stringify(join(ckpt, "trm_config.json"))}, 'w').write(meta['trm_config'])`,
+    ].join("\n");
+    execFileSync(py, ["-c", script]);
+    writeFileSync(join(ckpt, "step_2"), "an older checkpoint, not read");
+    const r = await run(ckpt);
+    expect(r.origin).toMatchObject({ file: "step_6", format: "trm-repo", config_from: "trm_config.json" });
+    const index = await registry.read("sre");
+    const first = index.versions.find(
+      (v) => v.version !== r.version && v.parent_version === null && v.run_id === null,
+    );
+    expect(first).toBeDefined();
+    // Same weights as the safetensors import of the round trip: the same model file.
+    const rt = index.aliases.champion!;
+    expect(sha256(await registry.readArtifact("sre", r.version, "model.safetensors"))).toBe(
+      sha256(await registry.readArtifact("sre", rt, "model.safetensors")),
+    );
+  }, 300_000);
 });
