@@ -5,6 +5,7 @@ import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { LogLine, Progress } from "../pipeline/contract.js";
 import { NotFoundError, type ObjectStore } from "../store/index.js";
+import { jobKey, jobsPrefix } from "../store/layout.js";
 
 const log = childLogger({ component: "jobs" });
 
@@ -95,9 +96,7 @@ export type JobSummary = Pick<
   "job_id" | "kind" | "agent" | "status" | "stage" | "actor" | "created_at" | "ended_at" | "error"
 > & { model_version: string | null };
 
-export function jobKey(agent: string, id: string): string {
-  return `jobs/${agent}/${id}.json`;
-}
+export { jobKey };
 
 export function isJobId(id: string): boolean {
   return JOB_ID_RE.test(id);
@@ -138,7 +137,7 @@ export async function writeJobRecord(store: ObjectStore, rec: JobRecord): Promis
 
 /** The newest job records of an agent (ids sort by time within a prefix). */
 export async function recentJobRecords(store: ObjectStore, agent: string, n: number): Promise<JobRecord[]> {
-  const ids = (await store.list(`jobs/${agent}`))
+  const ids = (await store.list(jobsPrefix(agent)))
     .map((o) => /^jobs\/[^/]+\/([^/]+)\.json$/.exec(o.key)?.[1])
     .filter((id): id is string => Boolean(id && isJobId(id)))
     .sort((a, b) => (a.slice(1) < b.slice(1) ? 1 : -1))

@@ -5,6 +5,7 @@
 import * as z from "zod";
 import { UsageError } from "../../errors.js";
 import type { ObjectStore } from "../../store/index.js";
+import { runsPrefix } from "../../store/layout.js";
 import type { ModelRegistry, RegistryIndex } from "../deploy/registry.js";
 import type { EvaluationResult } from "../evaluate.js";
 import { evaluationRunKey, readEvaluation } from "./stage.js";
@@ -163,7 +164,7 @@ export async function jointEvaluation(
 ): Promise<{ ev: EvaluationResult; candidateIs: "a" | "b" } | null> {
   const madeBy = new Map(index.versions.filter((v) => v.run_id).map((v) => [v.run_id!, v.version]));
   const own = [b, a].map((v) => index.versions.find((x) => x.version === v)?.run_id ?? null);
-  const newest = (await store.list(`runs/${agent}`))
+  const newest = (await store.list(runsPrefix(agent)))
     .map((o) => /^runs\/[^/]+\/([^/]+)\/evaluation\.json$/.exec(o.key)?.[1] ?? null)
     .filter((id): id is string => id !== null)
     .sort()

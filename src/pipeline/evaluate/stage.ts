@@ -1,5 +1,6 @@
 import { initBackend } from "../../model/backend.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
+import { runEvaluationKey } from "../../store/layout.js";
 import type { EvaluateOutput, StageContext } from "../contract.js";
 import { runDataset } from "../dataset/stage.js";
 import {
@@ -8,16 +9,13 @@ import {
   type ModelUnderTest,
   publishValidationScores,
 } from "../evaluate.js";
-import { runPrefix } from "../record.js";
 import { trainedModel } from "../train/stage.js";
 import type { PairedInterval } from "./bootstrap.js";
 
 /** The label a run's candidate has in its evaluation and on the validation score gauge. */
 const CANDIDATE = "candidate";
 
-export function evaluationRunKey(agent: string, runId: string): string {
-  return `${runPrefix(agent, runId)}/evaluation.json`;
-}
+export const evaluationRunKey = runEvaluationKey;
 
 /**
  * A training run's evaluate stage scores the run's candidate against the champion. An evaluation
