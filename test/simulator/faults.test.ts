@@ -1,6 +1,12 @@
 // Fault injection on the simulator's APIs: outages over a window of simulated time, scoped to one
-// API, and per-request hooks that fail, slow down or cut short an answer.
+// API, and per-request hooks that fail, slow down or cut short an answer; the real collector
+// through an outage.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config/index.js";
+import { collect } from "../../src/pipeline/collect/index.js";
 import { createSimulator, type Simulator } from "../../src/simulator/index.js";
 import { DAY_S, END, END_MS, END_S, get } from "./helpers.js";
 
@@ -108,4 +114,42 @@ describe("per-request hooks", () => {
       off();
     }
   });
+});
+
+describe("the collector through an outage", () => {
+  const lokiConfig = () =>
+    parseConfig({
+      data_dir: mkdtempSync(join(tmpdir(), "trm-sim-faults-")),
+      agents: {
+        lab: {
+          lookback: "1d",
+          sources: {
+            loki: { url: sim.url, retries: 1, queries: [{ name: "data", logql: '{namespace="data"}' }] },
+          },
+        },
+      },
+      collect: { backoff_base: "10ms", backoff_max: "50ms" },
+    });
+
+  it("fails Loki's query while it is down, then the next run after the outage collects what it missed", async () => {
+    const off = sim.faults.outage({ api: "loki", from: END_MS - 14 * 3600e3, to: END_MS - 10 * 3600e3 });
+    try {
+      const cfg = lokiConfig();
+      now = END_MS - 12 * 3600e3;
+      const during = await collect(cfg, { agent: "lab", now });
+      const q = during.sources.find((s) => s.source === "loki")!.queries[0];
+      expect(q.status).toBe("failed");
+      expect(q.errors[0]).toMatch(/HTTP 503/);
+      expect(q.records).toBe(0);
+      now = END_MS;
+      const after = await collect(cfg, { agent: "lab", now });
+      // As much as one run over the same day with no outage at all.
+      const reference = await collect(lokiConfig(), { agent: "lab", now });
+      expect(after.status).toBe("ok");
+      expect(after.totals.records).toBeGreaterThan(0);
+      expect(after.totals.records).toBe(reference.totals.records);
+    } finally {
+      off();
+    }
+  }, 120_000);
 });
