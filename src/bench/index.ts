@@ -14,6 +14,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   run: () => import("./run.js"),
   server: () => import("./server.js"),
   scan: () => import("./scan.js"),
+  soak: () => import("./soak.js"),
   quality: () => import("./quality.js"),
 };
 

@@ -58,6 +58,8 @@ async function quiet(ctx: ServerContext): Promise<void> {
 
 export function driveTestClock(ctx: ServerContext): void {
   let queue = Promise.resolve();
+  // The soak is gone (killed, timed out): stop as on SIGTERM rather than run on unwatched.
+  process.on("disconnect", () => process.kill(process.pid, "SIGTERM"));
   process.on("message", (msg) => {
     const f = StoreFaults.safeParse(msg);
     if (f.success) storeFaults = { every: f.data.every, until: f.data.until };
