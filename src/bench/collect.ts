@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseConfig } from "../config/index.js";
+import { type Config, parseConfig } from "../config/index.js";
 import { UsageError } from "../errors.js";
 import { setLogLevel } from "../log.js";
 import { collect, listSegments, readSegment } from "../pipeline/collect/index.js";
@@ -67,6 +67,14 @@ const cpuSince = (from: NodeJS.CpuUsage) => {
   return (c.user + c.system) / 1e6;
 };
 const peakRssMb = () => round(process.resourceUsage().maxRSS / 1024, 1);
+
+/** One collection of the bench agent, timed by the wall clock and by CPU (seconds). */
+async function timedCollect(cfg: Config, now?: number) {
+  const t0 = Date.now();
+  const c0 = process.cpuUsage();
+  const report = await collect(cfg, { agent: "bench", now });
+  return { report, wall: (Date.now() - t0) / 1000, cpu: cpuSince(c0) };
+}
 const progress = (msg: string) => process.stderr.write(`bench collect: ${msg}\n`);
 
 function benchConfig(
@@ -93,15 +101,11 @@ function totals(r: CollectionReport) {
 
 async function partRepo(s: Sizes, work: string) {
   const root = join(work, "repo");
-  let t0 = Date.now();
+  const t0 = Date.now();
   const gen = generateRepo(root, { files: s.repoFiles, totalBytes: s.repoBytes });
   const setup = (Date.now() - t0) / 1000;
   const cfg = benchConfig(join(work, "data"), { code: { path: root } });
-  t0 = Date.now();
-  const c0 = process.cpuUsage();
-  const report = await collect(cfg, { agent: "bench" });
-  const wall = (Date.now() - t0) / 1000;
-  const cpu = cpuSince(c0);
+  const { report, wall, cpu } = await timedCollect(cfg);
   return {
     files: gen.files,
     mb: round(gen.bytes / 1024 / 1024, 1),
@@ -210,11 +214,7 @@ async function partPrometheus(s: Sizes, work: string) {
       { prometheus: { url: prom.url, step: `${step}s`, scrape_interval: `${step}s`, timeout: "120s" } },
       { lookback: `${s.promDays}d`, concurrency: 2 },
     );
-    const t0 = Date.now();
-    const c0 = process.cpuUsage();
-    const report = await collect(cfg, { agent: "bench", now: data.end * 1000 });
-    const wall = (Date.now() - t0) / 1000;
-    const cpu = cpuSince(c0);
+    const { report, wall, cpu } = await timedCollect(cfg, data.end * 1000);
     const qs = report.sources.find((x) => x.source === "prometheus")!.queries;
     const store = openStore(cfg);
     let points = 0;
@@ -328,11 +328,7 @@ async function partLogs(lines: number, work: string) {
       },
       { lookback: "1d" },
     );
-    const t0 = Date.now();
-    const c0 = process.cpuUsage();
-    const report = await collect(cfg, { agent: "bench", now: DAY_START + 86_400_000 });
-    const wall = (Date.now() - t0) / 1000;
-    const cpu = cpuSince(c0);
+    const { report, wall, cpu } = await timedCollect(cfg, DAY_START + 86_400_000);
     return {
       lines,
       wall_s: round(wall),
@@ -365,11 +361,7 @@ async function partTraces(count: number, work: string) {
       },
       { lookback: "1d" },
     );
-    const t0 = Date.now();
-    const c0 = process.cpuUsage();
-    const report = await collect(cfg, { agent: "bench", now: DAY_START + 86_400_000 });
-    const wall = (Date.now() - t0) / 1000;
-    const cpu = cpuSince(c0);
+    const { report, wall, cpu } = await timedCollect(cfg, DAY_START + 86_400_000);
     return {
       traces: count,
       wall_s: round(wall),

@@ -33,6 +33,7 @@ export const TrainSchema = z
     log_interval: positiveInt.default(10),
   })
   .strict();
+export type TrainSection = z.infer<typeof TrainSchema>;
 
 /** The evaluation gate a candidate must pass to be promoted automatically. */
 export const GateSchema = z
@@ -54,6 +55,7 @@ export const GateSchema = z
     compare: z.enum(["point", "interval"]).default("interval"),
   })
   .strict();
+export type GateSection = z.infer<typeof GateSchema>;
 
 const CronPatternSchema = z.string().min(9).max(120);
 
@@ -92,6 +94,7 @@ export const ScheduleSchema = z
       .default({}),
   })
   .strict();
+export type ScheduleSection = z.infer<typeof ScheduleSchema>;
 
 /** Run orchestration: retries of transient stage failures, resume. */
 export const RunsSchema = z
@@ -106,6 +109,7 @@ export const RunsSchema = z
     lease: DurationSchema.prefault("60s"),
   })
   .strict();
+export type RunsSection = z.infer<typeof RunsSchema>;
 
 /**
  * What gc keeps (`trm-forge store gc`, and after every run). Whatever these say, gc never deletes
@@ -157,8 +161,3 @@ export const ScanSchema = z
   })
   .strict();
 export type ScanSection = z.infer<typeof ScanSchema>;
-
-export type TrainSection = z.infer<typeof TrainSchema>;
-export type GateSection = z.infer<typeof GateSchema>;
-export type ScheduleSection = z.infer<typeof ScheduleSchema>;
-export type RunsSection = z.infer<typeof RunsSchema>;

@@ -90,6 +90,7 @@ export const CodeSourceSchema = z
     max_file_bytes: z.number().int().positive().default(1_048_576),
   })
   .strict();
+export type CodeSourceConfig = z.infer<typeof CodeSourceSchema>;
 
 export const PrometheusQuerySchema = z
   .object({
@@ -126,6 +127,7 @@ export const PrometheusSourceSchema = z
       .superRefine(uniqueNames),
   })
   .strict();
+export type PrometheusSourceConfig = z.infer<typeof PrometheusSourceSchema>;
 
 export const LokiQuerySchema = z.object({ name: NameSchema, logql: z.string().min(1) }).strict();
 
@@ -148,6 +150,7 @@ export const LokiSourceSchema = z
     queries: z.array(LokiQuerySchema).min(1).default(DEFAULT_LOKI_QUERIES).superRefine(uniqueNames),
   })
   .strict();
+export type LokiSourceConfig = z.infer<typeof LokiSourceSchema>;
 
 export const TempoQuerySchema = z.object({ name: NameSchema, traceql: z.string().min(1) }).strict();
 
@@ -191,6 +194,7 @@ export const TempoSourceSchema = z
       ]),
   })
   .strict();
+export type TempoSourceConfig = z.infer<typeof TempoSourceSchema>;
 
 export const AgentSchema = z
   .object({
@@ -212,6 +216,7 @@ export const AgentSchema = z
       .prefault({}),
   })
   .strict();
+export type AgentConfig = z.infer<typeof AgentSchema>;
 
 export const CollectSchema = z
   .object({
@@ -233,10 +238,4 @@ export const CollectSchema = z
     max_response_mb: z.number().int().min(1).default(256),
   })
   .strict();
-
-export type AgentConfig = z.infer<typeof AgentSchema>;
-export type CodeSourceConfig = z.infer<typeof CodeSourceSchema>;
-export type PrometheusSourceConfig = z.infer<typeof PrometheusSourceSchema>;
-export type LokiSourceConfig = z.infer<typeof LokiSourceSchema>;
-export type TempoSourceConfig = z.infer<typeof TempoSourceSchema>;
 export type CollectSettings = z.infer<typeof CollectSchema>;

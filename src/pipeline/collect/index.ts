@@ -20,6 +20,7 @@ import { SOURCES, type SourceName } from "./records.js";
 import {
   type CollectionReport,
   iso,
+  newQueryReport,
   overallStatus,
   type QueryReport,
   type QueryStatus,
@@ -206,24 +207,9 @@ function runSource(ctx: CollectContext, source: SourceName): Promise<QueryReport
 
 function failedSource(source: SourceName, err: unknown): QueryReport {
   return {
-    source,
-    query: "*",
+    ...newQueryReport(source, "*"),
     status: "failed",
-    records: 0,
-    bytes: 0,
-    segments: [],
-    window: null,
-    covered: null,
-    gaps: [],
-    gaps_total: 0,
-    requests: 0,
-    retries: 0,
     errors: [`${source}: ${err instanceof Error ? err.message : String(err)}`],
-    warnings: [],
-    redactions: {},
-    caps_hit: [],
-    skipped: {},
-    duration_ms: 0,
   };
 }
 
