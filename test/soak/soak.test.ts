@@ -29,7 +29,7 @@ describe("soak: three simulated months with faults", () => {
     }
     const [jan, feb, mar] = r.months;
     expect(jan.runs.collects).toBeGreaterThanOrEqual(28);
-    expect(jan.events).toContain("SIGKILL mid-collect on 2025-01-05");
+    expect(jan.events.some((e) => e.startsWith("SIGKILL mid-collect on 2025-01-"))).toBe(true);
     expect(jan.gaps).toEqual({});
     // The killed runs were resumed, not started again.
     expect(jan.runs.resumed + feb.runs.resumed).toBeGreaterThanOrEqual(2);
