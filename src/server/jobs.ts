@@ -1,3 +1,7 @@
+// The job manager: what the MCP tools start, list, follow and cancel. Every job is a run of the
+// pipeline (a collection, a training, or an evaluation: the evaluate stage alone); this file keeps
+// no lifecycle of its own, only a job record per run (who asked, what) and the live progress and
+// log of the runs this process executes. Views are computed in job-view.ts.
 import type { Config } from "../config/index.js";
 import { WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
