@@ -20,6 +20,7 @@ import { WorkError } from "../../errors.js";
 import { initBackend } from "../../model/backend.js";
 import { countParams } from "../../model/config.js";
 import { atomicWriteJson } from "../../util/fs.js";
+import { pidAlive } from "../../util/process.js";
 import { CancelledError } from "../common/retry.js";
 import type { StageContext, StageFn, TrainOutput } from "../contract.js";
 import { exportTrmNpy } from "../dataset/index.js";
@@ -74,15 +75,6 @@ export function externalArgv(
   return cmd.map((a) => a.replace(/\{[a-z_]+\}/g, (m) => values[m] ?? m));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 async function readState(path: string): Promise<TrainerState | null> {
   try {
     return TrainerState.parse(JSON.parse(await readFile(path, "utf8")));
@@ -113,7 +105,7 @@ export function externalTrainStage(): StageFn {
     let state: TrainerState;
     let logFrom = 0;
     let done = false;
-    if (before && before.exit_code === undefined && alive(before.pid)) {
+    if (before && before.exit_code === undefined && pidAlive(before.pid)) {
       state = before;
       // Lines before now are in the earlier attempt's log already.
       logFrom = (await stat(paths.log).catch(() => null))?.size ?? 0;
@@ -295,11 +287,16 @@ function watch(
       const s: TrainerState = { ...state, exit_code: code ?? -1, signal };
       await atomicWriteJson(paths.state, s).catch(() => undefined);
       if (ctx.signal.reason instanceof CancelledError) return finish(s, ctx.signal.reason);
+      if (stopping)
+        return finish(s, new WorkError(`the trainer was stopped: ${stopping}; ${await tail(paths.log)}`));
       await finish(s);
     };
     void child?.exit.then(({ code, signal }) => ended(code, signal));
 
+    let stopping: string | null = null;
     const stop = (why: string) => {
+      if (stopping) return;
+      stopping = why;
       ctx.log("warn", `stopping the trainer (pid ${state.pid}): ${why}`);
       kill(state.pid, "SIGTERM");
       setTimeout(() => kill(state.pid, "SIGKILL"), ext.kill_grace_s * 1000).unref();
@@ -319,11 +316,12 @@ function watch(
       reading = true;
       readLog(false)
         .then(() => {
-          if (Date.now() > deadline && alive(state.pid))
+          if (Date.now() > deadline && pidAlive(state.pid))
             stop(`it ran past external.timeout_s (${ext.timeout_s} s)`);
-          if (!child && !alive(state.pid)) {
+          if (!child && !pidAlive(state.pid)) {
             // Not our child: its exit code is unknown; its output decides.
             if (ctx.signal.reason instanceof CancelledError) void finish(state, ctx.signal.reason);
+            else if (stopping) void finish(state, new WorkError(`the trainer was stopped: ${stopping}`));
             else void finish(state);
           }
         })

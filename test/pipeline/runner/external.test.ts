@@ -208,6 +208,20 @@ describe("runner: external", () => {
     expect(await latestCheckpoint(store, `runs/${AGENT}/${run.runId}`, "best")).toBeNull();
   }, 120_000);
 
+  it("stops a command that runs past external.timeout_s and fails the stage saying so", async () => {
+    const hold = join(dir, "hold-timeout");
+    writeFileSync(hold, "");
+    const run = await pipeline(config({ timeout_s: 1 }, { HOLD: hold })).startRun({
+      agent: AGENT,
+      stages: ["train"],
+      datasetId: ds.id,
+    });
+    const record = await run.done;
+    expect(record.status).toBe("failed");
+    expect(record.error).toMatch(/the trainer was stopped: it ran past external\.timeout_s \(1 s\)/);
+    rmSync(hold);
+  }, 120_000);
+
   it("a cancel stops the command", async () => {
     const hold = join(dir, "hold-cancel");
     writeFileSync(hold, "");
@@ -249,8 +263,10 @@ describe("runner: external", () => {
     const second = pipeline(c);
     const resumed = await second.resumeInterrupted();
     expect(resumed.map((r) => r.runId)).toEqual([runId]);
-    await until(async () =>
-      (await second.getRun(runId, AGENT))?.log.some((l) => l.msg.startsWith("re-attaching")),
+    // The run log reaches run.json in batches: allow a loaded machine its time.
+    await until(
+      async () => (await second.getRun(runId, AGENT))?.log.some((l) => l.msg.startsWith("re-attaching")),
+      60_000,
     );
     rmSync(hold);
     const record = await resumed[0].done;
