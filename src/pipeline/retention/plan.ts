@@ -229,7 +229,7 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
     let group: string | null = null;
     if (seg && seg[2] < horizon) group = `${seg[1]}/${seg[2]}`;
     else if (rep) {
-      const at = timeOfId(rep[1]);
+      const at = timeOfId(rep[1]) ?? reportTime(rep[1]);
       if (at && dayOf(at.getTime()) < horizon) group = `_reports/${dayOf(at.getTime())}`;
     }
     if (group) rawGroups.set(group, [...(rawGroups.get(group) ?? []), o.key]);
@@ -239,4 +239,10 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
   const bytes = items.reduce((n, i) => n + i.bytes, 0);
   const objects = items.reduce((n, i) => n + i.keys.length, 0);
   return { agent, items, kept, bytes, objects };
+}
+
+/** A collection report's id ("20250101T030000Z-3b9829"): when it was collected. */
+function reportTime(id: string): Date | null {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-/.exec(id);
+  return m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6])) : null;
 }
