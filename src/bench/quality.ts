@@ -1,12 +1,13 @@
 // `npm run bench -- quality [--json] [--configs LIST] [--steps LIST] [--svg PATH] [--days N]
-// [--seed N] [--examples N] [--keep DIR]`: what each training budget buys. The demo's agent collects the
-// simulator's days once and builds the demo's dataset; then every model config trains from
+// [--seed N] [--examples N] [--keep DIR] [--from JSON,...]`: what each training budget buys. The
+// demo's agent collects the simulator's days once and builds the demo's dataset; then every model config trains from
 // scratch to each step count (its own run, so the learning-rate schedule ends where the budget
 // does) and the pipeline's own evaluation scores it on the held-out days against the tasks'
 // baselines. Records wall time, CPU time and samples/s per run; --svg draws score against CPU
-// minutes, one panel per task, one line per config.
+// minutes, one panel per task, one line per config; --from redraws it from earlier outputs
+// (runs made in several sittings or processes), training nothing.
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type Config, parseConfig } from "../config/index.js";
@@ -37,6 +38,8 @@ interface Args {
   examples: number;
   svg?: string;
   keep?: string;
+  /** Earlier outputs of this bench: their runs are merged and charted, nothing is trained. */
+  from?: string[];
 }
 
 /**
@@ -79,9 +82,10 @@ export function parseArgs(argv: string[]): Args {
     else if (flag === "--examples") a.examples = Number(v);
     else if (flag === "--svg") a.svg = v;
     else if (flag === "--keep") a.keep = v;
+    else if (flag === "--from") a.from = v.split(",");
     else
       throw new UsageError(
-        `quality bench: unknown option ${flag} (have --configs preset/T/n/N,..., --steps N,..., --days N, --seed N, --examples N, --svg PATH, --keep DIR, --json)`,
+        `quality bench: unknown option ${flag} (have --configs preset/T/n/N,..., --steps N,..., --days N, --seed N, --examples N, --svg PATH, --keep DIR, --from JSON,..., --json)`,
       );
   }
   if (!a.steps.length || !a.steps.every(posInt)) throw new UsageError("--steps must be positive integers");
@@ -154,8 +158,31 @@ function configFor(base: Record<string, unknown>, c: QualityConfig, steps: numbe
   return parseConfig(raw, join(dir, "trm-forge.yaml"));
 }
 
+/** The runs of earlier `npm run bench -- quality` outputs (each a whole JSON document). */
+export async function readRuns(files: readonly string[]): Promise<QualityRun[]> {
+  const runs: QualityRun[] = [];
+  for (const f of files) {
+    const doc = JSON.parse(await readFile(f, "utf8")) as { results?: { quality?: { runs?: QualityRun[] } } };
+    const got = doc.results?.quality?.runs;
+    if (!Array.isArray(got))
+      throw new UsageError(`${f}: not an output of the quality bench (no results.quality.runs)`);
+    runs.push(...got);
+  }
+  return runs;
+}
+
+async function drawChart(path: string, runs: readonly QualityRun[]): Promise<void> {
+  await mkdir(dirname(resolve(path)), { recursive: true });
+  await writeFile(path, qualitySvg(runs.map((x) => ({ ...x, series: label(x.config) }))));
+}
+
 export async function run(argv: string[]): Promise<unknown> {
   const args = parseArgs(argv);
+  if (args.from) {
+    const runs = await readRuns(args.from);
+    if (args.svg) await drawChart(args.svg, runs);
+    return { merged_from: args.from, runs };
+  }
   const dir = args.keep ? resolve(args.keep) : mkdtempSync(join(tmpdir(), "trm-bench-quality-"));
   await mkdir(dir, { recursive: true });
   const tokenFile = join(dir, "bench.token");
@@ -252,10 +279,7 @@ export async function run(argv: string[]): Promise<unknown> {
           .join(", ")}; gate ${r.gate_passed ? "passed" : "failed"}`,
       );
       // Redrawn after every run: a long bench stopped early still leaves its chart so far.
-      if (args.svg) {
-        await mkdir(dirname(resolve(args.svg)), { recursive: true });
-        await writeFile(args.svg, qualitySvg(runs.map((x) => ({ ...x, series: label(x.config) }))));
-      }
+      if (args.svg) await drawChart(args.svg, runs);
     }
   }
   if (!args.keep) rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,10 @@
 // The quality bench's pieces that need no training: its options, how it reads an evaluation,
 // and the chart it draws. (The bench itself trains for minutes; `npm run bench -- quality` runs it.)
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseArgs, parseConfigs, taskPoints } from "../../src/bench/quality.js";
+import { parseArgs, parseConfigs, run, taskPoints } from "../../src/bench/quality.js";
 import { qualitySvg } from "../../src/bench/quality-svg.js";
 import type { EvaluationResult } from "../../src/pipeline/evaluate.js";
 
@@ -103,5 +106,40 @@ describe("quality bench results", () => {
     const xs = [...svg.matchAll(/<circle cx="([\d.]+)"/g)].map((m) => Number(m[1]));
     expect(Math.max(...xs.slice(0, 3))).toBe(360 - 12);
     expect(xs[0]).toBeLessThan(xs[1]);
+  });
+
+  it("redraws the chart from earlier outputs without training, and refuses a file that is not one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "trm-quality-"));
+    const one = (steps: number, cpu_s: number, score: number) => ({
+      config: { preset: "demo", T: 1, n: 1, N_sup: 1 },
+      steps,
+      steps_done: steps,
+      wall_s: cpu_s,
+      cpu_s,
+      samples_per_s: 10,
+      params: 100,
+      gate_passed: false,
+      tasks: {
+        a_task: { score, best_baseline: "b", baseline_score: 0.5, margin: score - 0.5, interval: null },
+      },
+    });
+    const doc = (runs: unknown[]) => JSON.stringify({ bench: "trm-forge", results: { quality: { runs } } });
+    writeFileSync(join(dir, "a.json"), doc([one(100, 60, 0.4)]));
+    writeFileSync(join(dir, "b.json"), doc([one(200, 120, 0.6)]));
+    const svgPath = join(dir, "chart", "q.svg");
+    const out = (await run([
+      "--from",
+      `${join(dir, "a.json")},${join(dir, "b.json")}`,
+      "--svg",
+      svgPath,
+    ])) as {
+      runs: { steps: number }[];
+    };
+    expect(out.runs.map((r) => r.steps)).toEqual([100, 200]);
+    const svg = readFileSync(svgPath, "utf8");
+    expect(svg.match(/<circle /g)).toHaveLength(2);
+    expect(svg.match(/<polyline /g)).toHaveLength(1);
+    writeFileSync(join(dir, "c.json"), JSON.stringify({ results: {} }));
+    await expect(run(["--from", join(dir, "c.json")])).rejects.toThrow(/not an output of the quality bench/);
   });
 });
