@@ -9,9 +9,11 @@ import { TRM } from "../model/trm.js";
 import type { ModelRegistry } from "../pipeline/deploy/registry.js";
 import { NUM_PUZZLE_IDENTIFIERS } from "../pipeline/tasks/types.js";
 import { Vocab } from "../pipeline/tasks/vocab.js";
+import { SERVICE_NAMES } from "../simulator/homelab.js";
 
 export const SEQ_LEN = 128;
-export const SERVICES = ["api", "checkout", "db", "frontend", "payments", "queue", "auth", "cache"];
+/** The services the champion names: the simulator's, the one services table. */
+export const SERVICES = SERVICE_NAMES;
 
 /** Registers and promotes a random-weight champion of `model`'s shape for `agent`. */
 export async function registerRandomChampion(
