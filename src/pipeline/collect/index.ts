@@ -11,6 +11,7 @@ import { childLogger } from "../../log.js";
 import { collectErrors, collectRecords } from "../../metrics.js";
 import { type ObjectStore, openStore } from "../../store/index.js";
 import { collectReportKey } from "../../store/layout.js";
+import { pidAlive } from "../../util/process.js";
 import { collectCode, headCommit } from "./code.js";
 import { type CollectContext, expandNamespaces, httpClient } from "./context.js";
 import { SourceError } from "./http.js";
@@ -93,7 +94,7 @@ async function lock(dataDir: string, agent: string): Promise<() => Promise<void>
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       const pid = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      if (pid && pid !== process.pid && alive(pid))
+      if (pid && pid !== process.pid && pidAlive(pid))
         throw new WorkError(`a collection for ${agent} is already running (pid ${pid}; lock ${path})`);
       if (pid === process.pid)
         throw new WorkError(`a collection for ${agent} is already running in this process`);
@@ -101,15 +102,6 @@ async function lock(dataDir: string, agent: string): Promise<() => Promise<void>
     }
   }
   throw new WorkError(`cannot take the collection lock ${path}`);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Collects every selected source of one agent, stores the segments and the report, returns the report. */
