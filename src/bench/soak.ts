@@ -134,6 +134,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         homelab.now = at;
         // The step runs the day's jobs; a fault may stop, kill and restart the server meanwhile.
         server = await faults.step(day, at, server, start);
+        // Read each day: gc deletes a collection's report with the raw days it describes.
+        for (const a of agents) await state.readCollections(a);
         if (server && day === START) faults.note(...(await bootstrapChampion(state, server)));
       }
       if (!server) throw new Error("the server is down at the end of a month (the fault plan is wrong)");
