@@ -20,7 +20,7 @@ import { WorkError } from "../../errors.js";
 import { initBackend } from "../../model/backend.js";
 import { countParams } from "../../model/config.js";
 import { atomicWriteJson } from "../../util/fs.js";
-import { pidAlive, pidAlive } from "../../util/process.js";
+import { pidAlive } from "../../util/process.js";
 import { CancelledError } from "../common/retry.js";
 import type { StageContext, StageFn, TrainOutput } from "../contract.js";
 import { exportTrmNpy } from "../dataset/index.js";
