@@ -1,9 +1,9 @@
 // The soak's faults, on a fixed plan by month and day, so a failing year can be replayed; all of
-// them fall in the first four months, so the months after show the steady state:
+// them fall in the first three months, so the months after show the steady state:
 //   month 1, day 5:     SIGKILL mid-collect     month 2, days 10-16: a week of server downtime
 //   month 2, day 1:     SIGKILL mid-train       month 3, days 5-14:  Loki down (longer than its 7d)
 //   month 2, day 3 on:  SIGKILL mid-gc          month 3, day 20:     Tempo answers 500 all day
-//   month 4, days 3-5:  the store fails one write in three, transiently
+//   month 1, days 20-22: the server's store fails one write in three, transiently
 // A kill waits for its moment (a running collect or train stage, a gc with its plan journaled)
 // and tries again the next day when the moment passed unseen.
 import { setTimeout as sleep } from "node:timers/promises";
@@ -72,7 +72,7 @@ export class FaultPlan {
     if (planned(2) && dom === 3) this.pendingKill = "gc";
     if (planned(3) && dom === 5) this.outage("loki", day, day + 10 * DAY, 503);
     if (planned(3) && dom === 20) this.outage("tempo", day, day + DAY, 500);
-    if (planned(4) && dom === 3) {
+    if (planned(1) && dom === 20) {
       await server!.storeFaults(3, day + 3 * DAY);
       this.note(`the store fails one write in three from ${dateOf(day)} to ${dateOf(day + 3 * DAY - 1)}`);
     }
@@ -91,7 +91,7 @@ export class FaultPlan {
       this.downSince = null;
       const back = await start(at);
       this.note(`the server is back on ${dateOf(day)} after a week down`);
-      await back.advance(at);
+      await this.advance(back, at, start);
       await this.checkCatchUp(at - this.lastDown);
       return back;
     }
@@ -102,11 +102,25 @@ export class FaultPlan {
       this.pendingKill = null;
       this.note(`SIGKILL mid-${moment} on ${dateOf(day)}`);
       const back = await start(day + RESTART_AFTER_MS);
+      return this.advance(back, at, start);
+    }
+    return this.advance(server!, at, start);
+  }
+
+  /** A step; a server that dies unplanned is a violation, and is started again so the year goes on. */
+  private async advance(server: SoakServer, at: number, start: Start): Promise<SoakServer> {
+    try {
+      await server.advance(at);
+      return server;
+    } catch (err) {
+      if (!server.exitedAlready()) throw err;
+      const why = (err as Error).message.slice(0, 1500);
+      this.state.faultViolations.push(`the server died on ${dateOf(at)}: ${why}`);
+      this.note(`the server died unplanned on ${dateOf(at)}`);
+      const back = await start(at);
       await back.advance(at);
       return back;
     }
-    await server!.advance(at);
-    return server;
   }
 
   /** After the downtime: one catch-up collection per agent, its reason naming what retention took. */

@@ -121,6 +121,10 @@ export class SoakServer {
     await this.exited;
   }
 
+  exitedAlready(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
   stderrTail(): string {
     return this.tail.slice(-30).join("\n");
   }

@@ -1,6 +1,6 @@
 // Three simulated months of the real server (`trm-forge serve`, schedule on) against the
-// simulator, on the soak's clock, with the faults of the plan's first three months: SIGKILL
-// mid-collect, mid-train and mid-gc, a week of downtime, Loki down 10 days, Tempo failing a day.
+// simulator, on the soak's clock, with every fault of the plan: SIGKILL mid-collect, mid-train
+// and mid-gc, store writes failing, a week of downtime, Loki down 10 days, Tempo failing a day.
 // Each month's checks (one monthly run per agent, gate verdicts with reasons, a champion that
 // answers, every kept version loading, nothing left running, an append-only registry, data
 // missing exactly where the outages cost it, /metrics agreeing with the store) find nothing.
@@ -30,6 +30,7 @@ describe("soak: three simulated months with faults", () => {
     const [jan, feb, mar] = r.months;
     expect(jan.runs.collects).toBeGreaterThanOrEqual(28);
     expect(jan.events.some((e) => e.startsWith("SIGKILL mid-collect on 2025-01-"))).toBe(true);
+    expect(jan.events).toContain("the store fails one write in three from 2025-01-20 to 2025-01-22");
     expect(jan.gaps).toEqual({});
     // The killed runs were resumed, not started again.
     expect(jan.runs.resumed + feb.runs.resumed).toBeGreaterThanOrEqual(2);
