@@ -11,7 +11,7 @@ import { WorkError } from "../errors.js";
 import { NotFoundError, type ObjectStore } from "../store/index.js";
 import { stageResultKey as layoutStageResultKey } from "../store/layout.js";
 import type { ModelRegistry } from "./deploy/registry.js";
-import { LogLine, Progress, type RunRecord, runPrefix, type StageName, StageRecord } from "./record.js";
+import { LogLine, Progress, type RunRecord, type StageName, StageRecord } from "./record.js";
 
 export * from "./record.js";
 
