@@ -3,14 +3,21 @@
 // read tool within a second while a training runs, because the train stage runs in a child
 // process. A crash of that child fails the run with a clear error, the server goes on, and the
 // run resumes from its checkpoint; SIGTERM during a training stops the child at a checkpoint and
-// the server exits cleanly, leaving no trainer behind.
+// the server exits cleanly, leaving no trainer behind. A model_evaluate job runs in that child
+// process too, with the same answers, cancel and crash.
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
+import { initBackend } from "../../src/model/backend.js";
+import { resolveModelConfig } from "../../src/model/config.js";
+import { Trainer } from "../../src/model/trainer.js";
+import { openDataset } from "../../src/pipeline/dataset/index.js";
+import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
 import { agentConfigFor, createSimulator, type Simulator } from "../../src/simulator/index.js";
+import { FsStore } from "../../src/store/index.js";
 import {
   BRUNO,
   call,
@@ -106,6 +113,43 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The server's config (the in-process runner, the demo preset) in dir/trm-forge.yaml; data under dir/data. */
+function writeServerConfig(dir: string, simUrl: string): void {
+  const few = { max_examples: 200, min_examples: 1 };
+  writeFileSync(
+    join(dir, "trm-forge.yaml"),
+    stringify({
+      data_dir: join(dir, "data"),
+      model: { preset: "demo", backend: "auto" },
+      agents: { [SRE]: agentConfigFor(simUrl, { lookback: "3d" }), [BRUNO]: {} },
+      dataset: {
+        window: "3d",
+        seq_len: 64,
+        tasks: {
+          code_infill: { enabled: false },
+          log_triage: few,
+          metric_forecast: { ...few, points: 8, step: "15m", stride: 2 },
+          trace_outcome: few,
+        },
+      },
+      train: {
+        max_steps: 30,
+        batch_size: 16,
+        eval_interval: 15,
+        checkpoint_interval: 5,
+        log_interval: 1,
+        eval_examples: 64,
+        warmup_steps: 2,
+      },
+      runs: { retries: 0 },
+      schedule: { enabled: false },
+      serve: { shadow_fraction: 0 },
+      server: { shutdown_grace: "60s" },
+      tokens: tokenSection(dir),
+    }),
+  );
+}
+
 describe("the server answers while it trains", () => {
   const dir = tempDir("trm-responsive-");
   const configPath = join(dir, "trm-forge.yaml");
@@ -116,39 +160,7 @@ describe("the server answers while it trains", () => {
 
   beforeAll(async () => {
     sim = await createSimulator({ seed: 5, days: 3, logsPerDay: 600, tracesPerDay: 250 });
-    const few = { max_examples: 200, min_examples: 1 };
-    writeFileSync(
-      configPath,
-      stringify({
-        data_dir: dataDir,
-        model: { preset: "demo", backend: "auto" },
-        agents: { [SRE]: agentConfigFor(sim.url, { lookback: "3d" }), [BRUNO]: {} },
-        dataset: {
-          window: "3d",
-          seq_len: 64,
-          tasks: {
-            code_infill: { enabled: false },
-            log_triage: few,
-            metric_forecast: { ...few, points: 8, step: "15m", stride: 2 },
-            trace_outcome: few,
-          },
-        },
-        train: {
-          max_steps: 30,
-          batch_size: 16,
-          eval_interval: 15,
-          checkpoint_interval: 5,
-          log_interval: 1,
-          eval_examples: 64,
-          warmup_steps: 2,
-        },
-        runs: { retries: 0 },
-        schedule: { enabled: false },
-        serve: { shadow_fraction: 0 },
-        server: { shutdown_grace: "60s" },
-        tokens: tokenSection(dir),
-      }),
-    );
+    writeServerConfig(dir, sim.url);
   });
   afterAll(async () => {
     if (server && server.child.exitCode === null) {
@@ -285,5 +297,142 @@ describe("the server answers while it trains", () => {
     const run = JSON.parse(readFileSync(join(dataDir, "store", "runs", SRE, jobId, "run.json"), "utf8"));
     expect(run.stages.find((s: any) => s.name === "train").status).toBe("cancelled");
     expect(server!.stderr()).toMatch(/stopped at a checkpoint|training cancelled|cancelled/);
+  });
+});
+
+// model_evaluate is a run of the evaluate stage alone: it runs in the same child process as the
+// evaluate stage, so the server answers during it, and a cancel or a crash of that child ends the
+// job, not the server. Its own server: it needs a dataset and two registered versions, no training.
+describe("the server answers while it evaluates", () => {
+  const dir = tempDir("trm-responsive-eval-");
+  const dataDir = join(dir, "data");
+  let sim: Simulator;
+  let server: ServerProcess;
+
+  beforeAll(async () => {
+    sim = await createSimulator({ seed: 5, days: 3, logsPerDay: 600, tracesPerDay: 250 });
+    writeServerConfig(dir, sim.url);
+    server = await startServerProcess(join(dir, "trm-forge.yaml"));
+    const sre = await connectHttp(server.url, TOKENS.sre);
+    const built = (await call(sre, "training_start", { stages: ["collect", "build"] }))
+      .structuredContent as any;
+    expect((await follow(sre, built.job.job_id, () => false)).status).toBe("succeeded");
+    await sre.close();
+  }, 600_000);
+  afterAll(async () => {
+    if (server && server.child.exitCode === null) {
+      server.child.kill("SIGKILL");
+      await server.exit;
+    }
+    await sim?.close();
+    removeDir(dir);
+  });
+
+  it("answers /healthz within 1 s during a model_evaluate job; cancel and a crashed child end the job, not the server", {
+    timeout: 600_000,
+  }, async () => {
+    const store = new FsStore(join(dataDir, "store"));
+    const registry = new ModelRegistry(store);
+    const ds = await openDataset(store, SRE);
+    await initBackend("auto");
+    // Untrained, so every answer takes all its supervision steps: an evaluation lasts long enough
+    // to act on it mid-way. Narrower than the demo preset, so that it still ends on a loaded machine.
+    const register = async (seed: number) => {
+      const cfg = resolveModelConfig(
+        { preset: "demo", hidden_size: 32, H_cycles: 1, L_cycles: 2, halt_max_steps: 4 },
+        {
+          vocab_size: ds.vocab.size,
+          seq_len: ds.manifest.seq_len,
+          num_puzzle_identifiers: ds.manifest.num_puzzle_identifiers,
+        },
+      );
+      const t = Trainer.create(cfg, {}, seed);
+      const data = t.exportModel();
+      t.dispose();
+      const m = await registry.register(SRE, {
+        artifacts: [{ name: "model.safetensors", data }],
+        lineage: {
+          run_id: null,
+          dataset_id: ds.id,
+          raw_segments: [],
+          code_version: "t",
+          parent_version: null,
+        },
+        gate: null,
+        createdBy: "test",
+      });
+      return m.version;
+    };
+    const a = await register(1);
+    const b = await register(2);
+    const sre = await connectHttp(server.url, TOKENS.sre);
+    const reader = await connectHttp(server.url, TOKENS.sreRead);
+    const evaluate = async () => {
+      const r = await call(sre, "model_evaluate", { version: b, against: a });
+      expect(r.isError, textOf(r)).toBeFalsy();
+      const s = r.structuredContent as any;
+      expect(s.started).toBe(true);
+      expect(s.job).toMatchObject({ kind: "evaluation", status: "running" });
+      return s.job.job_id as string;
+    };
+    const evalPid = async (jobId: string) => {
+      const logs = textOf(await call(sre, "job_logs", { job_id: jobId, stage: "evaluate", limit: 200 }));
+      const m = /evaluation in a child process \(pid (\d+)\)/.exec(logs);
+      expect(m, logs).not.toBeNull();
+      return Number(m![1]);
+    };
+
+    const jobId = await evaluate();
+    expect(jobId).toMatch(/^r/);
+    const probes = probe(server, reader);
+    const v = await follow(sre, jobId, () => false);
+    await probes.stop();
+    expect(v.status, JSON.stringify(v)).toBe("succeeded");
+    expect(probes.failures).toEqual([]);
+    const run = JSON.parse(readFileSync(join(dataDir, "store", "runs", SRE, jobId, "run.json"), "utf8"));
+    expect(run.stages.filter((s: any) => s.requested).map((s: any) => s.name)).toEqual(["evaluate"]);
+    const ev = run.stages.find((s: any) => s.name === "evaluate");
+    const from = Date.parse(ev.started_at);
+    const to = Date.parse(ev.ended_at);
+    const during = probes.health.filter((_, i) => probes.healthAt[i] >= from && probes.healthAt[i] <= to);
+    expect(during.length, `the evaluation took ${to - from} ms`).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...during)).toBeLessThan(1000);
+    expect(Math.max(...probes.health)).toBeLessThan(1000);
+    expect(Math.max(...probes.reads)).toBeLessThan(1000);
+    const pid = await evalPid(jobId);
+    expect(pid).not.toBe(server.child.pid);
+    // The job's result: the version against the other on the same examples, stored in the run.
+    expect(v.result).toMatchObject({
+      version: b,
+      against: a,
+      stored_at: `runs/${SRE}/${jobId}/evaluation.json`,
+    });
+    expect(Object.keys(v.result.tasks).length).toBeGreaterThan(0);
+    expect(existsSync(join(dataDir, "store", "runs", SRE, jobId, "evaluation.json"))).toBe(true);
+    const cmp = (await call(reader, "model_compare", { a, b })).structuredContent as any;
+    expect(cmp.basis).toBe("same_examples");
+
+    // A cancel mid-way stops the child; the job ends cancelled.
+    const cancelled = await evaluate();
+    const mid = await follow(sre, cancelled, (x) => x.step > 0);
+    expect(mid.status, JSON.stringify(mid)).toBe("running");
+    const cpid = await evalPid(cancelled);
+    const c = await call(sre, "job_cancel", { job_id: cancelled });
+    expect(c.structuredContent).toMatchObject({ cancelled: true });
+    expect((await follow(sre, cancelled, () => false)).status).toBe("cancelled");
+    for (let i = 0; i < 50 && alive(cpid); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(alive(cpid)).toBe(false);
+
+    // A crash of the child fails the job with the reason; the server goes on.
+    const crashed = await evaluate();
+    expect((await follow(sre, crashed, (x) => x.step > 0)).status).toBe("running");
+    process.kill(await evalPid(crashed), "SIGKILL");
+    const failed = await follow(sre, crashed, () => false);
+    expect(failed.status).toBe("failed");
+    expect(failed.error).toMatch(/evaluation process \(pid \d+\) was killed by SIGKILL/);
+    expect((await fetch(server.url.replace(/\/mcp$/, "/healthz"))).status).toBe(200);
+    expect(server.child.exitCode).toBeNull();
+    await sre.close();
+    await reader.close();
   });
 });
