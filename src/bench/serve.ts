@@ -18,6 +18,7 @@ import { TRM } from "../model/trm.js";
 import { ModelRegistry } from "../pipeline/deploy/registry.js";
 import { ModelServer } from "../serve/index.js";
 import { FsStore, type ObjectStore, openStore } from "../store/index.js";
+import { eachArg } from "./args.js";
 import { registerRandomChampion, SERVICES } from "./champion.js";
 
 const LEVELS = ["ERROR", "WARN", "INFO", "DEBUG"];
@@ -42,13 +43,7 @@ interface Options {
 
 function parseArgs(args: string[]): Options {
   const o: Options = { durationMs: 3000, requests: 100, ref: true };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    const next = () => {
-      const v = args[++i];
-      if (v === undefined) throw new UsageError(`${a} needs a value`);
-      return v;
-    };
+  eachArg(args, (a, next) => {
     if (a === "--duration-ms") o.durationMs = Number(next());
     else if (a === "--requests") o.requests = Number(next());
     else if (a === "--no-ref") o.ref = false;
@@ -58,7 +53,7 @@ function parseArgs(args: string[]): Options {
       throw new UsageError(
         `serve bench: unknown option ${a} (--duration-ms, --requests, --no-ref, --config, --agent)`,
       );
-  }
+  });
   if (Boolean(o.configPath) !== Boolean(o.agent)) throw new UsageError("--config and --agent go together");
   return o;
 }

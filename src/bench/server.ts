@@ -18,6 +18,7 @@ import { ServerContext } from "../server/context.js";
 import { startHttpServer } from "../server/http.js";
 import { agentConfigFor, createSimulator } from "../simulator/index.js";
 import { FsStore } from "../store/index.js";
+import { eachArg } from "./args.js";
 import { registerRandomChampion } from "./champion.js";
 import { type ClientJob, LINES, type LoadResult, load, type Work } from "./server-load.js";
 
@@ -35,13 +36,7 @@ interface Options {
 
 function parseArgs(args: string[]): Options {
   const o: Options = { sessions: 50, durationMs: 5000, preset: "small", trainPreset: "7m", trainMs: 20_000 };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    const next = () => {
-      const v = args[++i];
-      if (v === undefined) throw new UsageError(`${a} needs a value`);
-      return v;
-    };
+  eachArg(args, (a, next) => {
     if (a === "--sessions") o.sessions = Number(next());
     else if (a === "--duration-ms") o.durationMs = Number(next());
     else if (a === "--preset") o.preset = next() as Options["preset"];
@@ -51,7 +46,7 @@ function parseArgs(args: string[]): Options {
       throw new UsageError(
         `server bench: unknown option ${a} (--sessions, --duration-ms, --preset, --train-preset, --train-ms)`,
       );
-  }
+  });
   if (!Number.isInteger(o.sessions) || o.sessions < 1)
     throw new UsageError("--sessions must be a positive integer");
   for (const p of [o.preset, o.trainPreset])
