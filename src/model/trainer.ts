@@ -9,6 +9,7 @@ import {
   type Batch,
   batchSize,
   type Carry,
+  type EvalMetrics,
   type EvalResult,
   emptyCarry,
   evaluateBatch,
@@ -61,18 +62,11 @@ export const TrainOptionsSchema = z
 export type TrainOptions = z.output<typeof TrainOptionsSchema>;
 export type TrainOptionsInput = z.input<typeof TrainOptionsSchema>;
 
-export interface TrainMetrics {
+/** An evaluation's metrics (act.ts), here over all slots of this step. */
+export interface TrainMetrics extends EvalMetrics {
   /** Optimiser steps taken so far (this one included). */
   step: number;
   lr: number;
-  /** Per-sample means over all slots of this step: lm + 0.5 * q_halt, and its parts. */
-  loss: number;
-  lmLoss: number;
-  qHaltLoss: number;
-  /** Over all slots, at this step. */
-  tokenAccuracy: number;
-  exactAccuracy: number;
-  qHaltAccuracy: number;
   /** Slots whose sample halted after this step. */
   halted: number;
   /** Over the samples that halted now (the repo's logged metrics); null when none did. */
