@@ -11,6 +11,7 @@ import { stageOutput } from "../../src/pipeline/contract.js";
 import { createPipeline } from "../../src/pipeline/create.js";
 import { buildDataset, type Dataset, openDataset } from "../../src/pipeline/dataset/index.js";
 import { compareVersions } from "../../src/pipeline/evaluate/compare.js";
+import { evaluationRunKey } from "../../src/pipeline/evaluate/stage.js";
 import { evaluateVersion, evaluationTarget } from "../../src/pipeline/evaluate/version.js";
 import { evaluateModels, runGate, type TaskEvaluation } from "../../src/pipeline/evaluate.js";
 import { scoreBaselines } from "../../src/pipeline/tasks/index.js";
@@ -314,5 +315,47 @@ describe("evaluateModels on a dataset", () => {
     await expect(
       pipeline.startRun({ agent: "sre", stages: ["train", "evaluate"], evaluate: target }),
     ).rejects.toThrow(/evaluate stage only/);
+  });
+
+  it("compares a version with the champion it was trained against, from its training run's evaluation", async () => {
+    const pipeline = createPipeline(config, { store, report: false });
+    const registry = pipeline.registry;
+    const champion = (await registry.read("sre")).aliases.champion!;
+    // What a training run's evaluate stage stores: its candidate has no version yet.
+    const runId = "r20261201-020000-000-beef";
+    const ev = await evaluateModels({
+      agent: "sre",
+      config,
+      dataset: ds,
+      candidate: { label: "candidate", version: null, weights: weights(8) },
+      champion: {
+        label: champion,
+        version: champion,
+        weights: await registry.readArtifact("sre", champion, "model.safetensors"),
+      },
+      runId,
+    });
+    await store.put(evaluationRunKey("sre", runId), JSON.stringify(ev));
+    const trained = await registry.register("sre", {
+      artifacts: [{ name: "model.safetensors", data: weights(8) }],
+      lineage: {
+        run_id: runId,
+        dataset_id: ds.id,
+        raw_segments: [],
+        code_version: "t",
+        parent_version: champion,
+      },
+      gate: { passed: ev.gate.passed, reasons: ev.gate.reasons },
+      createdBy: "test",
+    });
+    const index = await registry.read("sre");
+    const cmp = await compareVersions({ store, agent: "sre", index, a: champion, b: trained.version });
+    expect(cmp.basis).toBe("same_examples");
+    const row = cmp.tasks.find((t) => t.task === "trace_outcome")!;
+    expect(row.b).toBe(ev.tasks.trace_outcome.candidate.score);
+    expect(row.a).toBe(ev.tasks.trace_outcome.champion!.score);
+    // Asked the other way round, the sides swap.
+    const back = await compareVersions({ store, agent: "sre", index, a: trained.version, b: champion });
+    expect(back.tasks.find((t) => t.task === "trace_outcome")!.a).toBe(row.b);
   });
 });
