@@ -7,6 +7,7 @@ import { ModelRegistry, type RegistryIndex } from "../pipeline/deploy/registry.j
 import { listRunIds, type RunRecord, readRun } from "../pipeline/record.js";
 import { storeUsage } from "../pipeline/retention/gc.js";
 import { FsStore, NotFoundError } from "../store/index.js";
+import { collectReportsPrefix } from "../store/layout.js";
 import type { ServerLogLine, SoakServer } from "./soak-server.js";
 import { SOURCES, type SoakHomelab, type SourceName } from "./soak-sim.js";
 
@@ -104,7 +105,7 @@ export class SoakState {
 
   /** Reads the collection reports not read yet and adds their windows to the coverage. */
   async readCollections(agent: string): Promise<void> {
-    const prefix = `raw/${agent}/_reports/`;
+    const prefix = `${collectReportsPrefix(agent)}/`;
     for (const o of await this.store.list(prefix)) {
       if (this.reportsSeen.has(o.key)) continue;
       this.reportsSeen.add(o.key);
