@@ -68,7 +68,7 @@ export function qualitySvg(runs: readonly ChartRun[]): string {
   });
   const ly = rows * H + 16;
   parts.push(
-    `<text x="8" y="${ly}" font-size="11">validation score (held-out days) against training CPU minutes; dashed: strongest baseline</text>`,
+    `<text x="8" y="${ly}" font-size="11">validation score (held-out days) against training CPU minutes; dashed: the evaluation's best baseline</text>`,
   );
   configs.forEach((name, j) => {
     const y = ly + 18 * (j + 1);
