@@ -24,7 +24,10 @@ export interface MetricForecastQuery {
   /** The collector's query name (used when the labels have no __name__). */
   query: string;
   labels: Record<string, string>;
-  /** The last K points at the dataset's step, oldest first; null or NaN where missing. */
+  /**
+   * Points at the dataset's step, oldest first; null or NaN where missing. The last K are the
+   * history; up to a week before them fill the rows of earlier days (historyPoints says how many).
+   */
   points: (number | null)[];
 }
 
