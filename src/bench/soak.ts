@@ -38,7 +38,7 @@ export interface SoakResult {
   months: MonthReport[];
   /** Store bytes from month 4 on: mean and the largest deviation from it (fraction). */
   store_bytes: { mean: number; max_deviation: number } | null;
-  /** Server RSS per month: least-squares slope in bytes per month, and as a fraction of the mean. */
+  /** Server RSS from month 4: least-squares slope in bytes per month, and as a fraction of the mean. */
   rss: { mean: number; slope_per_month: number; slope_fraction: number } | null;
   violations: string[];
   wall_s: number;
@@ -171,7 +171,8 @@ function summarize(months: MonthReport[], wall: number): SoakResult {
       );
   }
   let rss: SoakResult["rss"] = null;
-  const pts = months.filter((m) => m.month >= 2 && m.rss_bytes > 0);
+  // From month 4, as the store bytes: the faults' restarts (months 1-2) start the process afresh.
+  const pts = months.filter((m) => m.month >= 4 && m.rss_bytes > 0);
   if (pts.length >= 3) {
     const xs = pts.map((m) => m.month);
     const ys = pts.map((m) => m.rss_bytes);
