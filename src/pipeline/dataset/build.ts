@@ -42,6 +42,38 @@ import { bump, qualityReport, type Split, type TaskState } from "./quality.js";
 import { BottomK } from "./sample.js";
 
 const DAY = 86_400_000;
+const HOUR = 3_600_000;
+
+/** The newest instant (ms) any event record of `day` holds; code has no time of its own. */
+async function newestEventTime(
+  store: ObjectStore,
+  all: Map<SourceName, SegmentRef[]>,
+  day: string,
+): Promise<number | undefined> {
+  let newest: number | undefined;
+  const see = (ms: number) => {
+    if (Number.isFinite(ms) && (newest === undefined || ms > newest)) newest = ms;
+  };
+  for (const [source, segs] of all) {
+    if (source === "code") continue;
+    for (const seg of segs) {
+      if (seg.day !== day) continue;
+      let records: RecordOf<SourceName>[];
+      try {
+        records = (await readSegment(store, seg)).records;
+      } catch (err) {
+        if (err instanceof CorruptSegmentError) continue; // reported when the build reads it
+        throw err;
+      }
+      for (const r of records) {
+        if (r.kind === "log_entry") see(Number(BigInt(r.ts_ns) / 1_000_000n));
+        else if (r.kind === "trace") see(Number(BigInt(r.start_ns) / 1_000_000n) + r.duration_ms);
+        else if (r.kind === "metric_series") for (const [t] of r.points) see(t * 1000);
+      }
+    }
+  }
+  return newest;
+}
 /** Segments a day either side of the window are read too: a segment's day need not be its records' day. */
 const MARGIN_DAYS = 1;
 const MAX_REASON_EXAMPLES = 5;
@@ -121,6 +153,10 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
         `no raw data for agent "${agent}": run \`trm-forge collect --agent ${agent}\` first`,
       );
     end = Date.parse(`${days.sort()[days.length - 1]}T00:00:00Z`) + DAY;
+    // A collection that ran today ends at its own time, not at midnight: a window that ended
+    // at midnight would put the newest val_fraction of it in the future, empty.
+    const newest = await newestEventTime(store, all, dayOf(end - DAY));
+    if (newest !== undefined && newest < end) end = Math.ceil((newest + 1) / HOUR) * HOUR;
   }
   const start = end - windowMs;
   const splitAt = end - config.val_fraction * windowMs;

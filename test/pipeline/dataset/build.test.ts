@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { writeRawHomelab } from "../../../src/bench/homelab-raw.js";
+import { homelabDays, writeRawHomelab } from "../../../src/bench/homelab-raw.js";
 import { parseConfig } from "../../../src/config/index.js";
 import { WorkError } from "../../../src/errors.js";
 import { writeSegment } from "../../../src/pipeline/collect/raw-store.js";
@@ -441,5 +441,28 @@ describe("dataset build on broken data", () => {
       /only 20% of records are valid, below 90% \(dataset.min_valid_ratio\): 400 × empty line/,
     );
     expect(err.report.tasks.code_infill.reason).toBe("no code data in the window");
+  });
+});
+
+describe("dataset build, collected today", () => {
+  it("ends the window at the newest record, not at midnight, so validation is not in the future", async () => {
+    const store = freshStore();
+    await writeRawHomelab({ store, ...homelab, days: 4 });
+    // A 2-day window (the forecast needs a week of history, so it is off). A collection that ran at 01:30 on the next day: its day holds only the first 90 minutes.
+    const cut = END + 90 * 60_000;
+    const [today] = homelabDays({ ...homelab, days: 1, end: END + DAY }).days;
+    const early = today.logs.filter((l) => Number(BigInt(l.ts_ns) / 1_000_000n) < cut);
+    expect(early.length).toBeGreaterThan(0);
+    await writeSegment(store, "sre", "loki", today.day, "homelab-0001", early);
+
+    const res = await buildDataset({
+      store,
+      agent: "sre",
+      config: config({ window: "2d", tasks: { metric_forecast: { enabled: false } } }),
+    });
+    const m = (await openDataset(store, "sre", res.id)).manifest;
+    expect(m.window.end).toBe("2026-02-01T02:00:00.000Z");
+    expect(m.window.split_at).toBe(new Date(END + 2 * 3_600_000 - 0.2 * 2 * DAY).toISOString());
+    for (const t of ["log_triage", "trace_outcome"]) expect(m.counts.by_task[t].val, t).toBeGreaterThan(0);
   });
 });
