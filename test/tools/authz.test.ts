@@ -68,6 +68,7 @@ describe("authorisation: identity × tool × own or other agent", () => {
       args: (a) => ({ agent: a, task: "log_triage", input: "ERROR x" }),
     },
     { tool: "anomalies_scan", scope: "read", args: (a) => ({ agent: a, since: "2h", top_k: 3 }) },
+    { tool: "model_import", scope: "promote", args: (a) => ({ agent: a, path: "model.safetensors" }) },
   ];
 
   const permitted = (c: (typeof CALLERS)[number], tc: ToolCase, target: Agent) =>
@@ -126,8 +127,9 @@ describe("authorisation: identity × tool × own or other agent", () => {
             `missing permission: ${scopeOk ? `agent:${target}` : `scope:${tc.scope}`}`,
           );
         }
-    // sre read-only: 6 write tools × 2 agents; sre and bruno: 17 tools on the other agent.
-    expect(refused).toBe(6 * 2 + 17 + 17 + 11);
+    // sre read-only: 7 write tools × 2 agents and 11 read tools on bruno; sre and bruno: all 18
+    // tools on the other agent.
+    expect(refused).toBe(7 * 2 + 18 + 18 + 11);
     expect(snapshot(t.ctx.config.data_dir)).toEqual(before);
   });
 
@@ -139,9 +141,11 @@ describe("authorisation: identity × tool × own or other agent", () => {
           const r = await call(clients.get(c.name)!, tc.tool, tc.args(target));
           const where = `${c.name} → ${tc.tool} on ${target}: ${textOf(r).slice(0, 200)}`;
           expect(textOf(r), where).not.toMatch(/Forbidden/);
-          // The one call that may fail for a reason of its own: no earlier champion to roll back to.
+          // The calls that may fail for a reason of their own: no earlier champion to roll back to,
+          // and no import folder configured (the server refuses every import then).
           if (tc.tool === "model_rollback" && r.isError)
             expect(textOf(r), where).toMatch(/no previous champion/);
+          else if (tc.tool === "model_import") expect(textOf(r), where).toMatch(/import\.dir/);
           else expect(r.isError, where).toBeFalsy();
           if (!r.isError && typeof (r.structuredContent as any)?.agent === "string")
             expect((r.structuredContent as any).agent, where).toBe(target);

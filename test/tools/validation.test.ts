@@ -207,7 +207,7 @@ describe("bad input", () => {
     // Still answering, and nothing happened.
     const ok = await call(sre, "models_list", {});
     expect(ok.isError).toBeFalsy();
-    expect((await admin.listTools()).tools).toHaveLength(17);
+    expect((await admin.listTools()).tools).toHaveLength(18);
     expect(t.ctx.jobs.active()).toEqual([]);
     const listed = (await call(admin, "jobs_list", { agent: SRE })).structuredContent as any;
     expect(listed.jobs).toEqual([]);
