@@ -102,7 +102,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const agents = AGENT_NAMES.slice(0, Math.max(1, Math.min(opts.agents ?? 1, AGENT_NAMES.length)));
   const end = Date.UTC(2025, opts.months, 1);
   const homelab = new SoakHomelab(
-    { seed: opts.seed ?? 1, start: START - (LOOKBACK_DAYS + 2) * DAY, end: end + DAY },
+    { seed: opts.seed ?? 1, start: START - (2 * LOOKBACK_DAYS + 2) * DAY, end: end + DAY },
     SOURCE_RETENTION,
   );
   const dir = mkdtempSync(join(tmpdir(), "trm-soak-"));
@@ -122,7 +122,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       state.server = s;
       return s;
     };
-    server = await start(START - DAY + STEP_HOUR * 3_600_000);
+    // Installed two weeks before the first training, which then has a whole window of every
+    // source (Tempo keeps 2 days: the first collection alone would give it two days of traces).
+    const installed = START - LOOKBACK_DAYS * DAY;
+    server = await start(installed - DAY + STEP_HOUR * 3_600_000);
+    for (let day = installed; day < START; day += DAY) {
+      homelab.now = day + STEP_HOUR * 3_600_000;
+      await server.advance(homelab.now);
+      for (const a of agents) await state.readCollections(a);
+    }
     state.restarts = 0;
     const months: MonthReport[] = [];
     for (let m = 0; m < opts.months; m++) {
