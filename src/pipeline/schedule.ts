@@ -19,6 +19,7 @@ import { NotFoundError, type ObjectStore } from "../store/index.js";
 import { scheduleStateKey } from "../store/layout.js";
 import { simulatedClock } from "../util/clock.js";
 import { formatDuration } from "../util/duration.js";
+import { backoffMs, isTransient, sleep } from "./common/retry.js";
 import type { Pipeline, StageName } from "./run.js";
 
 export const JOBS = ["collect", "train"] as const;
@@ -34,6 +35,10 @@ export interface PlannedJob {
   /** Minutes the pattern was moved to stagger trainings (0 for collections). */
   staggered_by_min: number;
 }
+
+/** Tries of a scheduled run's start, 2 s apart and doubling, when it fails transiently. */
+const START_ATTEMPTS = 4;
+const START_RETRY_MS = 2_000;
 
 const JobState = z
   .object({
@@ -311,11 +316,13 @@ export class Scheduler {
     });
     const go = async (): Promise<void> => {
       try {
-        const started = await this.opts.pipeline.startRun({
-          agent: j.agent,
-          stages,
-          trigger: { kind, actor: "schedule", reason: `${j.job} ${due.toISOString()}: ${reason}` },
-        });
+        const started = await this.startWithRetry(j, () =>
+          this.opts.pipeline.startRun({
+            agent: j.agent,
+            stages,
+            trigger: { kind, actor: "schedule", reason: `${j.job} ${due.toISOString()}: ${reason}` },
+          }),
+        );
         gotId(started.runId);
         await this.record(
           j,
@@ -354,6 +361,26 @@ export class Scheduler {
     } else done = go();
     this.track(done);
     return { runId, done };
+  }
+
+  /**
+   * A start that failed transiently (a store write refused for a moment) is tried again a few
+   * times: a monthly training that fails to start would otherwise wait a month.
+   */
+  private async startWithRetry<T>(j: PlannedJob, start: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await start();
+      } catch (err) {
+        if (attempt >= START_ATTEMPTS || !isTransient(err)) throw err;
+        const wait = backoffMs(attempt, START_RETRY_MS, 60_000);
+        this.log.warn(
+          { err, job: j.name, attempt, wait_ms: wait },
+          "scheduled run could not start; retrying",
+        );
+        await sleep(wait);
+      }
+    }
   }
 
   private async scanAfter(j: PlannedJob): Promise<void> {

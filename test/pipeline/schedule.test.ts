@@ -252,4 +252,48 @@ describe("Scheduler", () => {
     const state = await readScheduleState(store, "alpha");
     expect(state.jobs.collect.last_result).toBe("failed");
   });
+
+  it("tries a run whose start failed transiently again, instead of waiting for the next due time", async () => {
+    vi.useFakeTimers({
+      toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"],
+      now: new Date("2026-11-29T02:59:30Z"),
+    });
+    const { config, store, calls } = setup({ agents: { alpha: {} } });
+    // The store refuses the first two run record writes for a moment (a MinIO restart, say).
+    let refused = 0;
+    const flaky = new Proxy(store, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop);
+        if (prop !== "put" || typeof v !== "function") return typeof v === "function" ? v.bind(target) : v;
+        return async (key: string, ...rest: unknown[]) => {
+          if (key.startsWith("runs/") && key.endsWith("/run.json") && refused < 2) {
+            refused++;
+            throw Object.assign(new Error("503 Service Unavailable"), { status: 503 });
+          }
+          return v.call(target, key, ...rest);
+        };
+      },
+    });
+    const stages = Object.fromEntries(
+      ["collect", "build", "train", "evaluate", "deploy"].map((n) => [
+        n,
+        async () => {
+          calls.push({ agent: "alpha", stage: n, at: new Date().toISOString() });
+          return {};
+        },
+      ]),
+    ) as StageFns;
+    scheduler = new Scheduler({ config, pipeline: new Pipeline({ config, store: flaky, stages }) });
+    await scheduler.start();
+    // The store's writes are real I/O: give them real time between the fake clock's steps.
+    for (let i = 0; i < 600 && !calls.length; i++) {
+      await vi.advanceTimersByTimeAsync(1_000);
+      await realSleep(5);
+    }
+    await scheduler.settle();
+    expect(refused).toBe(2);
+    expect(calls.map((c) => c.stage)).toEqual(["collect"]);
+    const state = await readScheduleState(store, "alpha");
+    expect(state.jobs.collect.last_result).toBe("succeeded");
+  });
 });
