@@ -282,7 +282,7 @@ describe("Scheduler", () => {
           return {};
         },
       ]),
-    ) as StageFns;
+    ) as unknown as StageFns;
     scheduler = new Scheduler({ config, pipeline: new Pipeline({ config, store: flaky, stages }) });
     await scheduler.start();
     // The store's writes are real I/O: give them real time between the fake clock's steps.
