@@ -100,9 +100,11 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
       const t = getTask(task);
       const idx = dataset.val.indicesOf(task);
       const examples = idx.map((i) => dataset.val.example(i));
-      const predict = (model: TRM, stats: HaltingStats) => {
+      const predict = async (model: TRM, stats: HaltingStats) => {
         const preds: Int32Array[] = [];
         for (let i = 0; i < idx.length; i += B) {
+          // Yield between batches: a cancel arrives as a message, which a busy loop never reads.
+          await new Promise<void>((r) => setImmediate(r));
           if (input.signal?.aborted) throw new CancelledError("evaluation cancelled");
           const b = dataset.val.batch(idx.slice(i, i + B));
           const p = predictWith(model, b);
@@ -124,8 +126,8 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
         const s = scoreTask(task, examples, preds, dataset.vocab);
         return { metrics: s.metrics, score: s.metrics[s.primary] };
       };
-      const candPreds = idx.length ? predict(candidate, halting.candidate) : null;
-      const champPreds = champion && idx.length ? predict(champion, halting.champion!) : null;
+      const candPreds = idx.length ? await predict(candidate, halting.candidate) : null;
+      const champPreds = champion && idx.length ? await predict(champion, halting.champion!) : null;
       const cand = candPreds ? score(candPreds) : { metrics: {}, score: Number.NaN };
       const champ = champPreds ? score(champPreds) : null;
       const baselines: TaskEvaluation["baselines"] = {};

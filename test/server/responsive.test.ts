@@ -375,11 +375,16 @@ describe("the server answers while it evaluates", () => {
       expect(s.job).toMatchObject({ kind: "evaluation", status: "running" });
       return s.job.job_id as string;
     };
+    // The child's pid, from the line the stage logs as it starts it (polled: it may not be there yet).
     const evalPid = async (jobId: string) => {
-      const logs = textOf(await call(sre, "job_logs", { job_id: jobId, stage: "evaluate", limit: 200 }));
-      const m = /evaluation in a child process \(pid (\d+)\)/.exec(logs);
-      expect(m, logs).not.toBeNull();
-      return Number(m![1]);
+      let logs = "";
+      for (let i = 0; i < 300; i++) {
+        logs = textOf(await call(sre, "job_logs", { job_id: jobId, stage: "evaluate", limit: 200 }));
+        const m = /evaluation in a child process \(pid (\d+)\)/.exec(logs);
+        if (m) return Number(m[1]);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`no child process in the evaluation's log: ${logs}`);
     };
 
     const jobId = await evaluate();
@@ -412,10 +417,9 @@ describe("the server answers while it evaluates", () => {
     const cmp = (await call(reader, "model_compare", { a, b })).structuredContent as any;
     expect(cmp.basis).toBe("same_examples");
 
-    // A cancel mid-way stops the child; the job ends cancelled.
+    // A cancel while the child works stops it; the job ends cancelled. (As soon as the child is
+    // there: waiting for its first progress could let a fast machine finish the evaluation first.)
     const cancelled = await evaluate();
-    const mid = await follow(sre, cancelled, (x) => x.step > 0);
-    expect(mid.status, JSON.stringify(mid)).toBe("running");
     const cpid = await evalPid(cancelled);
     const c = await call(sre, "job_cancel", { job_id: cancelled });
     expect(c.structuredContent).toMatchObject({ cancelled: true });
@@ -425,7 +429,6 @@ describe("the server answers while it evaluates", () => {
 
     // A crash of the child fails the job with the reason; the server goes on.
     const crashed = await evaluate();
-    expect((await follow(sre, crashed, (x) => x.step > 0)).status).toBe("running");
     process.kill(await evalPid(crashed), "SIGKILL");
     const failed = await follow(sre, crashed, () => false);
     expect(failed.status).toBe("failed");
