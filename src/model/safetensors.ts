@@ -10,7 +10,8 @@ export class SafetensorsError extends WorkError {
   override name = "SafetensorsError";
 }
 
-const ITEM_SIZE = {
+/** Bytes per element of each dtype (also the torch checkpoint reader's). */
+export const ITEM_SIZE = {
   F64: 8,
   F32: 4,
   F16: 2,

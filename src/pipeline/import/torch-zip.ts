@@ -3,7 +3,7 @@
 // pickle opcodes and globals a saved state_dict uses are understood; nothing is ever executed, and
 // any other global, opcode or shape is refused with the reason.
 import { WorkError } from "../../errors.js";
-import type { Dtype, StoredTensor } from "../../model/safetensors.js";
+import { type Dtype, ITEM_SIZE, type StoredTensor } from "../../model/safetensors.js";
 
 export class TorchCheckpointError extends WorkError {
   override name = "TorchCheckpointError";
@@ -70,21 +70,6 @@ const STORAGE: Record<string, Dtype> = {
   CharStorage: "I8",
   ByteStorage: "U8",
   BoolStorage: "BOOL",
-};
-const ITEM: Record<Dtype, number> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U64: 8,
-  U32: 4,
-  U16: 2,
-  U8: 1,
-  BOOL: 1,
 };
 
 class Global {
@@ -196,7 +181,7 @@ function unpickle(p: Uint8Array, source: string, storage: (key: string, dtype: D
       typeof offset !== "number"
     )
       fail("a tensor without storage, offset, size and stride");
-    const item = ITEM[st.dtype];
+    const item = ITEM_SIZE[st.dtype];
     const count = size.reduce((x, y) => x * y, 1);
     const bytes = new Uint8Array(count * item);
     // Any layout (a view, a transposed tensor) copied out in C order.
