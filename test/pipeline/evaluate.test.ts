@@ -190,6 +190,15 @@ describe("evaluateModels on a dataset", () => {
       expect(iv.champion).toMatchObject({ against: "v-champ", diff: 0, low: 0, high: 0, resamples: 1000 });
     }
     expect(r.examples).toBe(ds.val.size);
+    // The stronger baselines are scored too, and the one the gate holds the candidate to is the
+    // best of them all.
+    const trace = r.tasks.trace_outcome;
+    expect(Object.keys(trace.baselines)).toEqual(["majority_per_root_operation", "majority_per_path"]);
+    const top = Math.max(...Object.values(trace.baselines).map((b) => b.score));
+    expect(trace.baselines[trace.best_baseline!].score).toBe(top);
+    expect(r.gate.checks.find((c) => c.check === "baseline" && c.task === "trace_outcome")?.detail).toContain(
+      `(${trace.best_baseline}, `,
+    );
     // The robustness probe: log lines rewritten, each variant beside the same lines clean.
     expect(r.probe?.task).toBe("log_triage");
     expect(r.probe!.lines).toBeGreaterThan(0);

@@ -217,7 +217,12 @@ function originalByte(ex: Example, i: number): number {
   return t >= BYTE_BASE && t < BYTE_BASE + 256 ? t - BYTE_BASE : -1;
 }
 
+/** The byte bigram, the 6-gram and the window's frequent identifier: the model has to beat the best. */
 function baselines(train: readonly Example[]): Baseline[] {
+  return [bigramBaseline(train), ngramBaseline(train), frequentIdentifier];
+}
+
+function bigramBaseline(train: readonly Example[]): Baseline {
   // counts[prev * 256 + next]; prev 256 stands for "no byte before".
   const counts = new Uint32Array(257 * 256);
   for (const ex of train) {
@@ -247,34 +252,38 @@ function baselines(train: readonly Example[]): Baseline[] {
     }
     best[p] = top < 0 ? globalBest : top;
   }
-  return [
-    {
-      name: "byte_bigram",
-      predict(ex) {
-        const out = new Int32Array(ex.inputs.length);
-        let prev = 256;
-        for (let i = 0; i < ex.inputs.length; i++) {
-          const t = ex.inputs[i];
-          if (t === MASK) {
-            const b = best[prev];
-            out[i] = BYTE_BASE + b;
-            prev = b;
-          } else if (t >= BYTE_BASE && t < BYTE_BASE + 256) {
-            out[i] = t;
-            prev = t - BYTE_BASE;
-          } else {
-            out[i] = t;
-            prev = 256;
-          }
+  return {
+    name: "byte_bigram",
+    predict(ex) {
+      const out = new Int32Array(ex.inputs.length);
+      let prev = 256;
+      for (let i = 0; i < ex.inputs.length; i++) {
+        const t = ex.inputs[i];
+        if (t === MASK) {
+          const b = best[prev];
+          out[i] = BYTE_BASE + b;
+          prev = b;
+        } else if (t >= BYTE_BASE && t < BYTE_BASE + 256) {
+          out[i] = t;
+          prev = t - BYTE_BASE;
+        } else {
+          out[i] = t;
+          prev = 256;
         }
-        return out;
-      },
+      }
+      return out;
     },
-  ];
+  };
 }
 
 /** Longest context of the n-gram baseline (order 6: five bytes before the one guessed). */
 const NGRAM_CONTEXT = 5;
+
+/**
+ * Most (context, next byte) pairs the 6-gram counts (about 60 bytes each; a Map holds under 2^24),
+ * so a large train set stays bounded: pairs first seen after the cap are not counted.
+ */
+const NGRAM_MAX_PAIRS = 2_000_000;
 
 /** Key of the last `len` bytes before position `end` of `bytes` (len <= 5: 40 bits plus the length). */
 function contextKey(bytes: ArrayLike<number>, end: number, len: number): number {
@@ -304,7 +313,9 @@ export function ngramBaseline(train: readonly Example[]): Baseline {
       run++;
       for (let len = 0; len <= Math.min(NGRAM_CONTEXT, run - 1); len++) {
         const key = contextKey(buf, NGRAM_CONTEXT, len) * 256 + b;
-        pairs.set(key, (pairs.get(key) ?? 0) + 1);
+        const n = pairs.get(key);
+        if (n !== undefined) pairs.set(key, n + 1);
+        else if (pairs.size < NGRAM_MAX_PAIRS) pairs.set(key, 1);
       }
     }
   }

@@ -324,8 +324,8 @@ function signatureOf(ex: Example): number {
   return hash53(ex.inputs.subarray(TEXT_FROM), 0x9a7);
 }
 
-/** The trace baselines; `perPath` adds the per-path-signature majority. */
-export function traceBaselines(train: readonly Example[], perPath = false): Baseline[] {
+/** The trace baselines: the majority per root operation and per path signature. */
+export function traceBaselines(train: readonly Example[]): Baseline[] {
   const global = SLOTS.map(() => new Map<number, number>());
   const byRoot = new Map<string, Map<number, number>[]>();
   const byPath = new Map<number, Map<number, number>[]>();
@@ -355,7 +355,6 @@ export function traceBaselines(train: readonly Example[], perPath = false): Base
     name: "majority_per_root_operation",
     predict: (ex) => answer(ex, byRootPicks.get(rootOf(ex)) ?? fallback),
   };
-  if (!perPath) return [root];
   return [
     root,
     {
@@ -403,7 +402,7 @@ export const traceOutcome: TaskModule<TraceOutcomeQuery, TraceOutcomeAnswer> = {
       culprit: a.culprit,
     };
   },
-  baselines: (train) => traceBaselines(train),
+  baselines: traceBaselines,
   score(examples, predictions) {
     return {
       task: "trace_outcome",

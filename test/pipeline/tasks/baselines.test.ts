@@ -12,6 +12,7 @@ import {
   IGNORE,
   MASK,
   metricForecast,
+  scoreBaselines,
   scoreTask,
   toBin,
   traceOutcome,
@@ -93,6 +94,37 @@ describe("code_infill: the most frequent identifier of the span's length", () =>
     expect(filled(frequentIdentifier.predict(val), 24, 27)).toBe("req");
     const none = code("a b ____ c", [[4, 8]]);
     expect(Array.from(frequentIdentifier.predict(none).subarray(4, 8))).toEqual([MASK, MASK, MASK, MASK]);
+  });
+});
+
+describe("code_infill: the evaluation's baselines", () => {
+  const vocab = () => Vocab.create(vocabOpts);
+  /** A window that uses `name` three times and hides its fourth use. */
+  const uses = (name: string) => {
+    const text = `${name} = ${name} + ${name}; f(${name});`;
+    const at = text.lastIndexOf(name);
+    return code(text, [[at, at + name.length]]);
+  };
+
+  it("scores the bigram, the 6-gram and the frequent identifier, and the best one is the one to beat", () => {
+    // Train holds other names: only copying from the window's own text gets the hidden one.
+    const train = [code("alpha = beta + gamma; f(delta);"), code("omega = sigma + omega;")];
+    const val = [uses("rate"), uses("hits"), uses("total"), uses("queue")];
+    const b = scoreBaselines("code_infill", train, val, vocab());
+    expect(Object.keys(b.scores)).toEqual(["byte_bigram", "byte_6gram", "frequent_identifier"]);
+    expect(b.best).toBe("frequent_identifier");
+    expect(b.scores.frequent_identifier.metrics.masked_token_accuracy).toBe(1);
+    expect(b.scores.byte_bigram.metrics.masked_token_accuracy).toBeLessThan(0.5);
+    expect(b.scores.byte_6gram.metrics.masked_token_accuracy).toBeLessThan(0.5);
+  });
+
+  it("makes the 6-gram the one to beat where train's text predicts the span and the window does not", () => {
+    const train = Array.from({ length: 3 }, () => code("import { readFile } from fs;"));
+    const val = [code("import { readFile } from fs;", [[9, 17]])];
+    const b = scoreBaselines("code_infill", train, val, vocab());
+    expect(b.best).toBe("byte_6gram");
+    expect(b.scores.byte_6gram.metrics.masked_token_accuracy).toBe(1);
+    expect(b.scores.frequent_identifier.metrics.masked_token_accuracy).toBeLessThan(1);
   });
 });
 
@@ -223,7 +255,7 @@ describe("trace_outcome: majority per path signature", () => {
     const v = all.vocab;
     const train = all.examples.slice(0, 7);
     const val = all.examples.slice(7);
-    const [root, path] = traceBaselines(train, true);
+    const [root, path] = traceBaselines(train);
     expect(path.name).toBe("majority_per_path");
     const status = (b: typeof root) => val.map((ex) => v.className(b.predict(ex)[0]));
     // The root alone (api:get) says error for all (4 of 7); the path gets the seen paths right
@@ -239,5 +271,10 @@ describe("trace_outcome: majority per path signature", () => {
       ).metrics.status_accuracy;
     expect(score(root)).toBeCloseTo(1 / 3, 12);
     expect(score(path)).toBeCloseTo(2 / 3, 12);
+    // The task's own baselines (what every evaluation scores) include it, and it is the one to beat.
+    const b = scoreBaselines("trace_outcome", train, val, v);
+    expect(Object.keys(b.scores)).toEqual(["majority_per_root_operation", "majority_per_path"]);
+    expect(b.best).toBe("majority_per_path");
+    expect(b.scores.majority_per_path.metrics.status_accuracy).toBeCloseTo(2 / 3, 12);
   });
 });
