@@ -2,6 +2,7 @@
 // json and logfmt parsers (which add extracted labels, as Loki does), label filters, drop and
 // keep. Log queries only; metric queries and other stages are refused with a 400, as Loki
 // refuses what it cannot parse.
+import { type LexRules, type Tok as LexTok, lex, shown } from "./lex.js";
 import type { Labels } from "./metrics.js";
 
 export class LogQLError extends Error {}
@@ -27,67 +28,22 @@ export interface LogQuery {
 
 const SERVED = "stream selectors, line filters (|= != |~ !~), json, logfmt, label filters, drop and keep";
 
-interface Tok {
-  t: string;
-  kind: "ident" | "string" | "number" | "op" | "eof";
-  col: number;
-}
+type Tok = LexTok<"ident" | "number" | "op">;
 
-function lex(src: string): Tok[] {
-  const out: Tok[] = [];
-  let i = 0;
-  while (i < src.length) {
+const RULES: LexRules<"ident" | "number" | "op"> = {
+  escape: (e) => (e === "n" ? "\n" : e === "t" ? "\t" : e),
+  error: (message) => new LogQLError(message),
+  unterminated: "literal not terminated",
+  next(src, i) {
     const c = src[i];
-    if (/\s/.test(c)) {
-      i++;
-      continue;
-    }
-    const col = i + 1;
-    if (c === '"' || c === "`") {
-      let j = i + 1;
-      let s = "";
-      while (j < src.length && src[j] !== c) {
-        if (c === '"' && src[j] === "\\" && j + 1 < src.length) {
-          const e = src[j + 1];
-          s += e === "n" ? "\n" : e === "t" ? "\t" : e;
-          j += 2;
-        } else s += src[j++];
-      }
-      if (j >= src.length) throw new LogQLError(`parse error at line 1, col ${col}: literal not terminated`);
-      out.push({ t: s, kind: "string", col });
-      i = j + 1;
-      continue;
-    }
-    if (/[a-zA-Z_]/.test(c)) {
-      let j = i + 1;
-      while (j < src.length && /[a-zA-Z0-9_.]/.test(src[j])) j++;
-      out.push({ t: src.slice(i, j), kind: "ident", col });
-      i = j;
-      continue;
-    }
-    if (/[0-9]/.test(c)) {
-      let j = i + 1;
-      while (j < src.length && /[0-9.a-zA-Z]/.test(src[j])) j++;
-      out.push({ t: src.slice(i, j), kind: "number", col });
-      i = j;
-      continue;
-    }
+    if (/[a-zA-Z_]/.test(c)) return { t: /^[a-zA-Z_][a-zA-Z0-9_.]*/.exec(src.slice(i))![0], kind: "ident" };
+    if (/[0-9]/.test(c)) return { t: /^[0-9][0-9.a-zA-Z]*/.exec(src.slice(i))![0], kind: "number" };
     const two = src.slice(i, i + 2);
-    if (["|=", "|~", "!=", "!~", "=~", ">=", "<=", "=="].includes(two)) {
-      out.push({ t: two, kind: "op", col });
-      i += 2;
-      continue;
-    }
-    if ("{}(),|=<>[]".includes(c)) {
-      out.push({ t: c, kind: "op", col });
-      i++;
-      continue;
-    }
-    throw new LogQLError(`parse error at line 1, col ${col}: syntax error: unexpected ${c}`);
-  }
-  out.push({ t: "", kind: "eof", col: src.length + 1 });
-  return out;
-}
+    if (["|=", "|~", "!=", "!~", "=~", ">=", "<=", "=="].includes(two)) return { t: two, kind: "op" };
+    if ("{}(),|=<>[]".includes(c)) return { t: c, kind: "op" };
+    return null;
+  },
+};
 
 function regex(value: string, col: number, anchored: boolean): RegExp {
   try {
@@ -98,21 +54,13 @@ function regex(value: string, col: number, anchored: boolean): RegExp {
 }
 
 export function parseLogQL(src: string): LogQuery {
-  const toks = lex(src);
+  const toks = lex(src, RULES);
   let p = 0;
   const peek = () => toks[p];
   const take = () => toks[p++];
   const fail = (tok: Tok, what?: string): never => {
-    const found =
-      tok.kind === "eof"
-        ? "$end"
-        : tok.kind === "string"
-          ? "STRING"
-          : tok.kind === "ident"
-            ? "IDENTIFIER"
-            : tok.t;
     throw new LogQLError(
-      `parse error at line 1, col ${tok.col}: syntax error: unexpected ${found}${what ? `, expecting ${what}` : ""}`,
+      `parse error at line 1, col ${tok.col}: syntax error: unexpected ${shown(tok)}${what ? `, expecting ${what}` : ""}`,
     );
   };
   if (peek().t !== "{") {

@@ -2,6 +2,7 @@
 // conditions on resource./span./. attributes and the intrinsics name, status, kind, duration,
 // traceDuration, rootName, rootServiceName and statusMessage. Pipelines and aggregates are
 // refused with a 400, as Tempo refuses a query it cannot parse.
+import { type LexRules, type Tok as LexTok, lex, shown } from "./lex.js";
 import type { AttrValue, SimSpan, SimTrace } from "./traces.js";
 
 export class TraceQLError extends Error {}
@@ -52,96 +53,38 @@ export interface TraceQuery {
 /** The resource a span was reported under (service, namespace, pod, version). */
 export type ResourceOf = (span: SimSpan) => Record<string, string>;
 
-interface Tok {
-  t: string;
-  kind: "ident" | "string" | "number" | "duration" | "op" | "eof";
-  col: number;
-}
+type Tok = LexTok<"ident" | "number" | "duration" | "op">;
 
 const DURATION_RE = /^(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)/;
 const DURATION_US: Record<string, number> = { ns: 0.001, us: 1, µs: 1, ms: 1000, s: 1e6, m: 6e7, h: 3.6e9 };
 
-function lex(src: string): Tok[] {
-  const out: Tok[] = [];
-  let i = 0;
-  while (i < src.length) {
+const RULES: LexRules<"ident" | "number" | "duration" | "op"> = {
+  escape: (e) => e,
+  error: (message) => new TraceQLError(`invalid TraceQL query: ${message}`),
+  unterminated: "unterminated string",
+  next(src, i) {
     const c = src[i];
-    if (/\s/.test(c)) {
-      i++;
-      continue;
-    }
-    const col = i + 1;
-    if (c === '"' || c === "`") {
-      let j = i + 1;
-      let s = "";
-      while (j < src.length && src[j] !== c) {
-        if (c === '"' && src[j] === "\\" && j + 1 < src.length) {
-          s += src[j + 1];
-          j += 2;
-        } else s += src[j++];
-      }
-      if (j >= src.length)
-        throw new TraceQLError(
-          `invalid TraceQL query: parse error at line 1, col ${col}: unterminated string`,
-        );
-      out.push({ t: s, kind: "string", col });
-      i = j + 1;
-      continue;
-    }
-    const d = DURATION_RE.exec(src.slice(i));
-    if (d && !/[a-zA-Z0-9_]/.test(src[i + d[0].length] ?? "")) {
-      out.push({ t: d[0], kind: "duration", col });
-      i += d[0].length;
-      continue;
-    }
-    if (/[0-9-]/.test(c) && /^-?\d/.test(src.slice(i))) {
-      const m = /^-?\d+(\.\d+)?/.exec(src.slice(i))!;
-      out.push({ t: m[0], kind: "number", col });
-      i += m[0].length;
-      continue;
-    }
-    if (/[a-zA-Z_.]/.test(c)) {
-      let j = i + 1;
-      while (j < src.length && /[a-zA-Z0-9_.\-:]/.test(src[j])) j++;
-      out.push({ t: src.slice(i, j), kind: "ident", col });
-      i = j;
-      continue;
-    }
+    const rest = src.slice(i);
+    const d = DURATION_RE.exec(rest);
+    if (d && !/[a-zA-Z0-9_]/.test(src[i + d[0].length] ?? "")) return { t: d[0], kind: "duration" };
+    const n = /^-?\d+(\.\d+)?/.exec(rest);
+    if (n) return { t: n[0], kind: "number" };
+    if (/[a-zA-Z_.]/.test(c)) return { t: /^[a-zA-Z_.][a-zA-Z0-9_.\-:]*/.exec(rest)![0], kind: "ident" };
     const two = src.slice(i, i + 2);
-    if (["&&", "||", "!=", "=~", "!~", ">=", "<="].includes(two)) {
-      out.push({ t: two, kind: "op", col });
-      i += 2;
-      continue;
-    }
-    if ("{}()=<>|!".includes(c)) {
-      out.push({ t: c, kind: "op", col });
-      i++;
-      continue;
-    }
-    throw new TraceQLError(
-      `invalid TraceQL query: parse error at line 1, col ${col}: syntax error: unexpected ${c}`,
-    );
-  }
-  out.push({ t: "", kind: "eof", col: src.length + 1 });
-  return out;
-}
+    if (["&&", "||", "!=", "=~", "!~", ">=", "<="].includes(two)) return { t: two, kind: "op" };
+    if ("{}()=<>|!".includes(c)) return { t: c, kind: "op" };
+    return null;
+  },
+};
 
 export function parseTraceQL(src: string): TraceQuery {
-  const toks = lex(src);
+  const toks = lex(src, RULES);
   let p = 0;
   const peek = () => toks[p];
   const take = () => toks[p++];
   const fail = (tok: Tok): never => {
-    const what =
-      tok.kind === "eof"
-        ? "$end"
-        : tok.kind === "ident"
-          ? "IDENTIFIER"
-          : tok.kind === "string"
-            ? "STRING"
-            : tok.t;
     throw new TraceQLError(
-      `invalid TraceQL query: parse error at line 1, col ${tok.col}: syntax error: unexpected ${what}`,
+      `invalid TraceQL query: parse error at line 1, col ${tok.col}: syntax error: unexpected ${shown(tok)}`,
     );
   };
   const unsupported = (what: string): never => {
