@@ -2,15 +2,7 @@
 // key (a service, a time bucket, a trace index), so any time window can be generated on its own and
 // overlapping or repeated requests always agree.
 
-/** murmur3's 32-bit finaliser: a cheap, well-mixed integer hash. */
-export function mix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+import { mix32 } from "../util/mix32.js";
 
 function mixIn(h: number, n: number): number {
   return mix32((h ^ Math.imul(n | 0, 0x9e3779b1)) + 0x7f4a7c15);

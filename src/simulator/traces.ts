@@ -4,9 +4,11 @@
 // cancelled queries when postgres is slow), not only its status, so outcome is learnable from
 // the path. Trace IDs encode (bucket, index) through a keyed permutation: a lookup by ID
 // regenerates one bucket instead of searching.
+
+import { mix32 } from "../util/mix32.js";
 import { DIGEST, FLOWS, type FlowDef, flowNamed, incidentFlows } from "./data/flows.js";
 import { service } from "./homelab.js";
-import { hashKey, mix32, Rng } from "./rng.js";
+import { hashKey, Rng } from "./rng.js";
 import type { FakeSecrets } from "./secrets.js";
 import { type Incident, MEAN_RHYTHM, type Timeline } from "./timeline.js";
 import { Builder, type SimTrace } from "./trace-builder.js";

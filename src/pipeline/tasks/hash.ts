@@ -1,16 +1,9 @@
 // Small deterministic hashing and random numbers for the dataset build: sampling, masking and
 // leak checks must give the same answer on every machine and in every processing order.
 
-const FNV_PRIME = 0x01000193;
+import { mix32 } from "../../util/mix32.js";
 
-function mix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+const FNV_PRIME = 0x01000193;
 
 /** A 53-bit hash (a safe integer) of bytes or token ids, from two independent 32-bit lanes. */
 export function hash53(data: ArrayLike<number>, seed = 0): number {
