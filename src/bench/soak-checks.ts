@@ -3,6 +3,8 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { listSegments, readSegment, type SegmentRef } from "../pipeline/collect/raw-store.js";
+import type { RawRecord, RecordOf } from "../pipeline/collect/records.js";
 import { ModelRegistry, type RegistryIndex } from "../pipeline/deploy/registry.js";
 import { listRunIds, type RunRecord, readRun } from "../pipeline/record.js";
 import { storeUsage } from "../pipeline/retention/gc.js";
@@ -57,6 +59,8 @@ export class SoakState {
   /** Per agent and source: the collected spans, ms (from the collection reports). */
   readonly covered = new Map<string, [number, number][]>();
   private readonly reportsSeen = new Set<string>();
+  private readonly segmentsReported = new Set<string>();
+  private readonly segmentsRead = new Set<string>();
   /** Days when an outage or downtime may leave a source without data, by source. */
   readonly expectedGaps = new Map<SourceName, Set<string>>();
 
@@ -120,6 +124,7 @@ export class SoakState {
         if (!SOURCES.includes(s.source as SourceName)) continue;
         const spans = this.covered.get(`${agent}/${s.source}`) ?? [];
         for (const q of s.queries) {
+          for (const k of q.segments ?? []) this.segmentsReported.add(k);
           if (q.status === "failed" || !q.window) continue;
           const w: [number, number] = [Date.parse(q.window.start), Date.parse(q.window.end)];
           // The window, less a long stretch without data at its start (what a source's retention
@@ -130,6 +135,31 @@ export class SoakState {
         }
         this.covered.set(`${agent}/${s.source}`, spans);
       }
+    }
+    await this.readUnreportedSegments(agent);
+  }
+
+  /**
+   * Segments no report names: a collection killed after committing them (the watermark moved
+   * past them) but before its report. Their data is in the store, so their records' times count.
+   */
+  private async readUnreportedSegments(agent: string): Promise<void> {
+    for (const source of SOURCES) {
+      const spans = this.covered.get(`${agent}/${source}`) ?? [];
+      for (const ref of await listSegments(this.store, agent, source)) {
+        if (this.segmentsReported.has(ref.key) || this.segmentsRead.has(ref.key)) continue;
+        this.segmentsRead.add(ref.key);
+        let records: RecordOf<typeof source>[];
+        try {
+          records = (await readSegment(this.store, ref as SegmentRef & { source: typeof source })).records;
+        } catch (err) {
+          if (err instanceof NotFoundError) continue; // gc took it meanwhile
+          throw err;
+        }
+        const times = records.flatMap((r) => recordTimes(r as RawRecord));
+        if (times.length) spans.push([Math.min(...times), Math.max(...times)]);
+      }
+      this.covered.set(`${agent}/${source}`, spans);
     }
   }
 
@@ -163,8 +193,23 @@ interface CollectionReportLike {
       status: string;
       window: { start: string; end: string } | null;
       gaps?: { start: string; end: string }[];
+      segments?: string[];
     }[];
   }[];
+}
+
+/** A raw record's event times, ms. */
+function recordTimes(r: RawRecord): number[] {
+  switch (r.kind) {
+    case "metric_series":
+      return r.points.map((p) => p[0] * 1000);
+    case "log_entry":
+      return [Number(BigInt(r.ts_ns) / 1_000_000n)];
+    case "trace":
+      return [Number(BigInt(r.start_ns) / 1_000_000n)];
+    default:
+      return [];
+  }
 }
 
 function stageOutput(r: RunRecord, name: string): Record<string, unknown> | null {
