@@ -36,6 +36,7 @@ export interface ServiceDef {
 
 const MiB = 1024 * 1024;
 
+// data table: one entry per service.
 export const SERVICES: readonly ServiceDef[] = [
   {
     name: "api-gateway",

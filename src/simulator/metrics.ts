@@ -237,65 +237,63 @@ export class HomelabMetrics {
         }),
     });
 
-    const cpu: Family = {
-      name: "container_cpu_usage_seconds_total",
-      type: "counter",
-      labelNames: ["container", "cpu", "image", "job", "namespace", "pod"],
-      series: () =>
+    /** A kubelet (cAdvisor) series per container; `at` gets the pod's own noise key. */
+    const perContainer =
+      (
+        name: string,
+        extra: Record<string, string>,
+        keyKind: string,
+        at: (s: ServiceDef, pod: Pod, key: number, t: number) => number,
+      ) =>
+      () =>
         SERVICES.flatMap((s) =>
           tl.pods(s.name).map((pod) => {
-            const key = tl.keyOf("cpu", pod.name);
+            const key = tl.keyOf(keyKind, pod.name);
             return {
               labels: {
-                __name__: "container_cpu_usage_seconds_total",
+                __name__: name,
                 container: s.container,
-                cpu: "total",
+                ...extra,
                 image: `ghcr.io/homelab/${s.name}:${pod.version}`,
                 job: "kubelet",
                 namespace: s.namespace,
                 pod: pod.name,
               },
               ...this.podLife(pod),
-              at: (t: number) => {
-                const eff = tl.effects(s.name, t);
-                const rps = this.serviceLoad(s, t).rps;
-                const busy = s.cpu + (s.cpuPerRps * rps) / s.replicas + eff.cpuAdd / s.replicas;
-                return Math.max(0, busy * (1 + 0.12 * smoothNoise(key, t, 20 * 60_000)));
-              },
+              at: (t: number) => at(s, pod, key, t),
             };
           }),
-        ),
+        );
+
+    const cpu: Family = {
+      name: "container_cpu_usage_seconds_total",
+      type: "counter",
+      labelNames: ["container", "cpu", "image", "job", "namespace", "pod"],
+      series: perContainer(
+        "container_cpu_usage_seconds_total",
+        { cpu: "total" },
+        "cpu",
+        (s, _pod, key, t) => {
+          const eff = tl.effects(s.name, t);
+          const rps = this.serviceLoad(s, t).rps;
+          const busy = s.cpu + (s.cpuPerRps * rps) / s.replicas + eff.cpuAdd / s.replicas;
+          return Math.max(0, busy * (1 + 0.12 * smoothNoise(key, t, 20 * 60_000)));
+        },
+      ),
     };
 
     const memory = (name: string, factor: number): Family => ({
       name,
       type: "gauge",
       labelNames: ["container", "image", "job", "namespace", "pod"],
-      series: () =>
-        SERVICES.flatMap((s) =>
-          tl.pods(s.name).map((pod) => {
-            const key = tl.keyOf("mem", pod.name);
-            return {
-              labels: {
-                __name__: name,
-                container: s.container,
-                image: `ghcr.io/homelab/${s.name}:${pod.version}`,
-                job: "kubelet",
-                namespace: s.namespace,
-                pod: pod.name,
-              },
-              ...this.podLife(pod),
-              at: (t: number) => {
-                const eff = tl.effects(s.name, t);
-                const warm = 0.12 * Math.min(1, (t - pod.from) / 7_200_000);
-                let bytes = s.memory * (1 + warm + 0.04 * smoothNoise(key, t, 40 * 60_000));
-                if (eff.culprit && eff.leak > 0) bytes += eff.leak * (0.97 * s.memoryLimit - bytes);
-                if (eff.down) bytes = s.memory * 0.25;
-                return Math.round(bytes * factor);
-              },
-            };
-          }),
-        ),
+      series: perContainer(name, {}, "mem", (s, pod, key, t) => {
+        const eff = tl.effects(s.name, t);
+        const warm = 0.12 * Math.min(1, (t - pod.from) / 7_200_000);
+        let bytes = s.memory * (1 + warm + 0.04 * smoothNoise(key, t, 40 * 60_000));
+        if (eff.culprit && eff.leak > 0) bytes += eff.leak * (0.97 * s.memoryLimit - bytes);
+        if (eff.down) bytes = s.memory * 0.25;
+        return Math.round(bytes * factor);
+      }),
     });
 
     const phase: Family = {

@@ -145,6 +145,9 @@ export interface CallResult {
   status: number;
 }
 
+/** The work under a span that serves a request (its children), from time `t` on. */
+export type Serve = (span: SimSpan, t: number) => CallResult;
+
 /** A SQL query from `caller` to postgres, retried once when it is cancelled. */
 export function query(
   b: Builder,
@@ -227,7 +230,7 @@ export function httpCall(
   method: string,
   route: string,
   t: number,
-  serve: (server: SimSpan, t: number) => CallResult,
+  serve: Serve,
   retries = 0,
 ): CallResult {
   let at = t;

@@ -1,3 +1,4 @@
+// data table: the log templates of the two Python agents (structlog JSON), agent-sre and agent-bruno.
 import { pemBlock } from "../secrets.js";
 import {
   ALERTS,

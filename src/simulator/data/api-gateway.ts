@@ -1,3 +1,4 @@
+// data table: api-gateway's log templates (logfmt) and the routes it proxies.
 import { fixed, ip, ms, type ServiceTemplates } from "./log-kit.js";
 
 const GATEWAY_ROUTES = [

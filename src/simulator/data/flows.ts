@@ -9,6 +9,7 @@ import {
   httpCall,
   int,
   query,
+  type Serve,
   type SimSpan,
   str,
 } from "../trace-builder.js";
@@ -20,7 +21,7 @@ function gatewayRoot(
   route: string,
   method: string,
   t: number,
-  inner: (root: SimSpan, t: number) => CallResult,
+  inner: Serve,
   okStatus = 200,
 ): void {
   const attrs = [
@@ -84,19 +85,23 @@ const chat: Flow = (b, t) => {
       const q = query(b, server, "agent-bruno", "SELECT", "conversations", at);
       if (q.error) return { end: q.end, error: q.error, status: 500 };
       at = q.end + b.self("agent-bruno", q.end, 2);
-      const be = b.eff("agent-bruno", at);
-      if (be.culprit && be.incident?.kind === "bad_deploy") {
-        const route = b.open(server, "agent-bruno", "tool.route search_docs_v2", "SPAN_KIND_INTERNAL", at);
-        at = b.close(route, at + b.r.lognormal(2_000, 0.5));
-        if (b.r.chance(0.75)) {
-          b.fail(route, "'search_docs_v2'", "KeyError");
-          return { end: at, error: "KeyError: 'search_docs_v2'", status: 500 };
-        }
+      const broken = badRelease(
+        b,
+        server,
+        "agent-bruno",
+        "tool.route search_docs_v2",
+        "search_docs_v2",
+        at,
+        2_000,
+      );
+      if (broken) {
+        if (broken.error) return broken;
+        at = broken.end;
       } else if (b.r.chance(0.45)) {
         const tool = b.r.pick(Object.keys(TOOL_MEDIAN_US));
         const median = TOOL_MEDIAN_US[tool];
         const span = b.open(server, "agent-bruno", `tool.call ${tool}`, "SPAN_KIND_INTERNAL", at);
-        at = b.close(span, at + b.r.lognormal(median, 0.6) * be.latency);
+        at = b.close(span, at + b.r.lognormal(median, 0.6) * b.eff("agent-bruno", at).latency);
       }
       // Short turns go to the small model, long ones to the large: the span name (GenAI semantic
       // conventions: "chat <model>") says which, and so says much about the latency.
@@ -108,6 +113,29 @@ const chat: Flow = (b, t) => {
     }),
   );
 };
+
+/**
+ * The step an agent's bad release breaks: while the agent is an incident's culprit, the span `name`
+ * runs and fails three times in four with a KeyError for `key` (a dict key the new code expects).
+ * Null when the agent is healthy.
+ */
+function badRelease(
+  b: Builder,
+  parent: SimSpan,
+  agent: string,
+  name: string,
+  key: string,
+  at: number,
+  medianUs: number,
+): CallResult | null {
+  const e = b.eff(agent, at);
+  if (!e.culprit || e.incident?.kind !== "bad_deploy") return null;
+  const span = b.open(parent, agent, name, "SPAN_KIND_INTERNAL", at);
+  const end = b.close(span, at + b.r.lognormal(medianUs, 0.5));
+  if (!b.r.chance(0.75)) return { end, error: null, status: 200 };
+  b.fail(span, `'${key}'`, "KeyError");
+  return { end, error: `KeyError: '${key}'`, status: 500 };
+}
 
 const TOOL_MEDIAN_US: Record<string, number> = { search_docs: 150_000, calendar: 30_000, web_fetch: 900_000 };
 
@@ -145,15 +173,9 @@ const alert: Flow = (b, t) => {
       const q = query(b, server, "agent-sre", "SELECT", "incidents", st);
       if (q.error) return { end: q.end, error: q.error, status: 500 };
       let at = prometheusQueries(b, server, q.end, 1 + b.r.int(3));
-      const se = b.eff("agent-sre", at);
-      if (se.culprit && se.incident?.kind === "bad_deploy") {
-        const plan = b.open(server, "agent-sre", "analyzer.plan", "SPAN_KIND_INTERNAL", at);
-        at = b.close(plan, at + b.r.lognormal(3_000, 0.5));
-        if (b.r.chance(0.75)) {
-          b.fail(plan, "'tool_calls'", "KeyError");
-          return { end: at, error: "KeyError: 'tool_calls'", status: 500 };
-        }
-      }
+      const broken = badRelease(b, server, "agent-sre", "analyzer.plan", "tool_calls", at, 3_000);
+      if (broken?.error) return broken;
+      if (broken) at = broken.end;
       // Critical alerts get the large model: slower, often past five seconds.
       const model = b.r.weighted(["qwen2.5:7b", "qwen2.5:32b"], [0.7, 0.3]);
       at = llm(b, server, "agent-sre", model, at, model === "qwen2.5:7b" ? 1500 : 5200);
