@@ -9,15 +9,8 @@ import { createReadStream } from "node:fs";
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { atomicWrite, sha256 } from "../util/fs.js";
-import {
-  checkKey,
-  checkPrefix,
-  NotFoundError,
-  type ObjectInfo,
-  type ObjectStore,
-  type PutOptions,
-  type VersionedObject,
-} from "./types.js";
+import type { ObjectInfo, ObjectStore, PutOptions, VersionedObject } from "./types.js";
+import { checkKey, checkPrefix, NotFoundError } from "./types.js";
 
 /** A lock file older than this belongs to a writer that died inside its few-millisecond critical section. */
 const CAS_LOCK_STALE_MS = 10_000;

@@ -7,14 +7,8 @@ import type { ObjectStore } from "./types.js";
 
 export { FsStore } from "./fs-store.js";
 export { MinioStore, type MinioStoreOptions } from "./minio-store.js";
-export {
-  checkKey,
-  checkPrefix,
-  NotFoundError,
-  type ObjectInfo,
-  type ObjectStore,
-  type PutOptions,
-} from "./types.js";
+export type { ObjectInfo, ObjectStore, PutOptions } from "./types.js";
+export { checkKey, checkPrefix, NotFoundError } from "./types.js";
 
 /**
  * The store the config names: a local directory at <data_dir>/store (the default), or MinIO/S3

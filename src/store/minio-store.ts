@@ -20,15 +20,8 @@ import { pipeline } from "node:stream/promises";
 import * as Minio from "minio";
 import { log } from "../log.js";
 import { sha256 } from "../util/fs.js";
-import {
-  checkKey,
-  checkPrefix,
-  NotFoundError,
-  type ObjectInfo,
-  type ObjectStore,
-  type PutOptions,
-  type VersionedObject,
-} from "./types.js";
+import type { ObjectInfo, ObjectStore, PutOptions, VersionedObject } from "./types.js";
+import { checkKey, checkPrefix, NotFoundError } from "./types.js";
 
 /** S3 allows at most this many parts; larger objects get larger parts. */
 const MAX_PARTS = 10_000;
