@@ -25,24 +25,29 @@ export class JobNotFoundError extends WorkError {
   override name = "JobNotFoundError";
 }
 
+/** What the record and the view both say of a job. */
+const jobFacts = {
+  kind: z.enum(JOB_KINDS),
+  agent: z.string(),
+  status: z.enum(JOB_STATES),
+  /** Who started it: "mcp:<identity>", "schedule", "startup". */
+  actor: z.string(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  ended_at: z.string().nullable(),
+};
+const outcome = { result: z.record(z.string(), z.unknown()).nullable(), error: z.string().nullable() };
+
 export const JobRecord = z
   .object({
     schema: z.literal(1),
     id: z.string().regex(JOB_ID_RE),
-    kind: z.enum(JOB_KINDS),
-    agent: z.string(),
-    status: z.enum(JOB_STATES),
-    /** Who started it: "mcp:<identity>", "schedule", "startup". */
-    actor: z.string(),
-    created_at: z.string(),
-    updated_at: z.string(),
-    ended_at: z.string().nullable(),
+    ...jobFacts,
     /** The pipeline run of the job (the same id); null for an older server's evaluation job. */
     run_id: z.string().nullable(),
     /** What was asked. */
     request: z.record(z.string(), z.unknown()),
-    result: z.record(z.string(), z.unknown()).nullable(),
-    error: z.string().nullable(),
+    ...outcome,
     /** Only evaluation jobs of older servers (`j…`) kept their progress and log here; a run keeps them in run.json. */
     progress: Progress.nullable(),
     log: z.array(LogLine),
@@ -56,13 +61,7 @@ export type JobRecord = z.infer<typeof JobRecord>;
 export const JobView = z
   .object({
     job_id: z.string(),
-    kind: z.enum(JOB_KINDS),
-    agent: z.string(),
-    status: z.enum(JOB_STATES),
-    actor: z.string(),
-    created_at: z.string(),
-    updated_at: z.string(),
-    ended_at: z.string().nullable(),
+    ...jobFacts,
     stage: z.string().nullable(),
     step: z.number().nullable(),
     total_steps: z.number().nullable(),
@@ -83,8 +82,7 @@ export const JobView = z
         })
         .strict(),
     ),
-    result: z.record(z.string(), z.unknown()).nullable(),
-    error: z.string().nullable(),
+    ...outcome,
     /** What to call next. */
     next: z.string(),
   })
