@@ -19,6 +19,7 @@ import {
   type StageContext,
   type StageFns,
   type StageRecord,
+  type StageStatus,
   USES_DATASET,
 } from "../contract.js";
 import type { ModelRegistry } from "../deploy/registry.js";
@@ -66,17 +67,24 @@ export async function runStage(
       pid: process.pid,
     });
     const attempt = stage.attempts[stage.attempts.length - 1];
+    const stageEvent = (status: StageStatus, error: string | null, at: string) =>
+      emit({
+        type: "stage",
+        runId: record.id,
+        agent: record.agent,
+        stage: stage.name,
+        status,
+        attempt: n,
+        error,
+        at,
+      });
+    const observe = (result: string) =>
+      runStageDuration.observe(
+        { agent: record.agent, stage: stage.name, result },
+        (performance.now() - t0) / 1000,
+      );
     await writer.flush(true);
-    emit({
-      type: "stage",
-      runId: record.id,
-      agent: record.agent,
-      stage: stage.name,
-      status: "running",
-      attempt: n,
-      error: null,
-      at: attempt.started_at,
-    });
+    stageEvent("running", null, attempt.started_at);
     const addLog = (level: LogLine["level"], msg: string) => {
       const line: LogLine = { at: env.now().toISOString(), level, stage: stage.name, msg };
       record.log.push(line);
@@ -120,21 +128,9 @@ export async function runStage(
       attempt.ended_at = env.now().toISOString();
       stage.ended_at = attempt.ended_at;
       Object.assign(record, runFacts(stage.name, output));
-      runStageDuration.observe(
-        { agent: record.agent, stage: stage.name, result: status },
-        (performance.now() - t0) / 1000,
-      );
+      observe(status);
       await writer.flush(true);
-      emit({
-        type: "stage",
-        runId: record.id,
-        agent: record.agent,
-        stage: stage.name,
-        status,
-        attempt: n,
-        error: stage.error,
-        at: stage.ended_at,
-      });
+      stageEvent(status, stage.error, stage.ended_at);
       return;
     } catch (err) {
       if (isSuspend(signal)) {
@@ -152,10 +148,7 @@ export async function runStage(
       attempt.ended_at = env.now().toISOString();
       attempt.error = message;
       attempt.transient = cancelled ? null : transient;
-      runStageDuration.observe(
-        { agent: record.agent, stage: stage.name, result: cancelled ? "cancelled" : "failed" },
-        (performance.now() - t0) / 1000,
-      );
+      observe(cancelled ? "cancelled" : "failed");
       if (!cancelled && transient && tries < maxAttempts) {
         const delay = backoffMs(tries, base, cap);
         addLog(
@@ -187,16 +180,7 @@ export async function runStage(
       stage.ended_at = attempt.ended_at;
       if (!cancelled) addLog("error", `${stage.name} failed: ${message}`);
       await writer.flush(true);
-      emit({
-        type: "stage",
-        runId: record.id,
-        agent: record.agent,
-        stage: stage.name,
-        status: stage.status,
-        attempt: n,
-        error: message,
-        at: stage.ended_at,
-      });
+      stageEvent(stage.status, message, stage.ended_at);
       if (cancelled) throw new CancelledError("cancelled");
       throw new WorkError(`${stage.name}: ${message}`);
     }
