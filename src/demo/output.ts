@@ -15,6 +15,7 @@ export const STEPS = [
   ["deploy", "register and promote"],
   ["report", "write the report"],
   ["predict", "ask the model three questions"],
+  ["scan", "ask what was wrong on a validation day"],
   ["serve", "serve it over MCP"],
 ] as const;
 export type StepName = (typeof STEPS)[number][0];

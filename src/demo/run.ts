@@ -1,5 +1,5 @@
-// `trm-forge demo`, steps 1 to 9: a simulated homelab, a config, the real pipeline (collect over
-// HTTP, build, train, evaluate, register and promote), the report, three predictions. Nothing is
+// `trm-forge demo`, steps 1 to 10: a simulated homelab, a config, the real pipeline (collect over
+// HTTP, build, train, evaluate, register and promote), the report, three predictions, a scan. Nothing is
 // mocked: the same stages the scheduler and the MCP tools run. The data directory keeps what was
 // built; a rerun resumes an interrupted run or reuses the finished one.
 import { mkdir, rm } from "node:fs/promises";
@@ -12,6 +12,7 @@ import { stageOutput } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
 import { evaluationRunKey } from "../pipeline/evaluate/stage.js";
 import type { EvaluationResult } from "../pipeline/evaluate.js";
+import { addRunScan } from "../pipeline/report/scan.js";
 import { reportKey, writeRunReport } from "../pipeline/report.js";
 import type { Pipeline, RunEvent, RunRecord, StageName } from "../pipeline/run.js";
 import { ModelServer } from "../serve/index.js";
@@ -33,6 +34,7 @@ import {
   taskTable,
   timesTable,
 } from "./output.js";
+import { type ScanStep, scanHeldOutIncident } from "./scan.js";
 import { configFile, type DemoState, ensureToken, readState, type StepTime, writeState } from "./state.js";
 
 export interface DemoOptions {
@@ -71,6 +73,8 @@ export interface DemoRun {
   times: Partial<Record<StepName, StepTime>>;
   reportPath: string;
   examples: ExampleAnswer[];
+  /** Step 10: the scan of a held-out incident (null when the validation days hold none). */
+  scan: ScanStep | null;
   out: Out;
 }
 
@@ -220,11 +224,47 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRun> {
     out.line(`   ${relative(process.cwd(), reportPath)}`);
     await done("report", sw.read());
 
-    // 9. Three questions through the serving path.
-    out.line(`\n${stepTitle("predict")}`);
-    sw = new Stopwatch();
-    const examples = await askThree(config, store, evaluation, simulator, run, out);
-    await done("predict", sw.read());
+    // 9. Three questions through the serving path; 10. what was wrong on a held-out day.
+    const { readDatasetManifest } = await import("../pipeline/dataset/index.js");
+    const manifest = await readDatasetManifest(store, DEMO_AGENT, run.dataset_id ?? evaluation.dataset_id);
+    const val = { start: Date.parse(manifest.window.split_at), end: Date.parse(manifest.window.end) };
+    const server = new ModelServer({ config, store, agents: [DEMO_AGENT] });
+    await server.start();
+    let examples: ExampleAnswer[];
+    let scan: ScanStep | null;
+    try {
+      out.line(`\n${stepTitle("predict")}`);
+      sw = new Stopwatch();
+      examples = await askThree(config, store, val, simulator, out, server);
+      await done("predict", sw.read());
+
+      out.line(`\n${stepTitle("scan")}`);
+      sw = new Stopwatch();
+      scan = await scanHeldOutIncident(
+        {
+          config,
+          store,
+          registry: pipeline.registry,
+          agent: DEMO_AGENT,
+          val,
+          groundTruth: simulator.groundTruth,
+        },
+        server,
+      );
+      for (const l of scan?.lines ?? ["   no staged incident fits a 2-hour window in the validation days"])
+        out.line(`   ${l}`);
+      if (scan) {
+        // The report shows the run's validation-day scans: this one, on its timeline.
+        await addRunScan(store, run.id, scan.result);
+        await writeRunReport(store, run);
+        out.line(
+          `   the findings and their timeline are in the report too (${relative(process.cwd(), reportPath)})`,
+        );
+      }
+      await done("scan", sw.read());
+    } finally {
+      await server.stop();
+    }
 
     out.line("\n   Time per step (wall clock and CPU; CPU counts both cores the kernels use):");
     for (const l of timesTable(times)) out.line(l);
@@ -245,6 +285,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRun> {
       times,
       reportPath,
       examples,
+      scan,
       out,
     };
   } catch (err) {
@@ -364,38 +405,30 @@ function stageSummary(r: RunRecord, stage: StageName): string {
 async function askThree(
   config: Config,
   store: ObjectStore,
-  evaluation: EvaluationResult,
+  val: { start: number; end: number },
   simulator: Simulator,
-  run: RunRecord,
   out: Out,
+  server: ModelServer,
 ): Promise<ExampleAnswer[]> {
-  const { readDatasetManifest } = await import("../pipeline/dataset/index.js");
-  const manifest = await readDatasetManifest(store, DEMO_AGENT, run.dataset_id ?? evaluation.dataset_id);
-  const server = new ModelServer({ config, store, agents: [DEMO_AGENT] });
-  await server.start();
   const answers: ExampleAnswer[] = [];
-  try {
-    const ctx = {
-      store,
-      agent: DEMO_AGENT,
-      serviceLabels: config.dataset.service_labels,
-      val: { start: Date.parse(manifest.window.split_at), end: Date.parse(manifest.window.end) },
-      groundTruth: simulator.groundTruth,
-      points: config.dataset.tasks.metric_forecast.points,
-      stepMs: config.dataset.tasks.metric_forecast.step,
-    };
-    for (const ask of [logExample, traceExample, metricExample]) {
-      const a = await ask(ctx, server);
-      if (!a) continue;
-      answers.push(a);
-      out.line(`\n   ${answers.length}. ${a.lines[0]}`);
-      for (const l of a.lines.slice(1)) out.line(`   ${l}`);
-      out.line(
-        `      (${a.task}, model ${a.result.version}: ${a.result.steps} of ${a.result.max_steps} recursion steps, ${a.result.latency_ms} ms)`,
-      );
-    }
-  } finally {
-    await server.stop();
+  const ctx = {
+    store,
+    agent: DEMO_AGENT,
+    serviceLabels: config.dataset.service_labels,
+    val,
+    groundTruth: simulator.groundTruth,
+    points: config.dataset.tasks.metric_forecast.points,
+    stepMs: config.dataset.tasks.metric_forecast.step,
+  };
+  for (const ask of [logExample, traceExample, metricExample]) {
+    const a = await ask(ctx, server);
+    if (!a) continue;
+    answers.push(a);
+    out.line(`\n   ${answers.length}. ${a.lines[0]}`);
+    for (const l of a.lines.slice(1)) out.line(`   ${l}`);
+    out.line(
+      `      (${a.task}, model ${a.result.version}: ${a.result.steps} of ${a.result.max_steps} recursion steps, ${a.result.latency_ms} ms)`,
+    );
   }
   return answers;
 }

@@ -1,7 +1,8 @@
 // report.html of a run: one self-contained file (inline CSS and SVG, no scripts, no network)
 // that tells a person in a minute what the run did: the verdict first, then the curves, the
 // scores against the baselines and the champion, the data it learned from, how long the model
-// thinks before it answers, and what each stage did.
+// thinks before it answers, what the anomaly scan found in the validation days, and what each
+// stage did.
 
 import * as z from "zod";
 import type { ObjectStore } from "../store/index.js";
@@ -15,6 +16,8 @@ import { formatInterval, type PairedInterval } from "./evaluate/bootstrap.js";
 import type { ProbeResult } from "./evaluate/probe.js";
 import type { EvaluationResult } from "./evaluate.js";
 import { COLORS, esc, fmt, groupedBars, heatStrip, lineChart, TASK_COLORS } from "./report/charts.js";
+import { readRunScans, scanSection, scansWithin } from "./report/scan.js";
+import type { ScanResult } from "./scan/types.js";
 import { type MetricsLine, readRunMetrics, type TrainLogLine, type ValLogLine } from "./train.js";
 
 /** The part of a dataset manifest the report shows (the dataset module's Manifest has it). */
@@ -59,6 +62,8 @@ export interface ReportInput {
   evaluation: EvaluationResult | null;
   dataset: DatasetSummary | null;
   coverage: Coverage | null;
+  /** Anomaly scans stored for the run (report/scan.ts); those in the validation days are shown. */
+  scans?: ScanResult[];
   generatedAt: string;
 }
 
@@ -89,7 +94,8 @@ export async function loadReportInput(
   const end = dataset ? new Date(dataset.window.end) : now;
   const days = dataset ? Math.max(1, Math.ceil(dataset.window.days)) : 30;
   const coverage = await collectCoverage(store, run.agent, end, days);
-  return { run, metrics, evaluation, dataset, coverage, generatedAt: now.toISOString() };
+  const scans = await readRunScans(store, run.agent, run.id);
+  return { run, metrics, evaluation, dataset, coverage, scans, generatedAt: now.toISOString() };
 }
 
 async function readJson<T>(store: ObjectStore, key: string): Promise<T | null> {
@@ -167,6 +173,7 @@ export function renderReport(r: ReportInput): string {
     section("tasks", "Scores per task", taskBars(e)),
     section("data", "Data", dataQuality(r.dataset, r.coverage)),
     section("halting", "Thinking steps", halting(e, val)),
+    section("scan", "Anomaly scan of the validation days", scanPart(r)),
     section("stages", "Stages", stages(run)),
   ];
   return `<!doctype html>
@@ -192,6 +199,12 @@ ${sections.join("\n")}
 <footer>Generated ${esc(r.generatedAt)} · one self-contained file: no scripts, no network.</footer>
 </main></body></html>
 `;
+}
+
+function scanPart(r: ReportInput): string {
+  const validation = r.dataset ? { start: r.dataset.window.split_at, end: r.dataset.window.end } : null;
+  const scans = r.scans ?? [];
+  return scanSection(validation ? scansWithin(scans, validation) : scans, validation);
 }
 
 function summarySentence(run: RunRecord, e: EvaluationResult | null, promoted: string | null): string {

@@ -56,7 +56,7 @@ describe("trm-forge demo (quick schedule)", () => {
       child.stdout.on("data", (d) => {
         out += String(d);
         // Off a terminal, training reports each tenth: interrupt after the first one.
-        if (/5\/10 train[\s\S]*\d+% step \d+/.test(out)) res();
+        if (/5\/11 train[\s\S]*\d+% step \d+/.test(out)) res();
       });
       void exited.then((code) =>
         rej(new Error(`the demo exited (${code}) before training:\n${out}\n${err}`)),
@@ -120,7 +120,39 @@ describe("trm-forge demo (quick schedule)", () => {
     for (const e of first.examples) expect(e.result.version).toBe(first.version);
     const text = out.text();
     expect(text).toContain(`it beats its baselines on ${beaten.length} of 4 tasks`);
-    for (const step of ["collect", "build", "train", "evaluate", "deploy", "report", "predict"])
+    // Step 10: what was wrong on a held-out day, the simulator's staged incident printed beside the
+    // findings; the scanned window holds the whole incident and lies in the validation days.
+    const scan = first.scan;
+    expect(scan, text).not.toBeNull();
+    const win = { start: Date.parse(scan!.result.window.start), end: Date.parse(scan!.result.window.end) };
+    expect(win.start).toBeGreaterThanOrEqual(Date.parse(manifest.window.split_at));
+    expect(win.end).toBeLessThanOrEqual(Date.parse(manifest.window.end));
+    expect(scan!.incident.start_ms).toBeGreaterThan(win.start);
+    expect(scan!.incident.end_ms).toBeLessThan(win.end);
+    expect(scan!.result.version).toBe(first.version);
+    const hm = (iso: string) => iso.slice(11, 16);
+    expect(text).toContain(
+      `What was wrong on ${scan!.day} (a validation day), ${hm(scan!.result.window.start)}-${hm(scan!.result.window.end)} UTC?`,
+    );
+    expect(scan!.result.findings.length).toBeGreaterThan(0);
+    for (const [i, f] of scan!.result.findings.entries())
+      expect(text).toContain(`${i + 1}. ${f.service} ${hm(f.start)}-${hm(f.end)} score ${f.score} (`);
+    const inc = scan!.incident;
+    expect(text).toContain(
+      `ground truth (the simulator's staged incident): ${inc.kind.replace(/_/g, " ")} of ${inc.service}, ${hm(inc.start)}-${hm(inc.end)} UTC`,
+    );
+    // The staged incident is among the top findings: its service, while it lasted.
+    expect(scan!.hit, text).not.toBeNull();
+    const hit = scan!.result.findings[scan!.hit! - 1];
+    expect([inc.service, ...inc.affected]).toContain(hit.service);
+    expect(Date.parse(hit.start)).toBeLessThan(inc.end_ms);
+    expect(Date.parse(hit.end)).toBeGreaterThan(inc.start_ms);
+    expect(text).toContain(`=> finding ${scan!.hit} names ${hit.service}`);
+    // The report shows the same findings on its per-service timeline.
+    const report = readFileSync(first.reportPath, "utf8");
+    expect(report).toContain('data-chart="timeline"');
+    expect(report).toContain(`data-service="${hit.service}" data-start="${hit.start}" data-end="${hit.end}"`);
+    for (const step of ["collect", "build", "train", "evaluate", "deploy", "report", "predict", "scan"])
       expect(first.times[step as keyof typeof first.times], step).toBeDefined();
     expect(text).toMatch(/total\s+\d/);
   });

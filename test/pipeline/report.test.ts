@@ -6,8 +6,10 @@ import { parseConfig } from "../../src/config/index.js";
 import { writeSegment } from "../../src/pipeline/collect/raw-store.js";
 import { runGate } from "../../src/pipeline/evaluate/gate.js";
 import type { EvaluationResult } from "../../src/pipeline/evaluate.js";
+import { addRunScan, readRunScans } from "../../src/pipeline/report/scan.js";
 import { type DatasetSummary, renderReport, reportKey, writeRunReport } from "../../src/pipeline/report.js";
 import { Pipeline, type RunRecord, type StageFns } from "../../src/pipeline/run.js";
+import type { Finding, ScanResult } from "../../src/pipeline/scan/index.js";
 import type { MetricsLine } from "../../src/pipeline/train.js";
 import { FsStore } from "../../src/store/index.js";
 import { findAll, parseXml, type XmlNode } from "./helpers/xml.js";
@@ -217,6 +219,55 @@ function run(): RunRecord {
   };
 }
 
+function finding(
+  service: string,
+  start: string,
+  minutes: number,
+  score: number,
+  record = "ERROR db timeout",
+): Finding {
+  return {
+    service,
+    start,
+    end: new Date(Date.parse(start) + minutes * 60_000).toISOString(),
+    score,
+    signals: [
+      { signal: "novel_template", share: 0.7 },
+      { signal: "log_level", share: 0.3 },
+    ],
+    records: 12,
+    anomalous: 4,
+    evidence: [
+      {
+        time: start,
+        source: "loki",
+        record,
+        expected: { level: "info 80%" },
+        observed: { level: "error (p 3%)" },
+        score: 6.2,
+        signals: ["novel_template", "log_level"],
+      },
+    ],
+    knowledge: [],
+  };
+}
+
+/** A scan of [start, end) with the given findings. */
+function scanOf(start: string, end: string, findings: Finding[]): ScanResult {
+  return {
+    agent: "sre",
+    version: "v20261129-115000-000-abcd",
+    window: { start, end },
+    sources: ["loki", "tempo", "prometheus"],
+    scanned: { logs: 900, traces: 40, series: 12 },
+    inferences: 500,
+    findings,
+    note: findings.length ? null : "nothing in the window surprised the model past the thresholds",
+    took_ms: 1200,
+    at: end,
+  };
+}
+
 function svgs(html: string): XmlNode[] {
   return [...html.matchAll(/<svg[\s\S]*?<\/svg>/g)].map((m) => parseXml(m[0]));
 }
@@ -373,6 +424,124 @@ describe("report.html", () => {
   });
 });
 
+describe("report.html: the anomaly scan of the validation days", () => {
+  // Two scans in the validation days (from 2026-11-28 04:48) and one before them, in training days.
+  const early = scanOf("2026-11-28T06:00:00.000Z", "2026-11-28T08:00:00.000Z", [
+    finding("postgres", "2026-11-28T06:20:00.000Z", 50, 91.3),
+    finding("agent-sre", "2026-11-28T06:30:00.000Z", 35, 13.5, 'level=error msg="<db> & timeout"'),
+  ]);
+  const late = scanOf("2026-11-28T20:00:00.000Z", "2026-11-28T21:00:00.000Z", [
+    finding("postgres", "2026-11-28T20:10:00.000Z", 5, 4.2),
+  ]);
+  const training = scanOf("2026-11-26T10:00:00.000Z", "2026-11-26T11:00:00.000Z", [
+    finding("rabbitmq", "2026-11-26T10:10:00.000Z", 10, 50),
+  ]);
+  const render = (scans: ScanResult[]) =>
+    renderReport({
+      run: run(),
+      metrics: metrics(),
+      evaluation: evaluation(),
+      dataset,
+      coverage: null,
+      scans,
+      generatedAt: "2026-11-29T12:00:00.000Z",
+    });
+  const html = render([training, early, late]);
+
+  it("draws a row per service and a bar per finding over its span, darker for a higher score", () => {
+    const tl = chart(html, "timeline");
+    const [, , w] = tl.attrs.viewBox.split(" ").map(Number);
+    const bars = findAll(tl, (n) => n.attrs.class === "finding");
+    // The validation days' three findings; the training-days scan is not shown.
+    expect(
+      bars.map((b) => `${b.attrs["data-service"]} ${b.attrs["data-start"]} ${b.attrs["data-score"]}`).sort(),
+    ).toEqual(
+      [
+        "agent-sre 2026-11-28T06:30:00.000Z 13.5",
+        "postgres 2026-11-28T06:20:00.000Z 91.3",
+        "postgres 2026-11-28T20:10:00.000Z 4.2",
+      ].sort(),
+    );
+    // Rows: the highest-scoring service first.
+    const labels = findAll(
+      tl,
+      (n) => n.name === "text" && n.attrs["text-anchor"] === "end" && n.attrs["font-size"] === "12",
+    );
+    expect(labels.map((l) => l.text)).toEqual(["postgres", "agent-sre"]);
+    // x is linear in time over the scanned span (06:00 to 21:00), widths in proportion to the spans.
+    const t0 = Date.parse("2026-11-28T06:00:00.000Z");
+    const t1 = Date.parse("2026-11-28T21:00:00.000Z");
+    const x0 = Number(findAll(tl, (n) => n.attrs.class === "window")[0].attrs.x);
+    const scale = (w - 12 - x0) / (t1 - t0);
+    for (const b of bars) {
+      expect(Number(b.attrs.x)).toBeCloseTo(x0 + (Date.parse(b.attrs["data-start"]) - t0) * scale, 0);
+      const span = Date.parse(b.attrs["data-end"]) - Date.parse(b.attrs["data-start"]);
+      expect(Number(b.attrs.width)).toBeCloseTo(Math.max(2, span * scale), 0);
+    }
+    const opacity = Object.fromEntries(
+      bars.map((b) => [b.attrs["data-score"], Number(b.attrs["fill-opacity"])]),
+    );
+    expect(opacity["91.3"]).toBe(1);
+    expect(opacity["13.5"]).toBeLessThan(opacity["91.3"]);
+    expect(opacity["4.2"]).toBeLessThan(opacity["13.5"]);
+    // The two scanned windows are shaded, the gap between them is not.
+    expect(
+      findAll(tl, (n) => n.attrs.class === "window").map(
+        (r) => `${r.attrs["data-start"]} ${r.attrs["data-end"]}`,
+      ),
+    ).toEqual([
+      "2026-11-28T06:00:00.000Z 2026-11-28T08:00:00.000Z",
+      "2026-11-28T20:00:00.000Z 2026-11-28T21:00:00.000Z",
+    ]);
+  });
+
+  it("lists the findings, highest score first, with their evidence escaped", () => {
+    const section = html.slice(
+      html.indexOf('<section id="scan"'),
+      html.indexOf("</section>", html.indexOf('<section id="scan"')),
+    );
+    const rows = [...section.matchAll(/<tr><td>([^<]+)<\/td><td>([^<]+)<\/td><td class="num">([^<]+)</g)].map(
+      (m) => `${m[1]} ${m[2]} ${m[3]}`,
+    );
+    expect(rows).toEqual([
+      "postgres 2026-11-28 06:20–07:10 91.3",
+      "agent-sre 2026-11-28 06:30–07:05 13.5",
+      "postgres 2026-11-28 20:10–20:15 4.2",
+    ]);
+    expect(section).toContain("novel_template, log_level");
+    expect(section).toContain("loki: level=error msg=&quot;&lt;db&gt; &amp; timeout&quot;");
+    expect(section).not.toContain("<db>");
+    expect(section).not.toContain("rabbitmq");
+    expect(section).toContain(
+      "2026-11-28 06:00–08:00 (900 log lines, 40 traces, 12 series; v20261129-115000-000-abcd)",
+    );
+    expect(html).not.toMatch(/<script/i);
+  });
+
+  it("says so when no scan of the validation days is stored, or a scan found nothing", () => {
+    const none = render([training]);
+    expect(none).toContain("No anomaly scan of the validation days");
+    expect(svgs(none).some((s) => s.attrs["data-chart"] === "timeline")).toBe(false);
+    const quiet = render([scanOf("2026-11-28T06:00:00.000Z", "2026-11-28T07:00:00.000Z", [])]);
+    expect(findAll(chart(quiet, "timeline"), (n) => n.attrs.class === "finding")).toEqual([]);
+    expect(quiet).toContain("No findings: nothing in the window surprised the model past the thresholds");
+  });
+
+  it("keeps one scan per window for the run, the newest", async () => {
+    const store = new FsStore(mkdtempSync(join(tmpdir(), "trm-report-scan-")));
+    const id = "r20261129-110000-000-abcd";
+    expect(await readRunScans(store, "sre", id)).toEqual([]);
+    await addRunScan(store, id, late);
+    await addRunScan(store, id, early);
+    await addRunScan(store, id, { ...early, findings: early.findings.slice(0, 1) });
+    const kept = await readRunScans(store, "sre", id);
+    expect(kept.map((s) => [s.window.start, s.findings.length])).toEqual([
+      ["2026-11-28T06:00:00.000Z", 1],
+      ["2026-11-28T20:00:00.000Z", 1],
+    ]);
+  });
+});
+
 describe("report.html for a run", () => {
   it("is written into the run folder when a run ends, from what the stages stored", async () => {
     const dir = mkdtempSync(join(tmpdir(), "trm-report-"));
@@ -398,7 +567,17 @@ describe("report.html for a run", () => {
         await store.put(`runs/sre/${ctx.runId}/evaluation.json`, JSON.stringify(evaluation()));
         return {};
       },
-      deploy: async () => ({ version: "v20261129-115000-000-abcd", promoted_to: null }),
+      deploy: async (ctx) => {
+        // What the demo's scan step does: a scan of a validation-day window stored for the run.
+        await addRunScan(
+          store,
+          ctx.runId,
+          scanOf("2026-11-28T06:00:00.000Z", "2026-11-28T08:00:00.000Z", [
+            finding("postgres", "2026-11-28T06:20:00.000Z", 50, 91.3),
+          ]),
+        );
+        return { version: "v20261129-115000-000-abcd", promoted_to: null };
+      },
     } as StageFns;
     const pipeline = new Pipeline({
       config,
@@ -408,9 +587,21 @@ describe("report.html for a run", () => {
     });
     const rec = await (await pipeline.startRun({ agent: "sre" })).done;
     const html = (await store.get(reportKey("sre", rec.id))).toString();
-    for (const id of ["verdict", "curves", "tasks", "data", "halting", "stages"])
+    for (const id of ["verdict", "curves", "tasks", "data", "halting", "scan", "stages"])
       expect(html).toContain(`<section id="${id}"`);
-    expect(svgs(html).map((s) => s.attrs["data-chart"])).toEqual(["line", "line", "bars", "heat", "bars"]);
+    expect(svgs(html).map((s) => s.attrs["data-chart"])).toEqual([
+      "line",
+      "line",
+      "bars",
+      "heat",
+      "bars",
+      "timeline",
+    ]);
+    expect(
+      findAll(chart(html, "timeline"), (n) => n.attrs.class === "finding").map(
+        (b) => b.attrs["data-service"],
+      ),
+    ).toEqual(["postgres"]);
     const cells = findAll(chart(html, "heat"), (n) => n.attrs.class === "cell");
     // The dataset window's four days, one source with data on one of them.
     expect(
