@@ -1,6 +1,7 @@
 // Resources: an agent's registry, a version's model card and knowledge card, its latest anomaly scan, and a job. The
 // rules as the tools: the read scope, and an agent reads its own only.
 import { type McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { Variables } from "@modelcontextprotocol/sdk/shared/uriTemplate.js";
 import { ErrorCode, McpError, type ReadResourceResult } from "@modelcontextprotocol/sdk/types.js";
 import { log } from "../log.js";
 import { readLatestScan } from "../pipeline/scan/index.js";
@@ -36,6 +37,13 @@ async function asCaller(
   }
 }
 
+/** A resource's body: `body` as indented JSON. */
+function json(uri: URL, body: unknown): ReadResourceResult {
+  return {
+    contents: [{ uri: uri.href, mimeType: "application/json", text: `${JSON.stringify(body, null, 2)}\n` }],
+  };
+}
+
 /** The agents an identity may see: all for admin, else its own (when configured). */
 function agentsOf(env: ToolEnv, name: string | null): string[] {
   const all = Object.keys(env.ctx.config.agents);
@@ -56,6 +64,13 @@ export function registerResources(server: McpServer, env: ToolEnv): void {
     agent: (value: string) =>
       agentsOf(env, env.owner ?? env.identity?.name ?? null).filter((a) => a.startsWith(value)),
   };
+  /** A read of one agent's resource ({agent} in the URI), as that agent's caller. */
+  const ofAgent =
+    (read: (agent: string, uri: URL, vars: Variables) => Promise<ReadResourceResult>) =>
+    (uri: URL, vars: Variables, extra: Extra) => {
+      const agent = one(vars.agent);
+      return asCaller(env, extra, agent, () => read(agent, uri, vars));
+    };
 
   server.registerResource(
     "registry",
@@ -75,17 +90,7 @@ export function registerResources(server: McpServer, env: ToolEnv): void {
         "An agent's registry.json: versions with their gate verdict and scores, the aliases, the append-only alias history.",
       mimeType: "application/json",
     },
-    (uri, vars, extra) => {
-      const agent = one(vars.agent);
-      return asCaller(env, extra, agent, async () => {
-        const index = await env.ctx.registry.read(agent);
-        return {
-          contents: [
-            { uri: uri.href, mimeType: "application/json", text: `${JSON.stringify(index, null, 2)}\n` },
-          ],
-        };
-      });
-    },
+    ofAgent(async (agent, uri) => json(uri, await env.ctx.registry.read(agent))),
   );
 
   for (const [part, file, title, description] of [
@@ -106,15 +111,12 @@ export function registerResources(server: McpServer, env: ToolEnv): void {
       part,
       new ResourceTemplate(`trm://agents/{agent}/models/{version}/${part}`, { list: undefined, complete }),
       { title, description, mimeType: "text/markdown" },
-      (uri, vars, extra) => {
-        const agent = one(vars.agent);
-        return asCaller(env, extra, agent, async () => {
-          const registry = env.ctx.registry;
-          const version = await registry.resolve(agent, one(vars.version));
-          const text = (await registry.readArtifact(agent, version, file)).toString("utf8");
-          return { contents: [{ uri: uri.href, mimeType: "text/markdown", text }] };
-        });
-      },
+      ofAgent(async (agent, uri, vars) => {
+        const registry = env.ctx.registry;
+        const version = await registry.resolve(agent, one(vars.version));
+        const text = (await registry.readArtifact(agent, version, file)).toString("utf8");
+        return { contents: [{ uri: uri.href, mimeType: "text/markdown", text }] };
+      }),
     );
   }
 
@@ -127,18 +129,10 @@ export function registerResources(server: McpServer, env: ToolEnv): void {
         "The agent's newest stored anomaly scan (anomalies_scan, or the scheduled scan): ranked findings with evidence.",
       mimeType: "application/json",
     },
-    (uri, vars, extra) => {
-      const agent = one(vars.agent);
-      return asCaller(env, extra, agent, async () => {
-        const scan = await readLatestScan(env.ctx.store, agent);
-        const body = scan ?? { agent, scan: null, note: "no scan stored yet: call anomalies_scan" };
-        return {
-          contents: [
-            { uri: uri.href, mimeType: "application/json", text: `${JSON.stringify(body, null, 2)}\n` },
-          ],
-        };
-      });
-    },
+    ofAgent(async (agent, uri) => {
+      const scan = await readLatestScan(env.ctx.store, agent);
+      return json(uri, scan ?? { agent, scan: null, note: "no scan stored yet: call anomalies_scan" });
+    }),
   );
 
   server.registerResource(
@@ -157,11 +151,7 @@ export function registerResources(server: McpServer, env: ToolEnv): void {
         const agent = await env.ctx.jobs.agentOf(jobId, agentsOf(env, id.name));
         requireAgent(id, agent);
         const view = await env.ctx.jobs.view(jobId, agent);
-        return {
-          contents: [
-            { uri: uri.href, mimeType: "application/json", text: `${JSON.stringify(view, null, 2)}\n` },
-          ],
-        };
+        return json(uri, view);
       }),
   );
 }
