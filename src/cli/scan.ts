@@ -2,6 +2,9 @@
 import type { Command } from "commander";
 import { UsageError } from "../errors.js";
 import { ModelRegistry } from "../pipeline/deploy/registry.js";
+import { readRun } from "../pipeline/record.js";
+import { addRunScan } from "../pipeline/report/scan.js";
+import { writeRunReport } from "../pipeline/report.js";
 import { type RecordScore, type ScanResult, saveScan } from "../pipeline/scan/index.js";
 import { ModelServer } from "../serve/index.js";
 import { scanChampion } from "../serve/scan.js";
@@ -15,6 +18,18 @@ interface ScanOpts {
   top?: number;
   json?: boolean;
   records?: string;
+  end?: string;
+  run?: string;
+}
+
+/** --end: an ISO time (UTC when it names no zone); the scan's window ends there instead of now. */
+function parseEnd(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(value) || !value.includes("T") ? value : `${value}Z`);
+  if (!Number.isFinite(ms))
+    throw new UsageError(`--end takes a time such as 2026-11-28T08:00:00Z, got "${value}"`);
+  if (ms > Date.now() + 60_000) throw new UsageError(`--end ${value} is in the future`);
+  return ms;
 }
 
 function parseRecords(value: string | undefined): number | null {
@@ -86,6 +101,14 @@ export function registerScanCommand(program: Command): void {
     .option("--sources <list>", "comma-separated: loki, tempo, prometheus (default all)")
     .option("--top <n>", "findings to show (default scan.top_k)", (v) => Number(v))
     .option("--records <n|all>", "also print per-record scores, highest first: a count or all")
+    .option(
+      "--end <time>",
+      "end the window at this time (ISO, UTC) instead of now: a past day, such as a validation day",
+    )
+    .option(
+      "--run <run-id>",
+      "also store the scan with this run of the agent: its report.html shows it (validation days)",
+    )
     .option("--json", "print the scan as JSON")
     .action(
       action(async (opts: ScanOpts, cmd: Command) => {
@@ -95,7 +118,12 @@ export function registerScanCommand(program: Command): void {
         const keep = parseRecords(opts.records);
         if (opts.top !== undefined && !(Number.isInteger(opts.top) && opts.top >= 1 && opts.top <= 100))
           throw new UsageError("--top takes a whole number from 1 to 100");
+        const end = parseEnd(opts.end);
         const store = openStore(config);
+        // The run is checked before the model loads: a wrong id costs nothing.
+        if (opts.run !== undefined && !/^r\d{8}-\d{6}-\d{3}-[0-9a-f]{4}$/.test(opts.run))
+          throw new UsageError(`--run takes a run id such as r20260101-020000-000-ab12, got "${opts.run}"`);
+        const run = opts.run ? await readRun(store, opts.agent, opts.run) : null;
         const registry = new ModelRegistry(store, { dataDir: config.data_dir });
         const models = new ModelServer({ config, store, registry, agents: [opts.agent] });
         await models.start();
@@ -106,6 +134,7 @@ export function registerScanCommand(program: Command): void {
             registry,
             agent: opts.agent,
             sinceMs: opts.since ? durationOption(opts.since) : undefined,
+            end,
             sources: opts.sources
               ?.split(",")
               .map((s) => s.trim())
@@ -113,7 +142,12 @@ export function registerScanCommand(program: Command): void {
             topK: opts.top,
             keepRecords: keep !== null,
           });
-          await saveScan(store, out.result);
+          // A scan of a past window is not the agent's newest state: only a scan up to now is "latest".
+          if (end === undefined) await saveScan(store, out.result);
+          if (run) {
+            await addRunScan(store, run.id, out.result);
+            await writeRunReport(store, run);
+          }
           const rows =
             keep === null
               ? null
@@ -121,8 +155,11 @@ export function registerScanCommand(program: Command): void {
                   .sort((a, b) => b.score - a.score || a.time - b.time)
                   .slice(0, keep)
                   .map(recordRow);
-          emit(opts.json, rows ? { ...out.result, records: rows } : out.result, () =>
-            human(out.result, rows),
+          const stored = run ? `\nstored with run ${run.id}: its report.html shows it` : "";
+          emit(
+            opts.json,
+            rows ? { ...out.result, records: rows } : out.result,
+            () => `${human(out.result, rows)}${stored}`,
           );
         } finally {
           await models.stop();
