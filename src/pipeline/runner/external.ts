@@ -29,7 +29,7 @@ import { configForDataset } from "../import/index.js";
 import { readImportWeights } from "../import/weights.js";
 import { runPrefix } from "../record.js";
 import { saveCheckpoint } from "../train/checkpoint.js";
-import { parsePodLine } from "./progress-line.js";
+import { parsePodLine, stageProgress } from "./progress-line.js";
 
 /** What trainer.json records about the command, so another server can find it again. */
 const TrainerState = z
@@ -259,13 +259,7 @@ function watch(
       if (parsed.kind === "progress") {
         const p = parsed.progress;
         if (p.step !== null) progress.step = p.step;
-        ctx.progress({
-          message: p.message,
-          step: p.step,
-          total: p.total,
-          eta_s: p.eta_s,
-          metrics: p.metrics,
-        });
+        ctx.progress(stageProgress(p));
       } else ctx.log("info", `[trainer] ${l}`);
     };
 

@@ -17,6 +17,11 @@ export interface TrainProgress {
   metrics: Record<string, number>;
 }
 
+/** The part of a progress a stage reports (its stage and time are its context's): no other field passes. */
+export function stageProgress(p: Omit<TrainProgress, "stage">): Omit<TrainProgress, "stage"> {
+  return { message: p.message, step: p.step, total: p.total, eta_s: p.eta_s, metrics: p.metrics };
+}
+
 const Num = z.number().finite();
 const RecordShape = z.object({
   stage: z.string().optional(),

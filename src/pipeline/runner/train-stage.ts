@@ -10,7 +10,7 @@ import { readStageResult, type StageContext, type StageFn, type StageFns } from 
 import { externalTrainStage } from "./external.js";
 import type { Kube } from "./kube.js";
 import { listTrainJobs, runTrainStageInKubernetes } from "./kubernetes.js";
-import { parsePodLine } from "./progress-line.js";
+import { parsePodLine, stageProgress } from "./progress-line.js";
 
 export interface KubernetesTrainStageOptions {
   /** Clients to use (tests); default from config.kubernetes. */
@@ -56,13 +56,7 @@ export function kubernetesTrainStage(opts: KubernetesTrainStageOptions = {}): St
           const p = r?.progress;
           if (!p || p.at === lastProgressAt || (before && r?.updated_at === before.updated_at)) return;
           lastProgressAt = p.at;
-          ctx.progress({
-            message: p.message,
-            step: p.step,
-            total: p.total,
-            eta_s: p.eta_s,
-            metrics: p.metrics,
-          });
+          ctx.progress(stageProgress(p));
         })
         .catch(() => undefined);
     }, pollMs);
@@ -84,14 +78,7 @@ export function kubernetesTrainStage(opts: KubernetesTrainStageOptions = {}): St
           const { level, msg } = podLog(line);
           ctx.log(level, `[${meta.source}] ${msg}`);
         },
-        onProgress: (p) =>
-          ctx.progress({
-            message: p.message,
-            step: p.step,
-            total: p.total,
-            eta_s: p.eta_s,
-            metrics: p.metrics,
-          }),
+        onProgress: (p) => ctx.progress(stageProgress(p)),
       });
       if (result.status === "cancelled") throw new CancelledError(result.message);
       if (result.status === "detached") throw detach.signal.reason ?? new CancelledError(result.message);
