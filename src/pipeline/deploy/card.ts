@@ -39,6 +39,25 @@ export interface CardInput {
   lineage: Lineage;
 }
 
+type CardDataset = NonNullable<CardInput["dataset"]>;
+
+/** The card's dataset section, from a built dataset's id and manifest. */
+export function cardDataset(ds: {
+  id: string;
+  manifest: {
+    window: CardDataset["window"];
+    counts: { by_task: CardDataset["counts"] };
+    sources: CardDataset["sources"];
+  };
+}): CardDataset {
+  return {
+    id: ds.id,
+    window: ds.manifest.window,
+    counts: ds.manifest.counts.by_task,
+    sources: ds.manifest.sources,
+  };
+}
+
 const TASK_WHAT: Record<string, string> = {
   code_infill: "fills masked spans of the agent's source files",
   log_triage:

@@ -6,7 +6,7 @@ import { configFromMetadata } from "../../model/trm.js";
 import type { ObjectStore } from "../../store/index.js";
 import type { DeployOutput, StageContext } from "../contract.js";
 import { runDataset } from "../dataset/stage.js";
-import { renderModelCard } from "../deploy/card.js";
+import { cardDataset, renderModelCard } from "../deploy/card.js";
 import { knowledgeArtifact } from "../deploy/knowledge.js";
 import type { Alias, ArtifactInput, ModelRegistry, VersionManifest } from "../deploy/registry.js";
 import { smokeArtifact } from "../deploy/smoke-example.js";
@@ -173,12 +173,7 @@ export async function deployStage(ctx: StageContext, hooks: DeployHook[]): Promi
           batch_size: ctx.config.train.batch_size,
           fine_tuned_from: lineage.parent_version,
         },
-        dataset: {
-          id: ds.id,
-          window: ds.manifest.window,
-          counts: ds.manifest.counts.by_task,
-          sources: ds.manifest.sources,
-        },
+        dataset: cardDataset(ds),
         evaluation,
         promotedTo: wouldPromote,
         lineage,

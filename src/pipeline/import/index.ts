@@ -7,7 +7,7 @@ import { initBackend } from "../../model/backend.js";
 import { countParams, resolveModelConfig } from "../../model/config.js";
 import type { ObjectStore } from "../../store/index.js";
 import { type Dataset, openDataset } from "../dataset/index.js";
-import { renderModelCard } from "../deploy/card.js";
+import { cardDataset, renderModelCard } from "../deploy/card.js";
 import type { Alias, ModelRegistry } from "../deploy/registry.js";
 import { smokeArtifact } from "../deploy/smoke-example.js";
 import { evaluateModels, type ModelUnderTest } from "../evaluate.js";
@@ -112,12 +112,7 @@ export async function importModel(o: ImportOptions): Promise<ImportResult> {
       createdAt: new Date().toISOString(),
       model: { params, ...checked.config },
       training: null,
-      dataset: {
-        id: ds.id,
-        window: ds.manifest.window,
-        counts: ds.manifest.counts.by_task,
-        sources: ds.manifest.sources,
-      },
+      dataset: cardDataset(ds),
       evaluation,
       promotedTo: wouldPromote,
       lineage,
