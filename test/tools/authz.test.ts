@@ -152,6 +152,27 @@ describe("authorisation: identity × tool × own or other agent", () => {
         }
   });
 
+  it("anomalies_scan with collect: true needs the train scope as well, on the caller's own agent", async () => {
+    for (const c of CALLERS)
+      for (const target of [SRE, BRUNO] as Agent[]) {
+        const r = await call(clients.get(c.name)!, "anomalies_scan", {
+          agent: target,
+          since: "2h",
+          collect: true,
+        });
+        const where = `${c.name} → anomalies_scan collect: true on ${target}: ${textOf(r).slice(0, 200)}`;
+        const own = c.as === "admin" || c.as === target;
+        const train = c.scopes.includes("admin") || c.scopes.includes("train");
+        if (own && train) {
+          expect(r.isError, where).toBeFalsy();
+          expect((r.structuredContent as any).collect.status, where).toBe("succeeded");
+          continue;
+        }
+        expect(r.isError, where).toBe(true);
+        expect(textOf(r), where).toContain(`missing permission: ${own ? "scope:train" : `agent:${target}`}`);
+      }
+  });
+
   it("an agent's omitted agent is its own; admin must name one", async () => {
     const own = await call(clients.get("agent-bruno (read, train, promote)")!, "models_list", {});
     expect((own.structuredContent as any).agent).toBe(BRUNO);
