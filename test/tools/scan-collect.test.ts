@@ -31,7 +31,7 @@ describe("anomalies_scan collect: true", () => {
     sim = await createSimulator({ seed: 11, days: 2, logsPerDay: 1500, tracesPerDay: 300 });
     const dir = tempDir();
     const config = testConfig(dir, {
-      agents: { [SRE]: agentConfigFor(sim.url, { lookback: "1d" }), [BRUNO]: {} },
+      agents: { [SRE]: agentConfigFor(sim.url, { lookback: "8h" }), [BRUNO]: {} },
     });
     // The real stages: a collect pulls from the simulator.
     t = await startTestServer({ dir, config, stages: {} });
@@ -59,6 +59,14 @@ describe("anomalies_scan collect: true", () => {
     const plain = await call(readOnly, "anomalies_scan", {});
     expect(plain.isError, textOf(plain)).toBeFalsy();
     expect((plain.structuredContent as any).collect).toBeUndefined();
+  });
+
+  it("collects nothing for an agent without a champion: the scan's own error says why", async () => {
+    const bruno = await t.client(identity(BRUNO, ["read", "train"]));
+    const r = await call(bruno, "anomalies_scan", { collect: true });
+    expect(r.isError).toBe(true);
+    expect(textOf(r)).toMatch(/^agent agent-bruno has no champion model to scan with/);
+    expect((await jobsOf(bruno)).jobs).toEqual([]);
   });
 
   it("answers a failed collect with an error naming the job, and the scan of what is stored", async () => {
