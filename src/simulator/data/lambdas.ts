@@ -2,6 +2,14 @@
 import type { FakeSecrets } from "../secrets.js";
 import { DEPLOYMENTS, fixed, type Msg, type ServiceTemplates } from "./log-kit.js";
 
+/** The git credentials Secret lambda-pod-restart leaks into its logs (a manifest with its data). */
+const gitSecret = (s: FakeSecrets) => ({
+  apiVersion: "v1",
+  kind: "Secret",
+  metadata: { name: "lambda-pod-restart-git" },
+  data: { password: s.k8sSecretData },
+});
+
 export function lambdaTemplates(name: "lambda-pod-restart" | "lambda-notify-digest"): ServiceTemplates {
   const restart = name === "lambda-pod-restart";
   const caller = restart ? "handler/restart.go" : "handler/digest.go";
@@ -76,12 +84,7 @@ export function lambdaTemplates(name: "lambda-pod-restart" | "lambda-notify-dige
               logger: "gitops",
               msg: "manifest drift detected",
               fields: {
-                object: {
-                  apiVersion: "v1",
-                  kind: "Secret",
-                  metadata: { name: "lambda-pod-restart-git" },
-                  data: { password: s.k8sSecretData },
-                },
+                object: gitSecret(s),
               },
               secret: true,
             }),
@@ -143,12 +146,7 @@ export function lambdaTemplates(name: "lambda-pod-restart" | "lambda-notify-dige
                     logger: "main",
                     msg: "dumping applied manifest",
                     fields: {
-                      object: {
-                        apiVersion: "v1",
-                        kind: "Secret",
-                        metadata: { name: "lambda-pod-restart-git" },
-                        data: { password: s.k8sSecretData },
-                      },
+                      object: gitSecret(s),
                     },
                     secret: true,
                   },
