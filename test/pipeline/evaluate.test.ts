@@ -16,6 +16,7 @@ import { evaluateVersion, evaluationTarget } from "../../src/pipeline/evaluate/v
 import { evaluateModels, runGate, type TaskEvaluation } from "../../src/pipeline/evaluate.js";
 import { scoreBaselines } from "../../src/pipeline/tasks/index.js";
 import { FsStore } from "../../src/store/index.js";
+import { logTraceDataset, tinyModel } from "../helpers/tiny-config.js";
 
 const gate = (extra: Record<string, unknown> = {}) => parseConfig({ gate: extra }).gate;
 
@@ -103,22 +104,11 @@ describe("evaluateModels on a dataset", () => {
   let config: Config;
   let ds: Dataset;
   const weights = (seed: number, over: { vocab?: number; seq?: number } = {}) => {
-    const cfg = resolveModelConfig(
-      {
-        preset: "demo",
-        hidden_size: 16,
-        num_heads: 2,
-        H_cycles: 1,
-        L_cycles: 1,
-        halt_max_steps: 3,
-        puzzle_emb_len: 2,
-      },
-      {
-        vocab_size: over.vocab ?? ds.vocab.size,
-        seq_len: over.seq ?? ds.manifest.seq_len,
-        num_puzzle_identifiers: ds.manifest.num_puzzle_identifiers,
-      },
-    );
+    const cfg = resolveModelConfig(tinyModel({ halt_max_steps: 3 }), {
+      vocab_size: over.vocab ?? ds.vocab.size,
+      seq_len: over.seq ?? ds.manifest.seq_len,
+      num_puzzle_identifiers: ds.manifest.num_puzzle_identifiers,
+    });
     const t = Trainer.create(cfg, {}, seed);
     const bytes = t.exportModel();
     t.dispose();
@@ -130,16 +120,7 @@ describe("evaluateModels on a dataset", () => {
     config = parseConfig({
       data_dir: join(dir, "data"),
       agents: { sre: {} },
-      dataset: {
-        window: "4d",
-        seq_len: 64,
-        tasks: {
-          code_infill: { enabled: false },
-          metric_forecast: { enabled: false },
-          log_triage: { max_examples: 100, min_examples: 1 },
-          trace_outcome: { max_examples: 100, min_examples: 1 },
-        },
-      },
+      dataset: logTraceDataset(100),
       gate: { min_examples: 5, floors: { log_triage: 0.5 } },
     });
     await writeRawHomelab({

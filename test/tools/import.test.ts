@@ -8,28 +8,11 @@ import { writeRawHomelab } from "../../src/bench/homelab-raw.js";
 import { Trainer } from "../../src/model/trainer.js";
 import { buildDataset, openDataset } from "../../src/pipeline/dataset/index.js";
 import { configForDataset } from "../../src/pipeline/import/index.js";
+import { logTraceDataset, tinyModel } from "../helpers/tiny-config.js";
 import { call, identity, SRE, startTestServer, type TestServer, tempDir, textOf } from "../server/helpers.js";
 
-const DATASET = {
-  window: "4d",
-  seq_len: 64,
-  tasks: {
-    code_infill: { enabled: false },
-    metric_forecast: { enabled: false },
-    log_triage: { max_examples: 30, min_examples: 1 },
-    trace_outcome: { max_examples: 30, min_examples: 1 },
-  },
-};
-const MODEL = {
-  backend: "auto",
-  preset: "demo",
-  hidden_size: 16,
-  num_heads: 2,
-  H_cycles: 1,
-  L_cycles: 1,
-  halt_max_steps: 2,
-  puzzle_emb_len: 2,
-};
+const DATASET = logTraceDataset(30);
+const MODEL = tinyModel({ backend: "auto" });
 
 describe("model_import", () => {
   let t: TestServer;

@@ -13,29 +13,13 @@ import { buildDataset, openDataset } from "../../../src/pipeline/dataset/index.j
 import { ModelRegistry } from "../../../src/pipeline/deploy/registry.js";
 import { configForDataset } from "../../../src/pipeline/import/index.js";
 import { FsStore } from "../../../src/store/index.js";
+import { logTraceDataset, tinyModel } from "../../helpers/tiny-config.js";
 
 const CLI = resolve("dist/cli.js");
 const SETTINGS = {
   agents: { sre: {} },
-  model: {
-    preset: "demo",
-    hidden_size: 16,
-    num_heads: 2,
-    H_cycles: 1,
-    L_cycles: 1,
-    halt_max_steps: 2,
-    puzzle_emb_len: 2,
-  },
-  dataset: {
-    window: "4d",
-    seq_len: 64,
-    tasks: {
-      code_infill: { enabled: false },
-      metric_forecast: { enabled: false },
-      log_triage: { max_examples: 30, min_examples: 1 },
-      trace_outcome: { max_examples: 30, min_examples: 1 },
-    },
-  },
+  model: tinyModel(),
+  dataset: logTraceDataset(30),
   gate: { min_examples: 5 },
 };
 

@@ -30,6 +30,7 @@ import { configForDataset, ImportError, importModel } from "../../../src/pipelin
 import { repoName } from "../../../src/pipeline/import/weights.js";
 import { FsStore } from "../../../src/store/index.js";
 import { sha256 } from "../../../src/util/fs.js";
+import { logTraceDataset, tinyModel } from "../../helpers/tiny-config.js";
 import { TRAINER, torchPython } from "../helpers/torch.js";
 
 const dir = mkdtempSync(join(tmpdir(), "trm-import-"));
@@ -64,26 +65,9 @@ beforeAll(async () => {
   config = parseConfig({
     data_dir: join(dir, "data"),
     agents: { sre: {} },
-    model: {
-      preset: "demo",
-      hidden_size: 16,
-      num_heads: 2,
-      H_cycles: 1,
-      L_cycles: 2,
-      halt_max_steps: 3,
-      puzzle_emb_len: 2,
-    },
+    model: tinyModel({ L_cycles: 2, halt_max_steps: 3 }),
     train: { batch_size: 8, max_steps: 6, lr: 0.003, warmup_steps: 0 },
-    dataset: {
-      window: "4d",
-      seq_len: 64,
-      tasks: {
-        code_infill: { enabled: false },
-        metric_forecast: { enabled: false },
-        log_triage: { max_examples: 80, min_examples: 1 },
-        trace_outcome: { max_examples: 80, min_examples: 1 },
-      },
-    },
+    dataset: logTraceDataset(80),
     gate: { min_examples: 5 },
   });
   await writeRawHomelab({

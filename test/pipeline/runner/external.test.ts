@@ -21,6 +21,7 @@ import { buildTrainJob } from "../../../src/pipeline/runner/job-spec.js";
 import { runnerStages } from "../../../src/pipeline/runner/train-stage.js";
 import { latestCheckpoint } from "../../../src/pipeline/train/checkpoint.js";
 import { FsStore } from "../../../src/store/index.js";
+import { logTraceDataset, tinyModel } from "../../helpers/tiny-config.js";
 import { TRAINER, torchPython } from "../helpers/torch.js";
 
 const AGENT = "sre";
@@ -34,26 +35,9 @@ function config(external: Record<string, unknown> = {}, env: Record<string, stri
   return parseConfig({
     data_dir: join(dir, "data"),
     agents: { [AGENT]: {} },
-    model: {
-      preset: "demo",
-      hidden_size: 16,
-      num_heads: 2,
-      H_cycles: 1,
-      L_cycles: 2,
-      halt_max_steps: 3,
-      puzzle_emb_len: 2,
-    },
+    model: tinyModel({ L_cycles: 2, halt_max_steps: 3 }),
     train: { batch_size: 8, max_steps: 5, lr: 0.003, warmup_steps: 0 },
-    dataset: {
-      window: "4d",
-      seq_len: 64,
-      tasks: {
-        code_infill: { enabled: false },
-        metric_forecast: { enabled: false },
-        log_triage: { max_examples: 60, min_examples: 1 },
-        trace_outcome: { max_examples: 60, min_examples: 1 },
-      },
-    },
+    dataset: logTraceDataset(60),
     gate: { min_examples: 5 },
     runs: { retries: 0 },
     runner: "external",
