@@ -9,6 +9,11 @@
 //   --iters N (timed steps, default 3)  --warmup N (default 1)
 //   --backend auto|native|wasm|cpu|tensorflow  --profile (time per kernel)  --with-reference
 //   --reference PATH (ref_trm.py; default ../shared/reference/ref_trm.py beside the package)
+//   --rounds N (default 1): ours and the reference alternate N times per config, so both see the
+//     same load; the ratio reported is the median of the rounds' ratios
+//   --json (accepted; the bench always prints JSON)
+// With the native backend, sgemm_peak is the BLAS's rate on one large square product at the
+// same threads, measured in each round, so a config's GFLOP/s can be read as a share of it.
 import { spawnSync } from "node:child_process";
 import { existsSync, realpathSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -18,6 +23,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { UsageError } from "../errors.js";
 import { type BackendPreference, initBackend } from "../model/backend.js";
 import { flopsPerSample, parseTRMConfig, resolveModelConfig, type TRMConfigInput } from "../model/config.js";
+import { loadNative } from "../model/native/index.js";
 import { Trainer } from "../model/trainer.js";
 import { NUM_PUZZLE_IDENTIFIERS } from "../pipeline/tasks/types.js";
 import { KernelProfiler } from "./profile.js";
@@ -103,6 +109,7 @@ interface Options {
   profile: boolean;
   withReference: boolean;
   reference: string;
+  rounds: number;
 }
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -116,6 +123,7 @@ function parseOptions(args: string[]): Options {
     profile: false,
     withReference: false,
     reference: resolve(root, "..", "shared", "reference", "ref_trm.py"),
+    rounds: 1,
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -139,7 +147,8 @@ function parseOptions(args: string[]): Options {
     else if (key === "--profile") o.profile = true;
     else if (key === "--with-reference") o.withReference = true;
     else if (key === "--reference") o.reference = resolve(value());
-    else if (key !== "--child") throw new UsageError(`unknown model bench option ${a}`);
+    else if (key === "--rounds") o.rounds = Math.max(1, int());
+    else if (key !== "--child" && key !== "--json") throw new UsageError(`unknown model bench option ${a}`);
   }
   if (!o.configs.length) o.configs = ["a", "b"];
   for (const c of o.configs)
@@ -170,6 +179,29 @@ function randomBatch(V: number, L: number, seed: number) {
 }
 
 const r = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+/**
+ * The BLAS's sgemm rate on a 2048-cube product at its current threads: the ceiling the model's
+ * matmul-bound configs are read against. Best of 5 (the least disturbed by other work) and median.
+ */
+function sgemmPeak(): { n: number; best_gflops_per_s: number; median_gflops_per_s: number } | null {
+  const native = loadNative();
+  if (!native.ok) return null;
+  const n = 2048;
+  const a = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
+  const b = a.slice().reverse();
+  const c = new Float32Array(n * n);
+  const gemm = () => native.addon.gemm(false, false, n, n, n, 1, a, n, 0, b, n, 0, 0, c, n, 0, 1);
+  gemm();
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    gemm();
+    times.push(performance.now() - t0);
+  }
+  const gflops = (ms: number) => r((2 * n ** 3) / (ms * 1e6), 1);
+  return { n, best_gflops_per_s: gflops(Math.min(...times)), median_gflops_per_s: gflops(median(times)) };
+}
 
 /** One config, in this process: what the child prints. */
 async function measure(name: string, o: Options) {
@@ -217,6 +249,8 @@ async function measure(name: string, o: Options) {
 
   const trainMs = median(trainTimes);
   const inferMs = median(inferTimes);
+  const peak = report.backend === "native" ? sgemmPeak() : null;
+  const bestTrainGflops = (BATCH * 1000 * flops.train) / Math.min(...trainTimes) / 1e9;
   const trainSps = (BATCH * 1000) / trainMs;
   const inferSps = (BATCH * 1000) / inferMs;
   return {
@@ -241,6 +275,13 @@ async function measure(name: string, o: Options) {
       steps_timed: inferTimes.length,
     },
     gflop_per_sample: { train: r(flops.train / 1e9, 3), forward: r(flops.forward / 1e9, 3) },
+    ...(peak
+      ? {
+          sgemm_peak: peak,
+          // Fastest training step against the fastest sgemm: both the least disturbed by other work.
+          train_pct_of_sgemm_peak: r((100 * bestTrainGflops) / peak.best_gflops_per_s, 1),
+        }
+      : {}),
     peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
     num_tensors: { after_warmup: tensorsAfterWarmup, after_timed_steps: tensorsAfter },
     ...(trainProfile
@@ -278,45 +319,76 @@ function runReference(name: string, o: Options): Record<string, unknown> {
   }
 }
 
-/** Runs each config in a child process (own peak RSS), then the reference beside it. */
+/** One config in a child process of its own (its own peak RSS). */
+function runOurs(name: string, o: Options): Measured {
+  const self = fileURLToPath(import.meta.url);
+  const childArgs = [
+    self,
+    "--child",
+    "--config",
+    name,
+    "--iters",
+    String(o.iters),
+    "--warmup",
+    String(o.warmup),
+    "--backend",
+    o.backend,
+    ...(o.profile ? ["--profile"] : []),
+  ];
+  const res = spawnSync(process.execPath, childArgs, {
+    encoding: "utf8",
+    maxBuffer: 16 << 20,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  if (res.status !== 0) throw new Error(`config ${name} failed (exit ${res.status})`);
+  return JSON.parse(res.stdout.trim().split("\n").pop()!) as Measured;
+}
+
+/**
+ * Runs each config, then the reference beside it, `rounds` times in alternation: on a shared
+ * machine the ratio of two runs seconds apart is steadier than either rate.
+ */
 export async function run(args: string[]): Promise<unknown> {
   const o = parseOptions(args);
-  const self = fileURLToPath(import.meta.url);
   const results: Record<string, unknown> = {};
   const load = { start: loadavg().map((x) => r(x)), end: [] as number[] };
   for (const name of o.configs) {
-    process.stderr.write(`bench model: config ${name} (backend ${o.backend})\n`);
-    const childArgs = [
-      self,
-      "--child",
-      "--config",
-      name,
-      "--iters",
-      String(o.iters),
-      "--warmup",
-      String(o.warmup),
-      "--backend",
-      o.backend,
-      ...(o.profile ? ["--profile"] : []),
-    ];
-    const res = spawnSync(process.execPath, childArgs, {
-      encoding: "utf8",
-      maxBuffer: 16 << 20,
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    if (res.status !== 0) throw new Error(`config ${name} failed (exit ${res.status})`);
-    const ours = JSON.parse(res.stdout.trim().split("\n").pop()!) as Measured;
-    const entry: Record<string, unknown> = { ...ours };
-    if (o.withReference) {
-      const ref = runReference(name, o);
-      entry.reference = ref;
-      if (typeof ref.train_samples_per_s === "number" && typeof ref.infer_samples_per_s === "number") {
-        entry.ratio_vs_reference = {
-          train: r(ours.train.samples_per_s / ref.train_samples_per_s, 3),
-          infer: r(ours.infer.samples_per_s / ref.infer_samples_per_s, 3),
-        };
+    const rounds: Array<Record<string, number>> = [];
+    let entry: Record<string, unknown> = {};
+    for (let round = 0; round < o.rounds; round++) {
+      process.stderr.write(
+        `bench model: config ${name} (backend ${o.backend}), round ${round + 1}/${o.rounds}\n`,
+      );
+      const ours = runOurs(name, o);
+      if (round === 0) entry = { ...ours };
+      const row: Record<string, number> = {
+        train_samples_per_s: ours.train.samples_per_s,
+        infer_samples_per_s: ours.infer.samples_per_s,
+        load_1m: r(loadavg()[0]!),
+      };
+      if (ours.train_pct_of_sgemm_peak !== undefined)
+        row.train_pct_of_sgemm_peak = ours.train_pct_of_sgemm_peak;
+      if (o.withReference) {
+        const ref = runReference(name, o);
+        if (round === 0) entry.reference = ref;
+        if (typeof ref.train_samples_per_s === "number" && typeof ref.infer_samples_per_s === "number") {
+          row.ref_train_samples_per_s = ref.train_samples_per_s;
+          row.ref_infer_samples_per_s = ref.infer_samples_per_s;
+          row.train_ratio = r(ours.train.samples_per_s / ref.train_samples_per_s, 3);
+          row.infer_ratio = r(ours.infer.samples_per_s / ref.infer_samples_per_s, 3);
+        }
       }
+      rounds.push(row);
     }
+    const ratios = rounds.filter((x) => x.train_ratio !== undefined);
+    if (ratios.length) {
+      entry.ratio_vs_reference = {
+        train: median(ratios.map((x) => x.train_ratio!)),
+        infer: median(ratios.map((x) => x.infer_ratio!)),
+        ...(ratios.length > 1 ? { of_rounds: ratios.length } : {}),
+      };
+    }
+    if (o.rounds > 1) entry.rounds = rounds;
     results[name] = entry;
   }
   load.end = loadavg().map((x) => r(x));
