@@ -144,12 +144,25 @@ export const ScanSchema = z
     max_window: DurationSchema.prefault("24h"),
     /** Findings group records per service in buckets of this width. */
     bucket: DurationSchema.prefault("5m"),
-    /** Error templates seen this long before the window count as known, besides the knowledge card's. */
+    /**
+     * The period before the window that is "normal here": its error templates count as known, and
+     * each record's surprise is measured against the model's surprise at the same kind of record in it.
+     */
     reference: DurationSchema.prefault("24h"),
-    /** A record is anomalous above this surprise, in nats (3: the model gave what happened about 5%). */
-    record_threshold: z.number().positive().default(3),
-    /** A service's bucket becomes a finding at this score (summed excess surprise) or more. */
-    min_score: z.number().min(0).default(4),
+    /** Logs and traces of the reference period read and scored, at most per source (the newest of it). */
+    reference_records: z.number().int().min(1).max(1_000_000).default(20_000),
+    /** A record kind's usual surprise: this quantile of its surprise in the reference period. */
+    reference_quantile: z.number().min(0.5).max(1).default(0.95),
+    /**
+     * A record is anomalous when it surprises the model this many nats more than its kind usually
+     * does in the reference period (2: about 7 times less likely than usual). Defaults tuned on the
+     * scan bench's training days.
+     */
+    record_threshold: z.number().positive().default(2),
+    /** A service's episode (its buckets with anomalies, at most two apart) is a finding at this summed excess surprise. */
+    min_score: z.number().min(0).default(8),
+    /** ... and with at least this many anomalous records. */
+    min_records: z.number().int().min(1).default(3),
     /** Every slot's top answer below this confidence: the input counts as novel. */
     low_confidence: z.number().min(0).max(1).default(0.35),
     /** Records read per source and window, at most. */

@@ -1,7 +1,8 @@
 // From scored records to ranked findings: records past the threshold are grouped by service and
 // time bucket, a bucket scores the excess surprise of its distinct anomalies (a repeated line
-// counts sublinearly), adjacent flagged buckets of a service merge into one finding, and each
-// finding carries its strongest evidence and what the knowledge card already knew.
+// counts sublinearly), a service's buckets with anomalies at most two apart form one episode that
+// sums them (a slow trickle adds up as a burst does), and an episode with enough score and records
+// is a finding with its strongest evidence and what the knowledge card already knew.
 import type { CardFacts } from "./card.js";
 import type { Evidence, Finding, KnowledgeMatch, RecordScore, Signal } from "./types.js";
 
@@ -9,8 +10,10 @@ export interface FindingSettings {
   bucketMs: number;
   /** A record is anomalous above this many nats of surprise. */
   recordThreshold: number;
-  /** A bucket is flagged at this score or more. */
+  /** An episode is a finding at this score or more. */
   minScore: number;
+  /** ... and with at least this many anomalous records (one odd line is not an incident). */
+  minRecords: number;
   topK: number;
 }
 
@@ -128,34 +131,34 @@ export function rankFindings(records: RecordScore[], card: CardFacts, s: Finding
     b.records++;
     if (r.score > s.recordThreshold) b.anomalous.push(r);
   }
-  const flagged = new Map<string, Bucket[]>();
+  const withAnomalies = new Map<string, Bucket[]>();
   for (const b of buckets.values()) {
+    if (!b.anomalous.length) continue;
     b.score = bucketScore(b.anomalous, s.recordThreshold);
-    if (b.score < s.minScore) continue;
-    const list = flagged.get(b.service) ?? [];
+    const list = withAnomalies.get(b.service) ?? [];
     list.push(b);
-    flagged.set(b.service, list);
+    withAnomalies.set(b.service, list);
   }
   const findings: Finding[] = [];
-  for (const [service, list] of flagged) {
+  for (const [service, list] of withAnomalies) {
     list.sort((a, b) => a.index - b.index);
-    // Buckets one apart still belong to one episode: a quiet bucket inside it does not split it.
+    // Buckets two apart still belong to one episode: a quiet bucket inside it does not split it.
     let run: Bucket[] = [];
     const close = () => {
-      if (!run.length) return;
       const recs = run.flatMap((b) => b.anomalous);
-      const peak = Math.max(...run.map((b) => b.score));
-      findings.push({
-        service,
-        start: iso(run[0].index * s.bucketMs),
-        end: iso((run[run.length - 1].index + 1) * s.bucketMs),
-        score: round(peak * (1 + Math.log(run.length))),
-        signals: signalShares(recs),
-        records: run.reduce((n, b) => n + b.records, 0),
-        anomalous: recs.length,
-        evidence: evidenceOf(recs),
-        knowledge: knowledgeOf(service, recs, card),
-      });
+      const score = run.reduce((n, b) => n + b.score, 0);
+      if (run.length && score >= s.minScore && recs.length >= s.minRecords)
+        findings.push({
+          service,
+          start: iso(run[0].index * s.bucketMs),
+          end: iso((run[run.length - 1].index + 1) * s.bucketMs),
+          score: round(score),
+          signals: signalShares(recs),
+          records: run.reduce((n, b) => n + b.records, 0),
+          anomalous: recs.length,
+          evidence: evidenceOf(recs),
+          knowledge: knowledgeOf(service, recs, card),
+        });
       run = [];
     };
     for (const b of list) {

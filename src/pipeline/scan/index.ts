@@ -9,11 +9,12 @@ import { scanKey } from "../../store/layout.js";
 import { formatDuration } from "../../util/duration.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { historyPoints } from "../tasks/metric-forecast.js";
+import { calibrate } from "./calibrate.js";
 import { type CardFacts, EMPTY_CARD, parseKnowledgeCard } from "./card.js";
 import { markAnomalies, rankFindings } from "./findings.js";
-import { scoreLogs, scoreSeries, scoreTraces } from "./score.js";
+import { referenceFor, scoreSettings, scoreWindow } from "./reference.js";
 import { type RecordScore, SCAN_SOURCES, type ScanModel, ScanResult, type ScanSource } from "./types.js";
-import { errorTemplates, readWindow } from "./window.js";
+import { readWindow } from "./window.js";
 
 export { parseKnowledgeCard } from "./card.js";
 export {
@@ -86,40 +87,35 @@ export async function scanAgent(o: ScanOptions): Promise<ScanOutput> {
   const { since, sources } = checkScanRequest(o.config, o.sinceMs, o.sources);
   const end = o.end ?? Date.now();
   const span = { start: end - since, end };
-  const vocab = o.model.vocab;
-  const spec = vocab.encoding.metric_forecast;
-  const serviceLabels = o.config.dataset.service_labels;
+  const spec = o.model.vocab.encoding.metric_forecast;
   const window = await readWindow(o.store, o.agent, sources, span, {
     historyMs: historyPoints(spec) * spec.step_ms,
     maxRecords: cfg.max_records,
   });
   const card = await readCard(o.registry, o.agent, o.model.version);
-  const refMs = cfg.reference;
-  const known = await errorTemplates(
-    o.store,
-    o.agent,
-    { start: span.start - refMs, end: span.start },
-    serviceLabels,
-    cfg.max_records,
-  );
-  for (const s of card.signatures) known.add(`${s.service}\u0000${s.signature}`);
-  const settings = {
-    serviceLabels,
-    knownErrors: known,
-    lowConfidence: cfg.low_confidence,
-    inFlight: 4 * o.config.serve.max_batch_size,
-  };
-  const parts = [
-    await scoreLogs(o.model, window.logs, settings),
-    await scoreTraces(o.model, window.traces, settings),
-    await scoreSeries(o.model, window.series, span, settings),
-  ];
-  const records = parts.flatMap((p) => p.records);
+  // Surprise is judged against the period before (scan.reference): its error templates are not
+  // novel, and each record counts by what it adds over its kind's usual surprise there. The card's
+  // signatures are not "normal" for that: they include past incidents' errors, which a finding cites.
+  const reference =
+    cfg.reference > 0
+      ? await referenceFor({
+          config: o.config,
+          store: o.store,
+          model: o.model,
+          agent: o.agent,
+          sources,
+          window: span,
+        })
+      : { knownErrors: new Set<string>(), calibration: null, inferences: 0 };
+  const scored = await scoreWindow(o.model, window, span, scoreSettings(o.config, reference.knownErrors));
+  const records = scored.records;
+  if (reference.calibration) calibrate(records, reference.calibration);
   markAnomalies(records, cfg.record_threshold);
   const findings = rankFindings(records, card, {
     bucketMs: cfg.bucket,
     recordThreshold: cfg.record_threshold,
     minScore: cfg.min_score,
+    minRecords: cfg.min_records,
     topK: o.topK ?? cfg.top_k,
   });
   const scannedSeries = new Set(window.series.map((s) => `${s.query}\u0000${JSON.stringify(s.labels)}`)).size;
@@ -139,7 +135,7 @@ export async function scanAgent(o: ScanOptions): Promise<ScanOutput> {
     window: { start: new Date(span.start).toISOString(), end: new Date(span.end).toISOString() },
     sources,
     scanned: { logs: window.logs.length, traces: window.traces.length, series: scannedSeries },
-    inferences: parts.reduce((n, p) => n + p.inferences, 0),
+    inferences: scored.inferences + reference.inferences,
     findings,
     note: notes.length ? notes.join("; ") : null,
     took_ms: Math.round(performance.now() - t0),

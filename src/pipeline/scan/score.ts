@@ -27,7 +27,7 @@ export interface Scored {
 
 export interface ScoreSettings {
   serviceLabels: readonly string[];
-  /** `service\0template` of error lines known before the window (card and reference window). */
+  /** `service\0template` (card form) of the error lines seen in the reference period. */
   knownErrors: ReadonlySet<string>;
   /** Every slot's top answer below this: the input is unlike anything in training. */
   lowConfidence: number;

@@ -102,7 +102,9 @@ export interface RecordScore {
   text: string;
   score: number;
   signals: Signal[];
-  /** Signal -> surprise in nats, before the threshold. */
+  /** The model's surprise in nats before calibration against the reference period (none: not calibrated). */
+  raw?: number;
+  /** Signal -> surprise in nats, before the threshold (after calibration: what it adds over the usual). */
   parts: Partial<Record<Signal, number>>;
   expected: Record<string, string>;
   observed: Record<string, string>;

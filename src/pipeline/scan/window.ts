@@ -1,10 +1,11 @@
 // The scan's input: the agent's raw records in a time window, read from the raw store's day
-// segments and bounded per source, and the error templates seen just before the window.
+// segments and bounded per source, and the reference period just before it.
 import type { ObjectStore } from "../../store/index.js";
 import { dayOf, listSegments, readSegment } from "../collect/raw-store.js";
 import type { LogEntryRecord, MetricSeriesRecord, TraceRecord } from "../collect/records.js";
 import { normaliseLogLine } from "../tasks/log-normalize.js";
 import { logFacts, nsToMs } from "../tasks/log-triage.js";
+import { cardForm } from "./card.js";
 import type { ScanSource } from "./types.js";
 
 export interface Span {
@@ -29,13 +30,20 @@ export function templateOf(line: string): string {
   return normaliseLogLine(line.slice(0, 512)).slice(0, TEMPLATE_CHARS);
 }
 
-async function* records<S extends ScanSource>(store: ObjectStore, agent: string, source: S, span: Span) {
+async function* records<S extends ScanSource>(
+  store: ObjectStore,
+  agent: string,
+  source: S,
+  span: Span,
+  newestFirst = false,
+) {
   const refs = await listSegments(store, agent, source, {
     fromDay: dayOf(span.start),
     toDay: dayOf(span.end - 1),
   });
   // Key order is day then segment name: the same records in the same order on every read.
   refs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  if (newestFirst) refs.reverse();
   for (const ref of refs) {
     const { records } = await readSegment(store, { key: ref.key, source });
     yield* records;
@@ -85,23 +93,49 @@ export async function readWindow(
   return out;
 }
 
-/** `service\0template` of every error-level line in the span (the templates a scan treats as known). */
-export async function errorTemplates(
+export interface ReferenceRecords extends WindowRecords {
+  /** `service\0template` (card form) of the error lines read (the templates a scan treats as known). */
+  knownErrors: Set<string>;
+}
+
+/**
+ * The reference period before a window, newest segments first: the error templates and at most
+ * `maxRecords` logs and traces (the part of the period nearest the window, so a busy homelab's
+ * reference costs about as much as a scan of that many records).
+ */
+export async function readReference(
   store: ObjectStore,
   agent: string,
+  sources: readonly ScanSource[],
   span: Span,
-  serviceLabels: readonly string[],
-  maxRecords: number,
-): Promise<Set<string>> {
-  const known = new Set<string>();
-  if (span.end <= span.start) return known;
-  let n = 0;
-  for await (const r of records(store, agent, "loki", span)) {
-    if (++n > maxRecords) break;
-    const f = logFacts(r, serviceLabels);
-    if (f.time < span.start || f.time >= span.end) continue;
-    if (f.level !== "error" && f.level !== "fatal") continue;
-    known.add(`${f.service ?? "(unknown)"}\u0000${templateOf(r.line)}`);
+  opts: { historyMs: number; maxRecords: number; serviceLabels: readonly string[] },
+): Promise<ReferenceRecords> {
+  const knownErrors = new Set<string>();
+  const out: ReferenceRecords = { logs: [], traces: [], series: [], cut: [], knownErrors };
+  if (span.end <= span.start) return out;
+  const inSpan = (ms: number) => ms >= span.start && ms < span.end;
+  // The known templates come from the logs even when only other sources are scanned.
+  let lines = 0;
+  for await (const r of records(store, agent, "loki", span, true)) {
+    const f = logFacts(r, opts.serviceLabels);
+    if (!inSpan(f.time)) continue;
+    if (++lines > opts.maxRecords) break;
+    if (f.level === "error" || f.level === "fatal")
+      knownErrors.add(`${f.service ?? "(unknown)"}\u0000${cardForm(templateOf(r.line))}`);
+    if (sources.includes("loki")) out.logs.push(r);
   }
-  return known;
+  if (sources.includes("tempo"))
+    for await (const r of records(store, agent, "tempo", span, true)) {
+      if (!inSpan(nsToMs(r.start_ns))) continue;
+      if (out.traces.length >= opts.maxRecords) break;
+      out.traces.push(r);
+    }
+  if (sources.includes("prometheus"))
+    out.series = (
+      await readWindow(store, agent, ["prometheus"], span, {
+        historyMs: opts.historyMs,
+        maxRecords: opts.maxRecords,
+      })
+    ).series;
+  return out;
 }

@@ -58,11 +58,12 @@ describe("the anomaly scan", () => {
     expect(result.scanned.traces).toBeGreaterThan(0);
     expect(result.scanned.series).toBeGreaterThan(0);
     expect(result.inferences).toBeGreaterThan(0);
-    // Over every source the planted template ranks near the top; the tiny champion's forecasts are
-    // noisy enough that a series' miss can outrank it (the scan bench measures that precision).
+    // Over every source the planted template is the top finding: the tiny champion's ordinary
+    // misses (a series' next point, a line it is unsure of) are measured against the same kind's
+    // surprise in the day before (scan.reference), and stay under the threshold.
     const rank = result.findings.findIndex((f) => f.service === service);
-    expect(rank, JSON.stringify(result.findings.slice(0, 3), null, 1)).toBeGreaterThanOrEqual(0);
-    expect(rank).toBeLessThan(3);
+    expect(rank, JSON.stringify(result.findings.slice(0, 3), null, 1)).toBe(0);
+    expect(result.findings[0].anomalous).toBeGreaterThanOrEqual(6);
     // Among the logs it is the top finding.
     const logs = (await scan({ sources: ["loki"] })).result;
     const first = logs.findings[0];
