@@ -13,6 +13,7 @@ import type { DeployHook } from "../../src/pipeline/deploy/stage.js";
 import { reportKey } from "../../src/pipeline/report.js";
 import type { Pipeline, RunRecord } from "../../src/pipeline/run.js";
 import { agentConfigFor, createSimulator, type Simulator } from "../../src/simulator/index.js";
+import { tinyModel } from "../helpers/tiny-config.js";
 
 /** A sample's value from the process's metrics registry (histograms by their _count, _sum names). */
 async function metric(name: string, labels: Record<string, string>): Promise<number> {
@@ -52,15 +53,7 @@ describe("the pipeline end to end", () => {
       data_dir: join(dir, "data"),
       log_level: "silent",
       agents: { sre: { ...agent, sources: { ...agent.sources, code: { path: resolve("src/pipeline") } } } },
-      model: {
-        preset: "demo",
-        hidden_size: 16,
-        num_heads: 2,
-        H_cycles: 1,
-        L_cycles: 1,
-        halt_max_steps: 2,
-        puzzle_emb_len: 2,
-      },
+      model: tinyModel(),
       dataset: {
         window: "6d",
         seq_len: 64,

@@ -21,6 +21,7 @@ import {
   validationSample,
 } from "../../src/pipeline/train.js";
 import { FsStore, type ObjectStore } from "../../src/store/index.js";
+import { tinyModel } from "../helpers/tiny-config.js";
 
 const S = 16;
 
@@ -76,18 +77,7 @@ const settings = (extra: Record<string, unknown> = {}) =>
   }).train;
 
 const model = (vocab = 12) =>
-  resolveModelConfig(
-    {
-      preset: "demo",
-      hidden_size: 16,
-      num_heads: 2,
-      H_cycles: 1,
-      L_cycles: 1,
-      halt_max_steps: 2,
-      puzzle_emb_len: 2,
-    },
-    { vocab_size: vocab, seq_len: S, num_puzzle_identifiers: 3 },
-  );
+  resolveModelConfig(tinyModel(), { vocab_size: vocab, seq_len: S, num_puzzle_identifiers: 3 });
 
 function input(extra: Partial<TrainInput> = {}): TrainInput & { events: TrainEvent[] } {
   const events: TrainEvent[] = [];
