@@ -53,7 +53,7 @@ export class FaultPlan {
   }
 
   private outage(source: SourceName, from: number, to: number, status: number): void {
-    this.homelab.outages.push({ source, from, to, status });
+    this.homelab.outage({ source, from, to, status });
     this.expectGap(source, from, to);
     this.note(`${source} answers ${status} from ${dateOf(from)} to ${dateOf(to - 1)}`);
   }

@@ -1,10 +1,9 @@
 // The homelab the soak lives in: the simulator's three APIs over a world that spans the whole
-// soak, behind a thin layer that gives each source a retention (data older than it is gone, as in
-// a real Loki or Tempo) and answers with an error while one of the soak's outages lasts. Time is
-// the soak's simulated "now", which it sets before each step.
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { simulatorHandler, World } from "../simulator/index.js";
+// soak, with its fault injection for the soak's outages, behind a thin layer that gives each
+// source a retention (data older than it is gone, as in a real Loki or Tempo). Time is the soak's
+// simulated "now", which it sets before each step.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { apiOfPath, Faults, type Listening, listen, simulatorHandler, World } from "../simulator/index.js";
 
 export const SOURCES = ["prometheus", "loki", "tempo"] as const;
 export type SourceName = (typeof SOURCES)[number];
@@ -25,14 +24,6 @@ export interface Outage {
   status: number;
 }
 
-/** Which API a path belongs to (the simulator serves all three on one port). */
-export function sourceOf(path: string): SourceName | null {
-  if (path.startsWith("/loki/")) return "loki";
-  if (path.startsWith("/api/v1/") || path.startsWith("/-/")) return "prometheus";
-  if (/^\/api\/(search|v2\/traces|traces|echo)/.test(path) || path === "/status/config") return "tempo";
-  return null;
-}
-
 const NS_PER_MS = 1_000_000n;
 
 /** A time parameter as ms, with a function that writes a ms value back in the same form. */
@@ -46,13 +37,12 @@ function parseTime(v: string): { ms: number; write: (ms: number) => string } | n
 
 export class SoakHomelab {
   readonly world: World;
-  readonly outages: Outage[] = [];
   /** The simulated now the soak last set. */
   now = 0;
   url = "";
-  requests = 0;
-  refused = 0;
-  private server: Server | null = null;
+  /** The simulator's fault hooks, read against the soak's clock. */
+  readonly faults = new Faults(() => this.now);
+  private listening: Listening | null = null;
 
   constructor(
     opts: { seed: number; start: number; end: number; logsPerDay?: number; tracesPerDay?: number },
@@ -61,29 +51,22 @@ export class SoakHomelab {
     this.world = new World({
       seed: opts.seed,
       end: opts.end,
-      days: (opts.end - opts.start) / 86_400_000,
+      days: (opts.end - opts.start) / DAY,
       logsPerDay: opts.logsPerDay,
       tracesPerDay: opts.tracesPerDay,
     });
   }
 
-  outageAt(source: SourceName, at = this.now): Outage | null {
-    return this.outages.find((o) => o.source === source && o.from <= at && at < o.to) ?? null;
+  /** The source answers `status` while the soak's now is in [from, to). */
+  outage(o: Outage): void {
+    this.faults.outage({ api: o.source, from: o.from, to: o.to, status: o.status });
   }
 
   async start(): Promise<void> {
-    const inner = simulatorHandler(this.world);
-    this.server = createServer((req, res) => {
-      this.requests++;
+    const inner = simulatorHandler(this.world, undefined, this.faults);
+    this.listening = await listen(async (req: IncomingMessage, res: ServerResponse) => {
       const url = new URL(req.url ?? "/", "http://soak");
-      const source = sourceOf(url.pathname);
-      const down = source ? this.outageAt(source) : null;
-      if (down) {
-        this.refused++;
-        res.writeHead(down.status, { "Content-Type": "text/plain" });
-        res.end(`${source} is ${down.status === 503 ? "down" : "failing"} (soak outage)\n`);
-        return;
-      }
+      const source = apiOfPath(url.pathname);
       // Older data is gone: a query's start is moved up to the source's horizon.
       if (source && req.method === "GET") {
         const horizon = this.now - this.retentionMs[source];
@@ -96,19 +79,12 @@ export class SoakHomelab {
           req.url = `${url.pathname}?${url.searchParams}`;
         }
       }
-      void inner(req, res);
+      await inner(req, res);
     });
-    this.server.keepAliveTimeout = 5_000;
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.url = this.listening.url;
   }
 
   async close(): Promise<void> {
-    const s = this.server;
-    if (!s) return;
-    await new Promise<void>((resolve) => {
-      s.close(() => resolve());
-      s.closeAllConnections();
-    });
+    await this.listening?.close();
   }
 }

@@ -13,6 +13,8 @@ import { type GroundTruth, World, type WorldOptions } from "./world.js";
 export type { ApiName, Fault, FaultRequest, FaultResponse, Outage } from "./faults.js";
 export { Faults, outage } from "./faults.js";
 export { NAMESPACES, SERVICE_NAMES, SERVICES } from "./homelab.js";
+export type { Listening } from "./server.js";
+export { apiOfPath, listen } from "./server.js";
 export type { GroundTruth, GroundTruthIncident, Signals, WorldOptions } from "./world.js";
 export { World } from "./world.js";
 

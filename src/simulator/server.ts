@@ -38,9 +38,8 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams | null> {
   return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
 }
 
-/** Which API a path belongs to when one port serves all three. */
-function apiOf(apis: readonly Api[], path: string): ApiName | null {
-  if (apis.length === 1) return apis[0].name;
+/** Which API a path belongs to when one port serves all three (null: `/ready` and the like). */
+export function apiOfPath(path: string): ApiName | null {
   if (path.startsWith("/loki/") || path === "/config") return "loki";
   if (path.startsWith("/api/v1/") || path.startsWith("/-/")) return "prometheus";
   if (path.startsWith("/api/") || path.startsWith("/status/")) return "tempo";
@@ -75,7 +74,8 @@ export function apiHandler(apis: readonly Api[], opts: ShellOptions = {}) {
         params,
         headers: req.headers,
       };
-      const applied = faults.apply({ api: apiOf(apis, request.path), ...request });
+      const api = apis.length === 1 ? apis[0].name : apiOfPath(request.path);
+      const applied = faults.apply({ api, ...request });
       opts.onRequest?.(applied.request);
       fault = applied.fault;
       if (opts.token && req.headers.authorization !== `Bearer ${opts.token}`) out = text(401, "Unauthorized");
