@@ -8,7 +8,7 @@
 // 500 series, built from one real simulated hour copied with fresh ids. `--data DIR` keeps the
 // collected data and trained champion in DIR and reuses them on the next run of the same seed and
 // days, so the scan's settings can be tuned without collecting and training again.
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../config/index.js";
@@ -145,8 +145,11 @@ export async function run(args: string[]) {
   const days = opt(args, "days", 15);
   const steps = opt(args, "steps", 200);
   const seed = opt(args, "seed", 1);
-  const sim = await createSimulator({ seed, days, logsPerDay: 1500, tracesPerDay: 300 });
   const dir = str(args, "data") ?? mkdtempSync(join(tmpdir(), "trm-bench-scan-"));
+  // The simulated days end now: a reused directory's world is pinned to the end its data has.
+  const pinned = join(dir, "world-end.json");
+  const kept = existsSync(pinned) ? Number(JSON.parse(readFileSync(pinned, "utf8")).end) : undefined;
+  const sim = await createSimulator({ seed, days, logsPerDay: 1500, tracesPerDay: 300, end: kept });
   const all = { max_examples: 3000, min_examples: 1 };
   const config = parseConfig({
     data_dir: join(dir, "data"),
@@ -188,13 +191,14 @@ export async function run(args: string[]) {
   });
   const pipeline = createPipeline(config, { report: false });
   const t0 = performance.now();
-  const kept = (await pipeline.registry.read(AGENT)).aliases.champion;
-  const rec = kept
-    ? { status: "succeeded", model_version: kept, error: null }
+  const reused = kept !== undefined ? (await pipeline.registry.read(AGENT)).aliases.champion : undefined;
+  const rec = reused
+    ? { status: "succeeded", model_version: reused, error: null }
     : await (await pipeline.startRun({ agent: AGENT, trigger: { kind: "cli", actor: "bench" } })).done;
   if (rec.status !== "succeeded" || !rec.model_version)
     throw new Error(`training run ${rec.status}: ${rec.error}`);
-  const trainS = kept ? null : Math.round((performance.now() - t0) / 1000);
+  const trainS = reused ? null : Math.round((performance.now() - t0) / 1000);
+  if (!reused) writeFileSync(pinned, `${JSON.stringify({ end: sim.world.end })}\n`);
   if ((await pipeline.registry.read(AGENT)).aliases.champion !== rec.model_version)
     await pipeline.registry.promote(AGENT, rec.model_version, {
       actor: "bench",
