@@ -317,6 +317,10 @@ if (!native.ok) {
       [3, 13, 4, 8, true],
       [2, 9, 2, 5, false], // odd head size works without RoPE
       [2, 33, 8, 16, true],
+      // Head sizes of 16k run attn.inc's products on AVX-512 CPUs: rows padded past S, 1-4 row tails.
+      [2, 21, 2, 32, true],
+      [1, 35, 2, 64, false],
+      [2, 18, 1, 80, true],
     ];
     for (const [B, S, H, hd, useRope] of attnCases) {
       it(`attention B=${B} S=${S} heads=${H} hd=${hd} rope=${useRope}`, async () => {

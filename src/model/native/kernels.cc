@@ -93,48 +93,7 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
   }
 }
 
-void rms_norm(const float* a, const float* b, float* y, float* r, int64_t rows, int64_t n, float eps) {
-  parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {
-    for (int64_t row = r0; row < r1; row++) {
-      const float* ar = a + row * n;
-      float* yr = y + row * n;
-      double ss = 0;
-      if (b) {
-        const float* br = b + row * n;
-        for (int64_t j = 0; j < n; j++) {
-          yr[j] = ar[j] + br[j];  // the sum, rounded to float as an add kernel would
-          ss += double(yr[j]) * yr[j];
-        }
-      } else {
-        for (int64_t j = 0; j < n; j++) {
-          yr[j] = ar[j];
-          ss += double(ar[j]) * ar[j];
-        }
-      }
-      float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
-      r[row] = inv;
-      for (int64_t j = 0; j < n; j++) yr[j] *= inv;
-    }
-  });
-}
-
-// y = x r, r = (mean(x^2) + eps)^-1/2: dx = r dy - r^3 x mean(dy x) = r (dy - y mean(dy y)).
-void rms_norm_grad(const float* dy, const float* y, const float* r, float* dx, int64_t rows, int64_t n) {
-  parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {
-    for (int64_t row = r0; row < r1; row++) {
-      const float* yr = y + row * n;
-      const float* gr = dy + row * n;
-      float* dr = dx + row * n;
-      double dot = 0;
-      for (int64_t j = 0; j < n; j++) dot += double(gr[j]) * yr[j];
-      const float inv = r[row];
-      const float c = float(dot / double(n));
-      for (int64_t j = 0; j < n; j++) dr[j] = inv * (gr[j] - yr[j] * c);
-    }
-  });
-}
-
-// The exp-heavy loops (vec.inc) are written on GCC vector types and compiled twice, 4-wide for the
+// The row loops (vec.inc: exp, double-lane sums, RoPE) are written on GCC vector types and compiled twice, 4-wide for the
 // x86-64 baseline and 8-wide for AVX2+FMA; the CPU picks at load.
 namespace base {
 #define VEC_BYTES 16
@@ -150,11 +109,52 @@ namespace avx2 {
 #undef VEC_BYTES
 }  // namespace avx2
 #pragma GCC pop_options
-static const bool kAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+// __builtin_cpu_init first: in a static initializer the CPU model may not have been read yet.
+static const bool kAvx2 =
+    (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
 #define VEC(fn) (kAvx2 ? avx2::fn : base::fn)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+namespace avx512 {
+#include "attn.inc"
+}  // namespace avx512
+#pragma GCC pop_options
+static const bool kAvx512 = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
 #else
 #define VEC(fn) base::fn
+static const bool kAvx512 = false;
+namespace avx512 {
+static void scores(const float*, int64_t, int64_t, const float*, float*, int64_t) {}
+static void weighted(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, int64_t) {}
+}  // namespace avx512
 #endif
+
+void rms_norm(const float* a, const float* b, float* y, float* r, int64_t rows, int64_t n, float eps) {
+  parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; row++) {
+      float* yr = y + row * n;
+      const double ss = VEC(add_sumsq)(a + row * n, b ? b + row * n : nullptr, yr, n);
+      const float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+      r[row] = inv;
+      VEC(scale_row)(yr, n, inv);
+    }
+  });
+}
+
+// y = x r, r = (mean(x^2) + eps)^-1/2: dx = r dy - r^3 x mean(dy x) = r (dy - y mean(dy y)).
+void rms_norm_grad(const float* dy, const float* y, const float* r, float* dx, int64_t rows, int64_t n) {
+  parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; row++) {
+      const float* yr = y + row * n;
+      const float* gr = dy + row * n;
+      float* dr = dx + row * n;
+      const double dot = VEC(dot_f64)(gr, yr, n);
+      const float inv = r[row];
+      const float c = float(dot / double(n));
+      for (int64_t j = 0; j < n; j++) dr[j] = inv * (gr[j] - yr[j] * c);
+    }
+  });
+}
 
 void silu_gate_mul(const float* gu, float* y, int64_t rows, int64_t w) {
   parallel_for(rows, 65536 / std::max<int64_t>(1, w) + 1, [=](int64_t r0, int64_t r1) {
@@ -169,60 +169,6 @@ void silu_gate_mul_grad(const float* dy, const float* gu, float* dgu, int64_t ro
       VEC(silu_grad_row)(dy + r * w, g, g + w, dgu + r * 2 * w, dgu + r * 2 * w + w, w);
     }
   });
-}
-
-// Copies one head's rows (stride ld) into a contiguous [S, hd] buffer, rotating when cos/sin are given:
-// rot(x) = cat(-x2, x1); x' = x cos + rot(x) sin. `scale` multiplies the result.
-static void load_head(const float* src, int64_t ld, float* dst, int64_t S, int64_t hd, const float* cos,
-                      const float* sin, float scale) {
-  int64_t half = hd / 2;
-  for (int64_t s = 0; s < S; s++) {
-    const float* x = src + s * ld;
-    float* o = dst + s * hd;
-    if (!cos) {
-      for (int64_t j = 0; j < hd; j++) o[j] = x[j] * scale;
-      continue;
-    }
-    const float* c = cos + s * hd;
-    const float* n = sin + s * hd;
-    for (int64_t j = 0; j < half; j++) {
-      o[j] = (x[j] * c[j] - x[j + half] * n[j]) * scale;
-      o[j + half] = (x[j + half] * c[j + half] + x[j] * n[j + half]) * scale;
-    }
-  }
-}
-
-// The transpose of load_head: dst rows (stride ld) = rot^T applied to g, i.e. the gradient w.r.t. x.
-static void store_head_grad(const float* g, float* dst, int64_t ld, int64_t S, int64_t hd, const float* cos,
-                            const float* sin, float scale) {
-  int64_t half = hd / 2;
-  for (int64_t s = 0; s < S; s++) {
-    const float* gr = g + s * hd;
-    float* o = dst + s * ld;
-    if (!cos) {
-      for (int64_t j = 0; j < hd; j++) o[j] = gr[j] * scale;
-      continue;
-    }
-    const float* c = cos + s * hd;
-    const float* n = sin + s * hd;
-    for (int64_t j = 0; j < half; j++) {
-      o[j] = (gr[j] * c[j] + gr[j + half] * n[j + half]) * scale;
-      o[j + half] = (gr[j + half] * c[j + half] - gr[j] * n[j]) * scale;
-    }
-  }
-}
-
-static void softmax_rows(float* p, int64_t rows, int64_t n) {
-  for (int64_t r = 0; r < rows; r++) {
-    float* x = p + r * n;
-    float mx = x[0];
-    for (int64_t j = 1; j < n; j++) mx = std::max(mx, x[j]);
-    VEC(exp_shifted)(x, n, mx);
-    double sum = 0;
-    for (int64_t j = 0; j < n; j++) sum += x[j];
-    float inv = float(1.0 / sum);
-    for (int64_t j = 0; j < n; j++) x[j] *= inv;
-  }
 }
 
 // The (batch, head) pairs of attention are many small products: each worker thread takes a share
@@ -246,24 +192,50 @@ static void for_heads(int64_t pairs, F body) {
   for (auto& t : pool) t.join();
 }
 
+// Whether attention's products run in attn.inc (AVX-512, head size a multiple of 16) rather than
+// the BLAS; the probabilities' rows are then padded to a multiple of 16 (zero keys beyond S).
+static bool fused_heads(int64_t hd) { return kAvx512 && hd % 16 == 0; }
+static int64_t probs_ld(int64_t S, int64_t hd) { return fused_heads(hd) ? (S + 15) / 16 * 16 : S; }
+
+// P [S, ldp] = softmax(Q' K'^T) from the loaded heads q, k [S, hd]; kT [hd, ldp] is scratch.
+static void probabilities(const float* q, const float* k, float* kT, float* p, int64_t S, int64_t hd, int64_t ldp) {
+  if (fused_heads(hd)) {
+    for (int64_t s = 0; s < S; s++)
+      for (int64_t d = 0; d < hd; d++) kT[d * ldp + s] = k[s * hd + d];
+    avx512::scores(q, S, hd, kT, p, ldp);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, q, (int)hd, k, (int)hd, 0.f,
+                p, (int)ldp);
+  }
+  for (int64_t r = 0; r < S; r++) VEC(softmax_row)(p + r * ldp, S);
+}
+
+// O [S, hd] (row stride ldo) = P [S, ldp] X, X rows at stride ldx.
+static void weighted_sum(const float* p, int64_t ldp, int64_t S, const float* x, int64_t ldx, float* o, int64_t ldo,
+                         int64_t hd) {
+  if (fused_heads(hd)) {
+    avx512::weighted(p, ldp, S, x, ldx, o, ldo, hd);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, p, (int)ldp, x, (int)ldx,
+              0.f, o, (int)ldo);
+}
+
 // Per (batch, head): Q' = rope(q)/sqrt(hd), K' = rope(k), P = softmax(Q' K'^T), out_h = P V.
 // V and out are read and written in place through their row strides (3D and D): no transposes.
 void attention(const float* qkv, float* out, int64_t B, int64_t S, int64_t H, int64_t hd, const float* cos,
                const float* sin) {
-  const int64_t D = H * hd, ld = 3 * D;
+  const int64_t D = H * hd, ld = 3 * D, ldp = probs_ld(S, hd);
   const float scale = float(1.0 / std::sqrt(double(hd)));
   for_heads(B * H, [=](int64_t p0, int64_t p1) {
-    std::vector<float> q(S * hd), k(S * hd), p(S * S);
+    std::vector<float> q(S * hd), k(S * hd), kT(hd * ldp, 0.f), p(S * ldp);
     for (int64_t bh = p0; bh < p1; bh++) {
       const int64_t b = bh / H, h = bh % H;
       const float* base = qkv + b * S * ld;
-      load_head(base + h * hd, ld, q.data(), S, hd, cos, sin, scale);
-      load_head(base + D + h * hd, ld, k.data(), S, hd, cos, sin, 1.f);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, q.data(), (int)hd,
-                  k.data(), (int)hd, 0.f, p.data(), (int)S);
-      softmax_rows(p.data(), S, S);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, p.data(), (int)S,
-                  base + 2 * D + h * hd, (int)ld, 0.f, out + b * S * D + h * hd, (int)D);
+      VEC(load_head)(base + h * hd, ld, q.data(), S, hd, cos, sin, scale);
+      VEC(load_head)(base + D + h * hd, ld, k.data(), S, hd, cos, sin, 1.f);
+      probabilities(q.data(), k.data(), kT.data(), p.data(), S, hd, ldp);
+      weighted_sum(p.data(), ldp, S, base + 2 * D + h * hd, ld, out + b * S * D + h * hd, D, hd);
     }
   });
 }
@@ -271,39 +243,34 @@ void attention(const float* qkv, float* out, int64_t B, int64_t S, int64_t H, in
 // dV = P^T dO; dP = dO V^T; dS = P (dP - rowsum(P dP)); dQ' = dS K'; dK' = dS^T Q'.
 void attention_grad(const float* dout, const float* qkv, float* dqkv, int64_t B, int64_t S, int64_t H,
                     int64_t hd, const float* cos, const float* sin) {
-  const int64_t D = H * hd, ld = 3 * D;
+  const int64_t D = H * hd, ld = 3 * D, ldp = probs_ld(S, hd);
   const float scale = float(1.0 / std::sqrt(double(hd)));
   for_heads(B * H, [=](int64_t p0, int64_t p1) {
-    std::vector<float> q(S * hd), k(S * hd), p(S * S), dp(S * S), dq(S * hd), dk(S * hd);
+    std::vector<float> q(S * hd), k(S * hd), kT(hd * ldp, 0.f), p(S * ldp), dp(S * ldp), dq(S * hd), dk(S * hd);
     for (int64_t bh = p0; bh < p1; bh++) {
       const int64_t b = bh / H, h = bh % H;
       const float* base = qkv + b * S * ld;
       float* dbase = dqkv + b * S * ld;
       const float* v = base + 2 * D + h * hd;
       const float* dOh = dout + b * S * D + h * hd;
-      load_head(base + h * hd, ld, q.data(), S, hd, cos, sin, scale);
-      load_head(base + D + h * hd, ld, k.data(), S, hd, cos, sin, 1.f);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, q.data(), (int)hd,
-                  k.data(), (int)hd, 0.f, p.data(), (int)S);
-      softmax_rows(p.data(), S, S);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, p.data(), (int)S, dOh,
+      VEC(load_head)(base + h * hd, ld, q.data(), S, hd, cos, sin, scale);
+      VEC(load_head)(base + D + h * hd, ld, k.data(), S, hd, cos, sin, 1.f);
+      probabilities(q.data(), k.data(), kT.data(), p.data(), S, hd, ldp);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, p.data(), (int)ldp, dOh,
                   (int)D, 0.f, dbase + 2 * D + h * hd, (int)ld);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, dOh, (int)D, v, (int)ld,
-                  0.f, dp.data(), (int)S);
+                  0.f, dp.data(), (int)ldp);
       for (int64_t r = 0; r < S; r++) {
-        float* pr = p.data() + r * S;
-        float* gr = dp.data() + r * S;
-        double dot = 0;
-        for (int64_t j = 0; j < S; j++) dot += double(pr[j]) * gr[j];
-        float fd = float(dot);
+        float* pr = p.data() + r * ldp;
+        float* gr = dp.data() + r * ldp;
+        const float fd = float(VEC(dot_f64)(pr, gr, S));
         for (int64_t j = 0; j < S; j++) gr[j] = pr[j] * (gr[j] - fd);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, dp.data(), (int)S,
-                  k.data(), (int)hd, 0.f, dq.data(), (int)hd);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, dp.data(), (int)S,
+      weighted_sum(dp.data(), ldp, S, k.data(), hd, dq.data(), hd, hd);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, dp.data(), (int)ldp,
                   q.data(), (int)hd, 0.f, dk.data(), (int)hd);
-      store_head_grad(dq.data(), dbase + h * hd, ld, S, hd, cos, sin, scale);
-      store_head_grad(dk.data(), dbase + D + h * hd, ld, S, hd, cos, sin, 1.f);
+      VEC(store_head_grad)(dq.data(), dbase + h * hd, ld, S, hd, cos, sin, scale);
+      VEC(store_head_grad)(dk.data(), dbase + D + h * hd, ld, S, hd, cos, sin, 1.f);
     }
   });
 }
