@@ -15,7 +15,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { ConfigError } from "../errors.js";
 import { headDim, parseTRMConfig, swigluWidth, type TRMConfig, totalLen, usesRope } from "./config.js";
 import "./gradients.js";
-import { attention, linear, type RopeTables, rmsNorm, siluGateMul } from "./ops.js";
+import { addRmsNorm, attention, linear, type RopeTables, siluGateMul } from "./ops.js";
 import { adoptVariable } from "./optim.js";
 import { Rng } from "./rng.js";
 import { type SafetensorsContents, SafetensorsError, type TensorToWrite, toFloat32 } from "./safetensors.js";
@@ -348,14 +348,14 @@ export class TRM {
         // Token mixing along the sequence: the norm after it runs over the SEQUENCE axis.
         const ht = tf.transpose(h, [0, 2, 1]);
         const mixed = swiglu(ht, w.get(`${p}mlp_t.gate_up.weight`)!, w.get(`${p}mlp_t.down.weight`)!);
-        h = tf.transpose(rmsNorm(tf.add(ht, mixed), eps), [0, 2, 1]) as tf.Tensor3D;
+        h = tf.transpose(addRmsNorm(ht, mixed, eps), [0, 2, 1]) as tf.Tensor3D;
       } else {
         const qkv = linear(h, w.get(`${p}attn.qkv.weight`) as tf.Tensor2D) as tf.Tensor3D;
         const att = attention(qkv, this.cfg.num_heads, this.rope);
-        h = rmsNorm(tf.add(h, linear(att, w.get(`${p}attn.o.weight`) as tf.Tensor2D)), eps) as tf.Tensor3D;
+        h = addRmsNorm(h, linear(att, w.get(`${p}attn.o.weight`) as tf.Tensor2D), eps) as tf.Tensor3D;
       }
       const mlp = swiglu(h, w.get(`${p}mlp.gate_up.weight`)!, w.get(`${p}mlp.down.weight`)!);
-      return rmsNorm(tf.add(h, mlp), eps) as tf.Tensor3D;
+      return addRmsNorm(h, mlp, eps) as tf.Tensor3D;
     });
   }
 
