@@ -18,7 +18,7 @@ export interface Reference {
   knownErrors: ReadonlySet<string>;
   /** The usual surprise per kind; null when the period had nothing to score. */
   calibration: Calibration | null;
-  /** Distinct model inputs run for it (0 when it came from the cache). */
+  /** Distinct model inputs it was scored from. */
   inferences: number;
 }
 
@@ -61,6 +61,8 @@ export async function referenceFor(r: ReferenceRequest): Promise<Reference> {
   // Ends at the window's hour, so scans started within an hour share one reference.
   const end = Math.floor(r.window.start / HOUR) * HOUR;
   const span = { start: end - cfg.reference, end };
+  // What the summary depends on besides the stored data (which a past hour keeps; a late collect
+  // into it shows from the next hour on).
   const key = JSON.stringify([
     r.agent,
     r.model.version,
@@ -68,9 +70,12 @@ export async function referenceFor(r: ReferenceRequest): Promise<Reference> {
     span,
     cfg.reference_records,
     cfg.reference_quantile,
+    cfg.low_confidence,
+    r.config.dataset.service_labels,
   ]);
   const hit = cache.get(key);
-  if (hit) return { ...hit, inferences: 0 };
+  // The same answer whether cached or not: a scan's result does not depend on the scans before it.
+  if (hit) return hit;
   const spec = r.model.vocab.encoding.metric_forecast;
   const records = await readReference(r.store, r.agent, r.sources, span, {
     historyMs: historyPoints(spec) * spec.step_ms,
