@@ -45,8 +45,9 @@ export interface DemoConfigInput {
 
 /**
  * The config file's contents. The model and training numbers were chosen by measuring what the
- * demo preset learns on 2 cores (see the README's demo section): recursion T=1, n=2 and up to 3
- * supervision steps make a training step cheap, 192 tokens fit the call path far enough to see
+ * demo preset learns on 2 cores (the README's "What each budget buys"): no recursion (T=1, n=1,
+ * one supervision step) scored above T=1, n=2, N_sup=3 on every task at 100, 200 and 600 steps of
+ * the quality bench, at a third less CPU per step; 192 tokens fit the call path far enough to see
  * which LLM a chat used (most of a trace's latency), and EMA/learning rate suit a few hundred steps.
  */
 export function demoConfig(input: DemoConfigInput): Record<string, unknown> {
@@ -63,8 +64,8 @@ export function demoConfig(input: DemoConfigInput): Record<string, unknown> {
       preset: "demo",
       backend: "auto",
       H_cycles: 1,
-      L_cycles: 2,
-      halt_max_steps: 3,
+      L_cycles: 1,
+      halt_max_steps: 1,
       // Softmax cross-entropy: stablemax (the reference's default, for long runs) needs many more
       // steps to make a class confident, and the demo has a few hundred.
       loss_type: "softmax",
