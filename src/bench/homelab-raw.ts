@@ -1,6 +1,7 @@
 // A synthetic homelab written straight into the raw store, the way the collectors leave it:
-// services with their own log vocabulary, a call graph, hourly series with a daily rhythm,
-// a code repository, and incidents placed at known times that show in logs, traces and `up`.
+// services with their own log vocabulary, traces along the simulator's call graph, hourly series
+// with a daily rhythm, a code repository, and incidents placed at known times that show in logs,
+// traces and `up`.
 // The dataset benchmark and the dataset tests build from it.
 
 import { dayOf, writeSegment } from "../pipeline/collect/raw-store.js";
@@ -12,7 +13,7 @@ import type {
   TraceRecord,
 } from "../pipeline/collect/records.js";
 import { rng } from "../pipeline/tasks/hash.js";
-import { SERVICE_NAMES } from "../simulator/homelab.js";
+import { type Role, SERVICE_NAMES, SERVICES, type ServiceDef, service } from "../simulator/homelab.js";
 import type { ObjectStore } from "../store/index.js";
 
 const DAY = 86_400_000;
@@ -39,9 +40,6 @@ export interface PlacedIncident {
   start: number;
   end: number;
 }
-
-/** The simulator's services (one table for every fake homelab). */
-const SERVICES = SERVICE_NAMES;
 
 /** Words each service's log lines draw from, so a line says which service wrote it. */
 const WORDS: Record<string, string[]> = {
@@ -79,52 +77,50 @@ const NAMES = [
   "lumen",
 ];
 
-/** Call graph: root operation ({id} becomes a request id, as un-templated routes do) -> its hops. */
-const ROUTES: { root: [string, string]; hops: [string, string, number, number, number][] }[] = [
-  // hop: service, operation, min calls, max calls, ms per call
-  {
-    root: ["api-gateway", "GET /orders/{id}"],
-    hops: [
-      ["rabbitmq", "publish", 1, 1, 5],
-      ["postgres", "SELECT orders", 1, 4, 20],
-    ],
-  },
-  {
-    root: ["api-gateway", "POST /images"],
-    hops: [
-      ["lambda-pod-restart", "resize", 1, 3, 250],
-      ["rabbitmq", "publish", 1, 1, 5],
-    ],
-  },
-  {
-    root: ["agent-sre", "investigate"],
-    hops: [
-      ["postgres", "SELECT events", 1, 5, 120],
-      ["notification-worker", "send", 0, 2, 400],
-    ],
-  },
-  {
-    root: ["agent-bruno", "chat"],
-    hops: [
-      ["postgres", "SELECT memory", 1, 3, 30],
-      ["rabbitmq", "publish", 0, 2, 5],
-    ],
-  },
-  {
-    root: ["lambda-notify-digest", "render {id}"],
-    hops: [
-      ["postgres", "SELECT metrics", 2, 6, 900],
-      ["notification-worker", "send", 1, 1, 300],
-    ],
-  },
-  {
-    root: ["notification-worker", "digest"],
-    hops: [
-      ["rabbitmq", "consume", 1, 3, 8],
-      ["postgres", "SELECT users", 1, 2, 15],
-    ],
-  },
-];
+/** A trace's root span by its service's role; {id} becomes a request id, as un-templated routes do. */
+const ROOT_OP: Record<Role, string> = {
+  gateway: "GET /orders/{id}",
+  agent: "investigate",
+  worker: "digest",
+  database: "vacuum",
+  queue: "deliver",
+  lambda: "render {id}",
+};
+/** A call's span by the callee's role. */
+const HOP_OP: Record<Role, string> = {
+  gateway: "proxy",
+  agent: "POST /v1/task",
+  worker: "send",
+  database: "SELECT",
+  queue: "publish",
+  lambda: "invoke",
+};
+
+interface Hop {
+  service: string;
+  op: string;
+  min: number;
+  max: number;
+  /** Median ms per call: the callee's median latency in the simulator. */
+  ms: number;
+}
+
+/** A route per caller in the simulator's call graph: it calls each of its callees in turn. */
+const ROUTES: { root: ServiceDef; hops: Hop[] }[] = SERVICES.filter((s) => s.calls.length > 0).map((s) => ({
+  root: s,
+  hops: s.calls.map((to) => {
+    const callee = service(to);
+    // The database and the queue are called on every request; services only on some.
+    const infra = callee.role === "database" || callee.role === "queue";
+    return {
+      service: to,
+      op: HOP_OP[callee.role],
+      min: infra ? 1 : 0,
+      max: callee.role === "database" ? 4 : 2,
+      ms: callee.latency * 1000,
+    };
+  }),
+}));
 
 function hex(r: () => number, n: number): string {
   let s = "";
@@ -211,7 +207,7 @@ function makeTrace(r: () => number, t: number, incidents: PlacedIncident[]): Tra
     });
     cursor += dur + 2e5;
   };
-  for (const [svc, op, min, max, ms] of route.hops) {
+  for (const { service: svc, op, min, max, ms } of route.hops) {
     const calls = min + Math.floor(r() * (max - min + 1));
     const inc = activeIncident(incidents, svc, t);
     for (let c = 0; c < calls; c++) {
@@ -222,12 +218,12 @@ function makeTrace(r: () => number, t: number, incidents: PlacedIncident[]): Tra
       if (bad) span(svc, `${op} retry`, dur / 2, "error");
     }
   }
-  const rootName = route.root[1].replace("{id}", String(1000 + Math.floor(r() * 9000)));
+  const rootName = ROOT_OP[route.root.role].replace("{id}", String(1000 + Math.floor(r() * 9000)));
   const root: SpanRecord = {
     trace_id: traceId,
     span_id: rootId,
     parent_span_id: null,
-    service: route.root[0],
+    service: route.root.name,
     name: rootName,
     kind: "server",
     start_ns: startNs.toString(),
@@ -239,7 +235,7 @@ function makeTrace(r: () => number, t: number, incidents: PlacedIncident[]): Tra
     kind: "trace",
     query: "all",
     trace_id: traceId,
-    root_service: route.root[0],
+    root_service: route.root.name,
     root_name: rootName,
     start_ns: startNs.toString(),
     duration_ms: Math.round((cursor + 1e6) / 1e6),
@@ -316,10 +312,12 @@ export function homelabDays(opts: Omit<RawHomelabOptions, "store" | "agent">): {
     seed,
   );
   const seriesDefs = Array.from({ length: opts.series }, (_, i) => {
-    const svc = SERVICES[i % SERVICES.length];
+    const svc = SERVICE_NAMES[i % SERVICE_NAMES.length];
     const kind =
-      i < SERVICES.length ? "up" : pick(rng(seed + i), ["http_requests_rate", "memory_bytes", "cpu_rate"]);
-    return { svc, kind, replica: Math.floor(i / SERVICES.length), base: 10 + (i % 13) * 7 };
+      i < SERVICE_NAMES.length
+        ? "up"
+        : pick(rng(seed + i), ["http_requests_rate", "memory_bytes", "cpu_rate"]);
+    return { svc, kind, replica: Math.floor(i / SERVICE_NAMES.length), base: 10 + (i % 13) * 7 };
   });
   function* days(): Iterable<HomelabDay> {
     for (let d = 0; d < opts.days; d++) {
@@ -329,7 +327,7 @@ export function homelabDays(opts: Omit<RawHomelabOptions, "store" | "agent">): {
       const perDay = Math.round(opts.logLines / opts.days);
       for (let k = 0; k < perDay; k++) {
         const t = dayStart + Math.floor(r() * DAY);
-        const svc = pick(r, SERVICES);
+        const svc = pick(r, SERVICE_NAMES);
         const inc = activeIncident(incidents, svc, t);
         const level =
           inc && inc.kind !== "slow" && r() < 0.7 ? "error" : inc && r() < 0.5 ? "error" : levelFor(r);
@@ -358,8 +356,9 @@ export function homelabDays(opts: Omit<RawHomelabOptions, "store" | "agent">): {
 
       const traces: TraceRecord[] = [];
       const tracesPerDay = Math.round(opts.traces / opts.days);
+      // One trace in each equal slot of the day, so that even a few a day reach every part of it.
       for (let k = 0; k < tracesPerDay; k++)
-        traces.push(makeTrace(r, dayStart + Math.floor(r() * DAY), incidents));
+        traces.push(makeTrace(r, dayStart + Math.floor(((k + r()) / tracesPerDay) * DAY), incidents));
 
       const series: MetricSeriesRecord[] = [];
       for (const def of seriesDefs) {
