@@ -38,6 +38,8 @@ export interface PlannedJob {
 
 /** Tries of a scheduled run's start, 2 s apart and doubling, when it fails transiently. */
 const START_ATTEMPTS = 4;
+/** How many of the agent's other runs a due training waits out before it is skipped. */
+const BUSY_WAITS = 3;
 const START_RETRY_MS = 2_000;
 
 const JobState = z
@@ -316,13 +318,27 @@ export class Scheduler {
     });
     const go = async (): Promise<void> => {
       try {
-        const started = await this.startWithRetry(j, () =>
-          this.opts.pipeline.startRun({
-            agent: j.agent,
-            stages,
-            trigger: { kind, actor: "schedule", reason: `${j.job} ${due.toISOString()}: ${reason}` },
-          }),
-        );
+        const start = () =>
+          this.startWithRetry(j, () =>
+            this.opts.pipeline.startRun({
+              agent: j.agent,
+              stages,
+              trigger: { kind, actor: "schedule", reason: `${j.job} ${due.toISOString()}: ${reason}` },
+            }),
+          );
+        let started = await start();
+        // A training that finds the agent's collection running (a staggered training falls on the
+        // daily collect's hour) waits for it to end instead of for next month. A training running
+        // already (asked for by hand) stands for this one.
+        for (let wait = 1; j.job === "train" && !started.started && wait <= BUSY_WAITS; wait++) {
+          this.log.info(
+            { job: j.name, running: started.runId },
+            "agent busy; the training waits for its run",
+          );
+          const other = await started.done.catch(() => null);
+          if (other?.stages.some((s) => s.name === "train" && s.requested)) break;
+          started = await start();
+        }
         gotId(started.runId);
         await this.record(
           j,

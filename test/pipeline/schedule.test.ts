@@ -16,7 +16,7 @@ import {
 } from "../../src/pipeline/schedule.js";
 import { FsStore } from "../../src/store/index.js";
 
-function setup(extra: Record<string, unknown> = {}, trainMs = 0) {
+function setup(extra: Record<string, unknown> = {}, trainMs = 0, collectMs = 0) {
   const dir = mkdtempSync(join(tmpdir(), "trm-sched-"));
   const config = parseConfig({ data_dir: join(dir, "data"), agents: { alpha: {}, beta: {} }, ...extra });
   const store = new FsStore(join(dir, "store"));
@@ -26,6 +26,7 @@ function setup(extra: Record<string, unknown> = {}, trainMs = 0) {
     async (ctx) => {
       calls.push({ agent: ctx.agent, stage: name, at: new Date().toISOString() });
       if (name === "train" && trainMs) await new Promise((r) => setTimeout(r, trainMs));
+      if (name === "collect" && collectMs) await new Promise((r) => setTimeout(r, collectMs));
       calls.push({ agent: ctx.agent, stage: `${name}:end`, at: new Date().toISOString() });
       return {};
     };
@@ -295,5 +296,38 @@ describe("Scheduler", () => {
     expect(calls.map((c) => c.stage)).toEqual(["collect"]);
     const state = await readScheduleState(store, "alpha");
     expect(state.jobs.collect.last_result).toBe("succeeded");
+  });
+  it("lets a training that falls on the agent's running collection wait for it, not for next month", async () => {
+    vi.useFakeTimers({
+      toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"],
+      now: new Date("2026-12-01T01:58:00Z"),
+    });
+    // The daily collect starts at 01:59 and takes 30 minutes; the training is due at 02:00.
+    const { config, pipeline, calls } = setup(
+      { agents: { alpha: {} }, schedule: { collect: "59 1 * * *" }, runs: { lease: "30m" } },
+      0,
+      30 * 60_000,
+    );
+    scheduler = new Scheduler({ config, pipeline });
+    await scheduler.start();
+    for (let i = 0; i < 3 * 60 && !calls.some((c) => c.stage === "train:end"); i++) {
+      await vi.advanceTimersByTimeAsync(60_000);
+      await realSleep(3);
+    }
+    let settled = false;
+    const settling = scheduler.settle().then(() => {
+      settled = true;
+    });
+    for (let i = 0; i < 600 && !settled; i++) {
+      await vi.advanceTimersByTimeAsync(1000);
+      await realSleep(3);
+    }
+    await settling;
+    const runs = await pipeline.listRuns("alpha");
+    const collectRun = runs.find((r) => r.trigger.reason?.startsWith("collect "))!;
+    const training = runs.find((r) => r.trigger.reason?.startsWith("train "))!;
+    expect(training?.status).toBe("succeeded");
+    expect(Date.parse(training.created_at)).toBeGreaterThanOrEqual(Date.parse(collectRun.ended_at!));
+    expect(calls.filter((c) => c.stage === "train")).toHaveLength(1);
   });
 });
