@@ -304,7 +304,20 @@ function runReference(name: string, o: Options): Record<string, unknown> {
   const python = "/usr/bin/python3";
   if (!existsSync(python)) return { skipped: `${python} not found` };
   if (!existsSync(o.reference)) return { skipped: `reference script not found at ${o.reference}` };
-  const args = [o.reference, "--bench", ...refFlags, "--batch", String(BATCH), "--threads", "2"];
+  // The same timed and warm-up steps as ours (the reference's defaults are 5 and 2).
+  const args = [
+    o.reference,
+    "--bench",
+    ...refFlags,
+    "--batch",
+    String(BATCH),
+    "--threads",
+    "2",
+    "--iters",
+    String(o.iters),
+    "--warmup",
+    String(o.warmup),
+  ];
   process.stderr.write(`bench model: reference ${name}: ${python} ${args.join(" ")}\n`);
   const res = spawnSync(python, args, { encoding: "utf8", maxBuffer: 16 << 20 });
   if (res.status !== 0) {
