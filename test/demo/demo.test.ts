@@ -1,8 +1,9 @@
 // `trm-forge demo` on the quick schedule, end to end and unmocked: the simulator over HTTP, the real
 // pipeline, the real evaluation on the validation days. Ctrl-C through the built CLI stops
-// training at a checkpoint; the next run continues the same run, and the model it promotes beats
-// its baselines on at least three of the four tasks; a third run reuses it; the MCP server then
-// answers a real client holding the generated token.
+// training at a checkpoint; the next run continues the same run, holds every task to its strongest
+// baseline, beats log_triage's by a wide margin and, where the gate refuses a task, says which
+// baseline and interval it lost to; a third run reuses it; the MCP server then answers a real
+// client holding the generated token.
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -74,7 +75,7 @@ describe("trm-forge demo (quick schedule)", () => {
     expect(s.times.collect?.wall_s).toBeGreaterThan(0);
   });
 
-  it("continues the same run, and the model it promotes beats its baselines on >= 3 of 4 tasks", {
+  it("continues the same run, holds each task to its strongest baseline, and shows what the gate decided", {
     timeout: 1_800_000,
   }, async () => {
     const interrupted = state().run_id;
@@ -99,14 +100,46 @@ describe("trm-forge demo (quick schedule)", () => {
       candidate: { score: number };
       baselines: Record<string, { score: number }>;
       best_baseline: string;
+      intervals: { baseline: { low: number; high: number } };
     }[];
     expect(tasks.map((t) => t.task).sort()).toEqual(
       ["code_infill", "log_triage", "metric_forecast", "trace_outcome"].sort(),
     );
     for (const t of tasks) expect(t.judged, `${t.task} has ${t.examples} validation examples`).toBe(true);
+    const rows = JSON.stringify(first.rows, null, 1);
+    const byTask = Object.fromEntries(tasks.map((t) => [t.task, t]));
+    // Each task is held to the strongest of its baselines, the stronger ones included.
+    expect(Object.keys(byTask.code_infill.baselines)).toEqual(
+      expect.arrayContaining(["byte_6gram", "frequent_identifier"]),
+    );
+    expect(Object.keys(byTask.metric_forecast.baselines)).toEqual(
+      expect.arrayContaining(["seasonal_naive", "seasonal_average_7d", "damped_trend"]),
+    );
+    expect(Object.keys(byTask.trace_outcome.baselines)).toContain("majority_per_path");
+    for (const t of tasks)
+      expect(t.baselines[t.best_baseline].score).toBe(
+        Math.max(...Object.values(t.baselines).map((b) => b.score)),
+      );
+    // log_triage is learnt well past its majority baseline, with confidence.
+    expect(byTask.log_triage.intervals.baseline.low, rows).toBeGreaterThan(0.3);
     const beaten = tasks.filter((t) => t.candidate.score > t.baselines[t.best_baseline].score);
-    expect(beaten.length, JSON.stringify(first.rows, null, 1)).toBeGreaterThanOrEqual(3);
     expect(first.wins).toBe(beaten.length);
+    // The gate (compare: interval) passes exactly when every task's interval to its strongest
+    // baseline is above 0; otherwise it names each lost task with that baseline and the interval,
+    // the demo prints those reasons and promotes the model anyway, saying so.
+    const lost = tasks.filter((t) => !(t.intervals.baseline.low > 0));
+    expect(ev.gate.passed).toBe(lost.length === 0);
+    expect(first.forced).toBe(lost.length > 0);
+    for (const t of lost) {
+      const check = (
+        ev.gate.checks as { task: string; check: string; passed: boolean; detail: string }[]
+      ).find((c) => c.task === t.task && c.check === "baseline")!;
+      expect(check.passed).toBe(false);
+      expect(check.detail).toContain(`does not beat the best baseline (${t.best_baseline}, `);
+      expect(check.detail).toMatch(/\[[-+]\d\.\d+, [-+]\d\.\d+\] \(95% paired bootstrap interval/);
+      expect(out.text()).toContain(check.detail);
+    }
+    if (lost.length) expect(out.text()).toContain("promoted anyway, for the demo only");
     const manifest = JSON.parse(
       (await store.get(`datasets/agent-sre/${run.dataset_id}/manifest.json`)).toString(),
     );
@@ -120,6 +153,8 @@ describe("trm-forge demo (quick schedule)", () => {
     for (const e of first.examples) expect(e.result.version).toBe(first.version);
     const text = out.text();
     expect(text).toContain(`it beats its baselines on ${beaten.length} of 4 tasks`);
+    // Step 6's table: a row per task naming the baseline it is held to.
+    for (const t of tasks) expect(text).toMatch(new RegExp(`${t.task} .*beats? ${t.best_baseline} \\(`));
     // Step 10: what was wrong on a held-out day, the simulator's staged incident printed beside the
     // findings; the scanned window holds the whole incident and lies in the validation days.
     const scan = first.scan;
