@@ -1,5 +1,6 @@
 // Every native kernel against the composite implementation on the plain cpu backend: forward
 // values and gradients, on random shapes including odd sizes. Skips, saying why, without the addon.
+import { readFile } from "node:fs/promises";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -100,6 +101,15 @@ if (!native.ok) {
 } else {
   describe("native kernels match the composite cpu implementation", () => {
     beforeAll(() => registerNativeBackend(native.addon));
+
+    it("run on the CPU's best instruction set, or the one TRM_NATIVE_ISA caps it at", async () => {
+      const flags = (await readFile("/proc/cpuinfo", "utf8").catch(() => "")).match(/^flags\s*:(.*)$/m)?.[1];
+      if (!flags) return; // not Linux: nothing to compare with
+      const has = (f: string) => flags.split(" ").includes(f);
+      const best = has("avx512f") ? 2 : has("avx2") && has("fma") ? 1 : 0;
+      const cap = { base: 0, avx2: 1 }[process.env.TRM_NATIVE_ISA ?? ""] ?? 2;
+      expect(native.addon.info().isa).toBe(["base", "avx2", "avx512"][Math.min(best, cap)]);
+    });
 
     const matmulCases: Array<[number[], number[], boolean, boolean]> = [
       [[5, 7], [7, 3], false, false],

@@ -372,7 +372,7 @@ void set_prop(napi_env env, napi_value obj, const char* key, napi_value v) {
   napi_set_named_property(env, obj, key, v);
 }
 
-// info() -> { blasConfig, blasCore, blasThreads, blasProcs, blasParallel, kernelThreads, attentionThreads }
+// info() -> { blasConfig, blasCore, blasThreads, blasProcs, blasParallel, kernelThreads, attentionThreads, isa }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value obj, v;
   napi_create_object(env, &obj);
@@ -391,6 +391,8 @@ napi_value Info(napi_env env, napi_callback_info) {
   set_prop(env, obj, "kernelThreads", v);
   napi_create_int32(env, trm::attention_threads(), &v);
   set_prop(env, obj, "attentionThreads", v);
+  napi_create_string_utf8(env, trm::isa(), NAPI_AUTO_LENGTH, &v);
+  set_prop(env, obj, "isa", v);
   return obj;
 }
 

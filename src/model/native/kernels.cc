@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -109,25 +110,36 @@ namespace avx2 {
 #undef VEC_BYTES
 }  // namespace avx2
 #pragma GCC pop_options
+// TRM_NATIVE_ISA=base|avx2 caps the paths below the CPU's best, so the fallbacks are tested too.
+static int isa_cap() {
+  const char* v = std::getenv("TRM_NATIVE_ISA");
+  if (v && std::strcmp(v, "base") == 0) return 0;
+  if (v && std::strcmp(v, "avx2") == 0) return 1;
+  return 2;
+}
 // __builtin_cpu_init first: in a static initializer the CPU model may not have been read yet.
-static const bool kAvx2 =
-    (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+static const bool kAvx2 = (__builtin_cpu_init(), isa_cap() >= 1 && __builtin_cpu_supports("avx2") &&
+                                                     __builtin_cpu_supports("fma"));
 #define VEC(fn) (kAvx2 ? avx2::fn : base::fn)
+#define VEC_NAME (kAvx2 ? "avx2" : "base")
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx2,fma")
 namespace avx512 {
 #include "attn.inc"
 }  // namespace avx512
 #pragma GCC pop_options
-static const bool kAvx512 = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
+static const bool kAvx512 = (__builtin_cpu_init(), isa_cap() >= 2 && __builtin_cpu_supports("avx512f"));
 #else
 #define VEC(fn) base::fn
+#define VEC_NAME "base"
 static const bool kAvx512 = false;
 namespace avx512 {
 static void scores(const float*, int64_t, int64_t, const float*, float*, int64_t) {}
 static void weighted(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, int64_t) {}
 }  // namespace avx512
 #endif
+
+const char* isa() { return kAvx512 ? "avx512" : VEC_NAME; }
 
 void rms_norm(const float* a, const float* b, float* y, float* r, int64_t rows, int64_t n, float eps) {
   parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {

@@ -17,6 +17,8 @@ int attention_threads();
 // The BLAS's thread count, safe while other threads are inside attention (see kernels.cc).
 void set_blas_threads(int n);
 int blas_threads();
+// The instruction set the kernels' row loops and attention picked: "avx512", "avx2" or "base".
+const char* isa();
 
 // C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i] for i < batch, with element strides between items.
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
