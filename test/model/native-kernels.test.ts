@@ -102,12 +102,12 @@ if (!native.ok) {
   describe("native kernels match the composite cpu implementation", () => {
     beforeAll(() => registerNativeBackend(native.addon));
 
-    it("run on the CPU's best instruction set, or the one TRM_NATIVE_ISA caps it at", async () => {
+    it("run on the CPU's best instruction set, or the one TRM_FORGE_NATIVE_ISA caps it at", async () => {
       const flags = (await readFile("/proc/cpuinfo", "utf8").catch(() => "")).match(/^flags\s*:(.*)$/m)?.[1];
       if (!flags) return; // not Linux: nothing to compare with
       const has = (f: string) => flags.split(" ").includes(f);
       const best = has("avx512f") ? 2 : has("avx2") && has("fma") ? 1 : 0;
-      const cap = { base: 0, avx2: 1 }[process.env.TRM_NATIVE_ISA ?? ""] ?? 2;
+      const cap = { base: 0, avx2: 1 }[process.env.TRM_FORGE_NATIVE_ISA ?? ""] ?? 2;
       expect(native.addon.info().isa).toBe(["base", "avx2", "avx512"][Math.min(best, cap)]);
     });
 

@@ -107,7 +107,7 @@ export interface NativeInfo {
   /** Threads of the elementwise kernels and of attention's (batch, head) loop; both follow the BLAS's. */
   kernelThreads: number;
   attentionThreads: number;
-  /** The kernels' instruction set: the CPU's best, or lower under TRM_NATIVE_ISA=base|avx2. */
+  /** The kernels' instruction set: the CPU's best, or lower under TRM_FORGE_NATIVE_ISA=base|avx2. */
   isa: "avx512" | "avx2" | "base";
 }
 

@@ -110,9 +110,9 @@ namespace avx2 {
 #undef VEC_BYTES
 }  // namespace avx2
 #pragma GCC pop_options
-// TRM_NATIVE_ISA=base|avx2 caps the paths below the CPU's best, so the fallbacks are tested too.
+// TRM_FORGE_NATIVE_ISA=base|avx2 caps the paths below the CPU's best, so the fallbacks are tested too.
 static int isa_cap() {
-  const char* v = std::getenv("TRM_NATIVE_ISA");
+  const char* v = std::getenv("TRM_FORGE_NATIVE_ISA");
   if (v && std::strcmp(v, "base") == 0) return 0;
   if (v && std::strcmp(v, "avx2") == 0) return 1;
   return 2;
