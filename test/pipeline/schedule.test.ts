@@ -55,6 +55,28 @@ async function seedState(store: FsStore, agent: string, collectDue: string | nul
   );
 }
 
+/**
+ * Advances the fake clock a minute at a time (at most `minutes`) until `done`, letting real file
+ * I/O finish in between; then keeps it ticking until the scheduler settles, since the last run's
+ * end (its lease released through the store's compare-and-swap, which may wait on a renewal)
+ * still runs on the fake clock.
+ */
+async function tickUntil(s: Scheduler, minutes: number, done: () => boolean): Promise<void> {
+  for (let i = 0; i < minutes && !done(); i++) {
+    await vi.advanceTimersByTimeAsync(60_000);
+    await realSleep(3);
+  }
+  let settled = false;
+  const settling = s.settle().then(() => {
+    settled = true;
+  });
+  for (let i = 0; i < 600 && !settled; i++) {
+    await vi.advanceTimersByTimeAsync(1000);
+    await realSleep(3);
+  }
+  await settling;
+}
+
 let scheduler: Scheduler | null = null;
 afterEach(() => {
   scheduler?.stop();
@@ -141,22 +163,9 @@ describe("Scheduler", () => {
     );
     scheduler = new Scheduler({ config, pipeline });
     await scheduler.start();
-    // Advance the fake clock a minute at a time, letting real file I/O finish in between.
-    for (let i = 0; i < 24 * 60 && !calls.some((c) => c.agent === "beta" && c.stage === "train:end"); i++) {
-      await vi.advanceTimersByTimeAsync(60_000);
-      await realSleep(3);
-    }
-    // The last run's end (its lease released through the store's compare-and-swap, which may wait
-    // on a renewal) still runs on the fake clock: keep it ticking until the scheduler settles.
-    let settled = false;
-    const settling = scheduler.settle().then(() => {
-      settled = true;
-    });
-    for (let i = 0; i < 600 && !settled; i++) {
-      await vi.advanceTimersByTimeAsync(1000);
-      await realSleep(3);
-    }
-    await settling;
+    await tickUntil(scheduler, 24 * 60, () =>
+      calls.some((c) => c.agent === "beta" && c.stage === "train:end"),
+    );
     const at = (agent: string, stage: string) =>
       Date.parse(calls.find((c) => c.agent === agent && c.stage === stage)!.at);
     const t = (iso: string) => Date.parse(`2026-12-01T${iso}:00Z`);
@@ -310,19 +319,7 @@ describe("Scheduler", () => {
     );
     scheduler = new Scheduler({ config, pipeline });
     await scheduler.start();
-    for (let i = 0; i < 3 * 60 && !calls.some((c) => c.stage === "train:end"); i++) {
-      await vi.advanceTimersByTimeAsync(60_000);
-      await realSleep(3);
-    }
-    let settled = false;
-    const settling = scheduler.settle().then(() => {
-      settled = true;
-    });
-    for (let i = 0; i < 600 && !settled; i++) {
-      await vi.advanceTimersByTimeAsync(1000);
-      await realSleep(3);
-    }
-    await settling;
+    await tickUntil(scheduler, 3 * 60, () => calls.some((c) => c.stage === "train:end"));
     const runs = await pipeline.listRuns("alpha");
     const collectRun = runs.find((r) => r.trigger.reason?.startsWith("collect "))!;
     const training = runs.find((r) => r.trigger.reason?.startsWith("train "))!;
