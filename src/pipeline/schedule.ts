@@ -337,6 +337,8 @@ export class Scheduler {
           );
           const other = await started.done.catch(() => null);
           if (other?.stages.some((s) => s.name === "train" && s.requested)) break;
+          // Its lock is released a moment after its record ends.
+          await sleep(backoffMs(wait, START_RETRY_MS, 60_000));
           started = await start();
         }
         gotId(started.runId);

@@ -309,22 +309,33 @@ describe("Scheduler", () => {
   it("lets a training that falls on the agent's running collection wait for it, not for next month", async () => {
     vi.useFakeTimers({
       toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"],
-      now: new Date("2026-12-01T01:58:00Z"),
+      now: new Date("2026-12-01T01:32:00Z"),
     });
-    // The daily collect starts at 01:59 and takes 30 minutes; the training is due at 02:00.
-    const { config, pipeline, calls } = setup(
-      { agents: { alpha: {} }, schedule: { collect: "59 1 * * *" }, runs: { lease: "30m" } },
+    // The daily collect starts at 01:33 and takes an hour; the training is due at 02:00.
+    const { config, store, pipeline, calls } = setup(
+      { agents: { alpha: {} }, schedule: { collect: "33 1 * * *" }, runs: { lease: "30m" } },
       0,
-      30 * 60_000,
+      60 * 60_000,
     );
     scheduler = new Scheduler({ config, pipeline });
     await scheduler.start();
+    // The fake clock stops while the collect's start does its real I/O (a store write that waits on
+    // another does so on the fake clock), so the training finds the collect running.
+    for (let i = 0; i < 10 && !calls.some((c) => c.stage === "collect"); i++) {
+      await vi.advanceTimersByTimeAsync(60_000);
+      for (let k = 0; k < 100 && !calls.some((c) => c.stage === "collect"); k++) await realSleep(5);
+    }
     await tickUntil(scheduler, 3 * 60, () => calls.some((c) => c.stage === "train:end"));
     const runs = await pipeline.listRuns("alpha");
     const collectRun = runs.find((r) => r.trigger.reason?.startsWith("collect "))!;
-    const training = runs.find((r) => r.trigger.reason?.startsWith("train "))!;
-    expect(training?.status).toBe("succeeded");
-    expect(Date.parse(training.created_at)).toBeGreaterThanOrEqual(Date.parse(collectRun.ended_at!));
+    const training = runs.find((r) => r.trigger.reason?.startsWith("train "));
+    const state = await readScheduleState(store, "alpha");
+    expect(training?.status, JSON.stringify(state.jobs.train)).toBe("succeeded");
+    expect(Date.parse(training!.created_at)).toBeGreaterThanOrEqual(Date.parse(collectRun.ended_at!));
+    expect(state.jobs.train).toMatchObject({
+      last_due: "2026-12-01T02:00:00.000Z",
+      last_result: "succeeded",
+    });
     expect(calls.filter((c) => c.stage === "train")).toHaveLength(1);
   });
 });
