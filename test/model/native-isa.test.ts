@@ -13,7 +13,11 @@ describe.skipIf(!native.ok)("native kernels on the lower instruction sets", () =
       const r = spawnSync(
         process.execPath,
         ["node_modules/vitest/vitest.mjs", "run", "test/model/native-kernels.test.ts"],
-        { env: { ...process.env, TRM_FORGE_NATIVE_ISA: isa, NO_COLOR: "1" }, encoding: "utf8", timeout: 110_000 },
+        {
+          env: { ...process.env, TRM_FORGE_NATIVE_ISA: isa, NO_COLOR: "1" },
+          encoding: "utf8",
+          timeout: 110_000,
+        },
       );
       const out = `${r.stdout}${r.stderr}`;
       expect(r.status, out.slice(-3000)).toBe(0);
