@@ -86,7 +86,8 @@ export const anomaliesScan = defineTool({
       collect: CollectOut.optional().describe("The collect job that ran first (collect: true)."),
     })
     .strict(),
-  annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  // Not read-only: collect: true starts a collect job against the agent's sources.
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async run(args, call, env) {
     const agent = call.agent(args.agent);
     const ctx = env.ctx;
