@@ -97,11 +97,12 @@ export async function plantNovelErrors(
   like: LogEntryRecord,
   from: number,
   n: number,
+  everyMs = 20_000,
 ): Promise<string> {
   const line = "ERROR flux capacitor desynchronised: quorum lost on shard 7, refusing writes";
   const records: LogEntryRecord[] = [];
   for (let i = 0; i < n; i++) {
-    const ns = BigInt(from + i * 20_000) * 1_000_000n;
+    const ns = BigInt(from + i * everyMs) * 1_000_000n;
     records.push({
       ...like,
       labels: { ...like.labels, detected_level: "error" },
