@@ -329,14 +329,21 @@ export class Scheduler {
         let started = await start();
         // A training that finds the agent's collection running (a staggered training falls on the
         // daily collect's hour) waits for it to end instead of for next month. A training running
-        // already (asked for by hand) stands for this one.
+        // already (asked for by hand, or resumed) stands for this one.
+        const training = (id: string) =>
+          this.opts.pipeline.getRun(id, j.agent).then(
+            (r) => r.stages.some((s) => s.name === "train" && s.requested),
+            () => false,
+          );
         for (let wait = 1; j.job === "train" && !started.started && wait <= BUSY_WAITS; wait++) {
+          if (await training(started.runId)) break;
+          // Not known until it starts: a catch-up at server start must not wait for it.
+          gotId(null);
           this.log.info(
             { job: j.name, running: started.runId },
             "agent busy; the training waits for its run",
           );
-          const other = await started.done.catch(() => null);
-          if (other?.stages.some((s) => s.name === "train" && s.requested)) break;
+          await started.done.catch(() => null);
           // Its lock is released a moment after its record ends.
           await sleep(backoffMs(wait, START_RETRY_MS, 60_000));
           started = await start();

@@ -338,4 +338,25 @@ describe("Scheduler", () => {
     });
     expect(calls.filter((c) => c.stage === "train")).toHaveLength(1);
   });
+  it("starts at once when a catch-up training finds the agent's run going, and trains after it", async () => {
+    // Real timers: the agent's collect (started before the schedule, as a resumed run would be)
+    // takes 1.5 s; the schedule's start must not wait for it (the server listens only after).
+    const { store, pipeline, config, calls } = setup({ agents: { alpha: {} } }, 0, 1_500);
+    await seedState(store, "alpha", "2099-01-01T03:00:00.000Z", "2020-01-01T02:00:00.000Z");
+    const manual = await pipeline.startRun({
+      agent: "alpha",
+      stages: ["collect"],
+      trigger: { kind: "cli", actor: "test" },
+    });
+    expect(manual.started).toBe(true);
+    scheduler = new Scheduler({ config, pipeline });
+    const caught = await scheduler.start();
+    expect(calls.some((c) => c.stage === "collect:end")).toBe(false);
+    expect(caught.map((c) => [c.job, c.run_id])).toEqual([["train", null]]);
+    const collected = await manual.done;
+    await scheduler.settle();
+    const training = (await pipeline.listRuns("alpha")).find((r) => r.trigger.kind === "catch-up");
+    expect(training?.status).toBe("succeeded");
+    expect(Date.parse(training!.created_at)).toBeGreaterThanOrEqual(Date.parse(collected.ended_at!));
+  }, 30_000);
 });
