@@ -1,17 +1,16 @@
 // The pipeline commands through the built CLI: models list|show|promote|rollback, report,
 // schedule, and bad usage.
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { parseConfig } from "../../src/config/index.js";
 import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
 import { Pipeline, type StageFns } from "../../src/pipeline/run.js";
 import { FsStore } from "../../src/store/index.js";
+import { CLI, cli } from "../helpers/cli.js";
 
-const CLI = resolve("dist/cli.js");
 const CONFIG = `
 data_dir: data
 agents:
@@ -20,15 +19,6 @@ agents:
 schedule:
   timezone: Europe/Stockholm
 `;
-
-function cli(dir: string, ...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, "-c", join(dir, "trm-forge.yaml"), ...args], {
-    cwd: dir,
-    encoding: "utf8",
-    env: { ...process.env, TRM_FORGE_LOG_LEVEL: "silent" },
-  });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
 
 describe("trm-forge pipeline commands", () => {
   const dir = mkdtempSync(join(tmpdir(), "trm-cli-"));

@@ -1,10 +1,9 @@
 // `trm-forge scan --end TIME --run RUN` through the built CLI: a past window (a validation day) is
 // scanned with the agent's champion and stored with the run, whose report.html then shows it; a
 // past window does not replace the agent's newest scan; bad --end and --run values are usage errors.
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../../src/config/index.js";
 import { writeSegment } from "../../../src/pipeline/collect/raw-store.js";
@@ -15,20 +14,11 @@ import { reportKey } from "../../../src/pipeline/report.js";
 import { Pipeline, type StageFns } from "../../../src/pipeline/run.js";
 import { FsStore } from "../../../src/store/index.js";
 import { scanKey } from "../../../src/store/layout.js";
+import { CLI, cli } from "../../helpers/cli.js";
 import { registerTiny } from "../../server/helpers.js";
 
-const CLI = resolve("dist/cli.js");
 const WINDOW = { start: "2026-11-28T06:00:00.000Z", end: "2026-11-28T08:00:00.000Z" };
 const LINES = 40;
-
-function cli(dir: string, ...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, "-c", join(dir, "trm-forge.yaml"), ...args], {
-    cwd: dir,
-    encoding: "utf8",
-    env: { ...process.env, TRM_FORGE_LOG_LEVEL: "silent" },
-  });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
 
 describe("trm-forge scan --end --run", () => {
   const dir = mkdtempSync(join(tmpdir(), "trm-scan-cli-"));
