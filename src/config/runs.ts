@@ -2,6 +2,8 @@
 import * as z from "zod";
 import { DurationSchema, positiveInt } from "./fields.js";
 
+const taskWeight = z.number().int().min(1).max(16);
+
 /** The training loop. Steps are optimiser steps (one supervision step of one batch each). */
 export const TrainSchema = z
   .object({
@@ -19,6 +21,25 @@ export const TrainSchema = z
     task_emb_lr: z.number().min(0).default(1e-2),
     task_emb_weight_decay: z.number().min(0).default(0.1),
     ema_decay: z.number().min(0).lt(1).default(0.999),
+    /**
+     * lm_head's init: "reference" is ref_trm.py's random init; "embeddings" starts it from twice
+     * the transposed token embeddings, which the demo's runs learnt faster from (README).
+     */
+    head_init: z.enum(["reference", "embeddings"]).default("reference"),
+    /**
+     * How many times each epoch visits an example of a task (1 for a task not named): a task far
+     * behind its baselines can get a larger share of the steps than one far ahead.
+     */
+    task_weights: z
+      .object({
+        code_infill: taskWeight,
+        log_triage: taskWeight,
+        metric_forecast: taskWeight,
+        trace_outcome: taskWeight,
+      })
+      .partial()
+      .strict()
+      .default({}),
     /** Learning rate of a fine-tune from the champion, as a share of lr. */
     fine_tune_lr_scale: z.number().positive().max(1).default(0.3),
     /** Validation (with the EMA weights) every this many steps, on a fixed sample of the val split. */

@@ -159,7 +159,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRun> {
     );
     const backend = await initBackend(config.model.backend);
     out.line(
-      `   ${relative(process.cwd(), configPath)}: agent ${DEMO_AGENT} (code: this repository; Prometheus, Loki, Tempo: the simulator), model preset demo (T=1, n=2, up to 3 supervision steps), ${config.dataset.seq_len} tokens, ${config.train.max_steps} steps of ${config.train.batch_size}; backend ${backend.backend}`,
+      `   ${relative(process.cwd(), configPath)}: agent ${DEMO_AGENT} (code: this repository; Prometheus, Loki, Tempo: the simulator), model preset demo (T=${config.model.H_cycles}, n=${config.model.L_cycles}, up to ${config.model.halt_max_steps} supervision steps), ${config.dataset.seq_len} tokens, ${config.train.max_steps} steps of ${config.train.batch_size}; backend ${backend.backend}`,
     );
     await done("config", sw.read());
 

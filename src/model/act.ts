@@ -244,6 +244,38 @@ export interface Prediction {
 }
 
 /**
+ * Probabilities of one sample [L * Vout] from logits [.., L, V] starting at `offset`, under the
+ * normalisation the loss trained with. Vout < V drops the ids past a vocabulary the caller knows
+ * (they still count in the normalisation).
+ */
+export function outputProbs(
+  cfg: Pick<TRMConfig, "seq_len" | "vocab_size" | "loss_type">,
+  logits: Float32Array,
+  offset: number,
+  Vout = cfg.vocab_size,
+): Float32Array {
+  const L = cfg.seq_len;
+  const V = cfg.vocab_size;
+  const stable = cfg.loss_type === "stablemax";
+  const probs = new Float32Array(L * Vout);
+  for (let p = 0; p < L; p++) {
+    const off = offset + p * V;
+    let sum = 0;
+    let max = Number.NEGATIVE_INFINITY;
+    if (!stable) for (let v = 0; v < V; v++) max = Math.max(max, logits[off + v]);
+    for (let v = 0; v < V; v++) {
+      const x = logits[off + v];
+      // stablemax s(x) = x + 1 for x >= 0, 1 / (1 - x) below: the normalisation the loss trained.
+      const s = stable ? (x >= 0 ? x + 1 : 1 / (1 - x)) : Math.exp(x - max);
+      sum += s;
+      if (v < Vout) probs[p * Vout + v] = s;
+    }
+    for (let v = 0; v < Vout; v++) probs[p * Vout + v] /= sum;
+  }
+  return probs;
+}
+
+/**
  * Serving: runs supervision steps until each sample's q_halt > 0 (then it stops) or maxSteps
  * (default N_sup). Finished samples leave the batch, so later steps only compute the rest.
  */

@@ -57,6 +57,8 @@ export const TrainOptionsSchema = z
     puzzle_emb_weight_decay: z.number().min(0).default(1.0),
     /** EMA of the weights for evaluation and export; null disables it. */
     ema_decay: z.number().min(0).lt(1).nullable().default(0.999),
+    /** lm_head's init: the reference's, or from the token embeddings (see TRM.startHeadFromEmbeddings). */
+    head_init: z.enum(["reference", "embeddings"]).default("reference"),
   })
   .strict();
 export type TrainOptions = z.output<typeof TrainOptionsSchema>;
@@ -78,6 +80,12 @@ export interface TrainMetrics extends EvalMetrics {
 }
 
 const STATE_FORMAT = "trm-forge-train-v1";
+
+/**
+ * head_init "embeddings" scale (the only value measured): the reference's lm_head columns and
+ * the embedding rows both have norm ~1, so this starts the head at twice its usual scale.
+ */
+const HEAD_FROM_EMBEDDINGS_SCALE = 2;
 
 export class Trainer {
   readonly model: TRM;
@@ -108,6 +116,7 @@ export class Trainer {
     const opts = TrainOptionsSchema.parse(options);
     const rng = new Rng(seed);
     const model = TRM.init(cfg, rng);
+    if (opts.head_init === "embeddings") model.startHeadFromEmbeddings(HEAD_FROM_EMBEDDINGS_SCALE);
     const ema = opts.ema_decay === null ? null : new Ema(opts.ema_decay, model.weights);
     return new Trainer(model, opts, rng, ema);
   }

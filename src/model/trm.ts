@@ -509,6 +509,20 @@ export class TRM {
     this.puzzleEmb = table;
   }
 
+  /**
+   * Sets lm_head to `scale` times the transposed token embeddings: an init, not a tie (both
+   * train apart afterwards), so an answer token's output direction starts as its input one.
+   * It does not make an untrained model copy its input (the blocks' random mixing hides it);
+   * it is chosen by measurement, see the trainer's head_init.
+   */
+  startHeadFromEmbeddings(scale: number): void {
+    const emb = this.weights.get("embed_tokens.weight")!; // [V, D]
+    this.replaceWeight(
+      "lm_head.weight",
+      tf.tidy(() => tf.mul(tf.transpose(emb), scale)),
+    );
+  }
+
   private replaceWeight(name: string, value: tf.Tensor): void {
     this.weights.get(name)!.dispose();
     this.weights.set(name, adoptVariable(value));

@@ -218,12 +218,13 @@ export async function train(input: TrainInput): Promise<TrainResult> {
     let intervalStart = clock();
     const loopStart = clock();
     const stepsAtStart = trainer.step;
+    const pool = epochPool(input.train.tasks, s.task_weights);
     while (trainer.step < s.max_steps && stopped === "max_steps") {
       if (input.signal?.aborted) {
         await checkpoint(); // a cancelled run can be resumed from here
         throw new CancelledError("training cancelled");
       }
-      const indices = nextBatch(order, input.train.size, B, s.seed);
+      const indices = nextBatch(order, pool.length, B, s.seed).map((k) => pool[k]!);
       const batch = input.train.batch(indices);
       for (let j = 0; j < indices.length; j++)
         taskOfId.set(batch.puzzleIds[j]!, input.train.tasks[indices[j]!]!);
@@ -331,6 +332,7 @@ function optionsOf(s: TrainSection, fineTune: boolean) {
     puzzle_emb_lr: s.task_emb_lr,
     puzzle_emb_weight_decay: s.task_emb_weight_decay,
     ema_decay: s.ema_decay,
+    head_init: s.head_init,
   };
 }
 
@@ -350,6 +352,20 @@ export function nextBatch(order: DataOrder, n: number, B: number, seed: number):
     out.push(perm[order.cursor++]);
   }
   return out;
+}
+
+/**
+ * What one epoch visits: each training example as many times as its task's weight (1 where the
+ * config names none), so a task that learns slowly can get more of the steps.
+ */
+export function epochPool(tasks: readonly string[], weights: Readonly<Record<string, number>>): Int32Array {
+  const repeats = tasks.map((t) => weights[t] ?? 1);
+  const pool = new Int32Array(repeats.reduce((a, b) => a + b, 0));
+  let k = 0;
+  tasks.forEach((_, i) => {
+    for (let r = 0; r < repeats[i]!; r++) pool[k++] = i;
+  });
+  return pool;
 }
 
 const permCache = new Map<string, Int32Array>();

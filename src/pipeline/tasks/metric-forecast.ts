@@ -4,7 +4,7 @@
 //
 // Layout: [identity text, PAD-filled][SEP][K history bins][SEP][K forecast slots].
 import type { MetricSeriesRecord, SampleValue } from "../collect/records.js";
-import { checkPredictions, ignoreLabels, putText, readAt, tokensToText } from "./common.js";
+import { argmaxTokens, checkPredictions, ignoreLabels, putText, readAt, tokensToText } from "./common.js";
 import { hash53, hashParts, hashText } from "./hash.js";
 import {
   type Answer,
@@ -409,6 +409,41 @@ function predictFromValues(ex: Example, vocab: Vocab, value: (i: number) => numb
   return out;
 }
 
+/** Probability of bin b and its two neighbours, out of all the bins' (row: where bin 0 is). */
+function withinOneMass(probs: Float32Array, row: number, nb: number, b: number): number {
+  let all = 0;
+  for (let x = 0; x < nb; x++) all += probs[row + x];
+  let near = probs[row + b];
+  if (b > 0) near += probs[row + b - 1];
+  if (b < nb - 1) near += probs[row + b + 1];
+  return all > 0 ? near / all : 0;
+}
+
+/**
+ * Each forecast slot answers the bin whose neighbourhood (itself and the bins either side)
+ * holds the most probability: the answer most likely to be within one bin of the truth, which
+ * the arg-max is not when the model spreads its belief over neighbouring bins.
+ */
+function chooseBins(inputs: Int32Array, probs: Float32Array, vocab: Vocab): Int32Array {
+  const V = vocab.size;
+  const nb = vocab.numBins;
+  const out = argmaxTokens(probs, inputs.length, V);
+  for (let pos = inputs.length - vocab.encoding.metric_forecast.points; pos < inputs.length; pos++) {
+    const row = pos * V + BIN_BASE;
+    let best = 0;
+    let bestMass = -1;
+    for (let b = 0; b < nb; b++) {
+      const m = withinOneMass(probs, row, nb, b);
+      if (m > bestMass) {
+        bestMass = m;
+        best = b;
+      }
+    }
+    out[pos] = BIN_BASE + best;
+  }
+  return out;
+}
+
 export const metricForecast: TaskModule<MetricForecastQuery, MetricForecastAnswer> = {
   name: "metric_forecast",
   source: "prometheus",
@@ -453,11 +488,19 @@ export const metricForecast: TaskModule<MetricForecastQuery, MetricForecastAnswe
       aux,
     };
   },
+  choose: chooseBins,
   decode(output, encoded, vocab): MetricForecastAnswer {
     const center = encoded.aux[AUX_CENTER];
     const scale = encoded.aux[AUX_SCALE];
     const zMax = vocab.encoding.metric_forecast.z_max;
+    // With probabilities, a point's confidence is the chance that the truth is within one bin of it.
+    const chosen = "probs" in output ? chooseBins(encoded.inputs, output.probs, vocab) : null;
     const points = encoded.readouts.map((r) => {
+      if (chosen && "probs" in output) {
+        const bin = chosen[r.position] - BIN_BASE;
+        const mass = withinOneMass(output.probs, r.position * vocab.size + BIN_BASE, vocab.numBins, bin);
+        return { value: fromBin(bin, center, scale, vocab.numBins, zMax), bin, confidence: mass };
+      }
       const a: Answer<number> = readAt(output, r, vocab);
       if (a.value === null) return { value: null, bin: null, confidence: 0 };
       const bin = a.value - BIN_BASE;

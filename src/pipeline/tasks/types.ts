@@ -159,6 +159,12 @@ export interface TaskModule<Q = unknown, A = unknown> {
   resolve?(draft: Draft, incidents: IncidentIndex): void;
   /** Encodes a live query exactly as the build encodes a record. Throws TaskInputError. */
   encode(query: Q, vocab: Vocab): Encoded;
+  /**
+   * The answer tokens from the model's probabilities [seq_len * vocab_size], for a task whose
+   * metric is better served by another decision than the arg-max at each position. Evaluation
+   * and serving both answer through it.
+   */
+  choose?(inputs: Int32Array, probs: Float32Array, vocab: Vocab): Int32Array;
   /** Reads the typed answer from the model's output. */
   decode(output: ModelOutput, encoded: Encoded, vocab: Vocab): A;
   /** The baselines to beat, fitted on train. */

@@ -199,3 +199,52 @@ describe("code_infill", () => {
     ).toThrow(/overlap/);
   });
 });
+
+describe("code_infill's answer from probabilities", () => {
+  const vocab = Vocab.create({
+    numBins: 8,
+    encoding: { seq_len: 64, metric_forecast: { points: 2, step_ms: 1, z_max: 20 } },
+  });
+  const V = vocab.size;
+  /** Probabilities [64 * V] with `bytes` most likely at `from..` and the rest of the mass spread. */
+  const probsFavouring = (from: number, text: string, p = 0.3) => {
+    const probs = new Float32Array(64 * V).fill(0.7 / (V - 1));
+    Array.from(enc.encode(text)).forEach((b, i) => {
+      probs[(from + i) * V + BYTE_BASE + b] = p;
+    });
+    return probs;
+  };
+  // "alpha" twice, "gamma" once, "omega" once; the span is 5 bytes at 0.
+  const text = "xxxxx = alpha + alpha * gamma - omega;";
+  const e = codeInfill.encode({ text, spans: [{ start: 0, length: 5 }] }, vocab);
+
+  it("copies the window's identifier the model and its count make most likely", () => {
+    // The model leans a little to "omega" (1.1x per byte): its count (1) against alpha's (2) loses.
+    let chosen = codeInfill.choose!(e.inputs, probsFavouring(0, "omega", (1.1 * 0.7) / (V - 1)), vocab);
+    expect(new TextDecoder().decode(Uint8Array.from(chosen.slice(0, 5), (t) => t - BYTE_BASE))).toBe("alpha");
+    // A clear lean to "gamma" wins over alpha's count.
+    chosen = codeInfill.choose!(e.inputs, probsFavouring(0, "gamma", 0.3), vocab);
+    expect(new TextDecoder().decode(Uint8Array.from(chosen.slice(0, 5), (t) => t - BYTE_BASE))).toBe("gamma");
+    // The text the model likes best but the window does not hold is never answered.
+    chosen = codeInfill.choose!(e.inputs, probsFavouring(0, "zzzzz", 0.9), vocab);
+    expect(["alpha", "gamma", "omega"]).toContain(
+      new TextDecoder().decode(Uint8Array.from(chosen.slice(0, 5), (t) => t - BYTE_BASE)),
+    );
+  });
+
+  it("serves the same answer, with the chosen bytes' probability as confidence", () => {
+    const probs = probsFavouring(0, "gamma", 0.3);
+    const a = codeInfill.decode({ probs }, e, vocab);
+    expect(a.spans).toHaveLength(1);
+    expect(a.spans[0].text).toBe("gamma");
+    const byteShare = 0.3 / (0.3 + (255 * 0.7) / (V - 1));
+    expect(a.spans[0].confidence).toBeCloseTo(byteShare, 5);
+  });
+
+  it("keeps the model's own bytes where the window has no identifier to copy", () => {
+    const bare = codeInfill.encode({ text: "xxxxx = (1 + 2);", spans: [{ start: 0, length: 5 }] }, vocab);
+    // Only "1" and "2" are identifiers here, both shorter than the span.
+    const chosen = codeInfill.choose!(bare.inputs, probsFavouring(0, "hello", 0.3), vocab);
+    expect(new TextDecoder().decode(Uint8Array.from(chosen.slice(0, 5), (t) => t - BYTE_BASE))).toBe("hello");
+  });
+});

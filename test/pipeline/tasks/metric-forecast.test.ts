@@ -249,3 +249,43 @@ describe("metric_forecast", () => {
     expect(Array.from(few.inputs.slice(119, 123))).toEqual(Array.from(ex.inputs.slice(119, 123)));
   });
 });
+
+describe("metric_forecast's answer from probabilities", () => {
+  const series = { service: "api" };
+  const built = buildExamples(
+    metricForecast,
+    [
+      chunk(
+        series,
+        0,
+        Array.from({ length: 48 }, (_, i) => 10 + (i % 5)),
+      ),
+    ],
+    opts,
+  );
+  const v = built.vocab;
+  const V = v.size;
+  const enc = metricForecast.encode({ query: "rps", labels: series, points: [30, 31, 32, 33] }, v);
+  const slots = enc.readouts.map((r) => r.position);
+  /** Every slot: 0.3 on bin 5, 0.25 on bins 20 and 21 (the rest nearly nothing). */
+  const probs = new Float32Array(32 * V).fill(1e-6);
+  for (const p of slots) {
+    probs[p * V + BIN_BASE + 5] = 0.3;
+    probs[p * V + BIN_BASE + 20] = 0.25;
+    probs[p * V + BIN_BASE + 21] = 0.25;
+  }
+
+  it("answers the bin most likely to be within one bin of the truth, not the arg-max", () => {
+    const chosen = metricForecast.choose!(enc.inputs, probs, v);
+    for (const p of slots) expect([BIN_BASE + 20, BIN_BASE + 21]).toContain(chosen[p]);
+  });
+
+  it("serves that bin, its confidence the probability of being within one bin", () => {
+    const a = metricForecast.decode({ probs }, enc, v);
+    expect(a.points).toHaveLength(slots.length);
+    for (const p of a.points) {
+      expect([20, 21]).toContain(p.bin);
+      expect(p.confidence).toBeCloseTo(0.5 / (0.8 + 61e-6), 4);
+    }
+  });
+});
