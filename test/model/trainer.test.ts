@@ -173,7 +173,8 @@ describe("head_init", () => {
     const t = track(Trainer.create(cfg, { ...OPTS, head_init: "embeddings" }, 11));
     const e = emb(t);
     const h = head(t);
-    for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) expect(h[d * V + v]).toBeCloseTo(2 * e[v * D + d], 6);
+    for (let v = 0; v < V; v++)
+      for (let d = 0; d < D; d++) expect(h[d * V + v]).toBeCloseTo(2 * e[v * D + d], 6);
     // The same seed draws the same embeddings; the reference init leaves the head its own draw.
     const ref = track(Trainer.create(cfg, { ...OPTS, head_init: "reference" }, 11));
     expect(Array.from(emb(ref))).toEqual(Array.from(e));
@@ -183,7 +184,8 @@ describe("head_init", () => {
     const h2 = head(t);
     const e2 = emb(t);
     let apart = 0;
-    for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) apart += Math.abs(h2[d * V + v] - 2 * e2[v * D + d]);
+    for (let v = 0; v < V; v++)
+      for (let d = 0; d < D; d++) apart += Math.abs(h2[d * V + v] - 2 * e2[v * D + d]);
     expect(apart).toBeGreaterThan(1e-4);
   });
 });
