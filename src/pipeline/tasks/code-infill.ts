@@ -463,10 +463,16 @@ function chooseSpans(inputs: Int32Array, probs: Float32Array, vocab: Vocab): Int
   const V = vocab.size;
   const out = argmaxTokens(probs, inputs.length, V);
   const counts = windowIdentifiers(inputs);
+  // Byte probabilities renormalised over the bytes; each position's sum is taken once.
+  const byteMass = new Map<number, number>();
   const logP = (pos: number, b: number) => {
     const row = pos * V + BYTE_BASE;
-    let sum = 0;
-    for (let x = 0; x < 256; x++) sum += probs[row + x];
+    let sum = byteMass.get(pos);
+    if (sum === undefined) {
+      sum = 0;
+      for (let x = 0; x < 256; x++) sum += probs[row + x];
+      byteMass.set(pos, sum);
+    }
     return Math.log(Math.max(probs[row + b], 1e-30) / Math.max(sum, 1e-30));
   };
   for (const [i, j] of maskedSpans(inputs)) {
