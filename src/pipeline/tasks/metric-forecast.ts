@@ -411,12 +411,21 @@ function predictFromValues(ex: Example, vocab: Vocab, value: (i: number) => numb
 
 /** Probability of bin b and its two neighbours, out of all the bins' (row: where bin 0 is). */
 function withinOneMass(probs: Float32Array, row: number, nb: number, b: number): number {
+  const all = binMass(probs, row, nb);
+  return all > 0 ? nearMass(probs, row, nb, b) / all : 0;
+}
+
+function binMass(probs: Float32Array, row: number, nb: number): number {
   let all = 0;
   for (let x = 0; x < nb; x++) all += probs[row + x];
+  return all;
+}
+
+function nearMass(probs: Float32Array, row: number, nb: number, b: number): number {
   let near = probs[row + b];
   if (b > 0) near += probs[row + b - 1];
   if (b < nb - 1) near += probs[row + b + 1];
-  return all > 0 ? near / all : 0;
+  return near;
 }
 
 /**
@@ -433,7 +442,7 @@ function chooseBins(inputs: Int32Array, probs: Float32Array, vocab: Vocab): Int3
     let best = 0;
     let bestMass = -1;
     for (let b = 0; b < nb; b++) {
-      const m = withinOneMass(probs, row, nb, b);
+      const m = nearMass(probs, row, nb, b);
       if (m > bestMass) {
         bestMass = m;
         best = b;
