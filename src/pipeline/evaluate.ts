@@ -5,7 +5,7 @@
 import type { Config } from "../config/index.js";
 import { WorkError } from "../errors.js";
 import { validationScore } from "../metrics.js";
-import { outputProbs, type Prediction, predictBatch } from "../model/act.js";
+import { predictBatch } from "../model/act.js";
 import { Rng } from "../model/rng.js";
 import { decodeSafetensors } from "../model/safetensors.js";
 import { TRM } from "../model/trm.js";
@@ -16,9 +16,8 @@ import type { GateVerdict, TaskEvaluation } from "./evaluate/gate.js";
 import { runGate } from "./evaluate/gate.js";
 import { buildProbe, type ProbeResult, scoreProbe } from "./evaluate/probe.js";
 import { hashText } from "./tasks/hash.js";
-import { getTask, scoreBaselines, scoreTask } from "./tasks/index.js";
-import { type Example, PUZZLE_IDS, TASK_NAMES, type TaskModule, type TaskName } from "./tasks/types.js";
-import type { Vocab } from "./tasks/vocab.js";
+import { answerTokens, getTask, scoreBaselines, scoreTask } from "./tasks/index.js";
+import { type Example, PUZZLE_IDS, TASK_NAMES, type TaskName } from "./tasks/types.js";
 
 export {
   type GateCheck,
@@ -109,8 +108,10 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
           if (input.signal?.aborted) throw new CancelledError("evaluation cancelled");
           const b = dataset.val.batch(idx.slice(i, i + B));
           const p = predictWith(model, b);
+          const L = model.cfg.seq_len;
           for (let j = 0; j < p.steps.length; j++) {
-            preds.push(answerTokens(t, model, p, b.inputs, j, dataset.vocab));
+            const inputs = b.inputs.subarray(j * L, (j + 1) * L);
+            preds.push(answerTokens(task, model.cfg, inputs, p, j, dataset.vocab));
             stats.histogram[p.steps[j] - 1]++;
           }
           done += p.steps.length;
@@ -271,24 +272,6 @@ function predictExamples(model: TRM, examples: readonly Example[], B: number): I
     for (let j = 0; j < chunk.length; j++) out.push(p.predictions.slice(j * L, (j + 1) * L));
   }
   return out;
-}
-
-/**
- * Sample j's answer: the task's own decision from the probabilities where it has one (as
- * serving answers), else the arg-max.
- */
-function answerTokens(
-  t: TaskModule,
-  model: TRM,
-  p: Prediction,
-  inputs: Int32Array,
-  j: number,
-  vocab: Vocab,
-): Int32Array {
-  const L = model.cfg.seq_len;
-  if (!t.choose) return p.predictions.slice(j * L, (j + 1) * L);
-  const probs = outputProbs(model.cfg, p.logits, j * L * model.cfg.vocab_size, vocab.size);
-  return t.choose(inputs.subarray(j * L, (j + 1) * L), probs, vocab);
 }
 
 function predictWith(model: TRM, b: { inputs: Int32Array; puzzleIds: Int32Array }) {

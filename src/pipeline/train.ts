@@ -46,6 +46,13 @@ export interface TrainInput {
   val: TrainSplit;
   /** Default: token accuracy on the supervised positions, per task. */
   scoreVal?: ValScorer;
+  /** Sample j's answer tokens from the batch's output (default: the arg-max), as evaluation answers. */
+  answerVal?: (
+    valIndex: number,
+    inputs: Int32Array,
+    out: { predictions: Int32Array; logits: Float32Array },
+    j: number,
+  ) => Int32Array;
   /** Fine-tune from these weights (the champion's), grown to the dataset's vocabulary. */
   init?: { weights: Uint8Array; version: string } | null;
   store: ObjectStore;
@@ -256,7 +263,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
       }
 
       if (step % s.eval_interval === 0 || step === s.max_steps) {
-        const v = validate(trainer, input.val, valIdx, B, input.scoreVal);
+        const v = validate(trainer, input.val, valIdx, B, input.scoreVal, input.answerVal);
         const improved = early.best_score === null || v.score > early.best_score;
         if (improved) {
           early = { best_step: step, best_score: v.score, evals_since_best: 0 };
@@ -404,6 +411,7 @@ function validate(
   idx: number[],
   B: number,
   scoreVal?: ValScorer,
+  answer?: TrainInput["answerVal"],
 ): Omit<ValLogLine, "kind" | "step" | "at" | "best"> {
   const predictions: Int32Array[] = [];
   const labels: Int32Array[] = [];
@@ -414,7 +422,11 @@ function validate(
     const b = val.batch(chunk);
     const p = trainer.predict({ tokens: b.inputs, puzzleIds: b.puzzleIds });
     for (let j = 0; j < chunk.length; j++) {
-      predictions.push(p.predictions.slice(j * L, (j + 1) * L));
+      predictions.push(
+        answer
+          ? answer(chunk[j], b.inputs.subarray(j * L, (j + 1) * L), p, j)
+          : p.predictions.slice(j * L, (j + 1) * L),
+      );
       labels.push(b.labels.slice(j * L, (j + 1) * L));
       hist[p.steps[j] - 1]++;
     }

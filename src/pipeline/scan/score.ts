@@ -323,6 +323,9 @@ export async function scoreSeries(
     let worstNats = -1;
     let worstP = 1;
     let worstBin = 0;
+    // What model_predict answers for that point: the bin with the most probability within one bin.
+    let expectedBin = 0;
+    let expectedP = 0;
     targets.forEach((v, i) => {
       if (v === null) return;
       const b = toBin(v, center, scale, vocab.numBins, spec.z_max);
@@ -330,19 +333,27 @@ export async function scoreSeries(
       const p = within1(d.p, b);
       // Relative to the forecast's own best window: a spread-out forecast is not surprised by much.
       let best = 0;
-      for (let j = 0; j < d.p.length; j++) best = Math.max(best, within1(d.p, j));
+      let bestJ = 0;
+      for (let j = 0; j < d.p.length; j++) {
+        const w = within1(d.p, j);
+        if (w > best) {
+          best = w;
+          bestJ = j;
+        }
+      }
       const n = nats(p) - nats(best);
       if (n > worstNats) {
         worst = i;
         worstNats = n;
         worstP = p;
         worstBin = b;
+        expectedBin = bestJ;
+        expectedP = best;
       }
     });
     if (worst < 0) continue;
     // A forecast is spread by nature: low confidence is no sign of a novel series here.
     const parts: Partial<Record<Signal, number>> = { metric_forecast: worstNats };
-    const expected = top(dists[worst], vocab);
     const value = targets[worst]!;
     out.push({
       time: (origin + worst) * step,
@@ -352,7 +363,9 @@ export async function scoreSeries(
       score: total(parts),
       signals: [],
       parts,
-      expected: { point: `${expected.name} ${pct(expected.p)} (median ${fmt(center)}, iqr ${fmt(scale)})` },
+      expected: {
+        point: `bin ${expectedBin} (p ${pct(expectedP)} within one bin; median ${fmt(center)}, iqr ${fmt(scale)})`,
+      },
       observed: { point: `${fmt(value)} in bin ${worstBin} (p ${pct(worstP)} within one bin)` },
     });
   }

@@ -456,13 +456,18 @@ const COUNT_WEIGHT = 8;
 /**
  * The model's answer, copied from the window where it can be (a pointer network's decision,
  * made at decode time): each masked span takes the candidate of copyCandidates with the highest
- * log P_model(its bytes) + COUNT_WEIGHT * log(its count). A span with no candidate keeps the
- * model's own most likely bytes.
+ * log P_model(its bytes) + COUNT_WEIGHT * log(its count). A span with no candidate takes the
+ * model's most likely byte at each position.
  */
 function chooseSpans(inputs: Int32Array, probs: Float32Array, vocab: Vocab): Int32Array {
   const V = vocab.size;
   const out = argmaxTokens(probs, inputs.length, V);
   const counts = windowIdentifiers(inputs);
+  const topByte = (pos: number) => {
+    let b = 0;
+    for (let x = 1; x < 256; x++) if (probs[pos * V + BYTE_BASE + x] > probs[pos * V + BYTE_BASE + b]) b = x;
+    return b;
+  };
   // Byte probabilities renormalised over the bytes; each position's sum is taken once.
   const byteMass = new Map<number, number>();
   const logP = (pos: number, b: number) => {
@@ -486,7 +491,8 @@ function chooseSpans(inputs: Int32Array, probs: Float32Array, vocab: Vocab): Int
         best = w;
       }
     }
-    if (best !== null) for (let k = 0; k < best.length; k++) out[i + k] = BYTE_BASE + best.charCodeAt(k);
+    for (let k = 0; k < j - i; k++)
+      out[i + k] = BYTE_BASE + (best !== null ? best.charCodeAt(k) : topByte(i + k));
   }
   return out;
 }
@@ -521,6 +527,9 @@ export const codeInfill: TaskModule<CodeInfillQuery, CodeInfillAnswer> = {
         throw new TaskInputError(`code_infill: span ${sp.start}+${sp.length} runs past the text`);
       if (spans.length && sp.start < spans[spans.length - 1][1])
         throw new TaskInputError("code_infill: spans overlap");
+      // Touching spans would read as one masked run, and be filled as one.
+      if (spans.length && sp.start === spans[spans.length - 1][1])
+        throw new TaskInputError("code_infill: spans touch; send them as one span");
       spans.push([sp.start, sp.start + sp.length]);
     }
     const { inputs } = encodeWindow(bytes, spans, S);

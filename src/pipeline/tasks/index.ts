@@ -1,5 +1,7 @@
 // The four training tasks behind one interface, and the scoring that evaluation uses for the
 // model and the baselines alike.
+import { outputProbs } from "../../model/act.js";
+import type { TRMConfig } from "../../model/config.js";
 import { codeInfill } from "./code-infill.js";
 import { logTriage } from "./log-triage.js";
 import { metricForecast } from "./metric-forecast.js";
@@ -21,6 +23,24 @@ export function getTask(name: string): TaskModule<any, any> {
 }
 
 /** Scores predictions (argmax token ids per position) of one task's examples. */
+/**
+ * One sample's answer tokens from the model's output (logits of the batch, the sample's at
+ * `offset`): the task's own decision where it has one, as serving answers, else the arg-max.
+ */
+export function answerTokens(
+  task: string,
+  cfg: Pick<TRMConfig, "seq_len" | "vocab_size" | "loss_type">,
+  inputs: Int32Array,
+  out: { predictions: Int32Array; logits: Float32Array },
+  j: number,
+  vocab: Vocab,
+): Int32Array {
+  const L = cfg.seq_len;
+  const t = getTask(task);
+  if (!t.choose) return out.predictions.slice(j * L, (j + 1) * L);
+  return t.choose(inputs, outputProbs(cfg, out.logits, j * L * cfg.vocab_size, vocab.size), vocab);
+}
+
 export function scoreTask(
   task: TaskName,
   examples: readonly Example[],

@@ -8,7 +8,7 @@ import type { Dataset } from "../dataset/index.js";
 import { runDataset } from "../dataset/stage.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { runPrefix } from "../record.js";
-import { scoreTask } from "../tasks/index.js";
+import { answerTokens, scoreTask } from "../tasks/index.js";
 import { latestCheckpoint, readCheckpointFile } from "../train/checkpoint.js";
 import { type TrainResult, train as trainLoop } from "../train.js";
 
@@ -45,6 +45,7 @@ export async function trainStage(ctx: StageContext): Promise<TrainOutput> {
     train: ds.train,
     val: ds.val,
     scoreVal: (indices, predictions) => scoreByTask(ds, indices, predictions),
+    answerVal: (i, inputs, out, j) => answerTokens(ds.val.tasks[i], model, inputs, out, j, ds.vocab),
     init,
     store: ctx.store,
     prefix,

@@ -233,18 +233,39 @@ describe("code_infill's answer from probabilities", () => {
   });
 
   it("serves the same answer, with the chosen bytes' probability as confidence", () => {
-    const probs = probsFavouring(0, "gamma", 0.3);
-    const a = codeInfill.decode({ probs }, e, vocab);
+    // The byte-wise arg-max would answer "omega"; the copy decision answers "alpha".
+    const base = 0.7 / (V - 1);
+    const a = codeInfill.decode({ probs: probsFavouring(0, "omega", 1.1 * base) }, e, vocab);
     expect(a.spans).toHaveLength(1);
-    expect(a.spans[0].text).toBe("gamma");
-    const byteShare = 0.3 / (0.3 + (255 * 0.7) / (V - 1));
-    expect(a.spans[0].confidence).toBeCloseTo(byteShare, 5);
+    expect(a.spans[0].text).toBe("alpha");
+    // Each row's bytes hold 255 x base + 1.1 x base; "alpha" has base at four positions and
+    // 1.1 x base at the last, the "a" it shares with "omega".
+    const rowBytes = 256.1 * base;
+    expect(a.spans[0].confidence).toBeCloseTo((4 * base + 1.1 * base) / rowBytes / 5, 5);
   });
 
-  it("keeps the model's own bytes where the window has no identifier to copy", () => {
+  it("refuses spans that touch, which would read as one", () => {
+    expect(() =>
+      codeInfill.encode(
+        {
+          text: "abcdef",
+          spans: [
+            { start: 0, length: 3 },
+            { start: 3, length: 2 },
+          ],
+        },
+        vocab,
+      ),
+    ).toThrow(/touch/);
+  });
+
+  it("answers the model's most likely bytes where the window has no identifier to copy", () => {
     const bare = codeInfill.encode({ text: "xxxxx = (1 + 2);", spans: [{ start: 0, length: 5 }] }, vocab);
     // Only "1" and "2" are identifiers here, both shorter than the span.
-    const chosen = codeInfill.choose!(bare.inputs, probsFavouring(0, "hello", 0.3), vocab);
+    const probs = probsFavouring(0, "hello", 0.3);
+    // A non-byte token is likelier still at the first position: a byte is answered all the same.
+    probs[0 * V + MASK] = 0.5;
+    const chosen = codeInfill.choose!(bare.inputs, probs, vocab);
     expect(new TextDecoder().decode(Uint8Array.from(chosen.slice(0, 5), (t) => t - BYTE_BASE))).toBe("hello");
   });
 });

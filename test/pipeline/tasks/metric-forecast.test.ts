@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { MetricSeriesRecord } from "../../../src/pipeline/collect/records.js";
 import {
+  answerTokens,
   BIN_BASE,
   buildExamples,
   fromBin,
@@ -278,6 +279,15 @@ describe("metric_forecast's answer from probabilities", () => {
   it("answers the bin most likely to be within one bin of the truth, not the arg-max", () => {
     const chosen = metricForecast.choose!(enc.inputs, probs, v);
     for (const p of slots) expect([BIN_BASE + 20, BIN_BASE + 21]).toContain(chosen[p]);
+  });
+
+  it("is how evaluation and training validation answer too (answerTokens), from the logits", () => {
+    const cfg = { seq_len: 32, vocab_size: V, loss_type: "softmax" as const };
+    const out = { predictions: new Int32Array(32).fill(7), logits: Float32Array.from(probs, Math.log) };
+    const tokens = answerTokens("metric_forecast", cfg, enc.inputs, out, 0, v);
+    for (const p of slots) expect([BIN_BASE + 20, BIN_BASE + 21]).toContain(tokens[p]);
+    // A task without its own decision answers the arg-max it was given.
+    expect(Array.from(answerTokens("log_triage", cfg, enc.inputs, out, 0, v))).toEqual(Array(32).fill(7));
   });
 
   it("serves that bin, its confidence the probability of being within one bin", () => {
