@@ -81,12 +81,12 @@ export async function trainedChampion(): Promise<TrainedEnv> {
 }
 
 /** A normal hour: no staged incident within an hour of it, inside the collected window. */
-export function quietHour(sim: Simulator): number {
+export function quietHour(sim: Simulator, usable: (end: number) => boolean = () => true): number {
   const incidents = sim.groundTruth.incidents;
   const last = Math.floor(sim.world.end / HOUR) * HOUR - HOUR;
   for (let end = last; end > last - 2 * 86_400_000; end -= HOUR) {
     const start = end - HOUR;
-    if (incidents.every((i) => i.end_ms < start - HOUR || i.start_ms > end + HOUR)) return end;
+    if (incidents.every((i) => i.end_ms < start - HOUR || i.start_ms > end + HOUR) && usable(end)) return end;
   }
   throw new Error("no quiet hour in the window");
 }
