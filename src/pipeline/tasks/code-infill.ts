@@ -204,20 +204,25 @@ function builder(ctx: BuildContext, sink: DraftSink): RecordConsumer<CodeFileRec
   };
 }
 
-/** Masked spans of an example: maximal runs of supervised positions. */
-export function labelSpans(labels: Int32Array): [number, number][] {
+/** Maximal runs [start, end) of the positions where `inRun` holds. */
+function runsWhere(values: Int32Array, inRun: (v: number) => boolean): [number, number][] {
   const out: [number, number][] = [];
-  for (let i = 0; i < labels.length; ) {
-    if (labels[i] === IGNORE) {
+  for (let i = 0; i < values.length; ) {
+    if (!inRun(values[i])) {
       i++;
       continue;
     }
     let j = i;
-    while (j < labels.length && labels[j] !== IGNORE) j++;
+    while (j < values.length && inRun(values[j])) j++;
     out.push([i, j]);
     i = j;
   }
   return out;
+}
+
+/** Masked spans of an example: maximal runs of supervised positions. */
+export function labelSpans(labels: Int32Array): [number, number][] {
+  return runsWhere(labels, (l) => l !== IGNORE);
 }
 
 function originalByte(ex: Example, i: number): number {
@@ -368,18 +373,7 @@ export function ngramBaseline(train: readonly Example[]): Baseline {
 
 /** The masked spans of an encoded window, [start, end) each. */
 function maskedSpans(inputs: Int32Array): [number, number][] {
-  const out: [number, number][] = [];
-  for (let i = 0; i < inputs.length; ) {
-    if (inputs[i] !== MASK) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < inputs.length && inputs[j] === MASK) j++;
-    out.push([i, j]);
-    i = j;
-  }
-  return out;
+  return runsWhere(inputs, (t) => t === MASK);
 }
 
 /**

@@ -65,16 +65,21 @@ export function allowedIds(readout: Readout, vocab: Vocab): readonly number[] | 
   return vocab.namespaceIds(readout.namespace ?? "");
 }
 
+/** allowedIds as a list. */
+function allowedList(readout: Readout, vocab: Vocab): readonly number[] {
+  const allowed = allowedIds(readout, vocab);
+  return Array.isArray(allowed)
+    ? (allowed as readonly number[])
+    : range((allowed as { from: number }).from, (allowed as { to: number }).to);
+}
+
 /**
  * The answer at one position. With probabilities: the most likely allowed id, and its
  * probability renormalised over the allowed ids. With token ids: the id if it is allowed
  * (confidence 1), else null.
  */
 export function readAt(output: ModelOutput, readout: Readout, vocab: Vocab): Answer<number> {
-  const allowed = allowedIds(readout, vocab);
-  const ids = Array.isArray(allowed)
-    ? (allowed as readonly number[])
-    : range((allowed as { from: number }).from, (allowed as { to: number }).to);
+  const ids = allowedList(readout, vocab);
   if ("tokens" in output) {
     const t = output.tokens[readout.position];
     return ids.includes(t) ? { value: t, confidence: 1 } : { value: null, confidence: 0 };
@@ -100,10 +105,7 @@ export function readAt(output: ModelOutput, readout: Readout, vocab: Vocab): Ans
 
 /** The chosen id at a readout, with its probability renormalised over the allowed ids. */
 export function answerWith(probs: Float32Array, readout: Readout, vocab: Vocab, id: number): Answer<number> {
-  const allowed = allowedIds(readout, vocab);
-  const ids = Array.isArray(allowed)
-    ? (allowed as readonly number[])
-    : range((allowed as { from: number }).from, (allowed as { to: number }).to);
+  const ids = allowedList(readout, vocab);
   if (!ids.includes(id)) return { value: null, confidence: 0 };
   const row = readout.position * vocab.size;
   let sum = 0;
