@@ -327,8 +327,10 @@ if (!native.ok) {
       [3, 13, 4, 8, true],
       [2, 9, 2, 5, false], // odd head size works without RoPE
       [2, 33, 8, 16, true],
-      // Head sizes of 16k run attn.inc's products on AVX-512 CPUs: rows padded past S, 1-4 row tails.
+      // Head sizes of 16k run attn.inc's products on AVX-512 CPUs, 8k on AVX2 ones: rows padded
+      // past S, 1-4 row tails; 24 is fused on AVX2 only (a 3-vector tail there).
       [2, 21, 2, 32, true],
+      [2, 19, 2, 24, true],
       [1, 35, 2, 64, false],
       [2, 18, 1, 80, true],
     ];

@@ -108,6 +108,9 @@ namespace avx2 {
 #define VEC_BYTES 32
 #include "vec.inc"
 #undef VEC_BYTES
+#define ATTN_BYTES 32
+#include "attn.inc"
+#undef ATTN_BYTES
 }  // namespace avx2
 #pragma GCC pop_options
 // TRM_FORGE_NATIVE_ISA=base|avx2 caps the paths below the CPU's best, so the fallbacks are tested too.
@@ -125,15 +128,24 @@ static const bool kAvx2 = (__builtin_cpu_init(), isa_cap() >= 1 && __builtin_cpu
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx2,fma")
 namespace avx512 {
+#define ATTN_BYTES 64
 #include "attn.inc"
+#undef ATTN_BYTES
 }  // namespace avx512
 #pragma GCC pop_options
 static const bool kAvx512 = (__builtin_cpu_init(), isa_cap() >= 2 && __builtin_cpu_supports("avx512f"));
 #else
 #define VEC(fn) base::fn
 #define VEC_NAME "base"
+static const bool kAvx2 = false;
 static const bool kAvx512 = false;
+namespace avx2 {
+constexpr int64_t kV = 8;
+static void scores(const float*, int64_t, int64_t, const float*, float*, int64_t) {}
+static void weighted(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, int64_t) {}
+}  // namespace avx2
 namespace avx512 {
+constexpr int64_t kV = 16;
 static void scores(const float*, int64_t, int64_t, const float*, float*, int64_t) {}
 static void weighted(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, int64_t) {}
 }  // namespace avx512
@@ -204,17 +216,25 @@ static void for_heads(int64_t pairs, F body) {
   for (auto& t : pool) t.join();
 }
 
-// Whether attention's products run in attn.inc (AVX-512, head size a multiple of 16) rather than
-// the BLAS; the probabilities' rows are then padded to a multiple of 16 (zero keys beyond S).
-static bool fused_heads(int64_t hd) { return kAvx512 && hd % 16 == 0; }
-static int64_t probs_ld(int64_t S, int64_t hd) { return fused_heads(hd) ? (S + 15) / 16 * 16 : S; }
+// The vector width attention's products run at in attn.inc: 16 lanes (AVX-512) or 8 (AVX2) where
+// the head size is a multiple of it, else 0 and the BLAS runs them. With attn.inc the
+// probabilities' rows are padded to a multiple of the width (zero keys beyond S).
+static int64_t fused_lanes(int64_t hd) {
+  if (kAvx512 && hd % avx512::kV == 0) return avx512::kV;
+  if (kAvx2 && hd % avx2::kV == 0) return avx2::kV;
+  return 0;
+}
+static int64_t probs_ld(int64_t S, int64_t hd) {
+  const int64_t w = fused_lanes(hd);
+  return w ? (S + w - 1) / w * w : S;
+}
 
 // P [S, ldp] = softmax(Q' K'^T) from the loaded heads q, k [S, hd]; kT [hd, ldp] is scratch.
 static void probabilities(const float* q, const float* k, float* kT, float* p, int64_t S, int64_t hd, int64_t ldp) {
-  if (fused_heads(hd)) {
+  if (const int64_t w = fused_lanes(hd)) {
     for (int64_t s = 0; s < S; s++)
       for (int64_t d = 0; d < hd; d++) kT[d * ldp + s] = k[s * hd + d];
-    avx512::scores(q, S, hd, kT, p, ldp);
+    (w == avx512::kV ? avx512::scores : avx2::scores)(q, S, hd, kT, p, ldp);
   } else {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)hd, 1.f, q, (int)hd, k, (int)hd, 0.f,
                 p, (int)ldp);
@@ -225,8 +245,8 @@ static void probabilities(const float* q, const float* k, float* kT, float* p, i
 // O [S, hd] (row stride ldo) = P [S, ldp] X, X rows at stride ldx.
 static void weighted_sum(const float* p, int64_t ldp, int64_t S, const float* x, int64_t ldx, float* o, int64_t ldo,
                          int64_t hd) {
-  if (fused_heads(hd)) {
-    avx512::weighted(p, ldp, S, x, ldx, o, ldo, hd);
+  if (const int64_t w = fused_lanes(hd)) {
+    (w == avx512::kV ? avx512::weighted : avx2::weighted)(p, ldp, S, x, ldx, o, ldo, hd);
     return;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)hd, (int)S, 1.f, p, (int)ldp, x, (int)ldx,
