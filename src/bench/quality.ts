@@ -191,7 +191,9 @@ export async function run(argv: string[]): Promise<unknown> {
   const log = (s: string) => process.stderr.write(`quality bench: ${s}\n`);
   const collected = join(dir, "collected");
   // The simulated window ends at the start of this minute; --keep reuses what was collected.
-  const sim = existsSync(collected) ? null : await createSimulator({ seed: args.seed, days: args.days });
+  const sim = existsSync(collected)
+    ? null
+    : await createSimulator({ seed: args.seed, days: args.days, tracesPerDay: FULL.tracesPerDay });
   const base = demoConfig({
     dataDir: join(dir, "data"),
     simulatorUrl: sim?.url ?? "http://127.0.0.1:9",

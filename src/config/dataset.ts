@@ -14,6 +14,11 @@ const taskBase = {
   enabled: z.boolean().default(true),
   /** Examples kept per task (train + validation), sampled with the seed. */
   max_examples: positiveInt.default(20000),
+  /**
+   * Validation examples kept per task, in place of max_examples' val_fraction share: a larger
+   * validation set narrows the evaluation's intervals and leaves what trains unchanged.
+   */
+  max_val_examples: positiveInt.optional(),
   /** The build fails when an enabled task with data ends up with fewer examples. */
   min_examples: z.number().int().min(0).default(50),
 };

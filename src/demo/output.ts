@@ -134,8 +134,14 @@ export interface TaskRow {
   model: number;
   baseline: number | null;
   baselineName: string | null;
-  /** Higher is better for every primary metric of the four tasks; the direction is kept anyway. */
+  /**
+   * Beats the best baseline: with an interval, its lower bound is above 0 (what the gate asks);
+   * without, the point score is better. Higher is better for every primary metric of the four
+   * tasks; the direction is kept anyway.
+   */
   beats: boolean;
+  /** The interval holds 0: neither side is ahead with confidence. */
+  level: boolean;
   judged: boolean;
   /** Paired bootstrap 95% interval of model - best baseline, when the evaluation has one. */
   interval: { low: number; high: number } | null;
@@ -146,7 +152,11 @@ export function taskRows(ev: EvaluationResult): TaskRow[] {
     .filter((t) => t.enabled && t.examples > 0)
     .map((t) => {
       const b = t.best_baseline ? t.baselines[t.best_baseline].score : null;
-      const beats = b !== null && (t.direction === "lower" ? t.candidate.score < b : t.candidate.score > b);
+      // The interval is of the difference oriented so that positive means the model is better.
+      const iv = t.intervals?.baseline;
+      const better = b !== null && (t.direction === "lower" ? t.candidate.score < b : t.candidate.score > b);
+      const beats = iv ? iv.low > 0 : better;
+      const level = iv ? iv.low <= 0 && iv.high >= 0 : false;
       return {
         task: t.task,
         metric: t.primary,
@@ -155,6 +165,7 @@ export function taskRows(ev: EvaluationResult): TaskRow[] {
         baseline: b,
         baselineName: t.best_baseline,
         beats,
+        level,
         judged: t.judged,
         interval: t.intervals?.baseline
           ? { low: t.intervals.baseline.low, high: t.intervals.baseline.high }
@@ -172,7 +183,7 @@ export function taskTable(rows: TaskRow[]): string[] {
     r.baseline === null ? "–" : r.baseline.toFixed(3),
     r.baseline === null
       ? "no baseline"
-      : `${r.beats ? "beats" : "does not beat"} ${r.baselineName} (${r.interval ? `${formatInterval({ diff: r.model - r.baseline, ...r.interval })}, 95% CI` : `${r.model - r.baseline >= 0 ? "+" : ""}${(r.model - r.baseline).toFixed(3)}`})`,
+      : `${r.beats ? "beats" : r.level ? "is level with" : "does not beat"} ${r.baselineName} (${r.interval ? `${formatInterval({ diff: r.model - r.baseline, ...r.interval })}, 95% CI` : `${r.model - r.baseline >= 0 ? "+" : ""}${(r.model - r.baseline).toFixed(3)}`})`,
     String(r.examples),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));

@@ -84,10 +84,15 @@ export class DemoStopped extends WorkError {
 }
 
 const sameSettings = (a: DemoSettings, b: DemoSettings) =>
-  a.days === b.days && a.seed === b.seed && a.steps === b.steps && a.examples === b.examples;
+  a.days === b.days &&
+  a.seed === b.seed &&
+  a.steps === b.steps &&
+  a.examples === b.examples &&
+  a.valExamples === b.valExamples &&
+  a.tracesPerDay === b.tracesPerDay;
 
 const describeSettings = (s: DemoSettings) =>
-  `${s.days} days, seed ${s.seed}, ${s.steps} steps, ${s.examples} examples per task`;
+  `${s.days} days (${s.tracesPerDay} traces a day), seed ${s.seed}, ${s.steps} steps, ${s.examples} examples per task (${s.examples - Math.round(s.examples * 0.2)} to train on) and up to ${s.valExamples} held out`;
 
 export async function runDemo(opts: DemoOptions): Promise<DemoRun> {
   const out = makeOut(opts.stdout ?? process.stdout, opts.bars === undefined ? process.stderr : opts.bars);
@@ -131,6 +136,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRun> {
   const simulator = await createSimulator({
     seed: opts.settings.seed,
     days: opts.settings.days,
+    tracesPerDay: opts.settings.tracesPerDay,
     end: state.simulator_end,
   });
   try {
@@ -302,7 +308,10 @@ function printEvaluation(out: Out, ev: EvaluationResult): void {
     `   The model against its baselines on ${n} validation examples (the newest days of the window, never trained on):`,
   );
   for (const l of taskTable(rows)) out.line(l);
-  out.line(`   => it beats its baselines on ${rows.filter((r) => r.beats).length} of ${rows.length} tasks`);
+  const sure = rows.some((r) => r.interval) ? " (the 95% interval of the difference above 0)" : "";
+  out.line(
+    `   => it beats its baselines on ${rows.filter((r) => r.beats).length} of ${rows.length} tasks${sure}`,
+  );
 }
 
 /** Starts (or resumes) the run and draws it; resolves with the succeeded record. */

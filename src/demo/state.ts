@@ -24,6 +24,9 @@ export const DemoState = z.object({
     seed: z.number().int(),
     steps: z.number().int(),
     examples: z.number().int(),
+    // Demos from before these settings used 20% of examples and the simulator's default traces.
+    valExamples: z.number().int().default(600),
+    tracesPerDay: z.number().int().default(160),
   }),
   /** End of the simulated window (ms): a rerun serves the same homelab. */
   simulator_end: z.number(),

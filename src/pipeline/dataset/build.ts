@@ -169,9 +169,9 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   const spec = encodingSpecOf(config);
   const seed = config.seed;
   const cap = (t: TaskName): Record<Split, number> => {
-    const total = config.tasks[t].max_examples;
+    const { max_examples: total, max_val_examples } = config.tasks[t];
     const train = Math.round(total * (1 - config.val_fraction));
-    return { train, val: total - train };
+    return { train, val: max_val_examples ?? total - train };
   };
 
   const states = new Map<TaskName, TaskState>();

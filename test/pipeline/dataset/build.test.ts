@@ -276,6 +276,28 @@ describe("dataset build", () => {
     expect(res.manifest.counts.by_task.log_triage.train).toBeGreaterThan(0);
   });
 
+  it("keeps max_val_examples held out in place of max_examples' share, with the same train examples", async () => {
+    const cap = (val?: number) =>
+      config({ tasks: { log_triage: { max_examples: 400, ...(val ? { max_val_examples: val } : {}) } } });
+    const shared = await buildDataset({ store, agent: "sre", config: cap() });
+    const more = await buildDataset({ store, agent: "sre", config: cap(300) });
+    expect(more.id).not.toBe(shared.id);
+    const counts = (r: typeof shared) => r.manifest.counts.by_task.log_triage;
+    expect(counts(shared)).toEqual({ train: 320, val: 80 });
+    const q = more.manifest.quality.tasks.log_triage;
+    expect(q.candidates.val).toBeGreaterThan(300);
+    expect(counts(more)).toEqual({ train: 320, val: 300 });
+    const inputsOf = async (id: string, split: "train" | "val") =>
+      (await openDataset(store, "sre", id))[split]
+        .examples("log_triage")
+        .map((e) => Array.from(e.inputs).join(","))
+        .sort();
+    expect(await inputsOf(more.id, "train")).toEqual(await inputsOf(shared.id, "train"));
+    // The larger sample holds the smaller one: the same seeded priorities pick both.
+    const valMore = new Set(await inputsOf(more.id, "val"));
+    for (const v of await inputsOf(shared.id, "val")) expect(valMore.has(v)).toBe(true);
+  });
+
   it("fails clearly when a task has fewer examples than its minimum", async () => {
     const err = await buildDataset({
       store,
