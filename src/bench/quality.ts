@@ -197,7 +197,14 @@ export async function run(argv: string[]): Promise<unknown> {
   const base = demoConfig({
     dataDir: join(dir, "data"),
     simulatorUrl: sim?.url ?? "http://127.0.0.1:9",
-    settings: { ...FULL, days: args.days, seed: args.seed, examples: args.examples },
+    // The demo's held-out share grows with --examples as the demo's does with its examples.
+    settings: {
+      ...FULL,
+      days: args.days,
+      seed: args.seed,
+      examples: args.examples,
+      valExamples: Math.round((FULL.valExamples * args.examples) / FULL.examples),
+    },
     tokenFile,
     serverPort: 8750,
   });

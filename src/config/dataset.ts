@@ -12,11 +12,12 @@ const dropShared = (on: boolean) => z.boolean().default(on);
 
 const taskBase = {
   enabled: z.boolean().default(true),
-  /** Examples kept per task (train + validation), sampled with the seed. */
+  /** Examples kept per task (train + validation; train only with max_val_examples), sampled with the seed. */
   max_examples: positiveInt.default(20000),
   /**
    * Validation examples kept per task, in place of max_examples' val_fraction share: a larger
-   * validation set narrows the evaluation's intervals and leaves what trains unchanged.
+   * validation set narrows the evaluation's intervals and keeps the same training examples (the
+   * vocabulary, counted over both splits, may gain classes).
    */
   max_val_examples: positiveInt.optional(),
   /** The build fails when an enabled task with data ends up with fewer examples. */

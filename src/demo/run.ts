@@ -19,7 +19,7 @@ import { ModelServer } from "../serve/index.js";
 import { createSimulator, type Simulator } from "../simulator/index.js";
 import type { FsStore, ObjectStore } from "../store/index.js";
 import { atomicWrite } from "../util/fs.js";
-import { DEMO_AGENT, type DemoSettings, demoConfig } from "./config.js";
+import { DEMO_AGENT, DEMO_VAL_FRACTION, type DemoSettings, demoConfig } from "./config.js";
 import { type ExampleAnswer, logExample, metricExample, traceExample } from "./examples.js";
 import {
   makeOut,
@@ -68,7 +68,7 @@ export interface DemoRun {
   forced: boolean;
   evaluation: EvaluationResult;
   rows: TaskRow[];
-  /** Tasks (with a baseline) whose model score beats the best baseline. */
+  /** Tasks whose 95% interval to the best baseline is above 0 (a point win without an interval). */
   wins: number;
   times: Partial<Record<StepName, StepTime>>;
   reportPath: string;
@@ -91,8 +91,11 @@ const sameSettings = (a: DemoSettings, b: DemoSettings) =>
   a.valExamples === b.valExamples &&
   a.tracesPerDay === b.tracesPerDay;
 
-const describeSettings = (s: DemoSettings) =>
-  `${s.days} days (${s.tracesPerDay} traces a day), seed ${s.seed}, ${s.steps} steps, ${s.examples} examples per task (${s.examples - Math.round(s.examples * 0.2)} to train on) and up to ${s.valExamples} held out`;
+const describeSettings = (s: DemoSettings) => {
+  // The dataset build's split of max_examples; log_triage keeps that share held out.
+  const train = Math.round(s.examples * (1 - DEMO_VAL_FRACTION));
+  return `${s.days} days (${s.tracesPerDay} traces a day), seed ${s.seed}, ${s.steps} steps, ${train} training examples per task, up to ${s.valExamples} held out (log_triage ${s.examples - train})`;
+};
 
 export async function runDemo(opts: DemoOptions): Promise<DemoRun> {
   const out = makeOut(opts.stdout ?? process.stdout, opts.bars === undefined ? process.stderr : opts.bars);

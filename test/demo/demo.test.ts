@@ -240,19 +240,26 @@ describe("trm-forge demo (quick schedule)", () => {
   });
 
   it("refuses a data directory built with other settings, unless --fresh", { timeout: 120_000 }, async () => {
-    const other = join(mkdtempSync(join(tmpdir(), "trm-demo-")), "d");
-    const s = { ...state(), settings: { ...QUICK, steps: QUICK.steps + 1 } };
-    mkdirSync(other, { recursive: true });
-    writeFileSync(stateFile(other), JSON.stringify(s));
-    const child = spawn(process.execPath, [CLI, "demo", "--dir", other, "--quick", "--no-serve"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let err = "";
-    child.stderr.on("data", (d) => {
-      err += String(d);
-    });
-    const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
-    expect(code).toBe(2);
-    expect(err).toContain("--fresh");
+    const { valExamples: _v, tracesPerDay: _t, ...older } = QUICK;
+    for (const [settings, shown] of [
+      [{ ...QUICK, steps: QUICK.steps + 1 }, `${QUICK.steps + 1} steps`],
+      // A demo from before the larger validation sets: 600 held out, the simulator's 160 traces a day.
+      [older, "(160 traces a day)"],
+    ] as const) {
+      const other = join(mkdtempSync(join(tmpdir(), "trm-demo-")), "d");
+      mkdirSync(other, { recursive: true });
+      writeFileSync(stateFile(other), JSON.stringify({ ...state(), settings }));
+      const child = spawn(process.execPath, [CLI, "demo", "--dir", other, "--quick", "--no-serve"], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let err = "";
+      child.stderr.on("data", (d) => {
+        err += String(d);
+      });
+      const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
+      expect(code).toBe(2);
+      expect(err).toContain("--fresh");
+      expect(err).toContain(shown);
+    }
   });
 });

@@ -327,10 +327,12 @@ if (!native.ok) {
       [3, 13, 4, 8, true],
       [2, 9, 2, 5, false], // odd head size works without RoPE
       [2, 33, 8, 16, true],
-      // Head sizes of 16k run attn.inc's products on AVX-512 CPUs, 8k on AVX2 ones: rows padded
-      // past S, 1-4 row tails; 24 is fused on AVX2 only (a 3-vector tail there).
+      // Head sizes of 16k run attn.inc's products on AVX-512 blocks, other multiples of 8 on AVX2
+      // ones: rows padded past S, 1-4 row tails, vector tails (24 on AVX2: 2 + 1 vectors; 48 on
+      // AVX-512: 3), and S a multiple of both widths (no padding, no softmax tail).
       [2, 21, 2, 32, true],
       [2, 19, 2, 24, true],
+      [2, 32, 2, 48, true],
       [1, 35, 2, 64, false],
       [2, 18, 1, 80, true],
     ];

@@ -1,7 +1,8 @@
 // The native addon in worker threads: the server runs inference in one while its main thread (or
 // another worker) may use the kernels too. Two workers load the addon at once and run attention
-// (which narrows the process-wide BLAS thread count while it runs) and gemm concurrently; their
-// results equal the main thread's, and the BLAS thread count is what it was before.
+// (which narrows the process-wide BLAS thread count while it runs) and gemm concurrently, while
+// the main thread runs gemm; their results equal a lone worker's (attention to the bit, gemm to
+// float precision), and the BLAS thread count is what it was before.
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { addonPath, loadNative } from "../../src/model/native/index.js";
