@@ -197,7 +197,7 @@ export async function run(argv: string[]): Promise<unknown> {
   const base = demoConfig({
     dataDir: join(dir, "data"),
     simulatorUrl: sim?.url ?? "http://127.0.0.1:9",
-    // The demo's held-out share grows with --examples as the demo's does with its examples.
+    // The held-out cap scales with --examples at the demo's ratio (2,400 per 3,000).
     settings: {
       ...FULL,
       days: args.days,

@@ -10,7 +10,7 @@ export const DEMO_AGENT = "agent-sre";
 
 /** What a demo run is made of; the data directory remembers it, and a rerun with other settings needs --fresh. */
 export interface DemoSettings {
-  /** Simulated days collected (the last 20% of the dataset window is validation). */
+  /** Simulated days collected (the last DEMO_VAL_FRACTION of the dataset window is validation). */
   days: number;
   /** Simulator seed: the same seed gives the same homelab. */
   seed: number;

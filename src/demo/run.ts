@@ -94,7 +94,7 @@ const sameSettings = (a: DemoSettings, b: DemoSettings) =>
 const describeSettings = (s: DemoSettings) => {
   // The dataset build's split of max_examples; log_triage keeps that share held out.
   const train = Math.round(s.examples * (1 - DEMO_VAL_FRACTION));
-  return `${s.days} days (${s.tracesPerDay} traces a day), seed ${s.seed}, ${s.steps} steps, ${train} training examples per task, up to ${s.valExamples} held out (log_triage ${s.examples - train})`;
+  return `${s.days} days (${s.tracesPerDay} traces a day), seed ${s.seed}, ${s.steps} steps, up to ${train} training examples per task, up to ${s.valExamples} held out (log_triage ${s.examples - train})`;
 };
 
 export async function runDemo(opts: DemoOptions): Promise<DemoRun> {

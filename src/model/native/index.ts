@@ -155,15 +155,20 @@ export function loadNative(): NativeLoad {
     cached = { ok: false, reason: `native addon not built: ${why}` };
     return cached;
   }
-  // OpenBLAS reads this when the addon loads it. Its idle threads spin for 2^28 cycles before
-  // sleeping, so between two sgemm calls they take the cores from the kernels' own threads; 2^4
-  // lets them sleep (README: demo preset on 2 AVX2 cores, +13% training samples/s, -20% CPU).
-  process.env.OPENBLAS_THREAD_TIMEOUT ??= "4";
+  // OpenBLAS reads this once, when the addon loads it. Its idle threads spin for 2^28 cycles
+  // before sleeping, so between two sgemm calls they take the cores from the kernels' own threads;
+  // 2^4 lets them sleep (README: demo preset on 2 AVX2 cores, +13% training samples/s, -20% CPU).
+  // Set on the main thread (a worker's process.env is its own copy) and removed again, so that
+  // child processes (an external trainer) get the environment they were given.
+  const ours = !process.env.OPENBLAS_THREAD_TIMEOUT;
+  if (ours) process.env.OPENBLAS_THREAD_TIMEOUT = "4";
   try {
     const addon = createRequire(import.meta.url)(addonPath) as NativeAddon;
     cached = { ok: true, addon, path: addonPath };
   } catch (err) {
     cached = { ok: false, reason: `native addon failed to load: ${(err as Error).message.split("\n")[0]}` };
+  } finally {
+    if (ours) delete process.env.OPENBLAS_THREAD_TIMEOUT;
   }
   return cached;
 }
