@@ -167,9 +167,7 @@ export function taskRows(ev: EvaluationResult): TaskRow[] {
         beats,
         level,
         judged: t.judged,
-        interval: t.intervals?.baseline
-          ? { low: t.intervals.baseline.low, high: t.intervals.baseline.high }
-          : null,
+        interval: iv ? { low: iv.low, high: iv.high } : null,
       };
     });
 }

@@ -10,6 +10,7 @@ import { UsageError, WorkError } from "../errors.js";
 import { activeBackend, initBackend } from "../model/backend.js";
 import { stageOutput } from "../pipeline/contract.js";
 import { createPipeline } from "../pipeline/create.js";
+import { readDatasetManifest, splitCaps } from "../pipeline/dataset/index.js";
 import { evaluationRunKey } from "../pipeline/evaluate/stage.js";
 import type { EvaluationResult } from "../pipeline/evaluate.js";
 import { addRunScan } from "../pipeline/report/scan.js";
@@ -93,8 +94,8 @@ const sameSettings = (a: DemoSettings, b: DemoSettings) =>
 
 const describeSettings = (s: DemoSettings) => {
   // The dataset build's split of max_examples; log_triage keeps that share held out.
-  const train = Math.round(s.examples * (1 - DEMO_VAL_FRACTION));
-  return `${s.days} days (${s.tracesPerDay} traces a day), seed ${s.seed}, ${s.steps} steps, up to ${train} training examples per task, up to ${s.valExamples} held out (log_triage ${s.examples - train})`;
+  const { train, val } = splitCaps({ max_examples: s.examples }, DEMO_VAL_FRACTION);
+  return `${s.days} days (${s.tracesPerDay} traces a day), seed ${s.seed}, ${s.steps} steps, up to ${train} training examples per task, up to ${s.valExamples} held out (log_triage ${val})`;
 };
 
 export async function runDemo(opts: DemoOptions): Promise<DemoRun> {
@@ -234,7 +235,6 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRun> {
     await done("report", sw.read());
 
     // 9. Three questions through the serving path; 10. what was wrong on a held-out day.
-    const { readDatasetManifest } = await import("../pipeline/dataset/index.js");
     const manifest = await readDatasetManifest(store, DEMO_AGENT, run.dataset_id ?? evaluation.dataset_id);
     const val = { start: Date.parse(manifest.window.split_at), end: Date.parse(manifest.window.end) };
     const server = new ModelServer({ config, store, agents: [DEMO_AGENT] });

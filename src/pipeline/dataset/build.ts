@@ -138,6 +138,15 @@ export function encodingSpecOf(config: DatasetSection): EncodingSpec {
 
 export { datasetPrefix };
 
+/** How many examples of a task each split keeps: max_examples split by val_fraction, or max_val_examples held out. */
+export function splitCaps(
+  task: { max_examples: number; max_val_examples?: number },
+  valFraction: number,
+): Record<Split, number> {
+  const train = Math.round(task.max_examples * (1 - valFraction));
+  return { train, val: task.max_val_examples ?? task.max_examples - train };
+}
+
 export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   const { store, agent, config } = opts;
   const windowMs = opts.windowMs ?? config.window;
@@ -168,11 +177,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   const numBins = opts.baseVocab?.numBins ?? config.num_bins;
   const spec = encodingSpecOf(config);
   const seed = config.seed;
-  const cap = (t: TaskName): Record<Split, number> => {
-    const { max_examples: total, max_val_examples } = config.tasks[t];
-    const train = Math.round(total * (1 - config.val_fraction));
-    return { train, val: max_val_examples ?? total - train };
-  };
+  const cap = (t: TaskName) => splitCaps(config.tasks[t], config.val_fraction);
 
   const states = new Map<TaskName, TaskState>();
   for (const name of TASK_NAMES) {

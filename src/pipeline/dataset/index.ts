@@ -7,6 +7,7 @@ export {
   DatasetQualityError,
   datasetPrefix,
   encodingSpecOf,
+  splitCaps,
 } from "./build.js";
 export { exportTrmNpy, npyBytes, type TrmNpyMetadata } from "./export-npy.js";
 export { DatasetFormatError, decodeSplit, encodeSplit } from "./format.js";
