@@ -88,13 +88,23 @@ export function logLevel(
 }
 
 /**
- * The level a line states in a field of its own (JSON "level": "error", logfmt level=error), else
- * null: the parts of logLevel's parsing that leave no room for guessing.
+ * A bracketed level first in a line or after up to three tokens with digits (dates, times, pids):
+ * the header of rabbitmq, nginx or python logging, not "got [error] from upstream".
+ */
+const HEADER_BRACKET_LEVEL = new RegExp(`^(?:\\S*\\d\\S*\\s+){0,3}?${BRACKET_LEVEL.source}`, "i");
+
+/**
+ * The level a line states in a field of its own (JSON "level": "error", logfmt level=error, a
+ * bracketed "[error]" in its header), else null: the parts of logLevel's parsing that leave no
+ * room for guessing. A bare "ERROR" word or a bracket deeper in the message may be prose.
  */
 export function statedLevel(line: string): Level | null {
   const head = line.length > 2048 ? line.slice(0, 2048) : line;
   const m = JSON_LEVEL.exec(head) ?? KV_LEVEL.exec(head);
-  return m ? levelWord(m[1]) : null;
+  if (m) return levelWord(m[1]);
+  // logLevel takes the first bracket anywhere: state only what it would read too.
+  const b = HEADER_BRACKET_LEVEL.exec(head);
+  return b && BRACKET_LEVEL.exec(head)?.[1] === b[1] ? levelWord(b[1]) : null;
 }
 
 /** Share of a line's characters that are replacement characters or control bytes. */
