@@ -116,6 +116,10 @@ export interface QualityRun {
   params: number | null;
   gate_passed: boolean;
   tasks: Record<string, TaskPoint>;
+  /** What it was scored on (absent in outputs before they were recorded): --from may merge collections. */
+  dataset?: string;
+  val_examples_per_task?: number;
+  traces_per_day?: number;
 }
 
 export const label = (c: QualityConfig) => `${c.preset} T=${c.T} n=${c.n} N_sup=${c.N_sup}`;
@@ -194,6 +198,7 @@ export async function run(argv: string[]): Promise<unknown> {
   const sim = existsSync(collected)
     ? null
     : await createSimulator({ seed: args.seed, days: args.days, tracesPerDay: FULL.tracesPerDay });
+  const valExamples = Math.round((FULL.valExamples * args.examples) / FULL.examples);
   const base = demoConfig({
     dataDir: join(dir, "data"),
     simulatorUrl: sim?.url ?? "http://127.0.0.1:9",
@@ -203,7 +208,7 @@ export async function run(argv: string[]): Promise<unknown> {
       days: args.days,
       seed: args.seed,
       examples: args.examples,
-      valExamples: Math.round((FULL.valExamples * args.examples) / FULL.examples),
+      valExamples,
     },
     tokenFile,
     serverPort: 8750,
@@ -226,6 +231,9 @@ export async function run(argv: string[]): Promise<unknown> {
       onEvent,
       trigger: { kind: "api", actor: "bench", reason: "quality bench" },
     });
+    // Another process (a second bench on the same --keep) holds the agent: its run is not ours.
+    if (!started.started)
+      throw new Error(`run ${started.runId} of ${DEMO_AGENT} holds ${dir}; let it end or use another --keep`);
     const rec = await started.done;
     if (rec.status !== "succeeded") throw new Error(`${stages.join("+")} ${rec.status}: ${rec.error}`);
     return { rec, pipeline };
@@ -280,6 +288,9 @@ export async function run(argv: string[]): Promise<unknown> {
         params: out?.params ?? null,
         gate_passed: ev.gate.passed,
         tasks: taskPoints(ev),
+        dataset: datasetId,
+        val_examples_per_task: valExamples,
+        traces_per_day: FULL.tracesPerDay,
       };
       runs.push(r);
       log(
@@ -298,6 +309,8 @@ export async function run(argv: string[]): Promise<unknown> {
     days: args.days,
     seed: args.seed,
     examples_per_task: args.examples,
+    val_examples_per_task: valExamples,
+    traces_per_day: FULL.tracesPerDay,
     runs,
   };
 }

@@ -36,7 +36,7 @@ import {
   timesTable,
 } from "./output.js";
 import { type ScanStep, scanHeldOutIncident } from "./scan.js";
-import { configFile, type DemoState, ensureToken, readState, type StepTime, writeState } from "./state.js";
+import { configFile, DemoState, ensureToken, readState, type StepTime, writeState } from "./state.js";
 
 export interface DemoOptions {
   /** The data directory (created; kept between runs). */
@@ -84,13 +84,13 @@ export class DemoStopped extends WorkError {
   override name = "DemoStopped";
 }
 
-const sameSettings = (a: DemoSettings, b: DemoSettings) =>
-  a.days === b.days &&
-  a.seed === b.seed &&
-  a.steps === b.steps &&
-  a.examples === b.examples &&
-  a.valExamples === b.valExamples &&
-  a.tracesPerDay === b.tracesPerDay;
+// Every setting the state file keeps: a field added to its schema is compared without more code.
+const SETTING_KEYS = Object.keys(DemoState.shape.settings.shape) as (keyof DemoSettings)[];
+type KeptSettings = keyof DemoState["settings"];
+// Fails to compile when DemoSettings and the schema name different fields.
+const _keptAll: [KeptSettings, keyof DemoSettings] extends [keyof DemoSettings, KeptSettings] ? true : never =
+  true;
+const sameSettings = (a: DemoSettings, b: DemoSettings) => SETTING_KEYS.every((k) => a[k] === b[k]);
 
 const describeSettings = (s: DemoSettings) => {
   // The dataset build's split of max_examples; log_triage keeps that share held out.

@@ -19,6 +19,18 @@ const T0 = Date.parse("2026-01-10T00:00:00Z");
 const window = { start: T0 - 86_400_000, end: T0 + 86_400_000 };
 const settings = { mask_fraction: 0.15, max_spans: 3, max_windows_per_file: 16 };
 const enc = new TextEncoder();
+/** "abcdef" with spans at 0 (3 bytes) and at `second` (2 bytes). */
+const encodeTwoSpans = (vocab: Vocab, second: number) =>
+  codeInfill.encode(
+    {
+      text: "abcdef",
+      spans: [
+        { start: 0, length: 3 },
+        { start: second, length: 2 },
+      ],
+    },
+    vocab,
+  );
 
 function file(path: string, content: string, collectedAt = "2026-01-10T03:00:00Z"): CodeFileRecord {
   return {
@@ -185,18 +197,7 @@ describe("code_infill", () => {
     expect(() => codeInfill.encode({ text: "abc", spans: [{ start: 2, length: 5 }] }, vocab)).toThrow(
       /past the text/,
     );
-    expect(() =>
-      codeInfill.encode(
-        {
-          text: "abcdef",
-          spans: [
-            { start: 0, length: 3 },
-            { start: 2, length: 2 },
-          ],
-        },
-        vocab,
-      ),
-    ).toThrow(/overlap/);
+    expect(() => encodeTwoSpans(vocab, 2)).toThrow(/overlap/);
   });
 });
 
@@ -245,18 +246,7 @@ describe("code_infill's answer from probabilities", () => {
   });
 
   it("refuses spans that touch, which would read as one", () => {
-    expect(() =>
-      codeInfill.encode(
-        {
-          text: "abcdef",
-          spans: [
-            { start: 0, length: 3 },
-            { start: 3, length: 2 },
-          ],
-        },
-        vocab,
-      ),
-    ).toThrow(/touch/);
+    expect(() => encodeTwoSpans(vocab, 3)).toThrow(/touch/);
   });
 
   it("answers the model's most likely bytes where the window has no identifier to copy", () => {
