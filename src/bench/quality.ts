@@ -11,10 +11,11 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type Config, parseConfig } from "../config/index.js";
-import { DEMO_AGENT, demoConfig, FULL } from "../demo/config.js";
+import { DEMO_AGENT, DEMO_VAL_FRACTION, demoConfig, FULL } from "../demo/config.js";
 import { UsageError } from "../errors.js";
 import { activeBackend, initBackend } from "../model/backend.js";
 import { createPipeline } from "../pipeline/create.js";
+import { splitCaps } from "../pipeline/dataset/index.js";
 import { evaluationRunKey } from "../pipeline/evaluate/stage.js";
 import type { EvaluationResult } from "../pipeline/evaluate.js";
 import type { RunEvent, StageName } from "../pipeline/run.js";
@@ -118,8 +119,18 @@ export interface QualityRun {
   tasks: Record<string, TaskPoint>;
   /** What it was scored on (absent in outputs before they were recorded): --from may merge collections. */
   dataset?: string;
-  val_examples_per_task?: number;
+  /** Held-out examples kept per task, at most. */
+  held_out_caps?: Record<string, number>;
   traces_per_day?: number;
+}
+
+/** What an earlier bench collected into a --keep directory (a marker from before that: unknown). */
+async function readCollected(file: string): Promise<Record<string, unknown>> {
+  try {
+    const v = JSON.parse(await readFile(file, "utf8")) as unknown;
+    if (v && typeof v === "object") return v as Record<string, unknown>;
+  } catch {}
+  return { settings: "unknown (collected by an older bench)" };
 }
 
 export const label = (c: QualityConfig) => `${c.preset} T=${c.T} n=${c.n} N_sup=${c.N_sup}`;
@@ -194,11 +205,25 @@ export async function run(argv: string[]): Promise<unknown> {
     writeFileSync(tokenFile, "quality-bench-token-0123456789abcdef\n", { mode: 0o600 });
   const log = (s: string) => process.stderr.write(`quality bench: ${s}\n`);
   const collected = join(dir, "collected");
-  // The simulated window ends at the start of this minute; --keep reuses what was collected.
-  const sim = existsSync(collected)
+  // The simulated window ends at the start of this minute; --keep reuses what was collected, if
+  // it was collected with these settings.
+  const earlier = existsSync(collected) ? await readCollected(collected) : null;
+  const homelab = { days: args.days, seed: args.seed, traces_per_day: FULL.tracesPerDay };
+  if (earlier && !(Object.keys(homelab) as (keyof typeof homelab)[]).every((k) => earlier[k] === homelab[k]))
+    throw new UsageError(
+      `${dir} holds a collection of ${JSON.stringify(earlier)}, not ${JSON.stringify(homelab)}: use another --keep, or the same --days and --seed`,
+    );
+  const sim = earlier
     ? null
     : await createSimulator({ seed: args.seed, days: args.days, tracesPerDay: FULL.tracesPerDay });
   const valExamples = Math.round((FULL.valExamples * args.examples) / FULL.examples);
+  // log_triage keeps its val_fraction share (demoConfig sets no max_val_examples for it).
+  const heldOut = {
+    code_infill: valExamples,
+    log_triage: splitCaps({ max_examples: args.examples }, DEMO_VAL_FRACTION).val,
+    metric_forecast: valExamples,
+    trace_outcome: valExamples,
+  };
   const base = demoConfig({
     dataDir: join(dir, "data"),
     simulatorUrl: sim?.url ?? "http://127.0.0.1:9",
@@ -243,7 +268,10 @@ export async function run(argv: string[]): Promise<unknown> {
     if (sim) {
       log(`collecting ${args.days} simulated days (seed ${args.seed})`);
       await stage(first, ["collect"]);
-      await writeFile(collected, `${new Date().toISOString()}\n`);
+      await writeFile(
+        collected,
+        `${JSON.stringify({ ...homelab, collected_at: new Date().toISOString() })}\n`,
+      );
     }
     const built = await stage(first, ["build"]);
     datasetId = built.rec.dataset_id!;
@@ -289,7 +317,7 @@ export async function run(argv: string[]): Promise<unknown> {
         gate_passed: ev.gate.passed,
         tasks: taskPoints(ev),
         dataset: datasetId,
-        val_examples_per_task: valExamples,
+        held_out_caps: heldOut,
         traces_per_day: FULL.tracesPerDay,
       };
       runs.push(r);
@@ -309,7 +337,7 @@ export async function run(argv: string[]): Promise<unknown> {
     days: args.days,
     seed: args.seed,
     examples_per_task: args.examples,
-    val_examples_per_task: valExamples,
+    held_out_caps: heldOut,
     traces_per_day: FULL.tracesPerDay,
     runs,
   };

@@ -142,4 +142,16 @@ describe("quality bench results", () => {
     writeFileSync(join(dir, "c.json"), JSON.stringify({ results: {} }));
     await expect(run(["--from", join(dir, "c.json")])).rejects.toThrow(/not an output of the quality bench/);
   });
+
+  it("reuses a --keep directory's collection only for the same days and seed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "trm-quality-"));
+    writeFileSync(join(dir, "collected"), `${JSON.stringify({ days: 30, seed: 1, traces_per_day: 640 })}\n`);
+    await expect(run(["--keep", dir, "--days", "29", "--steps", "1"])).rejects.toThrow(
+      /holds a collection of .*"days":30.*not .*"days":29/,
+    );
+    await expect(run(["--keep", dir, "--seed", "2", "--steps", "1"])).rejects.toThrow(/"seed":1/);
+    // A marker from an older bench says nothing of its settings: not reused either.
+    writeFileSync(join(dir, "collected"), "2026-12-07T11:53:18.552Z\n");
+    await expect(run(["--keep", dir, "--steps", "1"])).rejects.toThrow(/unknown/);
+  });
 });

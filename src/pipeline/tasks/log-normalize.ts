@@ -62,7 +62,7 @@ export function levelWord(word: string | undefined): Level | null {
 const JSON_LEVEL = /"(?:level|severity|lvl|loglevel)"\s*:\s*"([A-Za-z]+)"/i;
 const KV_LEVEL = /(?:^|[\s,{])(?:level|severity|lvl)=["']?([A-Za-z]+)/i;
 const BRACKET_LEVEL =
-  /[[(<](TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|PANIC)[\])>]/i;
+  /[[(<](TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|PANIC|ALERT|EMERG|EMERGENCY)[\])>]/i;
 const WORD_LEVEL = /^(?:\S+\s+){0,3}?(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL|PANIC)\b/;
 const KLOG_LEVEL = /^([IWEF])\d{4} \d{2}:\d{2}:\d{2}/;
 
@@ -89,9 +89,10 @@ export function logLevel(
 
 /**
  * A bracketed level first in a line or after up to three tokens with digits (dates, times, pids):
- * the header of rabbitmq, nginx or python logging, not "got [error] from upstream".
+ * the header of rabbitmq or nginx, not "got [error] from upstream". A token matches one way only
+ * (up to its first digit, then the rest), so a line of long numbers cannot make it backtrack.
  */
-const HEADER_BRACKET_LEVEL = new RegExp(`^(?:\\S*\\d\\S*\\s+){0,3}?${BRACKET_LEVEL.source}`, "i");
+const HEADER_BRACKET_LEVEL = new RegExp(`^\\s*(?:[^\\s\\d]*\\d\\S*\\s+){0,3}?${BRACKET_LEVEL.source}`, "i");
 
 /**
  * The level a line states in a field of its own (JSON "level": "error", logfmt level=error, a

@@ -1,3 +1,6 @@
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import type { LogEntryRecord } from "../../../src/pipeline/collect/records.js";
 import { IncidentIndex } from "../../../src/pipeline/incidents.js";
@@ -13,6 +16,7 @@ import {
   scoreTask,
   TaskInputError,
 } from "../../../src/pipeline/tasks/index.js";
+import { statedLevel } from "../../../src/pipeline/tasks/log-normalize.js";
 
 const T0 = Date.parse("2026-01-10T00:00:00Z");
 const window = { start: T0, end: T0 + 86_400_000 };
@@ -54,6 +58,48 @@ describe("log normalisation", () => {
     expect(logLevel("2026-01-10 INFO started", {})).toBe("info");
     expect(logLevel("nothing here", {}, { detected_level: "err" })).toBe("error");
     expect(logLevel("nothing here", {})).toBe("unknown");
+    expect(logLevel("2026/12/01 10:00:00 [emerg] 1#1: bind() failed", {})).toBe("fatal");
+  });
+
+  it("states a level only where the line has a field for it", () => {
+    const stated: [string, string | null][] = [
+      ['level=error msg="db timeout"', "error"],
+      ['{"severity":"critical","msg":"x"}', "fatal"],
+      // Bracketed, first or after tokens with digits: rabbitmq, nginx, a python format with brackets.
+      ["2026-12-01 20:45:04.565500+00:00 [error] <0.24766.0> closing AMQP connection", "error"],
+      ["2026/12/01 10:00:00 [alert] 123#0: *4 worker process exited", "fatal"],
+      ["[2026-12-01 10:00:00,123] [WARNING] pool exhausted", "warn"],
+      ["  [info] started", "info"],
+      ["12345 [debug] cache hit", "debug"],
+      // A bare word, prose before the bracket, a fourth token, or another bracket earlier in the line.
+      ["ERROR db timeout", null],
+      ["2026-12-01 10:00:00.123 [main] ERROR c.f.Bar - boom", null],
+      ["got [error] from upstream", null],
+      ["2026-12-01 10:00:00 1 2 [error] late", null],
+      ["[12:00:00](info) [error] x", null],
+      ['msg="level=error"', null],
+    ];
+    for (const [line, level] of stated) expect(statedLevel(line), line).toBe(level);
+  });
+
+  it("reads a line of long digit tokens without backtracking", async () => {
+    // A header pattern that can match a token several ways runs for minutes on this line, and a
+    // regular expression cannot be interrupted: so it runs in a worker (the built module) that
+    // is terminated if it has not answered in 5 s.
+    const line = `${"1".repeat(511)} ${"1".repeat(511)} ${"1".repeat(1022)} x`;
+    const mod = pathToFileURL(resolve("dist/pipeline/tasks/log-normalize.js")).href;
+    const src = `import { statedLevel } from ${JSON.stringify(mod)}; import { parentPort } from "node:worker_threads"; parentPort.postMessage(statedLevel(${JSON.stringify(line)}));`;
+    const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(src)}`));
+    let timer: NodeJS.Timeout | undefined;
+    const answer = await new Promise((res, rej) => {
+      timer = setTimeout(() => rej(new Error("statedLevel did not answer in 5 s")), 5000);
+      worker.once("message", res);
+      worker.once("error", rej);
+    }).finally(() => {
+      clearTimeout(timer);
+      return worker.terminate();
+    });
+    expect(answer).toBeNull();
   });
 });
 
