@@ -159,7 +159,13 @@ export function taskPoints(ev: EvaluationResult): Record<string, TaskPoint> {
   return out;
 }
 
-function configFor(base: Record<string, unknown>, c: QualityConfig, steps: number, dir: string): Config {
+/** The config of one bench run: the demo's, with this model config and step budget. */
+export function configFor(
+  base: Record<string, unknown>,
+  c: QualityConfig,
+  steps: number,
+  dir: string,
+): Config {
   const raw = structuredClone(base) as Record<string, Record<string, unknown>>;
   raw.model = { ...raw.model, preset: c.preset, H_cycles: c.T, L_cycles: c.n, halt_max_steps: c.N_sup };
   const evalEvery = Math.max(25, Math.round(steps / 4));

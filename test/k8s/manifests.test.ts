@@ -3,8 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
+import { configFor } from "../../src/bench/quality.js";
 import { loadConfig, parseConfig } from "../../src/config/index.js";
 import type { Config } from "../../src/config/schema.js";
+import { demoConfig, FULL } from "../../src/demo/config.js";
 import { CUDA_CACHE_MAX_BYTES } from "../../src/model/gpu.js";
 import { buildTrainJob, inheritFromPod } from "../../src/pipeline/runner/job-spec.js";
 import {
@@ -327,14 +329,47 @@ describe("the config in the ConfigMap", () => {
     const base = configOf(built("overlays/cpu")).raw;
     const gpu = configOf(built("overlays/gpu")).raw;
     const { runner, kubernetes, model, ...gpuRest } = gpu;
-    const { runner: baseRunner, model: baseModel, ...baseRest } = base;
+    // The cpu config's model, dataset shape and training are the CPU's (the next test).
+    const { runner: baseRunner, model: baseModel, dataset: _d, train: _t, ...baseRest } = base;
     expect(gpuRest).toEqual(baseRest);
-    // CPU pods train `small` (hours on a few cores; 7m takes about a day on 2), the GPU trains 7m.
-    expect(baseModel).toEqual({ preset: "small" });
+    // CPU pods train `small` (7m takes about half a day on 2 cores), the GPU trains 7m.
+    expect(baseModel.preset).toBe("small");
     expect(model).toEqual({ preset: "7m" });
     expect(baseRunner).toBe("in-process");
     expect(runner).toBe("kubernetes");
     expect(kubernetes.job.resources.limits["nvidia.com/gpu"]).toBe(1);
+  });
+
+  it("the cpu config trains `small` as the quality bench measured it at 2,400 steps (README)", () => {
+    const shipped = configOf(built("overlays/cpu")).config;
+    const dir = mkdtempSync(join(tmpdir(), "trm-k8s-quality-"));
+    const tokenFile = join(dir, "token");
+    writeFileSync(tokenFile, "quality-bench-token-0123456789abcdef\n", { mode: 0o600 });
+    const base = demoConfig({
+      dataDir: join(dir, "data"),
+      simulatorUrl: "http://127.0.0.1:9",
+      settings: FULL,
+      tokenFile,
+      serverPort: 8750,
+    });
+    const measured = configFor(base, { preset: "small", T: 1, n: 1, N_sup: 1 }, 2400, dir);
+    rmSync(dir, { recursive: true, force: true });
+    expect(shipped.model).toEqual({ ...measured.model, backend: shipped.model.backend });
+    expect(shipped.dataset.seq_len).toBe(measured.dataset.seq_len);
+    // What decides what is learnt; validation cadence, patience and the simulator-tuned task
+    // weights are the cluster's own.
+    const learning = [
+      "max_steps",
+      "batch_size",
+      "lr",
+      "warmup_steps",
+      "lr_min_ratio",
+      "weight_decay",
+      "ema_decay",
+      "head_init",
+      "seed",
+    ] as const;
+    for (const k of learning) expect(shipped.train[k], `train.${k}`).toEqual(measured.train[k]);
   });
 
   it("the gpu overlay's training Job: the server's image and mounts, one GPU, on the GPU pool, let out by the NetworkPolicy", () => {
