@@ -217,7 +217,7 @@ export async function run(argv: string[]): Promise<unknown> {
   const homelab = { days: args.days, seed: args.seed, traces_per_day: FULL.tracesPerDay };
   if (earlier && !(Object.keys(homelab) as (keyof typeof homelab)[]).every((k) => earlier[k] === homelab[k]))
     throw new UsageError(
-      `${dir} holds a collection of ${JSON.stringify(earlier)}, not ${JSON.stringify(homelab)}: use another --keep, or the same --days and --seed`,
+      `${dir} holds a collection of ${JSON.stringify(earlier)}, not ${JSON.stringify(homelab)}: use another --keep, the same --days and --seed, or remove ${collected} to collect again`,
     );
   const sim = earlier
     ? null

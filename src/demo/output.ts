@@ -25,8 +25,11 @@ export function stepTitle(name: StepName): string {
   return `${i + 1}/${STEPS.length} ${STEPS[i][1]}`;
 }
 
-export const secs = (s: number) =>
-  s < 90 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+export const secs = (s: number) => {
+  if (s < 90) return `${s.toFixed(1)} s`;
+  const r = Math.round(s); // rounded first: 599.6 s is 10 min 0 s, not 9 min 60 s
+  return `${Math.floor(r / 60)} min ${r % 60} s`;
+};
 
 /** Wall and CPU time of a piece of work in this process (CPU counts every thread: the native kernels use two). */
 export class Stopwatch {
@@ -94,7 +97,7 @@ const fmtEta = (s: number | null) =>
     ? "?"
     : s < 90
       ? `${Math.round(s)}s`
-      : `${Math.floor(s / 60)}m${Math.round(s % 60)}s`;
+      : `${Math.floor(Math.round(s) / 60)}m${Math.round(s) % 60}s`;
 
 /** Draws a pipeline run's progress events. */
 export function runProgress(out: Out): (e: RunEvent) => void {

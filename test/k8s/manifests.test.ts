@@ -356,8 +356,8 @@ describe("the config in the ConfigMap", () => {
     rmSync(dir, { recursive: true, force: true });
     expect(shipped.model).toEqual({ ...measured.model, backend: shipped.model.backend });
     expect(shipped.dataset.seq_len).toBe(measured.dataset.seq_len);
-    // What decides what is learnt; validation cadence, patience and the simulator-tuned task
-    // weights are the cluster's own.
+    // What decides what is learnt, and when validation picks the best model or stops early; the
+    // simulator-tuned task weights and the checkpoint cadence are the cluster's own.
     const learning = [
       "max_steps",
       "batch_size",
@@ -368,6 +368,8 @@ describe("the config in the ConfigMap", () => {
       "ema_decay",
       "head_init",
       "seed",
+      "eval_interval",
+      "patience",
     ] as const;
     for (const k of learning) expect(shipped.train[k], `train.${k}`).toEqual(measured.train[k]);
   });

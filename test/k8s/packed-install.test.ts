@@ -195,6 +195,7 @@ describe("the cpu image's /app, built from the packed package and run as the ima
       // The test starts the training itself, and a tiny one: the preset is the shipped one.
       schedule: { ...shipped.schedule, enabled: false },
       dataset: {
+        ...shipped.dataset,
         window: "2d",
         seq_len: 64,
         tasks: {
@@ -204,7 +205,15 @@ describe("the cpu image's /app, built from the packed package and run as the ima
           trace_outcome: { max_examples: 24, min_examples: 1 },
         },
       },
-      train: { max_steps: 3, batch_size: 4, checkpoint_interval: 2, eval_interval: 3, eval_examples: 8 },
+      // The shipped learning settings (lr, init, EMA), on a tiny budget.
+      train: {
+        ...shipped.train,
+        max_steps: 3,
+        batch_size: 4,
+        checkpoint_interval: 2,
+        eval_interval: 3,
+        eval_examples: 8,
+      },
       gate: { min_examples: 1 },
     };
     const configPath = join(work, "config.yaml");
