@@ -6,7 +6,7 @@ import { createPipeline } from "../pipeline/create.js";
 import { formatInterval } from "../pipeline/evaluate/bootstrap.js";
 import { evaluateVersion, evaluationTarget } from "../pipeline/evaluate/version.js";
 import { type RunEvent, type RunRecord, STAGES, type StageName, type StartedRun } from "../pipeline/run.js";
-import { pct } from "../util/format.js";
+import { formatEta, pct } from "../util/format.js";
 import { action, emit, loadCliConfig } from "./common.js";
 import { actor, agentOf } from "./context.js";
 import { reportPath } from "./report.js";
@@ -24,15 +24,6 @@ function parseStages(v: string | undefined): StageName[] | undefined {
 }
 
 // ---- progress -----------------------------------------------------------------------------
-
-const fmtEta = (s: number | null) =>
-  s === null || !Number.isFinite(s)
-    ? "?"
-    : s < 90
-      ? `${Math.round(s)}s`
-      : s < 5400
-        ? `${Math.floor(s / 60)}m${Math.round(s % 60)}s`
-        : `${(s / 3600).toFixed(1)}h`;
 
 /**
  * On a TTY, one redrawn progress line (bar, step, loss, accuracy, ETA) plus a line per stage. Off
@@ -81,7 +72,7 @@ export function progressPrinter(out: NodeJS.WriteStream = process.stderr): (e: R
       const m = p.metrics;
       const stats =
         p.stage === "train" && m.loss !== undefined
-          ? `${p.step}/${p.total} loss ${m.loss.toFixed(4)} acc ${(m.token_accuracy ?? 0).toFixed(3)} exact ${(m.exact_accuracy ?? 0).toFixed(3)} eta ${fmtEta(p.eta_s)}`
+          ? `${p.step}/${p.total} loss ${m.loss.toFixed(4)} acc ${(m.token_accuracy ?? 0).toFixed(3)} exact ${(m.exact_accuracy ?? 0).toFixed(3)} eta ${formatEta(p.eta_s)}`
           : p.message;
       clear();
       out.write(`[${p.stage}] ${bar}${stats}`.slice(0, (out.columns ?? 120) - 1));

@@ -3,6 +3,7 @@
 import { formatInterval } from "../pipeline/evaluate/bootstrap.js";
 import type { EvaluationResult } from "../pipeline/evaluate.js";
 import type { RunEvent } from "../pipeline/run.js";
+import { formatEta } from "../util/format.js";
 import type { StepTime } from "./state.js";
 
 export const STEPS = [
@@ -92,13 +93,6 @@ export function makeOut(stdout: NodeJS.WritableStream, bars: NodeJS.WriteStream 
   };
 }
 
-const fmtEta = (s: number | null) =>
-  s === null || !Number.isFinite(s)
-    ? "?"
-    : s < 90
-      ? `${Math.round(s)}s`
-      : `${Math.floor(Math.round(s) / 60)}m${Math.round(s) % 60}s`;
-
 /** Draws a pipeline run's progress events. */
 export function runProgress(out: Out): (e: RunEvent) => void {
   return (e) => {
@@ -107,7 +101,7 @@ export function runProgress(out: Out): (e: RunEvent) => void {
       const m = p.metrics;
       const text =
         p.stage === "train" && m.loss !== undefined
-          ? `step ${p.step}/${p.total}  loss ${m.loss.toFixed(3)}  token acc ${(m.token_accuracy ?? 0).toFixed(3)}  eta ${fmtEta(p.eta_s)}`
+          ? `step ${p.step}/${p.total}  loss ${m.loss.toFixed(3)}  token acc ${(m.token_accuracy ?? 0).toFixed(3)}  eta ${formatEta(p.eta_s)}`
           : p.message;
       out.progress(p.stage, p.step, p.total, text);
     } else if (e.type === "log" && e.line.level === "error") {
