@@ -11,7 +11,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type Config, parseConfig } from "../config/index.js";
-import { DEMO_AGENT, DEMO_VAL_FRACTION, demoConfig, FULL } from "../demo/config.js";
+import { DEMO_AGENT, demoConfig, FULL } from "../demo/config.js";
 import { UsageError } from "../errors.js";
 import { activeBackend, initBackend } from "../model/backend.js";
 import { createPipeline } from "../pipeline/create.js";
@@ -221,15 +221,8 @@ export async function run(argv: string[]): Promise<unknown> {
     );
   const sim = earlier
     ? null
-    : await createSimulator({ seed: args.seed, days: args.days, tracesPerDay: FULL.tracesPerDay });
+    : await createSimulator({ seed: args.seed, days: args.days, tracesPerDay: homelab.traces_per_day });
   const valExamples = Math.round((FULL.valExamples * args.examples) / FULL.examples);
-  // log_triage keeps its val_fraction share (demoConfig sets no max_val_examples for it).
-  const heldOut = {
-    code_infill: valExamples,
-    log_triage: splitCaps({ max_examples: args.examples }, DEMO_VAL_FRACTION).val,
-    metric_forecast: valExamples,
-    trace_outcome: valExamples,
-  };
   const base = demoConfig({
     dataDir: join(dir, "data"),
     simulatorUrl: sim?.url ?? "http://127.0.0.1:9",
@@ -246,6 +239,10 @@ export async function run(argv: string[]): Promise<unknown> {
   });
   const store = new FsStore(join(dir, "data", "store"));
   const first = configFor(base, args.configs[0], args.steps[0], dir);
+  // Read off the dataset config the build uses (log_triage keeps its val_fraction share).
+  const heldOut = Object.fromEntries(
+    Object.entries(first.dataset.tasks).map(([t, c]) => [t, splitCaps(c, first.dataset.val_fraction).val]),
+  );
   const backend = await initBackend(first.model.backend);
   const stage = async (
     config: Config,
@@ -324,7 +321,7 @@ export async function run(argv: string[]): Promise<unknown> {
         tasks: taskPoints(ev),
         dataset: datasetId,
         held_out_caps: heldOut,
-        traces_per_day: FULL.tracesPerDay,
+        traces_per_day: homelab.traces_per_day,
       };
       runs.push(r);
       log(
@@ -344,7 +341,7 @@ export async function run(argv: string[]): Promise<unknown> {
     seed: args.seed,
     examples_per_task: args.examples,
     held_out_caps: heldOut,
-    traces_per_day: FULL.tracesPerDay,
+    traces_per_day: homelab.traces_per_day,
     runs,
   };
 }
