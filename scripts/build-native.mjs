@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const statusFile = join(root, "build", "native-status.json");
 const addonFile = join(root, "build", "Release", "trm_native.node");
-const sources = ["src/model/native/addon.cc", "src/model/native/kernels.cc"];
+const sources = ["src/model/native/addon.cc", "src/model/native/kernels.cc", "src/model/native/bf16.cc"];
 
 function record(status) {
   mkdirSync(dirname(statusFile), { recursive: true });

@@ -11,9 +11,12 @@
 //   --reference PATH (ref_trm.py; default ../shared/reference/ref_trm.py beside the package)
 //   --rounds N (default 1): ours and the reference alternate N times per config, so both see the
 //     same load; the ratio reported is the median of the rounds' ratios
+//   --matmul float32|bf16 (default float32): bf16 runs our products in bfloat16 (train.matmul), on
+//     CPUs with AVX-512 BF16; the reference stays float32
 //   --json (accepted; the bench always prints JSON)
 // With the native backend, sgemm_peak is the BLAS's rate on one large square product at the
-// same threads, measured in each round, so a config's GFLOP/s can be read as a share of it.
+// same threads, measured in each round, so a config's GFLOP/s can be read as a share of it; with
+// --matmul bf16, bf16_peak is our bf16 product's rate on the same shape.
 import { spawnSync } from "node:child_process";
 import { existsSync, realpathSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -21,7 +24,12 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
 import { UsageError } from "../errors.js";
-import { type BackendPreference, initBackend } from "../model/backend.js";
+import {
+  type BackendPreference,
+  initBackend,
+  type MatmulPrecision,
+  setMatmulPrecision,
+} from "../model/backend.js";
 import { flopsPerSample, parseTRMConfig, resolveModelConfig, type TRMConfigInput } from "../model/config.js";
 import { loadNative } from "../model/native/index.js";
 import { Trainer } from "../model/trainer.js";
@@ -110,6 +118,7 @@ interface Options {
   withReference: boolean;
   reference: string;
   rounds: number;
+  matmul: MatmulPrecision;
 }
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -124,6 +133,7 @@ function parseOptions(args: string[]): Options {
     withReference: false,
     reference: resolve(root, "..", "shared", "reference", "ref_trm.py"),
     rounds: 1,
+    matmul: "float32",
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -148,6 +158,7 @@ function parseOptions(args: string[]): Options {
     else if (key === "--with-reference") o.withReference = true;
     else if (key === "--reference") o.reference = resolve(value());
     else if (key === "--rounds") o.rounds = Math.max(1, int());
+    else if (key === "--matmul") o.matmul = value() as MatmulPrecision;
     else if (key !== "--child" && key !== "--json") throw new UsageError(`unknown model bench option ${a}`);
   }
   if (!o.configs.length) o.configs = ["a", "b"];
@@ -155,6 +166,7 @@ function parseOptions(args: string[]): Options {
     if (!CONFIGS[c]) throw new UsageError(`unknown config "${c}" (have ${Object.keys(CONFIGS).join(", ")})`);
   if (!["auto", "tensorflow", "native", "wasm", "cpu"].includes(o.backend))
     throw new UsageError(`--backend must be auto, tensorflow, native, wasm or cpu`);
+  if (!["float32", "bf16"].includes(o.matmul)) throw new UsageError(`--matmul must be float32 or bf16`);
   return o;
 }
 
@@ -181,12 +193,15 @@ function randomBatch(V: number, L: number, seed: number) {
 const r = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 /**
- * The BLAS's sgemm rate on a 2048-cube product at its current threads: the ceiling the model's
- * matmul-bound configs are read against. Best of 5 (the least disturbed by other work) and median.
+ * The product's rate on a 2048-cube at the current threads, in the given precision (float32 is the
+ * BLAS's sgemm): the ceiling the model's matmul-bound configs are read against. Best of 5 (the
+ * least disturbed by other work) and median. Leaves this thread's products in float32.
  */
-function sgemmPeak(): { n: number; best_gflops_per_s: number; median_gflops_per_s: number } | null {
+function gemmPeak(
+  precision: MatmulPrecision,
+): { n: number; best_gflops_per_s: number; median_gflops_per_s: number } | null {
   const native = loadNative();
-  if (!native.ok) return null;
+  if (!native.ok || setMatmulPrecision(precision) !== precision) return null;
   const n = 2048;
   const a = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   const b = a.slice().reverse();
@@ -199,6 +214,7 @@ function sgemmPeak(): { n: number; best_gflops_per_s: number; median_gflops_per_
     gemm();
     times.push(performance.now() - t0);
   }
+  setMatmulPrecision("float32");
   const gflops = (ms: number) => r((2 * n ** 3) / (ms * 1e6), 1);
   return { n, best_gflops_per_s: gflops(Math.min(...times)), median_gflops_per_s: gflops(median(times)) };
 }
@@ -206,6 +222,9 @@ function sgemmPeak(): { n: number; best_gflops_per_s: number; median_gflops_per_
 /** One config, in this process: what the child prints. */
 async function measure(name: string, o: Options) {
   const report = await initBackend(o.backend);
+  const matmul = setMatmulPrecision(o.matmul);
+  if (matmul !== o.matmul)
+    throw new UsageError(`--matmul ${o.matmul} needs the native backend and AVX-512 BF16`);
   const cfg = parseTRMConfig(CONFIGS[name]!.cfg, `bench config ${name}`);
   const flops = flopsPerSample(cfg);
   const trainer = Trainer.create(cfg, { warmup_steps: 0 }, 0);
@@ -249,7 +268,9 @@ async function measure(name: string, o: Options) {
 
   const trainMs = median(trainTimes);
   const inferMs = median(inferTimes);
-  const peak = report.backend === "native" ? sgemmPeak() : null;
+  const peak = report.backend === "native" ? gemmPeak("float32") : null;
+  const bf16Peak = matmul === "bf16" ? gemmPeak("bf16") : null;
+  const native = loadNative();
   const bestTrainGflops = (BATCH * 1000 * flops.train) / Math.min(...trainTimes) / 1e9;
   const trainSps = (BATCH * 1000) / trainMs;
   const inferSps = (BATCH * 1000) / inferMs;
@@ -257,6 +278,8 @@ async function measure(name: string, o: Options) {
     config: name,
     shape: cfg,
     backend: report.backend,
+    matmul,
+    ...(native.ok && report.backend === "native" ? { blas_core: native.addon.info().blasCore } : {}),
     batch: BATCH,
     train: {
       samples_per_s: r(trainSps, 3),
@@ -280,6 +303,12 @@ async function measure(name: string, o: Options) {
           sgemm_peak: peak,
           // Fastest training step against the fastest sgemm: both the least disturbed by other work.
           train_pct_of_sgemm_peak: r((100 * bestTrainGflops) / peak.best_gflops_per_s, 1),
+        }
+      : {}),
+    ...(bf16Peak
+      ? {
+          bf16_peak: bf16Peak,
+          train_pct_of_bf16_peak: r((100 * bestTrainGflops) / bf16Peak.best_gflops_per_s, 1),
         }
       : {}),
     peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
@@ -346,6 +375,8 @@ function runOurs(name: string, o: Options): Measured {
     String(o.warmup),
     "--backend",
     o.backend,
+    "--matmul",
+    o.matmul,
     ...(o.profile ? ["--profile"] : []),
   ];
   const res = spawnSync(process.execPath, childArgs, {

@@ -52,6 +52,12 @@ export const TrainSchema = z
     keep_checkpoints: positiveInt.default(2),
     /** One metrics.jsonl line (and one progress event) every this many steps. */
     log_interval: positiveInt.default(10),
+    /**
+     * The precision of training's matrix products on the native backend. "bf16" rounds both
+     * operands to bfloat16 and sums in float32 (weights, optimiser and attention stay float32);
+     * it needs AVX-512 BF16, and elsewhere training runs in float32 and says so.
+     */
+    matmul: z.enum(["float32", "bf16"]).default("float32"),
   })
   .strict();
 export type TrainSection = z.infer<typeof TrainSchema>;

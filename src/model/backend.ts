@@ -201,6 +201,20 @@ export function releaseBackendMemory(): void {
   if (b instanceof PooledCpuBackend) b.releasePool();
 }
 
+export type MatmulPrecision = "float32" | "bf16";
+
+/**
+ * Sets the precision of the native backend's matrix products on this thread and returns the one
+ * in effect: "bf16" needs the native backend active and a CPU with AVX-512 BF16, else it stays
+ * "float32". The caller restores "float32" when done.
+ */
+export function setMatmulPrecision(want: MatmulPrecision): MatmulPrecision {
+  const native = loadNative();
+  if (!native.ok) return "float32";
+  const on = want === "bf16" && tf.getBackend() === NATIVE_BACKEND;
+  return native.addon.setMatmulBf16(on) ? "bf16" : "float32";
+}
+
 /** The backend the model runs on right now, by the names this module uses. */
 export function activeBackend(): string {
   return tf.getBackend();

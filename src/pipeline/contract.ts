@@ -75,6 +75,8 @@ export const TrainOutput = z.looseObject({
   params: z.number(),
   samples_per_s: Measure,
   backend: z.string(),
+  /** The precision of training's matrix products; absent in runs from before it was recorded. */
+  matmul: z.enum(["float32", "bf16"]).optional(),
   model_config: z.unknown(),
   note: z.string().optional(),
 });

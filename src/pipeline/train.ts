@@ -6,6 +6,7 @@
 // (weights, Adam moments, EMA, step, RNG, carry, data order) is checkpointed, so a killed run
 // resumes where it was and ends with the same weights as one that never stopped.
 import type { TrainSection } from "../config/schema.js";
+import { type MatmulPrecision, setMatmulPrecision } from "../model/backend.js";
 import type { TRMConfig } from "../model/config.js";
 import { Rng } from "../model/rng.js";
 import { decodeSafetensors } from "../model/safetensors.js";
@@ -109,6 +110,7 @@ export type TrainEvent =
       params: number;
       train_examples: number;
       val_examples: number;
+      matmul: MatmulPrecision;
     }
   | ({ kind: "step"; max_steps: number; eta_s: number | null } & Omit<TrainLogLine, "kind" | "at">)
   | {
@@ -142,6 +144,8 @@ export interface TrainResult {
   fine_tuned_from: string | null;
   params: number;
   samples_per_s: number;
+  /** The precision training's products ran in (train.matmul, or float32 where bf16 cannot run). */
+  matmul: MatmulPrecision;
 }
 
 export async function train(input: TrainInput): Promise<TrainResult> {
@@ -189,6 +193,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
     trainer = Trainer.create(input.model, optionsOf(s, false), s.seed);
   }
   // Freed however training ends (a cancel, an error): a server trains many times in one process.
+  const matmul = setMatmulPrecision(s.matmul);
   try {
     const metrics = await readMetrics(store, prefix, trainer.step);
     const valIdx = validationSample(input.val, s.eval_examples);
@@ -201,6 +206,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
       params: trainer.model.parameterCount(),
       train_examples: input.train.size,
       val_examples: valIdx.length,
+      matmul,
     });
 
     const checkpoint = async () => {
@@ -321,9 +327,11 @@ export async function train(input: TrainInput): Promise<TrainResult> {
       fine_tuned_from: fineTunedFrom,
       params: trainer.model.parameterCount(),
       samples_per_s: ((trainer.step - stepsAtStart) * B) / Math.max(1e-9, (clock() - loopStart) / 1000),
+      matmul,
     };
     return result;
   } finally {
+    setMatmulPrecision("float32");
     trainer.dispose();
   }
 }

@@ -368,11 +368,22 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// setMatmulBf16(on) -> whether this JS thread's products now run in bf16 (false without AVX-512 BF16)
+napi_value SetMatmulBf16(napi_env env, napi_callback_info info) {
+  Args a(env, info, 1);
+  bool on = a.flag(0, "on");
+  if (a.failed) return nullptr;
+  napi_value v;
+  napi_get_boolean(env, trm::set_matmul_bf16(on), &v);
+  return v;
+}
+
 void set_prop(napi_env env, napi_value obj, const char* key, napi_value v) {
   napi_set_named_property(env, obj, key, v);
 }
 
-// info() -> { blasConfig, blasCore, blasThreads, blasProcs, blasParallel, kernelThreads, attentionThreads, isa }
+// info() -> { blasConfig, blasCore, blasThreads, blasProcs, blasParallel, kernelThreads, attentionThreads, isa,
+//             bf16 (the CPU can), matmulBf16 (this thread does) }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value obj, v;
   napi_create_object(env, &obj);
@@ -393,6 +404,10 @@ napi_value Info(napi_env env, napi_callback_info) {
   set_prop(env, obj, "attentionThreads", v);
   napi_create_string_utf8(env, trm::isa(), NAPI_AUTO_LENGTH, &v);
   set_prop(env, obj, "isa", v);
+  napi_get_boolean(env, trm::bf16_supported(), &v);
+  set_prop(env, obj, "bf16", v);
+  napi_get_boolean(env, trm::matmul_bf16(), &v);
+  set_prop(env, obj, "matmulBf16", v);
   return obj;
 }
 
@@ -420,6 +435,7 @@ NAPI_MODULE_INIT() {
              {"binary", Binary},
              {"unary", Unary},
              {"setThreads", SetThreads},
+             {"setMatmulBf16", SetMatmulBf16},
              {"info", Info}};
   for (auto& f : fns) {
     napi_value v;

@@ -91,6 +91,11 @@ export interface NativeAddon {
     out: Float32Array,
     shape: number[],
   ): void;
+  /**
+   * bf16 products (both operands rounded, float32 sums) for this JS thread's gemm calls; returns
+   * whether they are on, which needs a CPU with AVX-512 BF16. Attention stays float32.
+   */
+  setMatmulBf16(on: boolean): boolean;
   /** 0 leaves a setting unchanged. */
   setThreads(kernelThreads: number, blasThreads: number, attentionThreads: number): void;
   info(): NativeInfo;
@@ -109,6 +114,10 @@ export interface NativeInfo {
   attentionThreads: number;
   /** The kernels' instruction set: the CPU's best, or lower under TRM_FORGE_NATIVE_ISA=base|avx2. */
   isa: "avx512" | "avx2" | "base";
+  /** The CPU has AVX-512 BF16, so setMatmulBf16(true) takes effect. */
+  bf16: boolean;
+  /** This JS thread's products run in bf16. */
+  matmulBf16: boolean;
 }
 
 /** What scripts/build-native.mjs recorded at install. */

@@ -78,11 +78,28 @@ static void parallel_for(int64_t n, int64_t grain, F fn) {
   for (auto& t : pool) t.join();
 }
 
+void parallel_chunks(int64_t n, int64_t grain, void (*fn)(void*, int64_t, int64_t), void* ctx) {
+  parallel_for(n, grain, [=](int64_t b, int64_t e) { fn(ctx, b, e); });
+}
+
+// Per JS thread: the trainer may ask for bf16 while the server's inference thread stays float32.
+static thread_local bool t_bf16 = false;
+
+bool set_matmul_bf16(bool on) { return t_bf16 = on && bf16_supported(); }
+bool matmul_bf16() { return t_bf16; }
+
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           int64_t strideA, const float* B, int64_t ldb, int64_t strideB, float beta, float* C, int64_t ldc,
           int64_t strideC, int64_t batch) {
   if (M == 0 || N == 0) return;
+  // Below about a million multiply-adds, or with a narrow N, packing costs more than bf16 saves.
+  const bool bf16 = t_bf16 && K >= 16 && N >= 16 && M * N * K >= (int64_t(1) << 20);
   for (int64_t i = 0; i < batch; i++) {
+    if (bf16) {
+      gemm_bf16(transA, transB, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta, C + i * strideC,
+                ldc);
+      continue;
+    }
     float* c = C + i * strideC;
     if (K == 0) {  // BLAS rejects K = 0 with lda = 0; the product is empty
       for (int64_t r = 0; r < M; r++)
@@ -152,6 +169,8 @@ static void weighted(const float*, int64_t, int64_t, const float*, int64_t, floa
 #endif
 
 const char* isa() { return kAvx512 ? "avx512" : VEC_NAME; }
+
+bool bf16_supported() { return kAvx512 && bf16_cpu(); }
 
 void rms_norm(const float* a, const float* b, float* y, float* r, int64_t rows, int64_t n, float eps) {
   parallel_for(rows, 4096 / std::max<int64_t>(1, n / 64) + 1, [=](int64_t r0, int64_t r1) {

@@ -25,6 +25,19 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
           int64_t strideA, const float* B, int64_t ldb, int64_t strideB, float beta, float* C, int64_t ldc,
           int64_t strideC, int64_t batch);
 
+// Opt-in bfloat16 products (bf16.cc) for this thread's gemm calls: both operands rounded to bf16,
+// sums in float32. Returns whether it is on: only where the CPU has AVX-512 BF16.
+bool set_matmul_bf16(bool on);
+bool matmul_bf16();
+// The CPU has AVX-512 BF16 (bf16_cpu) and TRM_FORGE_NATIVE_ISA does not cap the kernels below AVX-512.
+bool bf16_cpu();
+bool bf16_supported();
+// C = alpha op(A) op(B) + beta C in bf16 x bf16 -> float32; callers check bf16_supported().
+void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// Runs fn(ctx, begin, end) over [0, n) on the kernel threads, chunks of at least grain items.
+void parallel_chunks(int64_t n, int64_t grain, void (*fn)(void*, int64_t, int64_t), void* ctx);
+
 // Parameter-free RMSNorm over rows of length n: y = x r with r = 1 / sqrt(mean(x^2) + eps), r per
 // row written to `r`. With b non-null the input is a + b (the residual add, fused).
 void rms_norm(const float* a, const float* b, float* y, float* r, int64_t rows, int64_t n, float eps);

@@ -74,8 +74,15 @@ export async function trainStage(ctx: StageContext): Promise<TrainOutput> {
           "info",
           `validation at step ${e.step}: ${e.score.toFixed(4)}${e.improved ? " (best so far)" : ` (best ${e.best_score?.toFixed(4)} at ${e.best_step}, patience ${e.patience_left})`}`,
         );
-      else if (e.kind === "start" && e.resumed_from !== null)
-        ctx.log("info", `resumed training from the checkpoint at step ${e.resumed_from}`);
+      else if (e.kind === "start") {
+        if (e.resumed_from !== null)
+          ctx.log("info", `resumed training from the checkpoint at step ${e.resumed_from}`);
+        if (ctx.config.train.matmul !== e.matmul)
+          ctx.log(
+            "warn",
+            `train.matmul is ${ctx.config.train.matmul}, but training runs its products in ${e.matmul}: bf16 needs the native backend and a CPU with AVX-512 BF16`,
+          );
+      }
       if (e.kind !== "step")
         ctx.progress(
           {
@@ -101,6 +108,7 @@ export async function trainStage(ctx: StageContext): Promise<TrainOutput> {
     params: res.params,
     samples_per_s: res.samples_per_s,
     backend: activeBackend(),
+    matmul: res.matmul,
     model_config: model,
     ...(note ? { note } : {}),
   };
