@@ -1,5 +1,5 @@
 // `npm run bench -- quality [--json] [--configs LIST] [--steps LIST] [--svg PATH] [--days N]
-// [--seed N] [--examples N] [--keep DIR] [--from JSON,...]`: what each training budget buys. The
+// [--seed N] [--examples N] [--matmul float32|bf16] [--keep DIR] [--from JSON,...]`: what each training budget buys. The
 // demo's agent collects the simulator's days once and builds the demo's dataset; then every model config trains from
 // scratch to each step count (its own run, so the learning-rate schedule ends where the budget
 // does) and the pipeline's own evaluation scores it on the held-out days against the tasks'
@@ -13,7 +13,7 @@ import { dirname, join, resolve } from "node:path";
 import { type Config, parseConfig } from "../config/index.js";
 import { DEMO_AGENT, demoConfig, FULL } from "../demo/config.js";
 import { UsageError } from "../errors.js";
-import { activeBackend, initBackend } from "../model/backend.js";
+import { activeBackend, initBackend, type MatmulPrecision } from "../model/backend.js";
 import { createPipeline } from "../pipeline/create.js";
 import { splitCaps } from "../pipeline/dataset/index.js";
 import { evaluationRunKey } from "../pipeline/evaluate/stage.js";
@@ -37,6 +37,8 @@ interface Args {
   days: number;
   seed: number;
   examples: number;
+  /** train.matmul for every run. */
+  matmul: MatmulPrecision;
   svg?: string;
   keep?: string;
   /** Earlier outputs of this bench: their runs are merged and charted, nothing is trained. */
@@ -70,6 +72,7 @@ export function parseArgs(argv: string[]): Args {
     days: FULL.days,
     seed: FULL.seed,
     examples: FULL.examples,
+    matmul: "float32",
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -81,12 +84,13 @@ export function parseArgs(argv: string[]): Args {
     else if (flag === "--days") a.days = Number(v);
     else if (flag === "--seed") a.seed = Number(v);
     else if (flag === "--examples") a.examples = Number(v);
+    else if (flag === "--matmul") a.matmul = v as MatmulPrecision;
     else if (flag === "--svg") a.svg = v;
     else if (flag === "--keep") a.keep = v;
     else if (flag === "--from") a.from = v.split(",");
     else
       throw new UsageError(
-        `quality bench: unknown option ${flag} (have --configs preset/T/n/N,..., --steps N,..., --days N, --seed N, --examples N, --svg PATH, --keep DIR, --from JSON,..., --json)`,
+        `quality bench: unknown option ${flag} (have --configs preset/T/n/N,..., --steps N,..., --days N, --seed N, --examples N, --matmul float32|bf16, --svg PATH, --keep DIR, --from JSON,..., --json)`,
       );
   }
   if (!a.steps.length || !a.steps.every(posInt)) throw new UsageError("--steps must be positive integers");
@@ -94,6 +98,7 @@ export function parseArgs(argv: string[]): Args {
   if (!(a.days >= 4 && a.days <= 60)) throw new UsageError("--days must be in [4, 60]");
   if (!Number.isInteger(a.seed)) throw new UsageError("--seed must be an integer");
   if (!posInt(a.examples)) throw new UsageError("--examples must be a positive integer");
+  if (a.matmul !== "float32" && a.matmul !== "bf16") throw new UsageError("--matmul must be float32 or bf16");
   return a;
 }
 
@@ -122,6 +127,8 @@ export interface QualityRun {
   /** Held-out examples kept per task, at most. */
   held_out_caps?: Record<string, number>;
   traces_per_day?: number;
+  /** The precision training's products ran in (absent before it was recorded: float32). */
+  matmul?: MatmulPrecision;
 }
 
 /** What an earlier bench collected into a --keep directory (a marker from before that: unknown). */
@@ -133,7 +140,8 @@ async function readCollected(file: string): Promise<Record<string, unknown>> {
   return { settings: "unknown (collected by an older bench)" };
 }
 
-export const label = (c: QualityConfig) => `${c.preset} T=${c.T} n=${c.n} N_sup=${c.N_sup}`;
+export const label = (c: QualityConfig, matmul: MatmulPrecision = "float32") =>
+  `${c.preset} T=${c.T} n=${c.n} N_sup=${c.N_sup}${matmul === "bf16" ? " bf16" : ""}`;
 
 const round = (v: number, d = 4) => Math.round(v * 10 ** d) / 10 ** d;
 
@@ -165,6 +173,7 @@ export function configFor(
   c: QualityConfig,
   steps: number,
   dir: string,
+  matmul: MatmulPrecision = "float32",
 ): Config {
   const raw = structuredClone(base) as Record<string, Record<string, unknown>>;
   raw.model = { ...raw.model, preset: c.preset, H_cycles: c.T, L_cycles: c.n, halt_max_steps: c.N_sup };
@@ -175,6 +184,7 @@ export function configFor(
     warmup_steps: Math.min(30, Math.round(steps / 10)),
     eval_interval: evalEvery,
     checkpoint_interval: evalEvery,
+    matmul,
   };
   return parseConfig(raw, join(dir, "trm-forge.yaml"));
 }
@@ -194,7 +204,7 @@ export async function readRuns(files: readonly string[]): Promise<QualityRun[]> 
 
 async function drawChart(path: string, runs: readonly QualityRun[]): Promise<void> {
   await mkdir(dirname(resolve(path)), { recursive: true });
-  await writeFile(path, qualitySvg(runs.map((x) => ({ ...x, series: label(x.config) }))));
+  await writeFile(path, qualitySvg(runs.map((x) => ({ ...x, series: label(x.config, x.matmul) }))));
 }
 
 export async function run(argv: string[]): Promise<unknown> {
@@ -238,7 +248,7 @@ export async function run(argv: string[]): Promise<unknown> {
     serverPort: 8750,
   });
   const store = new FsStore(join(dir, "data", "store"));
-  const first = configFor(base, args.configs[0], args.steps[0], dir);
+  const first = configFor(base, args.configs[0], args.steps[0], dir, args.matmul);
   // Read off the dataset config the build uses (log_triage keeps its val_fraction share).
   const heldOut = Object.fromEntries(
     Object.entries(first.dataset.tasks).map(([t, c]) => [t, splitCaps(c, first.dataset.val_fraction).val]),
@@ -285,7 +295,7 @@ export async function run(argv: string[]): Promise<unknown> {
   const runs: QualityRun[] = [];
   for (const c of args.configs) {
     for (const steps of args.steps) {
-      const config = configFor(base, c, steps, dir);
+      const config = configFor(base, c, steps, dir, args.matmul);
       // The train stage's own time: both clocks read when it starts and when it ends.
       let t0 = 0;
       let c0 = process.cpuUsage();
@@ -307,7 +317,7 @@ export async function run(argv: string[]): Promise<unknown> {
         (await pipeline.store.get(evaluationRunKey(DEMO_AGENT, rec.id))).toString("utf8"),
       ) as EvaluationResult;
       const out = rec.stages.find((s) => s.name === "train")?.output as
-        | { steps?: number; samples_per_s?: number; params?: number }
+        | { steps?: number; samples_per_s?: number; params?: number; matmul?: MatmulPrecision }
         | undefined;
       const r: QualityRun = {
         config: c,
@@ -322,10 +332,11 @@ export async function run(argv: string[]): Promise<unknown> {
         dataset: datasetId,
         held_out_caps: heldOut,
         traces_per_day: homelab.traces_per_day,
+        matmul: out?.matmul ?? "float32",
       };
       runs.push(r);
       log(
-        `${label(c)} ${steps} steps: ${r.wall_s} s wall, ${r.cpu_s} s CPU; ${Object.entries(r.tasks)
+        `${label(c, r.matmul)} ${steps} steps: ${r.wall_s} s wall, ${r.cpu_s} s CPU; ${Object.entries(r.tasks)
           .map(([t, p]) => `${t} ${p.score} (${p.best_baseline} ${p.baseline_score})`)
           .join(", ")}; gate ${r.gate_passed ? "passed" : "failed"}`,
       );

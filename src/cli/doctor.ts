@@ -61,6 +61,9 @@ function describe(r: DoctorReport): string {
     lines.push(
       `  threads   BLAS ${n.info.blasThreads} (${par}, ${n.info.blasProcs} processors), kernels ${n.info.kernelThreads}, attention ${n.info.attentionThreads}`,
     );
+    lines.push(
+      `  cpu       kernels ${n.info.isa}, BLAS core ${n.info.blasCore}; bf16 products ${n.info.bf16 ? "available (train.matmul: bf16)" : "not available (they need AVX-512 BF16)"}`,
+    );
   }
   lines.push(...describeGpus(r.gpu));
   return lines.join("\n");

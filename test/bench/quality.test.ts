@@ -24,6 +24,9 @@ describe("quality bench options", () => {
     expect(a.configs).toEqual([{ preset: "small", T: 3, n: 4, N_sup: 8 }]);
     expect(a.steps).toEqual([20, 40]);
     expect(a.svg).toBe("out.svg");
+    expect(a.matmul).toBe("float32");
+    expect(parseArgs(["--matmul", "bf16"]).matmul).toBe("bf16");
+    expect(() => parseArgs(["--matmul", "fp8"])).toThrow(/--matmul must be float32 or bf16/);
     expect(() => parseConfigs("7m/3/6/16")).toThrow(/preset\/T\/n\/N_sup/);
     expect(() => parseConfigs("demo/1/0/3")).toThrow(/preset\/T\/n\/N_sup/);
     expect(() => parseConfigs("demo/1/2")).toThrow(/preset\/T\/n\/N_sup/);

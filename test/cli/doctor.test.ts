@@ -160,6 +160,12 @@ describe("doctor: GPUs through nvidia-smi", () => {
     expect(text).toContain("NVIDIA L40S, compute capability 8.9");
     expect(text).toContain("tfjs-node-gpu 4.22: yes:");
     expect(text).toContain("runner: external with PyTorch");
+    // The native kernels' instruction set, the BLAS's core and whether bf16 products can run here.
+    const info = json.backend.native.info;
+    if (info)
+      expect(text).toContain(
+        `  cpu       kernels ${info.isa}, BLAS core ${info.blasCore}; bf16 products ${info.bf16 ? "available" : "not available"}`,
+      );
 
     const none = { PATH: dirname(process.execPath), HOME: env.HOME };
     const noGpu = JSON.parse(

@@ -3,11 +3,10 @@
 // Debian's OpenBLAS has no sbgemm, so this is our own, blocked the usual way: a packed panel of B
 // (KC x NR) stays in L1 while packed panels of A (MR x KC) stream past it from L2.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
+#include <new>
 
 #include "kernels.h"
 
@@ -32,7 +31,9 @@ using Buffer = std::unique_ptr<uint32_t[], FreeDeleter>;
 
 Buffer aligned_words(int64_t n) {
   size_t bytes = (size_t(std::max<int64_t>(n, 16)) * 4 + 63) / 64 * 64;
-  return Buffer(static_cast<uint32_t*>(std::aligned_alloc(64, bytes)));
+  auto* p = static_cast<uint32_t*>(std::aligned_alloc(64, bytes));
+  if (!p) throw std::bad_alloc();
+  return Buffer(p);
 }
 
 #pragma GCC push_options
@@ -194,11 +195,12 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const int64_t Kp = (K + 1) / 2, panels = (N + NR - 1) / NR;
   // One packed B per calling thread, kept between calls: re-allocating megabytes each product
-  // costs page faults comparable to the product itself.
+  // costs page faults comparable to the product itself. Above 64 MiB it is not kept.
   thread_local Buffer bp;
   thread_local int64_t bpWords = 0;
   const int64_t words = panels * Kp * NR;
   if (words > bpWords) {
+    bp.reset();
     bp = aligned_words(words);
     bpWords = words;
   }
@@ -207,6 +209,10 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
   parallel_chunks(panels, 1, pack_b_job, &pb);
   Job job{transA, M, N, K, Kp, lda, ldc, alpha, beta, A, bp.get(), C};
   parallel_chunks((M + MR - 1) / MR, MC / MR, rows_job, &job);
+  if (bpWords > (int64_t(16) << 20)) {
+    bp.reset();
+    bpWords = 0;
+  }
 }
 
 #else

@@ -78,7 +78,7 @@ async function newestEventTime(
 const MARGIN_DAYS = 1;
 const MAX_REASON_EXAMPLES = 5;
 /** Part of every dataset id: bump it whenever the same raw data would give other examples. */
-const BUILDER_VERSION = 5;
+const BUILDER_VERSION = 6;
 
 export interface BuildOptions {
   store: ObjectStore;

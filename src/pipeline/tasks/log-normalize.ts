@@ -66,7 +66,18 @@ const BRACKET_LEVEL =
 const WORD_LEVEL = /^(?:\S+\s+){0,3}?(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL|PANIC)\b/;
 const KLOG_LEVEL = /^([IWEF])\d{4} \d{2}:\d{2}:\d{2}/;
 
-/** The level of a log entry: from its labels or metadata first, else from the line. */
+/**
+ * A bracketed level first in a line or after up to three tokens with digits (dates, times, pids):
+ * the header of rabbitmq or nginx, not "got [error] from upstream". A token matches one way only
+ * (up to its first digit, then the rest), so a line of long numbers cannot make it backtrack.
+ */
+const HEADER_BRACKET_LEVEL = new RegExp(`^\\s*(?:[^\\s\\d]*\\d\\S*\\s+){0,3}?${BRACKET_LEVEL.source}`, "i");
+
+/**
+ * The level of a log entry: from its labels or metadata first, else from the line: a level field,
+ * a bracketed level in the header, a bare level word near the start, then a bracketed level
+ * anywhere (so logback's "[main] ERROR ... got [info] from x" is an error).
+ */
 export function logLevel(
   line: string,
   labels: Record<string, string>,
@@ -77,7 +88,12 @@ export function logLevel(
     if (l) return l;
   }
   const head = line.length > 2048 ? line.slice(0, 2048) : line;
-  const m = JSON_LEVEL.exec(head) ?? KV_LEVEL.exec(head) ?? BRACKET_LEVEL.exec(head) ?? WORD_LEVEL.exec(head);
+  const m =
+    JSON_LEVEL.exec(head) ??
+    KV_LEVEL.exec(head) ??
+    HEADER_BRACKET_LEVEL.exec(head) ??
+    WORD_LEVEL.exec(head) ??
+    BRACKET_LEVEL.exec(head);
   if (m) {
     const l = levelWord(m[1]);
     if (l) return l;
@@ -88,13 +104,6 @@ export function logLevel(
 }
 
 /**
- * A bracketed level first in a line or after up to three tokens with digits (dates, times, pids):
- * the header of rabbitmq or nginx, not "got [error] from upstream". A token matches one way only
- * (up to its first digit, then the rest), so a line of long numbers cannot make it backtrack.
- */
-const HEADER_BRACKET_LEVEL = new RegExp(`^\\s*(?:[^\\s\\d]*\\d\\S*\\s+){0,3}?${BRACKET_LEVEL.source}`, "i");
-
-/**
  * The level a line states in a field of its own (JSON "level": "error", logfmt level=error, a
  * bracketed "[error]" in its header), else null: the parts of logLevel's parsing that leave no
  * room for guessing. A bare "ERROR" word or a bracket deeper in the message may be prose.
@@ -103,7 +112,8 @@ export function statedLevel(line: string): Level | null {
   const head = line.length > 2048 ? line.slice(0, 2048) : line;
   const m = JSON_LEVEL.exec(head) ?? KV_LEVEL.exec(head);
   if (m) return levelWord(m[1]);
-  // logLevel takes the first bracket anywhere: state only what it would read too.
+  // As logLevel reads it; but with another bracketed level earlier in the line ("[12:00](info)
+  // [error]") which one is the header's is a guess.
   const b = HEADER_BRACKET_LEVEL.exec(head);
   return b && BRACKET_LEVEL.exec(head)?.[1] === b[1] ? levelWord(b[1]) : null;
 }

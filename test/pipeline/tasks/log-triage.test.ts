@@ -59,6 +59,10 @@ describe("log normalisation", () => {
     expect(logLevel("nothing here", {}, { detected_level: "err" })).toBe("error");
     expect(logLevel("nothing here", {})).toBe("unknown");
     expect(logLevel("2026/12/01 10:00:00 [emerg] 1#1: bind() failed", {})).toBe("fatal");
+    // The header's bracket, then a bare word near the start, before a bracket deeper in the message.
+    expect(logLevel("2026-12-01 10:00:00.123 [main] ERROR c.f.Bar - got [info] from x", {})).toBe("error");
+    expect(logLevel("2026-12-01 10:00:00 [warn] <0.1.0> upstream said [error]", {})).toBe("warn");
+    expect(logLevel("worker-a handled it [error] late", {})).toBe("error");
   });
 
   it("states a level only where the line has a field for it", () => {
