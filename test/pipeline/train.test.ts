@@ -6,8 +6,9 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
-import { initBackend } from "../../src/model/backend.js";
+import { activeBackend, initBackend } from "../../src/model/backend.js";
 import { resolveModelConfig } from "../../src/model/config.js";
+import { loadNative } from "../../src/model/native/index.js";
 import { decodeSafetensors, toFloat32 } from "../../src/model/safetensors.js";
 import { CancelledError } from "../../src/pipeline/run.js";
 import { listCheckpoints, readCheckpointFile } from "../../src/pipeline/train/checkpoint.js";
@@ -205,6 +206,25 @@ describe("train", () => {
     expect(lrs[0]).toBeLessThanOrEqual(0.003);
     for (let i = 1; i < lrs.length; i++) expect(lrs[i]).toBeLessThan(lrs[i - 1]);
     expect(lrs.at(-1)!).toBeCloseTo(0.0003, 6);
+  });
+
+  it("runs its products in bf16 when train.matmul asks and the CPU can, and leaves the thread in float32", async () => {
+    const native = loadNative();
+    const can = activeBackend() === "native" && native.ok && native.addon.info().bf16;
+    const inp = input({ settings: settings({ matmul: "bf16", max_steps: 8 }) });
+    const during: boolean[] = [];
+    inp.onEvent = (e) => {
+      inp.events.push(e);
+      if (e.kind === "step" && native.ok) during.push(native.addon.info().matmulBf16);
+    };
+    const res = await train(inp);
+    expect(res.matmul).toBe(can ? "bf16" : "float32");
+    expect(inp.events.find((e) => e.kind === "start")).toMatchObject({ matmul: res.matmul });
+    if (native.ok) {
+      expect(during).toEqual([can, can]);
+      expect(native.addon.info().matmulBf16).toBe(false);
+    }
+    expect((await train(input())).matmul).toBe("float32");
   });
 
   it("stops early when validation stops improving, keeping the best checkpoint", async () => {
