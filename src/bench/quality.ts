@@ -1,5 +1,5 @@
 // `npm run bench -- quality [--json] [--configs LIST] [--steps LIST] [--svg PATH] [--days N]
-// [--seed N] [--examples N] [--matmul float32|bf16] [--keep DIR] [--from JSON,...]`: what each training budget buys. The
+// [--seed N] [--train-seed N] [--examples N] [--matmul float32|bf16] [--keep DIR] [--from JSON,...]`: what each training budget buys. The
 // demo's agent collects the simulator's days once and builds the demo's dataset; then every model config trains from
 // scratch to each step count (its own run, so the learning-rate schedule ends where the budget
 // does) and the pipeline's own evaluation scores it on the held-out days against the tasks'
@@ -39,6 +39,8 @@ interface Args {
   examples: number;
   /** train.matmul for every run. */
   matmul: MatmulPrecision;
+  /** train.seed for every run (initial weights and data order); the homelab's is --seed. */
+  trainSeed?: number;
   svg?: string;
   keep?: string;
   /** Earlier outputs of this bench: their runs are merged and charted, nothing is trained. */
@@ -83,6 +85,7 @@ export function parseArgs(argv: string[]): Args {
     else if (flag === "--steps") a.steps = v.split(",").map(Number);
     else if (flag === "--days") a.days = Number(v);
     else if (flag === "--seed") a.seed = Number(v);
+    else if (flag === "--train-seed") a.trainSeed = Number(v);
     else if (flag === "--examples") a.examples = Number(v);
     else if (flag === "--matmul") a.matmul = v as MatmulPrecision;
     else if (flag === "--svg") a.svg = v;
@@ -90,13 +93,15 @@ export function parseArgs(argv: string[]): Args {
     else if (flag === "--from") a.from = v.split(",");
     else
       throw new UsageError(
-        `quality bench: unknown option ${flag} (have --configs preset/T/n/N,..., --steps N,..., --days N, --seed N, --examples N, --matmul float32|bf16, --svg PATH, --keep DIR, --from JSON,..., --json)`,
+        `quality bench: unknown option ${flag} (have --configs preset/T/n/N,..., --steps N,..., --days N, --seed N, --train-seed N, --examples N, --matmul float32|bf16, --svg PATH, --keep DIR, --from JSON,..., --json)`,
       );
   }
   if (!a.steps.length || !a.steps.every(posInt)) throw new UsageError("--steps must be positive integers");
   a.steps.sort((x, y) => x - y);
   if (!(a.days >= 4 && a.days <= 60)) throw new UsageError("--days must be in [4, 60]");
   if (!Number.isInteger(a.seed)) throw new UsageError("--seed must be an integer");
+  if (a.trainSeed !== undefined && !(Number.isInteger(a.trainSeed) && a.trainSeed >= 0))
+    throw new UsageError("--train-seed must be a non-negative integer");
   if (!posInt(a.examples)) throw new UsageError("--examples must be a positive integer");
   if (a.matmul !== "float32" && a.matmul !== "bf16") throw new UsageError("--matmul must be float32 or bf16");
   return a;
@@ -129,6 +134,8 @@ export interface QualityRun {
   traces_per_day?: number;
   /** The precision training's products ran in (absent before it was recorded: float32). */
   matmul?: MatmulPrecision;
+  /** train.seed (absent before it was recorded: the demo's 0). */
+  train_seed?: number;
 }
 
 /** What an earlier bench collected into a --keep directory (a marker from before that: unknown). */
@@ -173,7 +180,7 @@ export function configFor(
   c: QualityConfig,
   steps: number,
   dir: string,
-  matmul: MatmulPrecision = "float32",
+  train: { matmul?: MatmulPrecision; seed?: number } = {},
 ): Config {
   const raw = structuredClone(base) as Record<string, Record<string, unknown>>;
   raw.model = { ...raw.model, preset: c.preset, H_cycles: c.T, L_cycles: c.n, halt_max_steps: c.N_sup };
@@ -184,7 +191,7 @@ export function configFor(
     warmup_steps: Math.min(30, Math.round(steps / 10)),
     eval_interval: evalEvery,
     checkpoint_interval: evalEvery,
-    matmul,
+    ...train,
   };
   return parseConfig(raw, join(dir, "trm-forge.yaml"));
 }
@@ -248,7 +255,8 @@ export async function run(argv: string[]): Promise<unknown> {
     serverPort: 8750,
   });
   const store = new FsStore(join(dir, "data", "store"));
-  const first = configFor(base, args.configs[0], args.steps[0], dir, args.matmul);
+  const runTrain = { matmul: args.matmul, ...(args.trainSeed !== undefined ? { seed: args.trainSeed } : {}) };
+  const first = configFor(base, args.configs[0], args.steps[0], dir, runTrain);
   // Read off the dataset config the build uses (log_triage keeps its val_fraction share).
   const heldOut = Object.fromEntries(
     Object.entries(first.dataset.tasks).map(([t, c]) => [t, splitCaps(c, first.dataset.val_fraction).val]),
@@ -295,7 +303,7 @@ export async function run(argv: string[]): Promise<unknown> {
   const runs: QualityRun[] = [];
   for (const c of args.configs) {
     for (const steps of args.steps) {
-      const config = configFor(base, c, steps, dir, args.matmul);
+      const config = configFor(base, c, steps, dir, runTrain);
       // The train stage's own time: both clocks read when it starts and when it ends.
       let t0 = 0;
       let c0 = process.cpuUsage();
@@ -333,6 +341,7 @@ export async function run(argv: string[]): Promise<unknown> {
         held_out_caps: heldOut,
         traces_per_day: homelab.traces_per_day,
         matmul: out?.matmul ?? "float32",
+        train_seed: config.train.seed,
       };
       runs.push(r);
       log(

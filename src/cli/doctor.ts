@@ -62,7 +62,7 @@ function describe(r: DoctorReport): string {
       `  threads   BLAS ${n.info.blasThreads} (${par}, ${n.info.blasProcs} processors), kernels ${n.info.kernelThreads}, attention ${n.info.attentionThreads}`,
     );
     lines.push(
-      `  cpu       kernels ${n.info.isa}, BLAS core ${n.info.blasCore}; bf16 products ${n.info.bf16 ? "available (train.matmul: bf16)" : "not available (they need AVX-512 BF16)"}`,
+      `  cpu       kernels ${n.info.isa}, BLAS core ${n.info.blasCore}; bf16 products ${n.info.bf16 ? "available (train.matmul: bf16)" : "not available (they need AVX-512 BF16, kernels at avx512 and a GCC 10 or later build)"}`,
     );
   }
   lines.push(...describeGpus(r.gpu));

@@ -210,7 +210,8 @@ export type MatmulPrecision = "float32" | "bf16";
  */
 export function setMatmulPrecision(want: MatmulPrecision): MatmulPrecision {
   const native = loadNative();
-  if (!native.ok) return "float32";
+  // An addon built before bf16 existed (a checkout not yet rebuilt) has no switch: float32.
+  if (!native.ok || typeof native.addon.setMatmulBf16 !== "function") return "float32";
   const on = want === "bf16" && tf.getBackend() === NATIVE_BACKEND;
   return native.addon.setMatmulBf16(on) ? "bf16" : "float32";
 }

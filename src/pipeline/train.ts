@@ -192,8 +192,19 @@ export async function train(input: TrainInput): Promise<TrainResult> {
   } else {
     trainer = Trainer.create(input.model, optionsOf(s, false), s.seed);
   }
-  // Freed however training ends (a cancel, an error): a server trains many times in one process.
+  // The precision is per JS thread, and other work (another agent's run, an evaluation) runs on
+  // this thread while the loop awaits the store: so it is on only around the synchronous model calls.
   const matmul = setMatmulPrecision(s.matmul);
+  setMatmulPrecision("float32");
+  const inPrecision = <T>(fn: () => T): T => {
+    setMatmulPrecision(matmul);
+    try {
+      return fn();
+    } finally {
+      setMatmulPrecision("float32");
+    }
+  };
+  // Freed however training ends (a cancel, an error): a server trains many times in one process.
   try {
     const metrics = await readMetrics(store, prefix, trainer.step);
     const valIdx = validationSample(input.val, s.eval_examples);
@@ -241,7 +252,9 @@ export async function train(input: TrainInput): Promise<TrainResult> {
       const batch = input.train.batch(indices);
       for (let j = 0; j < indices.length; j++)
         taskOfId.set(batch.puzzleIds[j]!, input.train.tasks[indices[j]!]!);
-      const m = trainer.trainStep({ tokens: batch.inputs, labels: batch.labels, puzzleIds: batch.puzzleIds });
+      const m = inPrecision(() =>
+        trainer.trainStep({ tokens: batch.inputs, labels: batch.labels, puzzleIds: batch.puzzleIds }),
+      );
       accumulate(acc, m, taskOfId);
       const step = trainer.step;
 
@@ -269,7 +282,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
       }
 
       if (step % s.eval_interval === 0 || step === s.max_steps) {
-        const v = validate(trainer, input.val, valIdx, B, input.scoreVal, input.answerVal);
+        const v = inPrecision(() => validate(trainer, input.val, valIdx, B, input.scoreVal, input.answerVal));
         const improved = early.best_score === null || v.score > early.best_score;
         if (improved) {
           early = { best_step: step, best_score: v.score, evals_since_best: 0 };
@@ -331,7 +344,6 @@ export async function train(input: TrainInput): Promise<TrainResult> {
     };
     return result;
   } finally {
-    setMatmulPrecision("float32");
     trainer.dispose();
   }
 }

@@ -27,6 +27,8 @@ describe("quality bench options", () => {
     expect(a.matmul).toBe("float32");
     expect(parseArgs(["--matmul", "bf16"]).matmul).toBe("bf16");
     expect(() => parseArgs(["--matmul", "fp8"])).toThrow(/--matmul must be float32 or bf16/);
+    expect(parseArgs(["--train-seed", "7"]).trainSeed).toBe(7);
+    expect(() => parseArgs(["--train-seed", "-1"])).toThrow(/--train-seed/);
     expect(() => parseConfigs("7m/3/6/16")).toThrow(/preset\/T\/n\/N_sup/);
     expect(() => parseConfigs("demo/1/0/3")).toThrow(/preset\/T\/n\/N_sup/);
     expect(() => parseConfigs("demo/1/2")).toThrow(/preset\/T\/n\/N_sup/);

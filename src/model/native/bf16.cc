@@ -201,6 +201,7 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
   const int64_t words = panels * Kp * NR;
   if (words > bpWords) {
     bp.reset();
+    bpWords = 0;  // stays so if the allocation below throws
     bp = aligned_words(words);
     bpWords = words;
   }
