@@ -231,11 +231,12 @@ describe.skipIf(why !== null)(`bf16 matrix products${why ? ` (skipped: ${why})` 
     // Step by step until the two runs' rounding differences compound (about step 12 here) ...
     for (const [i, l] of f32.losses.slice(0, 10).entries())
       expect(Math.abs(b16.losses[i]! - l) / l, `step ${i}`).toBeLessThan(0.02);
-    // ... then over the last 10 steps: both learnt, to within 20% of each other.
+    // ... then over the last 10 steps (here 11% apart, each about 0.6 of the first loss): both
+    // learnt, to within 25% of each other. Loose, since by then the runs have parted ways.
     const tail = (xs: number[]) => xs.slice(-10).reduce((a, b) => a + b, 0) / 10;
-    expect(tail(b16.losses)).toBeLessThan(0.75 * b16.losses[0]!);
-    expect(tail(f32.losses)).toBeLessThan(0.75 * f32.losses[0]!);
-    expect(Math.abs(tail(b16.losses) - tail(f32.losses)) / tail(f32.losses)).toBeLessThan(0.2);
+    expect(tail(b16.losses)).toBeLessThan(0.8 * b16.losses[0]!);
+    expect(tail(f32.losses)).toBeLessThan(0.8 * f32.losses[0]!);
+    expect(Math.abs(tail(b16.losses) - tail(f32.losses)) / tail(f32.losses)).toBeLessThan(0.25);
     // and bf16 did run: the runs are not the same
     expect(b16.losses.some((l, i) => l !== f32.losses[i])).toBe(true);
   });
