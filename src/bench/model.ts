@@ -23,13 +23,9 @@ import { loadavg } from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
+import { MATMUL_PRECISIONS, type MatmulPrecision } from "../config/schema.js";
 import { UsageError } from "../errors.js";
-import {
-  type BackendPreference,
-  initBackend,
-  type MatmulPrecision,
-  setMatmulPrecision,
-} from "../model/backend.js";
+import { type BackendPreference, initBackend, setMatmulPrecision } from "../model/backend.js";
 import { flopsPerSample, parseTRMConfig, resolveModelConfig, type TRMConfigInput } from "../model/config.js";
 import { loadNative } from "../model/native/index.js";
 import { Trainer } from "../model/trainer.js";
@@ -166,7 +162,7 @@ function parseOptions(args: string[]): Options {
     if (!CONFIGS[c]) throw new UsageError(`unknown config "${c}" (have ${Object.keys(CONFIGS).join(", ")})`);
   if (!["auto", "tensorflow", "native", "wasm", "cpu"].includes(o.backend))
     throw new UsageError(`--backend must be auto, tensorflow, native, wasm or cpu`);
-  if (!["float32", "bf16"].includes(o.matmul)) throw new UsageError(`--matmul must be float32 or bf16`);
+  if (!MATMUL_PRECISIONS.includes(o.matmul)) throw new UsageError(`--matmul must be float32 or bf16`);
   return o;
 }
 

@@ -11,9 +11,10 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type Config, parseConfig } from "../config/index.js";
+import { MATMUL_PRECISIONS, type MatmulPrecision } from "../config/schema.js";
 import { DEMO_AGENT, demoConfig, FULL } from "../demo/config.js";
 import { UsageError } from "../errors.js";
-import { activeBackend, initBackend, type MatmulPrecision } from "../model/backend.js";
+import { activeBackend, initBackend } from "../model/backend.js";
 import { createPipeline } from "../pipeline/create.js";
 import { splitCaps } from "../pipeline/dataset/index.js";
 import { evaluationRunKey } from "../pipeline/evaluate/stage.js";
@@ -103,7 +104,7 @@ export function parseArgs(argv: string[]): Args {
   if (a.trainSeed !== undefined && !(Number.isInteger(a.trainSeed) && a.trainSeed >= 0))
     throw new UsageError("--train-seed must be a non-negative integer");
   if (!posInt(a.examples)) throw new UsageError("--examples must be a positive integer");
-  if (a.matmul !== "float32" && a.matmul !== "bf16") throw new UsageError("--matmul must be float32 or bf16");
+  if (!MATMUL_PRECISIONS.includes(a.matmul)) throw new UsageError("--matmul must be float32 or bf16");
   return a;
 }
 

@@ -5,6 +5,10 @@ import { DurationSchema, positiveInt } from "./fields.js";
 const taskWeight = z.number().int().min(1).max(16);
 
 /** The training loop. Steps are optimiser steps (one supervision step of one batch each). */
+/** The precisions the built-in trainer's matrix products can run in (train.matmul). */
+export const MATMUL_PRECISIONS = ["float32", "bf16"] as const;
+export type MatmulPrecision = (typeof MATMUL_PRECISIONS)[number];
+
 export const TrainSchema = z
   .object({
     seed: z.number().int().min(0).default(0),
@@ -57,7 +61,7 @@ export const TrainSchema = z
      * operands to bfloat16 and sums in float32 (weights, optimiser and attention stay float32);
      * it needs AVX-512 BF16, and elsewhere training runs in float32 and says so.
      */
-    matmul: z.enum(["float32", "bf16"]).default("float32"),
+    matmul: z.enum(MATMUL_PRECISIONS).default("float32"),
   })
   .strict();
 export type TrainSection = z.infer<typeof TrainSchema>;

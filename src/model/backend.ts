@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
+import type { MatmulPrecision } from "../config/schema.js";
 import "./gradients.js";
 import { loadNative, type NativeInfo, readBuildStatus } from "./native/index.js";
 import { NATIVE_BACKEND, registerNativeBackend } from "./native/kernels.js";
@@ -200,8 +201,6 @@ export function releaseBackendMemory(): void {
   const b = tf.findBackend(NATIVE_BACKEND);
   if (b instanceof PooledCpuBackend) b.releasePool();
 }
-
-export type MatmulPrecision = "float32" | "bf16";
 
 /**
  * Sets the precision of the native backend's matrix products on this thread and returns the one

@@ -7,6 +7,7 @@
 // the record. Readers get an output back through stageOutput(), typed, never by a cast.
 import * as z from "zod";
 import type { Config } from "../config/index.js";
+import { MATMUL_PRECISIONS } from "../config/schema.js";
 import { WorkError } from "../errors.js";
 import { NotFoundError, type ObjectStore } from "../store/index.js";
 import { stageResultKey as layoutStageResultKey } from "../store/layout.js";
@@ -76,7 +77,7 @@ export const TrainOutput = z.looseObject({
   samples_per_s: Measure,
   backend: z.string(),
   /** The precision of training's matrix products; absent in runs from before it was recorded. */
-  matmul: z.enum(["float32", "bf16"]).optional(),
+  matmul: z.enum(MATMUL_PRECISIONS).optional(),
   model_config: z.unknown(),
   note: z.string().optional(),
 });

@@ -5,8 +5,8 @@
 // and the best model kept; every `checkpoint_interval` steps the whole training state
 // (weights, Adam moments, EMA, step, RNG, carry, data order) is checkpointed, so a killed run
 // resumes where it was and ends with the same weights as one that never stopped.
-import type { TrainSection } from "../config/schema.js";
-import { type MatmulPrecision, setMatmulPrecision } from "../model/backend.js";
+import type { MatmulPrecision, TrainSection } from "../config/schema.js";
+import { setMatmulPrecision } from "../model/backend.js";
 import type { TRMConfig } from "../model/config.js";
 import { Rng } from "../model/rng.js";
 import { decodeSafetensors } from "../model/safetensors.js";
