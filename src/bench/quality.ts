@@ -137,6 +137,11 @@ export interface QualityRun {
   matmul?: MatmulPrecision;
   /** train.seed (absent before it was recorded: the demo's 0). */
   train_seed?: number;
+  /** The evaluate stage's wall and CPU seconds (absent before they were recorded). */
+  eval_wall_s?: number;
+  eval_cpu_s?: number;
+  /** Mean supervision steps the evaluation's answers took with early halting (of N_sup). */
+  eval_halt_steps?: number;
 }
 
 /** What an earlier bench collected into a --keep directory (a marker from before that: unknown). */
@@ -305,21 +310,21 @@ export async function run(argv: string[]): Promise<unknown> {
   for (const c of args.configs) {
     for (const steps of args.steps) {
       const config = configFor(base, c, steps, dir, runTrain);
-      // The train stage's own time: both clocks read when it starts and when it ends.
-      let t0 = 0;
-      let c0 = process.cpuUsage();
-      let wall_s = 0;
-      let cpu_s = 0;
+      // Each stage's own time: both clocks read when it starts and when it ends.
+      const clocks: Partial<
+        Record<StageName, { t0: number; c0: NodeJS.CpuUsage; wall_s: number; cpu_s: number }>
+      > = {};
       const onEvent = (e: RunEvent) => {
-        if (e.type !== "stage" || e.stage !== "train") return;
+        if (e.type !== "stage") return;
         if (e.status === "running") {
-          t0 = performance.now();
-          c0 = process.cpuUsage();
-        } else {
-          const u = process.cpuUsage(c0);
-          wall_s = (performance.now() - t0) / 1000;
-          cpu_s = (u.user + u.system) / 1e6;
+          clocks[e.stage] = { t0: performance.now(), c0: process.cpuUsage(), wall_s: 0, cpu_s: 0 };
+          return;
         }
+        const c = clocks[e.stage];
+        if (!c) return;
+        const u = process.cpuUsage(c.c0);
+        c.wall_s = (performance.now() - c.t0) / 1000;
+        c.cpu_s = (u.user + u.system) / 1e6;
       };
       const { rec, pipeline } = await stage(config, ["train", "evaluate"], datasetId, onEvent);
       const ev = JSON.parse(
@@ -332,8 +337,8 @@ export async function run(argv: string[]): Promise<unknown> {
         config: c,
         steps,
         steps_done: out?.steps ?? steps,
-        wall_s: round(wall_s, 1),
-        cpu_s: round(cpu_s, 1),
+        wall_s: round(clocks.train?.wall_s ?? 0, 1),
+        cpu_s: round(clocks.train?.cpu_s ?? 0, 1),
         samples_per_s: typeof out?.samples_per_s === "number" ? round(out.samples_per_s, 1) : null,
         params: out?.params ?? null,
         gate_passed: ev.gate.passed,
@@ -343,10 +348,15 @@ export async function run(argv: string[]): Promise<unknown> {
         traces_per_day: homelab.traces_per_day,
         matmul: out?.matmul ?? "float32",
         train_seed: config.train.seed,
+        eval_wall_s: round(clocks.evaluate?.wall_s ?? 0, 1),
+        eval_cpu_s: round(clocks.evaluate?.cpu_s ?? 0, 1),
+        eval_halt_steps: round(ev.halting.candidate.mean, 2),
       };
       runs.push(r);
       log(
-        `${label(c, r.matmul)} ${steps} steps: ${r.wall_s} s wall, ${r.cpu_s} s CPU; ${Object.entries(r.tasks)
+        `${label(c, r.matmul)} ${steps} steps: ${r.wall_s} s wall, ${r.cpu_s} s CPU; evaluation ${r.eval_wall_s} s wall, ${r.eval_halt_steps} supervision steps an answer; ${Object.entries(
+          r.tasks,
+        )
           .map(([t, p]) => `${t} ${p.score} (${p.best_baseline} ${p.baseline_score})`)
           .join(", ")}; gate ${r.gate_passed ? "passed" : "failed"}`,
       );

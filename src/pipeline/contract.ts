@@ -39,6 +39,12 @@ export interface StageContext {
   log(level: LogLine["level"], msg: string): void;
   /** Live progress; persisted to run.json at most every few seconds, forwarded as an event always. */
   progress(p: Omit<Progress, "stage" | "at">, detail?: unknown): void;
+  /**
+   * For a stage that computes synchronously for seconds at a time (training steps, evaluation
+   * batches), between them: lets this process's own I/O in flight finish (the run lease's renewal,
+   * the run record's progress write), which a blocked event loop advances only one callback per turn.
+   */
+  pause(): Promise<void>;
 }
 
 /** A measured value: NaN or Infinity in memory, null once it has been through run.json. */

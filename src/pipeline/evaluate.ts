@@ -70,6 +70,8 @@ export interface EvaluateInput {
   champion: ModelUnderTest | null;
   runId?: string | null;
   signal?: AbortSignal;
+  /** Called between batches (StageContext.pause); a turn of the event loop by default. */
+  pause?: () => Promise<void>;
   onProgress?: (p: { done: number; total: number; message: string }) => void;
   now?: () => Date;
 }
@@ -77,6 +79,7 @@ export interface EvaluateInput {
 export async function evaluateModels(input: EvaluateInput): Promise<EvaluationResult> {
   const { dataset, config } = input;
   const B = Math.max(8, config.train.batch_size);
+  const pause = input.pause ?? (() => new Promise<void>((r) => setImmediate(r)));
   const tasks = TASK_NAMES.filter(
     (t) => dataset.val.indicesOf(t).length > 0 || config.dataset.tasks[t].enabled,
   );
@@ -103,8 +106,8 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
       const predict = async (model: TRM, stats: HaltingStats) => {
         const preds: Int32Array[] = [];
         for (let i = 0; i < idx.length; i += B) {
-          // Yield between batches: a cancel arrives as a message, which a busy loop never reads.
-          await new Promise<void>((r) => setImmediate(r));
+          // Pause between batches: a cancel arrives as a message, which a busy loop never reads.
+          await pause();
           if (input.signal?.aborted) throw new CancelledError("evaluation cancelled");
           const b = dataset.val.batch(idx.slice(i, i + B));
           const p = predictWith(model, b);
@@ -158,11 +161,12 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
       if (task === "log_triage" && candPreds) {
         const cases = buildProbe(examples, dataset.vocab);
         if (cases.length) {
-          if (input.signal?.aborted) throw new CancelledError("evaluation cancelled");
-          const preds = predictExamples(
+          const preds = await predictExamples(
             candidate,
             cases.map((c) => c.example),
             B,
+            pause,
+            input.signal,
           );
           probe = scoreProbe(cases, preds, examples, candPreds, dataset.vocab);
         }
@@ -259,11 +263,19 @@ function loadForEval(m: ModelUnderTest, dataset: Dataset): TRM {
   }
 }
 
-/** Answers for examples outside the dataset (the probe's), in batches of B. */
-function predictExamples(model: TRM, examples: readonly Example[], B: number): Int32Array[] {
+/** Answers for examples outside the dataset (the probe's), in batches of B, yielding between them. */
+async function predictExamples(
+  model: TRM,
+  examples: readonly Example[],
+  B: number,
+  pause: () => Promise<void>,
+  signal?: AbortSignal,
+): Promise<Int32Array[]> {
   const L = model.cfg.seq_len;
   const out: Int32Array[] = [];
   for (let i = 0; i < examples.length; i += B) {
+    await pause();
+    if (signal?.aborted) throw new CancelledError("evaluation cancelled");
     const chunk = examples.slice(i, i + B);
     const inputs = new Int32Array(chunk.length * L);
     for (let j = 0; j < chunk.length; j++) inputs.set(chunk[j].inputs, j * L);

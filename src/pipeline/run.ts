@@ -166,7 +166,7 @@ export class Pipeline {
       lock.cancelled,
       ...(opts.signal ? [opts.signal] : []),
     ]);
-    const done = this.execute(record, signal, listeners, worker).finally(async () => {
+    const done = this.execute(record, signal, listeners, worker, lock).finally(async () => {
       this.active.delete(runId);
       // A worker leaves the marker to its parent, which holds the lease and answers it.
       if (!workerOf) await clearCancel(this.store, agent, runId).catch(() => undefined);
@@ -203,6 +203,8 @@ export class Pipeline {
       owner: owner ?? currentOwner(`worker of run ${runId}`, runId),
       lost: lost.signal,
       cancelled: new AbortController().signal,
+      renew: async () => !lost.signal.aborted,
+      settled: async () => undefined,
       release: async () => clearInterval(watch),
     };
   }
@@ -370,6 +372,10 @@ export class Pipeline {
     signal: AbortSignal,
     listeners: Set<(e: RunEvent) => void>,
     worker: StageName[] | null = null,
+    lease: Pick<Extract<LeaseResult, { acquired: true }>, "renew" | "settled"> = {
+      renew: async () => true,
+      settled: async () => undefined,
+    },
   ): Promise<RunRecord> {
     const log = childLogger({ agent: record.agent, run: record.id });
     const emit = (e: RunEvent) => {
@@ -397,7 +403,7 @@ export class Pipeline {
           if (!isSuspend(signal)) stage.status = "cancelled";
           throw new CancelledError("cancelled");
         }
-        await runStage(this.stageEnv, record, stage, signal, writer, emit, log);
+        await runStage(this.stageEnv, record, stage, signal, writer, emit, log, lease.settled);
       }
       record.status = "succeeded";
     } catch (err) {
@@ -440,6 +446,9 @@ export class Pipeline {
     log.info({ status: record.status, error: record.error }, "run ended");
     if (this.opts.onRunEnd) {
       try {
+        // The last stage may have held the event loop past the lease's renewals (a long synchronous
+        // step in this process): renew before the hook's gc checks that this run holds it.
+        await lease.renew().catch(() => false);
         await this.opts.onRunEnd(record, this);
       } catch (err) {
         log.warn({ err }, "run-end hook failed (report)");

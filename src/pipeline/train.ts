@@ -60,6 +60,8 @@ export interface TrainInput {
   /** runs/<agent>/<run-id>: checkpoints/ and metrics.jsonl go under it. */
   prefix: string;
   signal?: AbortSignal;
+  /** Called between steps and validation batches (StageContext.pause); a turn of the event loop by default. */
+  pause?: () => Promise<void>;
   onEvent?: (e: TrainEvent) => void;
   /** ms clock for throughput and ETA. */
   clock?: () => number;
@@ -196,6 +198,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
   // this thread while the loop awaits the store: so it is on only around the synchronous model calls.
   const matmul = setMatmulPrecision(s.matmul);
   setMatmulPrecision("float32");
+  const pause = input.pause ?? yieldToLoop;
   const inPrecision = <T>(fn: () => T): T => {
     setMatmulPrecision(matmul);
     try {
@@ -244,6 +247,8 @@ export async function train(input: TrainInput): Promise<TrainResult> {
     const stepsAtStart = trainer.step;
     const pool = epochPool(input.train.tasks, s.task_weights);
     while (trainer.step < s.max_steps && stopped === "max_steps") {
+      // Between steps: a process that also holds the run's lease (a CLI run) renews it here.
+      await pause();
       if (input.signal?.aborted) {
         await checkpoint(); // a cancelled run can be resumed from here
         throw new CancelledError("training cancelled");
@@ -282,7 +287,15 @@ export async function train(input: TrainInput): Promise<TrainResult> {
       }
 
       if (step % s.eval_interval === 0 || step === s.max_steps) {
-        const v = inPrecision(() => validate(trainer, input.val, valIdx, B, input.scoreVal, input.answerVal));
+        const v = await validate(
+          trainer,
+          input.val,
+          valIdx,
+          B,
+          { inPrecision, pause },
+          input.scoreVal,
+          input.answerVal,
+        );
         const improved = early.best_score === null || v.score > early.best_score;
         if (improved) {
           early = { best_step: step, best_score: v.score, evals_since_best: 0 };
@@ -425,22 +438,27 @@ export function validationSample(val: TrainSplit, max: number): number[] {
 }
 
 /** Predicts the validation sample with the EMA weights and early halting, as serving does. */
-function validate(
+const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
+
+/** Validation in batches, each in the run's matmul precision, pausing between them. */
+async function validate(
   trainer: Trainer,
   val: TrainSplit,
   idx: number[],
   B: number,
+  { inPrecision, pause }: { inPrecision: <T>(fn: () => T) => T; pause: () => Promise<void> },
   scoreVal?: ValScorer,
   answer?: TrainInput["answerVal"],
-): Omit<ValLogLine, "kind" | "step" | "at" | "best"> {
+): Promise<Omit<ValLogLine, "kind" | "step" | "at" | "best">> {
   const predictions: Int32Array[] = [];
   const labels: Int32Array[] = [];
   const hist = new Array(trainer.cfg.halt_max_steps).fill(0);
   const L = trainer.cfg.seq_len;
   for (let i = 0; i < idx.length; i += B) {
+    await pause();
     const chunk = idx.slice(i, i + B);
     const b = val.batch(chunk);
-    const p = trainer.predict({ tokens: b.inputs, puzzleIds: b.puzzleIds });
+    const p = inPrecision(() => trainer.predict({ tokens: b.inputs, puzzleIds: b.puzzleIds }));
     for (let j = 0; j < chunk.length; j++) {
       predictions.push(
         answer

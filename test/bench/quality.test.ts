@@ -1,5 +1,5 @@
-// The quality bench's pieces that need no training: its options, how it reads an evaluation,
-// and the chart it draws. (The bench itself trains for minutes; `npm run bench -- quality` runs it.)
+// The quality bench: its options, how it reads an evaluation, the chart it draws, and one whole
+// run on a short collection (the real bench trains for minutes: `npm run bench -- quality`).
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -159,4 +159,57 @@ describe("quality bench results", () => {
     writeFileSync(join(dir, "collected"), "2026-12-07T11:53:18.552Z\n");
     await expect(run(["--keep", dir, "--steps", "1"])).rejects.toThrow(/unknown/);
   });
+});
+
+describe("quality bench, one whole run", () => {
+  it("collects, builds, trains and scores every task, timing training and evaluation apart", async () => {
+    const out = (await run([
+      "--days",
+      "12",
+      "--configs",
+      "demo/1/1/1",
+      "--steps",
+      "3",
+      "--examples",
+      "300",
+    ])) as {
+      runs: Array<{
+        steps_done: number;
+        wall_s: number;
+        cpu_s: number;
+        eval_wall_s: number;
+        eval_cpu_s: number;
+        eval_halt_steps: number;
+        gate_passed: boolean;
+        tasks: Record<
+          string,
+          { score: number; baseline_score: number | null; interval: [number, number] | null }
+        >;
+      }>;
+      held_out_caps: Record<string, number>;
+    };
+    expect(out.runs).toHaveLength(1);
+    const r = out.runs[0];
+    expect(r.steps_done).toBe(3);
+    expect(r.wall_s).toBeGreaterThan(0);
+    expect(r.cpu_s).toBeGreaterThan(0);
+    expect(r.eval_wall_s).toBeGreaterThan(0);
+    expect(r.eval_cpu_s).toBeGreaterThan(0);
+    // One supervision step at most: N_sup is 1.
+    expect(r.eval_halt_steps).toBe(1);
+    expect(Object.keys(r.tasks).sort()).toEqual([
+      "code_infill",
+      "log_triage",
+      "metric_forecast",
+      "trace_outcome",
+    ]);
+    for (const t of Object.values(r.tasks)) {
+      expect(t.score).toBeGreaterThanOrEqual(0);
+      expect(t.baseline_score).not.toBeNull();
+      expect(t.interval![0]).toBeLessThanOrEqual(t.interval![1]);
+    }
+    // Three steps of training cannot beat every task's strongest baseline: the gate refuses.
+    expect(r.gate_passed).toBe(false);
+    expect(out.held_out_caps.trace_outcome).toBe(240);
+  }, 240_000);
 });

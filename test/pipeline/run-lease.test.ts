@@ -3,15 +3,19 @@
 // one fs store directory). They start their runs at the same instant, 20 times; exactly one
 // starts and the other learns its run id. Four registrations at once all land in the index. A
 // holder killed with SIGKILL is taken over by another host once its lease has expired. A cancel
-// asked on one host stops the run on another (a marker in the store beside the lease).
+// asked on one host stops the run on another (a marker in the store beside the lease). A holder
+// whose event loop was blocked past the lease renews it with a whole lease from the moment it
+// writes, and a run renews before its end hook's gc checks that it holds the lease.
 
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cancelKey, LeaseBody, runLeaseKey, tryLease } from "../../src/pipeline/common/lease.js";
+import { parseConfig } from "../../src/config/index.js";
+import { cancelKey, LeaseBody, peekLease, runLeaseKey, tryLease } from "../../src/pipeline/common/lease.js";
 import { SuspendSignal } from "../../src/pipeline/common/retry.js";
 import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
+import { Pipeline, type StageFn } from "../../src/pipeline/run.js";
 import { FsStore, MinioStore, type ObjectStore } from "../../src/store/index.js";
 import { S3Endpoint } from "../store/s3-endpoint.js";
 import { type JsonChild, spawnJsonChild } from "./helpers/json-child.js";
@@ -225,5 +229,107 @@ describe("one run per agent across hosts", () => {
     expect(LeaseBody.parse(JSON.parse((await store.get("locks/x/run.json")).toString())).owner.holder).toBe(
       "r-b",
     );
+  });
+
+  it("renew() after a blocked event loop: a full lease from when it is written, and whether it is still held", async () => {
+    const root = tmp("trm-lease-renew-");
+    const fsStore = new FsStore(root);
+    // Every conditional write takes 300 ms, as a slow store's does: a renewal queued behind two
+    // others lands 900 ms after it was queued, and must still carry a whole lease from then.
+    const slow = new Proxy(fsStore, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop !== "putIf") return typeof v === "function" ? v.bind(target) : v;
+        return async (...args: Parameters<FsStore["putIf"]>) => {
+          await new Promise((r) => setTimeout(r, 300));
+          return target.putIf(...args);
+        };
+      },
+    });
+    const key = "locks/y/run.json";
+    const a = await tryLease(slow, key, "run y", "r-a", { ttlMs: 500, renewMs: 60_000 });
+    if (!a.acquired) throw new Error("not acquired");
+    // The event loop held for longer than the lease: it has expired, and nobody took it.
+    const until = Date.now() + 600;
+    while (Date.now() < until);
+    expect(await peekLease(fsStore, key)).toBeNull();
+    expect(await Promise.all([a.renew(), a.renew(), a.renew()])).toEqual([true, true, true]);
+    // A body made when the third was queued would have expired 400 ms before it was written.
+    const body = LeaseBody.parse(JSON.parse((await fsStore.get(key)).toString()));
+    expect(body.owner.holder).toBe("r-a");
+    expect(body.expires_at).toBeGreaterThan(Date.now());
+    expect(await peekLease(fsStore, key)).toMatchObject({ holder: "r-a" });
+    // Expired again and taken over: renew() says so, and the lease is lost.
+    await new Promise((r) => setTimeout(r, 550));
+    const b = await tryLease(fsStore, key, "run y", "r-b", { ttlMs: 60_000 });
+    expect(b).toMatchObject({ acquired: true, owner: { holder: "r-b" } });
+    expect(await a.renew()).toBe(false);
+    expect(a.lost.aborted).toBe(true);
+    if (b.acquired) await b.release();
+  });
+
+  it("a run whose stage held the event loop past its lease still holds it when its end hook (gc) runs", async () => {
+    const dir = tmp("trm-lease-blocked-");
+    const config = parseConfig({
+      data_dir: join(dir, "data"),
+      agents: { alpha: {} },
+      runs: { lease: "300ms" },
+    });
+    const store = new FsStore(join(dir, "store"));
+    const none: StageFn = async () => ({});
+    // A stage that computes synchronously for 3 leases, as a long training step does in-process.
+    const busy: StageFn = async () => {
+      const until = Date.now() + 900;
+      while (Date.now() < until);
+      return {};
+    };
+    const atEnd: { holder?: string | null; runId?: string } = {};
+    const pipeline = new Pipeline({
+      config,
+      store,
+      stages: { collect: busy, build: none, train: none, evaluate: none, deploy: none },
+      sleep: async () => {},
+      onRunEnd: async (record) => {
+        atEnd.holder = (await peekLease(store, runLeaseKey("alpha")))?.holder ?? null;
+        atEnd.runId = record.id;
+      },
+    });
+    const started = await pipeline.startRun({ agent: "alpha", stages: ["collect"] });
+    expect((await started.done).status).toBe("succeeded");
+    expect(atEnd.runId).toBe(started.runId);
+    expect(atEnd.holder).toBe(started.runId);
+  });
+
+  it("a stage that computes in long synchronous steps keeps its lease by pausing between them", async () => {
+    const dir = tmp("trm-lease-steps-");
+    const config = parseConfig({ data_dir: join(dir, "data"), agents: { alpha: {} }, runs: { lease: "1s" } });
+    const store = new FsStore(join(dir, "store"));
+    const none: StageFn = async () => ({});
+    const seen: (string | null)[] = [];
+    // Eight steps of half a lease each, as an in-process training's (a CLI run). The lease's
+    // renewal is a dozen file operations, each waiting for a turn of the event loop: without the
+    // pause's wait for it, it would land only after several steps, long after the lease expired.
+    const steps: StageFn = async (ctx) => {
+      for (let i = 0; i < 8; i++) {
+        const until = Date.now() + 500;
+        while (Date.now() < until);
+        // Read without a turn of the event loop, as the next step would begin.
+        const lease = LeaseBody.parse(
+          JSON.parse(readFileSync(join(dir, "store", runLeaseKey("alpha")), "utf8")),
+        );
+        seen.push(lease.expires_at > Date.now() ? lease.owner.holder : null);
+        await ctx.pause();
+      }
+      return {};
+    };
+    const pipeline = new Pipeline({
+      config,
+      store,
+      stages: { collect: steps, build: none, train: none, evaluate: none, deploy: none },
+      sleep: async () => {},
+    });
+    const started = await pipeline.startRun({ agent: "alpha", stages: ["collect"] });
+    expect((await started.done).status).toBe("succeeded");
+    expect(seen).toEqual(new Array(8).fill(started.runId));
   });
 });

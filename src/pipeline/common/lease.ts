@@ -38,6 +38,13 @@ export type LeaseResult =
        */
       lost: AbortSignal;
       /**
+       * Renews now, with a full lease from this moment, and says whether it is still held. Before
+       * work that checks the lease (the run's gc), after the event loop was blocked for a while.
+       */
+      renew: () => Promise<boolean>;
+      /** Resolves when the renewal or release in flight, if any, has been written. */
+      settled: () => Promise<void>;
+      /**
        * Aborts (with a CancelledError) when the cancel marker (LeaseOptions.cancelKey) appears;
        * the lease is still held and renewed while the work winds down.
        */
@@ -136,10 +143,13 @@ function held(
     lost.abort(new SuspendSignal(why));
   };
   // A renewal that comes late (a blocked event loop) still succeeds while nobody has replaced the
-  // lease: If-Match is the guard, and a taker's own If-Match write would have made it fail.
-  const write = (next: LeaseBody) =>
+  // lease: If-Match is the guard, and a taker's own If-Match write would have made it fail. Its
+  // expiry is read off the clock when it is written, not when it was queued: a renewal queued
+  // behind a long synchronous step must not write a lease that is already nearly over.
+  const write = (make: () => LeaseBody) =>
     (chain = chain.then(async () => {
       if (!etag) return;
+      const next = make();
       try {
         const e = await store.putIf(key, encode(next), etag, { contentType: "application/json" });
         if (e) {
@@ -156,16 +166,17 @@ function held(
           lose(`lease ${key} expired while the store was unreachable (${(err as Error).message})`);
       }
     }));
+  const renewal = (): LeaseBody => {
+    const now = Date.now();
+    return {
+      ...body,
+      nonce: randomBytes(8).toString("hex"),
+      renewed_at: new Date(now).toISOString(),
+      expires_at: now + opts.ttlMs,
+    };
+  };
   const timer = setInterval(
-    () => {
-      const now = Date.now();
-      void write({
-        ...body,
-        nonce: randomBytes(8).toString("hex"),
-        renewed_at: new Date(now).toISOString(),
-        expires_at: now + opts.ttlMs,
-      });
-    },
+    () => void write(renewal),
     opts.renewMs ?? Math.max(10, Math.floor(opts.ttlMs / 3)),
   );
   timer.unref();
@@ -200,15 +211,21 @@ function held(
     owner: first.owner,
     lost: lost.signal,
     cancelled: cancelled.signal,
+    settled: () => chain,
+    renew: async () => {
+      if (released) return false;
+      await write(renewal);
+      return etag !== null && !lost.signal.aborted;
+    },
     release: () => {
       released ??= (async () => {
         stop();
-        await write({
+        await write(() => ({
           ...body,
           nonce: randomBytes(8).toString("hex"),
           expires_at: Date.now(),
           released: true,
-        });
+        }));
       })();
       return released;
     },

@@ -41,6 +41,7 @@ export async function evaluateStage(ctx: StageContext): Promise<EvaluateOutput> 
     champion,
     runId: ctx.runId,
     signal: ctx.signal,
+    pause: ctx.pause,
     onProgress: (p) =>
       ctx.progress({ message: p.message, step: p.done, total: p.total, eta_s: null, metrics: {} }),
     now: ctx.now,

@@ -15,6 +15,11 @@ export class RecordWriter {
     private readonly worker: StageName[] | null = null,
   ) {}
 
+  /** Resolves when the writes queued so far have landed (or failed: flush reports those). */
+  settled(): Promise<void> {
+    return this.chain.catch(() => undefined);
+  }
+
   /** wait=false coalesces with a write already queued (progress updates). */
   flush(wait: boolean): Promise<void> {
     if (!wait && this.pending) return this.chain;

@@ -27,6 +27,9 @@ import type { RecordWriter } from "./record-writer.js";
 import type { RunEvent } from "./types.js";
 
 /** What a stage's attempts need from the pipeline. */
+/** How long StageContext.pause waits for this process's writes in flight. */
+const PAUSE_WAIT_MS = 5_000;
+
 export interface StageEnv {
   stages: StageFns;
   config: Config;
@@ -46,6 +49,7 @@ export async function runStage(
   writer: RecordWriter,
   emit: (e: RunEvent) => void,
   log: ReturnType<typeof childLogger>,
+  leaseSettled: () => Promise<void> = async () => undefined,
 ): Promise<void> {
   const fn = env.stages[stage.name];
   const maxAttempts = 1 + env.config.runs.retries;
@@ -114,6 +118,20 @@ export async function runStage(
           lastProgressWrite = t;
           void writer.flush(false);
         }
+      },
+      pause: async () => {
+        // A timer, not setImmediate: from the poll phase an immediate runs before the timers that
+        // fell due during the step (a lease renewal). Then their writes finish, waited for a few
+        // seconds at most (a store that hangs is for the stage's own writes to meet).
+        await new Promise<void>((r) => setTimeout(r, 0));
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.all([leaseSettled(), writer.settled()]),
+          new Promise<void>((r) => {
+            timer = setTimeout(r, PAUSE_WAIT_MS);
+          }),
+        ]);
+        clearTimeout(timer);
       },
     };
     try {

@@ -57,6 +57,8 @@ async function run(start: Extract<ToChild, { type: "start" }>): Promise<void> {
     now: () => new Date(),
     log: (level, msg) => void send({ type: "log", level, msg }),
     progress: (p, detail) => void send({ type: "progress", progress: p, detail }),
+    // No lease here (the server holds it): a turn of the event loop lets the IPC through.
+    pause: () => new Promise<void>((r) => setImmediate(r)),
   };
   const output = await STAGES[start.stage](ctx);
   await send({ type: "done", output: output ?? {} });

@@ -50,6 +50,7 @@ export async function trainStage(ctx: StageContext): Promise<TrainOutput> {
     store: ctx.store,
     prefix,
     signal: ctx.signal,
+    pause: ctx.pause,
     onEvent: (e) => {
       if (e.kind === "step")
         ctx.progress(

@@ -211,6 +211,7 @@ describe("the Kubernetes train stage in a pipeline", () => {
       now: () => new Date(),
       log: (_l, m) => ctxLogs.push(m),
       progress: () => {},
+      pause: async () => {},
     });
     const job2 = await until(() =>
       [...api.jobs.values()].find((j) => j.metadata.annotations["trm-forge.dev/run-id"] === "r-shutdown"),
