@@ -9,6 +9,7 @@ import { predictBatch } from "../model/act.js";
 import { Rng } from "../model/rng.js";
 import { decodeSafetensors } from "../model/safetensors.js";
 import { TRM } from "../model/trm.js";
+import { nextTurn } from "../util/turn.js";
 import { CancelledError } from "./common/retry.js";
 import type { Dataset } from "./dataset/index.js";
 import { BOOTSTRAP_RESAMPLES, exampleScores, pairedInterval } from "./evaluate/bootstrap.js";
@@ -79,7 +80,7 @@ export interface EvaluateInput {
 export async function evaluateModels(input: EvaluateInput): Promise<EvaluationResult> {
   const { dataset, config } = input;
   const B = Math.max(8, config.train.batch_size);
-  const pause = input.pause ?? (() => new Promise<void>((r) => setImmediate(r)));
+  const pause = input.pause ?? nextTurn;
   const tasks = TASK_NAMES.filter(
     (t) => dataset.val.indicesOf(t).length > 0 || config.dataset.tasks[t].enabled,
   );

@@ -14,6 +14,7 @@ import { Trainer } from "../model/trainer.js";
 import { TRM } from "../model/trm.js";
 import type { ObjectStore } from "../store/index.js";
 import { metricsKey } from "../store/layout.js";
+import { nextTurn } from "../util/turn.js";
 import { CancelledError } from "./common/retry.js";
 import {
   type DataOrder,
@@ -198,7 +199,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
   // this thread while the loop awaits the store: so it is on only around the synchronous model calls.
   const matmul = setMatmulPrecision(s.matmul);
   setMatmulPrecision("float32");
-  const pause = input.pause ?? yieldToLoop;
+  const pause = input.pause ?? nextTurn;
   const inPrecision = <T>(fn: () => T): T => {
     setMatmulPrecision(matmul);
     try {
@@ -437,10 +438,10 @@ export function validationSample(val: TrainSplit, max: number): number[] {
   return out.sort((a, b) => a - b);
 }
 
-/** Predicts the validation sample with the EMA weights and early halting, as serving does. */
-const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
-
-/** Validation in batches, each in the run's matmul precision, pausing between them. */
+/**
+ * Predicts the validation sample with the EMA weights and early halting, as serving does: in
+ * batches, each in the run's matmul precision, pausing between them.
+ */
 async function validate(
   trainer: Trainer,
   val: TrainSplit,

@@ -253,11 +253,13 @@ describe("one run per agent across hosts", () => {
     const until = Date.now() + 600;
     while (Date.now() < until);
     expect(await peekLease(fsStore, key)).toBeNull();
+    const t0 = Date.now();
     expect(await Promise.all([a.renew(), a.renew(), a.renew()])).toEqual([true, true, true]);
-    // A body made when the third was queued would have expired 400 ms before it was written.
+    // The third body was made after two 300 ms writes, so it expires a whole lease after that; one
+    // made when it was queued would have expired 400 ms before it was written.
     const body = LeaseBody.parse(JSON.parse((await fsStore.get(key)).toString()));
     expect(body.owner.holder).toBe("r-a");
-    expect(body.expires_at).toBeGreaterThan(Date.now());
+    expect(body.expires_at).toBeGreaterThanOrEqual(t0 + 2 * 300 + 500);
     expect(await peekLease(fsStore, key)).toMatchObject({ holder: "r-a" });
     // Expired again and taken over: renew() says so, and the lease is lost.
     await new Promise((r) => setTimeout(r, 550));
@@ -273,13 +275,26 @@ describe("one run per agent across hosts", () => {
     const config = parseConfig({
       data_dir: join(dir, "data"),
       agents: { alpha: {} },
-      runs: { lease: "300ms" },
+      runs: { lease: "1s" },
     });
-    const store = new FsStore(join(dir, "store"));
+    const fsStore = new FsStore(join(dir, "store"));
+    // Conditional writes (the lease's) take 400 ms: the renewal the timer starts after the stage
+    // lands only after the run record's writes, so without a renewal of its own before the hook
+    // the run would find its lease expired there.
+    const store = new Proxy(fsStore, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop !== "putIf") return typeof v === "function" ? v.bind(target) : v;
+        return async (...args: Parameters<FsStore["putIf"]>) => {
+          await new Promise((r) => setTimeout(r, 400));
+          return target.putIf(...args);
+        };
+      },
+    });
     const none: StageFn = async () => ({});
-    // A stage that computes synchronously for 3 leases, as a long training step does in-process.
+    // A stage that computes synchronously for a lease and a half, as a long training step does.
     const busy: StageFn = async () => {
-      const until = Date.now() + 900;
+      const until = Date.now() + 1500;
       while (Date.now() < until);
       return {};
     };
@@ -290,7 +305,7 @@ describe("one run per agent across hosts", () => {
       stages: { collect: busy, build: none, train: none, evaluate: none, deploy: none },
       sleep: async () => {},
       onRunEnd: async (record) => {
-        atEnd.holder = (await peekLease(store, runLeaseKey("alpha")))?.holder ?? null;
+        atEnd.holder = (await peekLease(fsStore, runLeaseKey("alpha")))?.holder ?? null;
         atEnd.runId = record.id;
       },
     });

@@ -38,8 +38,9 @@ export type LeaseResult =
        */
       lost: AbortSignal;
       /**
-       * Renews now, with a full lease from this moment, and says whether it is still held. Before
-       * work that checks the lease (the run's gc), after the event loop was blocked for a while.
+       * Renews now, with a full lease from this moment, and says whether that renewal landed (false
+       * when the lease was lost or released, or the store did not answer). Before work that checks
+       * the lease (the run's gc), after the event loop was blocked for a while.
        */
       renew: () => Promise<boolean>;
       /** Resolves when the renewal or release in flight, if any, has been written. */
@@ -146,8 +147,11 @@ function held(
   // lease: If-Match is the guard, and a taker's own If-Match write would have made it fail. Its
   // expiry is read off the clock when it is written, not when it was queued: a renewal queued
   // behind a long synchronous step must not write a lease that is already nearly over.
+  // Whether the last write landed (renew() reports its own: the chain runs one write at a time).
+  let landed = false;
   const write = (make: () => LeaseBody) =>
     (chain = chain.then(async () => {
+      landed = false;
       if (!etag) return;
       const next = make();
       try {
@@ -155,6 +159,7 @@ function held(
         if (e) {
           body = next;
           etag = e;
+          landed = true;
         } else if (next.released) {
           etag = null;
         } else {
@@ -215,7 +220,7 @@ function held(
     renew: async () => {
       if (released) return false;
       await write(renewal);
-      return etag !== null && !lost.signal.aborted;
+      return landed && !released && !lost.signal.aborted;
     },
     release: () => {
       released ??= (async () => {

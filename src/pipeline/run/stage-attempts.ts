@@ -26,10 +26,10 @@ import type { ModelRegistry } from "../deploy/registry.js";
 import type { RecordWriter } from "./record-writer.js";
 import type { RunEvent } from "./types.js";
 
-/** What a stage's attempts need from the pipeline. */
 /** How long StageContext.pause waits for this process's writes in flight. */
 const PAUSE_WAIT_MS = 5_000;
 
+/** What a stage's attempts need from the pipeline. */
 export interface StageEnv {
   stages: StageFns;
   config: Config;

@@ -8,6 +8,7 @@ import { ConfigSchema } from "../../config/index.js";
 import { log } from "../../log.js";
 import { openStore } from "../../store/index.js";
 import { installInheritedTestClock } from "../../util/clock.js";
+import { nextTurn } from "../../util/turn.js";
 import type { StageFn } from "../contract.js";
 import { ModelRegistry } from "../deploy/registry.js";
 import { evaluateStage } from "../evaluate/stage.js";
@@ -58,7 +59,7 @@ async function run(start: Extract<ToChild, { type: "start" }>): Promise<void> {
     log: (level, msg) => void send({ type: "log", level, msg }),
     progress: (p, detail) => void send({ type: "progress", progress: p, detail }),
     // No lease here (the server holds it): a turn of the event loop lets the IPC through.
-    pause: () => new Promise<void>((r) => setImmediate(r)),
+    pause: nextTurn,
   };
   const output = await STAGES[start.stage](ctx);
   await send({ type: "done", output: output ?? {} });
