@@ -17,6 +17,7 @@ import { UsageError, WorkError } from "../errors.js";
 import { childLogger } from "../log.js";
 import { runLastSuccess, runsTotal } from "../metrics.js";
 import type { ObjectStore } from "../store/index.js";
+import { within } from "../util/turn.js";
 import { timeId } from "./common/ids.js";
 import {
   clearCancel,
@@ -448,7 +449,11 @@ export class Pipeline {
       try {
         // The last stage may have held the event loop past the lease's renewals (a long synchronous
         // step in this process): renew before the hook's gc checks that this run holds it.
-        await lease.renew().catch(() => false);
+        await within(
+          lease.renew().catch(() => false),
+          this.config.runs.lease,
+          false,
+        );
         await this.opts.onRunEnd(record, this);
       } catch (err) {
         log.warn({ err }, "run-end hook failed (report)");

@@ -347,4 +347,50 @@ describe("one run per agent across hosts", () => {
     expect((await started.done).status).toBe("succeeded");
     expect(seen).toEqual(new Array(8).fill(started.runId));
   });
+
+  it("a pause waits for a store that hangs once, not at every step", async () => {
+    const dir = tmp("trm-lease-hang-");
+    const config = parseConfig({ data_dir: join(dir, "data"), agents: { alpha: {} }, runs: { lease: "1s" } });
+    const fsStore = new FsStore(join(dir, "store"));
+    // The lease is taken, then its renewal hangs until the test lets it go.
+    let letGo = () => {};
+    const hung = new Promise<void>((r) => {
+      letGo = r;
+    });
+    let calls = 0;
+    const store = new Proxy(fsStore, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop !== "putIf") return typeof v === "function" ? v.bind(target) : v;
+        return async (...args: Parameters<FsStore["putIf"]>) => {
+          if (++calls > 1) await hung;
+          return target.putIf(...args);
+        };
+      },
+    });
+    const none: StageFn = async () => ({});
+    const pauses: number[] = [];
+    const steps: StageFn = async (ctx) => {
+      for (let i = 0; i < 3; i++) {
+        const until = Date.now() + 400;
+        while (Date.now() < until);
+        const t = Date.now();
+        await ctx.pause();
+        pauses.push(Date.now() - t);
+      }
+      letGo();
+      return {};
+    };
+    const pipeline = new Pipeline({
+      config,
+      store,
+      stages: { collect: steps, build: none, train: none, evaluate: none, deploy: none },
+      sleep: async () => {},
+    });
+    const started = await pipeline.startRun({ agent: "alpha", stages: ["collect"] });
+    expect((await started.done).status).toBe("succeeded");
+    expect(pauses[0]).toBeGreaterThanOrEqual(4_900);
+    expect(pauses[1]).toBeLessThan(1_000);
+    expect(pauses[2]).toBeLessThan(1_000);
+  }, 30_000);
 });

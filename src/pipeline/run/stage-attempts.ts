@@ -8,6 +8,7 @@ import { WorkError } from "../../errors.js";
 import type { childLogger } from "../../log.js";
 import { runStageDuration } from "../../metrics.js";
 import type { ObjectStore } from "../../store/index.js";
+import { within } from "../../util/turn.js";
 import { backoffMs, CancelledError, isCancel, isSuspend, isTransient } from "../common/retry.js";
 import {
   LOG_LINES_KEPT,
@@ -96,6 +97,7 @@ export async function runStage(
       log[level]({ stage: stage.name }, msg);
       emit({ type: "log", runId: record.id, agent: record.agent, line });
     };
+    let stalled = false;
     const ctx: StageContext = {
       runId: record.id,
       agent: record.agent,
@@ -122,16 +124,18 @@ export async function runStage(
       pause: async () => {
         // A timer, not setImmediate: from the poll phase an immediate runs before the timers that
         // fell due during the step (a lease renewal). Then their writes finish, waited for a few
-        // seconds at most (a store that hangs is for the stage's own writes to meet).
+        // seconds at most (a store that hangs is for the stage's own writes to meet), and not
+        // again while a write that outlasted the wait is still out: one slow pause, not one a step.
         await new Promise<void>((r) => setTimeout(r, 0));
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          Promise.all([leaseSettled(), writer.settled()]),
-          new Promise<void>((r) => {
-            timer = setTimeout(r, PAUSE_WAIT_MS);
-          }),
-        ]);
-        clearTimeout(timer);
+        if (stalled) return;
+        const writes = Promise.all([leaseSettled(), writer.settled()]).then(() => true);
+        const landed = await within(writes, PAUSE_WAIT_MS, false);
+        if (!landed) {
+          stalled = true;
+          void writes.then(() => {
+            stalled = false;
+          });
+        }
       },
     };
     try {
