@@ -248,7 +248,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
     const stepsAtStart = trainer.step;
     const pool = epochPool(input.train.tasks, s.task_weights);
     while (trainer.step < s.max_steps && stopped === "max_steps") {
-      // Between steps: a process that also holds the run's lease (a CLI run) renews it here.
+      // Between steps: in a process that also holds the run's lease (a CLI run), its due renewal lands here.
       await pause();
       if (input.signal?.aborted) {
         await checkpoint(); // a cancelled run can be resumed from here
