@@ -372,11 +372,8 @@ export class Pipeline {
     record: RunRecord,
     signal: AbortSignal,
     listeners: Set<(e: RunEvent) => void>,
-    worker: StageName[] | null = null,
-    lease: Pick<Extract<LeaseResult, { acquired: true }>, "renew" | "settled"> = {
-      renew: async () => true,
-      settled: async () => undefined,
-    },
+    worker: StageName[] | null,
+    lease: Pick<Extract<LeaseResult, { acquired: true }>, "renew" | "settled">,
   ): Promise<RunRecord> {
     const log = childLogger({ agent: record.agent, run: record.id });
     const emit = (e: RunEvent) => {

@@ -15,7 +15,7 @@ import { parseConfig } from "../../src/config/index.js";
 import { cancelKey, LeaseBody, peekLease, runLeaseKey, tryLease } from "../../src/pipeline/common/lease.js";
 import { SuspendSignal } from "../../src/pipeline/common/retry.js";
 import { ModelRegistry } from "../../src/pipeline/deploy/registry.js";
-import { Pipeline, type StageFn } from "../../src/pipeline/run.js";
+import { Pipeline, type RunRecord, type StageFn } from "../../src/pipeline/run.js";
 import { FsStore, MinioStore, type ObjectStore } from "../../src/store/index.js";
 import { S3Endpoint } from "../store/s3-endpoint.js";
 import { type JsonChild, spawnJsonChild } from "./helpers/json-child.js";
@@ -47,6 +47,49 @@ async function together(specs: Record<string, unknown>[]): Promise<Child[]> {
 }
 
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
+
+/** Holds the event loop, as a long synchronous training step does. */
+function blockFor(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until);
+}
+
+/** The store, with `before` awaited ahead of every conditional write (the lease's): a slow or hung store. */
+function beforePutIf(store: FsStore, before: () => Promise<unknown>): FsStore {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (prop !== "putIf") return typeof v === "function" ? v.bind(target) : v;
+      return async (...args: Parameters<FsStore["putIf"]>) => {
+        await before();
+        return target.putIf(...args);
+      };
+    },
+  });
+}
+
+/** Runs the collect stage alone for agent alpha, with this lease, on this store. */
+async function runCollect(
+  dir: string,
+  lease: string,
+  store: FsStore,
+  collect: StageFn,
+  onRunEnd?: (record: RunRecord) => Promise<void>,
+): Promise<{ runId: string; status: string }> {
+  const config = parseConfig({ data_dir: join(dir, "data"), agents: { alpha: {} }, runs: { lease } });
+  const none: StageFn = async () => ({});
+  const pipeline = new Pipeline({
+    config,
+    store,
+    stages: { collect, build: none, train: none, evaluate: none, deploy: none },
+    sleep: async () => {},
+    onRunEnd,
+  });
+  const started = await pipeline.startRun({ agent: "alpha", stages: ["collect"] });
+  return { runId: started.runId, status: (await started.done).status };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Shared {
   name: string;
@@ -209,7 +252,6 @@ describe("one run per agent across hosts", () => {
 
   it("a holder that renews late keeps its lease when nobody took it, and loses it (stops) when someone did", async () => {
     const store = new FsStore(tmp("trm-lease-late-"));
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     // Renewing only every 400 ms a lease of 100 ms: each renewal comes after the expiry.
     const a = await tryLease(store, "locks/x/run.json", "run x", "r-a", { ttlMs: 100, renewMs: 400 });
     expect(a.acquired).toBe(true);
@@ -232,26 +274,15 @@ describe("one run per agent across hosts", () => {
   });
 
   it("renew() after a blocked event loop: a full lease from when it is written, and whether it is still held", async () => {
-    const root = tmp("trm-lease-renew-");
-    const fsStore = new FsStore(root);
+    const fsStore = new FsStore(tmp("trm-lease-renew-"));
     // Every conditional write takes 300 ms, as a slow store's does: a renewal queued behind two
     // others lands 900 ms after it was queued, and must still carry a whole lease from then.
-    const slow = new Proxy(fsStore, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop !== "putIf") return typeof v === "function" ? v.bind(target) : v;
-        return async (...args: Parameters<FsStore["putIf"]>) => {
-          await new Promise((r) => setTimeout(r, 300));
-          return target.putIf(...args);
-        };
-      },
-    });
+    const slow = beforePutIf(fsStore, () => sleep(300));
     const key = "locks/y/run.json";
     const a = await tryLease(slow, key, "run y", "r-a", { ttlMs: 500, renewMs: 60_000 });
     if (!a.acquired) throw new Error("not acquired");
     // The event loop held for longer than the lease: it has expired, and nobody took it.
-    const until = Date.now() + 600;
-    while (Date.now() < until);
+    blockFor(600);
     expect(await peekLease(fsStore, key)).toBeNull();
     const t0 = Date.now();
     expect(await Promise.all([a.renew(), a.renew(), a.renew()])).toEqual([true, true, true]);
@@ -262,7 +293,7 @@ describe("one run per agent across hosts", () => {
     expect(body.expires_at).toBeGreaterThanOrEqual(t0 + 2 * 300 + 500);
     expect(await peekLease(fsStore, key)).toMatchObject({ holder: "r-a" });
     // Expired again and taken over: renew() says so, and the lease is lost.
-    await new Promise((r) => setTimeout(r, 550));
+    await sleep(550);
     const b = await tryLease(fsStore, key, "run y", "r-b", { ttlMs: 60_000 });
     expect(b).toMatchObject({ acquired: true, owner: { holder: "r-b" } });
     expect(await a.renew()).toBe(false);
@@ -272,62 +303,40 @@ describe("one run per agent across hosts", () => {
 
   it("a run whose stage held the event loop past its lease still holds it when its end hook (gc) runs", async () => {
     const dir = tmp("trm-lease-blocked-");
-    const config = parseConfig({
-      data_dir: join(dir, "data"),
-      agents: { alpha: {} },
-      runs: { lease: "1s" },
-    });
     const fsStore = new FsStore(join(dir, "store"));
     // Conditional writes (the lease's) take 400 ms: the renewal the timer starts after the stage
     // lands only after the run record's writes, so without a renewal of its own before the hook
     // the run would find its lease expired there.
-    const store = new Proxy(fsStore, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop !== "putIf") return typeof v === "function" ? v.bind(target) : v;
-        return async (...args: Parameters<FsStore["putIf"]>) => {
-          await new Promise((r) => setTimeout(r, 400));
-          return target.putIf(...args);
-        };
-      },
-    });
-    const none: StageFn = async () => ({});
-    // A stage that computes synchronously for a lease and a half, as a long training step does.
-    const busy: StageFn = async () => {
-      const until = Date.now() + 1500;
-      while (Date.now() < until);
-      return {};
-    };
+    const store = beforePutIf(fsStore, () => sleep(400));
     const atEnd: { holder?: string | null; runId?: string } = {};
-    const pipeline = new Pipeline({
-      config,
+    // A stage that computes synchronously for a lease and a half, as a long training step does.
+    const run = await runCollect(
+      dir,
+      "1s",
       store,
-      stages: { collect: busy, build: none, train: none, evaluate: none, deploy: none },
-      sleep: async () => {},
-      onRunEnd: async (record) => {
+      async () => {
+        blockFor(1500);
+        return {};
+      },
+      async (record) => {
         atEnd.holder = (await peekLease(fsStore, runLeaseKey("alpha")))?.holder ?? null;
         atEnd.runId = record.id;
       },
-    });
-    const started = await pipeline.startRun({ agent: "alpha", stages: ["collect"] });
-    expect((await started.done).status).toBe("succeeded");
-    expect(atEnd.runId).toBe(started.runId);
-    expect(atEnd.holder).toBe(started.runId);
+    );
+    expect(run.status).toBe("succeeded");
+    expect(atEnd.runId).toBe(run.runId);
+    expect(atEnd.holder).toBe(run.runId);
   });
 
   it("a stage that computes in long synchronous steps keeps its lease by pausing between them", async () => {
     const dir = tmp("trm-lease-steps-");
-    const config = parseConfig({ data_dir: join(dir, "data"), agents: { alpha: {} }, runs: { lease: "1s" } });
-    const store = new FsStore(join(dir, "store"));
-    const none: StageFn = async () => ({});
     const seen: (string | null)[] = [];
     // Eight steps of half a lease each, as an in-process training's (a CLI run). The lease's
     // renewal is a dozen file operations, each waiting for a turn of the event loop: without the
     // pause's wait for it, it would land only after several steps, long after the lease expired.
-    const steps: StageFn = async (ctx) => {
+    const run = await runCollect(dir, "1s", new FsStore(join(dir, "store")), async (ctx) => {
       for (let i = 0; i < 8; i++) {
-        const until = Date.now() + 500;
-        while (Date.now() < until);
+        blockFor(500);
         // Read without a turn of the event loop, as the next step would begin.
         const lease = LeaseBody.parse(
           JSON.parse(readFileSync(join(dir, "store", runLeaseKey("alpha")), "utf8")),
@@ -336,59 +345,34 @@ describe("one run per agent across hosts", () => {
         await ctx.pause();
       }
       return {};
-    };
-    const pipeline = new Pipeline({
-      config,
-      store,
-      stages: { collect: steps, build: none, train: none, evaluate: none, deploy: none },
-      sleep: async () => {},
     });
-    const started = await pipeline.startRun({ agent: "alpha", stages: ["collect"] });
-    expect((await started.done).status).toBe("succeeded");
-    expect(seen).toEqual(new Array(8).fill(started.runId));
+    expect(run.status).toBe("succeeded");
+    expect(seen).toEqual(new Array(8).fill(run.runId));
   });
 
   it("a pause waits for a store that hangs once, not at every step", async () => {
     const dir = tmp("trm-lease-hang-");
-    const config = parseConfig({ data_dir: join(dir, "data"), agents: { alpha: {} }, runs: { lease: "1s" } });
-    const fsStore = new FsStore(join(dir, "store"));
     // The lease is taken, then its renewal hangs until the test lets it go.
     let letGo = () => {};
     const hung = new Promise<void>((r) => {
       letGo = r;
     });
     let calls = 0;
-    const store = new Proxy(fsStore, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop !== "putIf") return typeof v === "function" ? v.bind(target) : v;
-        return async (...args: Parameters<FsStore["putIf"]>) => {
-          if (++calls > 1) await hung;
-          return target.putIf(...args);
-        };
-      },
+    const store = beforePutIf(new FsStore(join(dir, "store")), async () => {
+      if (++calls > 1) await hung;
     });
-    const none: StageFn = async () => ({});
     const pauses: number[] = [];
-    const steps: StageFn = async (ctx) => {
+    const run = await runCollect(dir, "1s", store, async (ctx) => {
       for (let i = 0; i < 3; i++) {
-        const until = Date.now() + 400;
-        while (Date.now() < until);
+        blockFor(400);
         const t = Date.now();
         await ctx.pause();
         pauses.push(Date.now() - t);
       }
       letGo();
       return {};
-    };
-    const pipeline = new Pipeline({
-      config,
-      store,
-      stages: { collect: steps, build: none, train: none, evaluate: none, deploy: none },
-      sleep: async () => {},
     });
-    const started = await pipeline.startRun({ agent: "alpha", stages: ["collect"] });
-    expect((await started.done).status).toBe("succeeded");
+    expect(run.status).toBe("succeeded");
     expect(pauses[0]).toBeGreaterThanOrEqual(4_900);
     expect(pauses[1]).toBeLessThan(1_000);
     expect(pauses[2]).toBeLessThan(1_000);

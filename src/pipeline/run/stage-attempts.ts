@@ -50,7 +50,7 @@ export async function runStage(
   writer: RecordWriter,
   emit: (e: RunEvent) => void,
   log: ReturnType<typeof childLogger>,
-  leaseSettled: () => Promise<void> = async () => undefined,
+  leaseSettled: () => Promise<void>,
 ): Promise<void> {
   const fn = env.stages[stage.name];
   const maxAttempts = 1 + env.config.runs.retries;
