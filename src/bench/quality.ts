@@ -228,6 +228,16 @@ export async function run(argv: string[]): Promise<unknown> {
     return { merged_from: args.from, runs };
   }
   const dir = args.keep ? resolve(args.keep) : mkdtempSync(join(tmpdir(), "trm-bench-quality-"));
+  try {
+    return await measure(args, dir);
+  } finally {
+    // A failed bench leaves no temporary directory behind either; --keep's is the caller's.
+    if (!args.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Collects (or reuses --keep's collection), builds once, then trains and evaluates each config. */
+async function measure(args: Args, dir: string) {
   await mkdir(dir, { recursive: true });
   const tokenFile = join(dir, "bench.token");
   if (!existsSync(tokenFile))
@@ -364,7 +374,6 @@ export async function run(argv: string[]): Promise<unknown> {
       if (args.svg) await drawChart(args.svg, runs);
     }
   }
-  if (!args.keep) rmSync(dir, { recursive: true, force: true });
   return {
     backend: activeBackend(),
     dataset: datasetId,

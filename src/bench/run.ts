@@ -73,7 +73,18 @@ export async function run(argv: string[]): Promise<unknown> {
   const args = parseArgs(argv);
   const dir = args.keep ? resolve(args.keep) : mkdtempSync(join(tmpdir(), "trm-bench-run-"));
   const sim = await createSimulator({ seed: 11, days: args.days, logsPerDay: 1500, tracesPerDay: 500 });
-  const agent = agentConfigFor(sim.url, { lookback: `${args.days}d` });
+  try {
+    return await measure(args, dir, sim.url);
+  } finally {
+    await sim.close();
+    // A failed bench leaves no temporary directory behind either; --keep's is the caller's.
+    if (!args.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One whole run of every stage, each stage's time and peak RSS, then the 7M checkpoint. */
+async function measure(args: Args, dir: string, simulatorUrl: string) {
+  const agent = agentConfigFor(simulatorUrl, { lookback: `${args.days}d` });
   const repo = fileURLToPath(new URL("../../src/pipeline", import.meta.url));
   const config = parseConfig({
     data_dir: join(dir, "data"),
@@ -129,7 +140,6 @@ export async function run(argv: string[]): Promise<unknown> {
   ).done;
   const total = (performance.now() - t0) / 1000;
   meter.stop();
-  await sim.close();
   for (const s of rec.stages)
     if (stages[s.name] && s.started_at && s.ended_at)
       stages[s.name].seconds = (Date.parse(s.ended_at) - Date.parse(s.started_at)) / 1000;
@@ -155,7 +165,6 @@ export async function run(argv: string[]): Promise<unknown> {
     version: rec.model_version,
   };
   if (args.sevenM) result.checkpoint_7m = await checkpoint7m(join(dir, "ckpt"));
-  if (!args.keep) rmSync(dir, { recursive: true, force: true });
   return result;
 }
 

@@ -8,7 +8,7 @@
 // 500 series, built from one real simulated hour copied with fresh ids. `--data DIR` keeps the
 // collected data and trained champion in DIR and reuses them on the next run of the same seed and
 // days, so the scan's settings can be tuned without collecting and training again.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../config/index.js";
@@ -145,69 +145,82 @@ export async function run(args: string[]) {
   const days = opt(args, "days", 15);
   const steps = opt(args, "steps", 200);
   const seed = opt(args, "seed", 1);
-  const dir = str(args, "data") ?? mkdtempSync(join(tmpdir(), "trm-bench-scan-"));
+  const kept = str(args, "data");
+  const dir = kept ?? mkdtempSync(join(tmpdir(), "trm-bench-scan-"));
+  try {
+    return await measure(dir, { days, steps, seed });
+  } finally {
+    // Without --data the trained model and its store are this bench's alone: nothing is left behind.
+    if (!kept) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Trains (or reuses --data's champion), scans every whole day against the threshold baseline, times one busy hour. */
+async function measure(dir: string, { days, steps, seed }: { days: number; steps: number; seed: number }) {
   // The simulated days end now: a reused directory's world is pinned to the end its data has.
   const pinned = join(dir, "world-end.json");
-  const kept = existsSync(pinned) ? Number(JSON.parse(readFileSync(pinned, "utf8")).end) : undefined;
-  const sim = await createSimulator({ seed, days, logsPerDay: 1500, tracesPerDay: 300, end: kept });
-  const all = { max_examples: 3000, min_examples: 1 };
-  const config = parseConfig({
-    data_dir: join(dir, "data"),
-    log_level: "warn",
-    agents: { [AGENT]: agentConfigFor(sim.url, { lookback: `${days}d` }) },
-    model: {
-      preset: "demo",
-      hidden_size: 64,
-      num_heads: 2,
-      H_cycles: 1,
-      L_cycles: 1,
-      halt_max_steps: 1,
-      loss_type: "softmax",
-    },
-    dataset: {
-      window: `${days}d`,
-      seq_len: 96,
-      tasks: {
-        code_infill: { enabled: false },
-        log_triage: all,
-        metric_forecast: { ...all, points: 8, step: "15m", stride: 2 },
-        trace_outcome: all,
-      },
-    },
-    train: {
-      max_steps: steps,
-      batch_size: 32,
-      eval_interval: steps,
-      checkpoint_interval: steps,
-      log_interval: 50,
-      eval_examples: 64,
-      warmup_steps: 10,
-      lr: 0.003,
-      ema_decay: 0.9,
-    },
-    gate: { min_examples: 5 },
-    serve: { max_wait_ms: 1 },
-    retention: { auto: false },
-  });
-  const pipeline = createPipeline(config, { report: false });
-  const t0 = performance.now();
-  const reused = kept !== undefined ? (await pipeline.registry.read(AGENT)).aliases.champion : undefined;
-  const rec = reused
-    ? { status: "succeeded", model_version: reused, error: null }
-    : await (await pipeline.startRun({ agent: AGENT, trigger: { kind: "cli", actor: "bench" } })).done;
-  if (rec.status !== "succeeded" || !rec.model_version)
-    throw new Error(`training run ${rec.status}: ${rec.error}`);
-  const trainS = reused ? null : Math.round((performance.now() - t0) / 1000);
-  if (!reused) writeFileSync(pinned, `${JSON.stringify({ end: sim.world.end })}\n`);
-  if ((await pipeline.registry.read(AGENT)).aliases.champion !== rec.model_version)
-    await pipeline.registry.promote(AGENT, rec.model_version, {
-      actor: "bench",
-      reason: "scan bench",
-      force: true,
-    });
-  const models = new ModelServer({ config, store: pipeline.store, agents: [AGENT] });
-  await models.start();
+  const pinnedEnd = existsSync(pinned) ? Number(JSON.parse(readFileSync(pinned, "utf8")).end) : undefined;
+  const sim = await createSimulator({ seed, days, logsPerDay: 1500, tracesPerDay: 300, end: pinnedEnd });
+  let models: ModelServer | undefined;
   try {
+    const all = { max_examples: 3000, min_examples: 1 };
+    const config = parseConfig({
+      data_dir: join(dir, "data"),
+      log_level: "warn",
+      agents: { [AGENT]: agentConfigFor(sim.url, { lookback: `${days}d` }) },
+      model: {
+        preset: "demo",
+        hidden_size: 64,
+        num_heads: 2,
+        H_cycles: 1,
+        L_cycles: 1,
+        halt_max_steps: 1,
+        loss_type: "softmax",
+      },
+      dataset: {
+        window: `${days}d`,
+        seq_len: 96,
+        tasks: {
+          code_infill: { enabled: false },
+          log_triage: all,
+          metric_forecast: { ...all, points: 8, step: "15m", stride: 2 },
+          trace_outcome: all,
+        },
+      },
+      train: {
+        max_steps: steps,
+        batch_size: 32,
+        eval_interval: steps,
+        checkpoint_interval: steps,
+        log_interval: 50,
+        eval_examples: 64,
+        warmup_steps: 10,
+        lr: 0.003,
+        ema_decay: 0.9,
+      },
+      gate: { min_examples: 5 },
+      serve: { max_wait_ms: 1 },
+      retention: { auto: false },
+    });
+    const pipeline = createPipeline(config, { report: false });
+    const t0 = performance.now();
+    const reused =
+      pinnedEnd !== undefined ? (await pipeline.registry.read(AGENT)).aliases.champion : undefined;
+    const rec = reused
+      ? { status: "succeeded", model_version: reused, error: null }
+      : await (await pipeline.startRun({ agent: AGENT, trigger: { kind: "cli", actor: "bench" } })).done;
+    if (rec.status !== "succeeded" || !rec.model_version)
+      throw new Error(`training run ${rec.status}: ${rec.error}`);
+    const trainS = reused ? null : Math.round((performance.now() - t0) / 1000);
+    if (!reused) writeFileSync(pinned, `${JSON.stringify({ end: sim.world.end })}\n`);
+    if ((await pipeline.registry.read(AGENT)).aliases.champion !== rec.model_version)
+      await pipeline.registry.promote(AGENT, rec.model_version, {
+        actor: "bench",
+        reason: "scan bench",
+        force: true,
+      });
+    models = new ModelServer({ config, store: pipeline.store, agents: [AGENT] });
+    await models.start();
     const end = Math.floor(sim.world.end / DAY) * DAY;
     const heldFrom = end - Math.floor(days * 0.2) * DAY;
     const perDay: { model: DayScore; baseline: DayScore }[] = [];
@@ -279,7 +292,7 @@ export async function run(args: string[]) {
       timing,
     };
   } finally {
-    await models.stop();
+    await models?.stop();
     await sim.close();
   }
 }

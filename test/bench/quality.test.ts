@@ -1,6 +1,6 @@
 // The quality bench: its options, how it reads an evaluation, the chart it draws, and one whole
 // run on a short collection (the real bench trains for minutes: `npm run bench -- quality`).
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -159,6 +159,22 @@ describe("quality bench results", () => {
     writeFileSync(join(dir, "collected"), "2026-12-07T11:53:18.552Z\n");
     await expect(run(["--keep", dir, "--steps", "1"])).rejects.toThrow(/unknown/);
   });
+
+  it("leaves no temporary directory behind when a run fails", async () => {
+    const root = mkdtempSync(join(tmpdir(), "trm-quality-tmp-"));
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = root; // where os.tmpdir(), and so the bench's own directory, points
+    try {
+      // Four days hold no forecast example in their newest 20%: the build stage fails.
+      await expect(run(["--days", "4", "--steps", "1", "--configs", "demo/1/1/1"])).rejects.toThrow(
+        /metric_forecast has no validation examples/,
+      );
+    } finally {
+      if (before === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = before;
+    }
+    expect(readdirSync(root)).toEqual([]);
+  }, 120_000);
 });
 
 describe("quality bench, one whole run", () => {
