@@ -44,7 +44,7 @@ import { BottomK } from "./sample.js";
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
-/** The newest instant (ms) any event record of `day` holds; code has no time of its own. */
+/** The newest instant (ms) a record of `day` holds: an event's, or a code snapshot's collection. */
 async function newestEventTime(
   store: ObjectStore,
   all: Map<SourceName, SegmentRef[]>,
@@ -54,8 +54,7 @@ async function newestEventTime(
   const see = (ms: number) => {
     if (Number.isFinite(ms) && (newest === undefined || ms > newest)) newest = ms;
   };
-  for (const [source, segs] of all) {
-    if (source === "code") continue;
+  for (const segs of all.values()) {
     for (const seg of segs) {
       if (seg.day !== day) continue;
       let records: RecordOf<SourceName>[];
@@ -69,6 +68,9 @@ async function newestEventTime(
         if (r.kind === "log_entry") see(Number(BigInt(r.ts_ns) / 1_000_000n));
         else if (r.kind === "trace") see(Number(BigInt(r.start_ns) / 1_000_000n) + r.duration_ms);
         else if (r.kind === "metric_series") for (const [t] of r.points) see(t * 1000);
+        // A repository snapshot is as new as its collection, which ends after the telemetry it
+        // read: a window ending at the telemetry's hour would leave it out (and code_infill empty).
+        else if (r.kind === "code_file") see(Date.parse(r.collected_at));
       }
     }
   }
@@ -86,7 +88,7 @@ export interface BuildOptions {
   config: DatasetSection;
   /** Overrides config.window (ms). */
   windowMs?: number;
-  /** Window end (ms, exclusive). Default: the end of the newest day in the agent's raw store. */
+  /** Window end (ms, exclusive). Default: the hour after the newest record of the newest day collected. */
   end?: number;
   /** Sources switched off in the agent's config (false); unset means on. */
   sources?: Partial<Record<SourceName, boolean>>;
@@ -162,8 +164,9 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
         `no raw data for agent "${agent}": run \`trm-forge collect --agent ${agent}\` first`,
       );
     end = Date.parse(`${days.sort()[days.length - 1]}T00:00:00Z`) + DAY;
-    // A collection that ran today ends at its own time, not at midnight: a window that ended
-    // at midnight would put the newest val_fraction of it in the future, empty.
+    // A collection that ran today ends at its own time (its newest event or code snapshot), not
+    // at midnight: a window that ended at midnight would put the newest val_fraction of it in
+    // the future, empty.
     const newest = await newestEventTime(store, all, dayOf(end - DAY));
     if (newest !== undefined && newest < end) end = Math.ceil((newest + 1) / HOUR) * HOUR;
   }

@@ -487,4 +487,47 @@ describe("dataset build, collected today", () => {
     expect(m.window.split_at).toBe(new Date(END + 2 * 3_600_000 - 0.2 * 2 * DAY).toISOString());
     for (const t of ["log_triage", "trace_outcome"]) expect(m.counts.by_task[t].val, t).toBeGreaterThan(0);
   });
+
+  it("keeps the code snapshot a collection took after its newest event's hour inside the window", async () => {
+    // As the demo does at 20:00:40 with a homelab that ends at 20:00: the logs end before the
+    // hour, the repository is read 20 s after it, and it is this store's only code.
+    const store = freshStore();
+    await writeRawHomelab({ store, ...homelab, days: 4, files: 0 });
+    const cut = END + 2 * 3_600_000;
+    const [today] = homelabDays({ ...homelab, days: 1, end: END + DAY }).days;
+    await writeSegment(
+      store,
+      "sre",
+      "loki",
+      today.day,
+      "homelab-0001",
+      today.logs.filter((l) => Number(BigInt(l.ts_ns) / 1_000_000n) < cut),
+    );
+    const code = Array.from({ length: 40 }, (_, i) => {
+      const content =
+        `export function step${i}(value: number) {\n  return value * ${i} + ${i % 7};\n}\n`.repeat(8);
+      return {
+        kind: "code_file" as const,
+        path: `src/mod${i % 4}/file${i}.ts`,
+        language: "typescript",
+        size: Buffer.byteLength(content),
+        sha256: i.toString(16).padStart(64, "0"),
+        commit: null,
+        content,
+        redactions: 0,
+        collected_at: new Date(cut + 20_000).toISOString(),
+      };
+    });
+    await writeSegment(store, "sre", "code", today.day, "repo-0001", code);
+
+    const res = await buildDataset({
+      store,
+      agent: "sre",
+      config: config({ window: "2d", tasks: { metric_forecast: { enabled: false } } }),
+    });
+    const m = (await openDataset(store, "sre", res.id)).manifest;
+    expect(m.window.end).toBe("2026-02-01T03:00:00.000Z");
+    const c = m.counts.by_task.code_infill;
+    expect(c.train + c.val).toBeGreaterThan(0);
+  });
 });
