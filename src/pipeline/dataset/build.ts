@@ -44,37 +44,37 @@ import { BottomK } from "./sample.js";
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
-/** The newest instant (ms) a record of `day` holds: an event's, or a code snapshot's collection. */
-async function newestEventTime(
+/**
+ * The newest telemetry event (ms) in the segments of `day`, and the newest code snapshot (ms, its
+ * collection) in the code segments of `day` and the day after (a collection may cross midnight).
+ */
+async function newestTimes(
   store: ObjectStore,
   all: Map<SourceName, SegmentRef[]>,
   day: string,
-): Promise<number | undefined> {
-  let newest: number | undefined;
-  const see = (ms: number) => {
-    if (Number.isFinite(ms) && (newest === undefined || ms > newest)) newest = ms;
+): Promise<{ events?: number; code?: number }> {
+  const next = dayOf(Date.parse(`${day}T00:00:00Z`) + DAY);
+  const out: { events?: number; code?: number } = {};
+  const see = (k: "events" | "code", ms: number) => {
+    if (Number.isFinite(ms) && !((out[k] ?? Number.NEGATIVE_INFINITY) >= ms)) out[k] = ms;
   };
-  for (const segs of all.values()) {
-    for (const seg of segs) {
-      if (seg.day !== day) continue;
-      let records: RecordOf<SourceName>[];
-      try {
-        records = (await readSegment(store, seg)).records;
-      } catch (err) {
-        if (err instanceof CorruptSegmentError) continue; // reported when the build reads it
-        throw err;
-      }
-      for (const r of records) {
-        if (r.kind === "log_entry") see(Number(BigInt(r.ts_ns) / 1_000_000n));
-        else if (r.kind === "trace") see(Number(BigInt(r.start_ns) / 1_000_000n) + r.duration_ms);
-        else if (r.kind === "metric_series") for (const [t] of r.points) see(t * 1000);
-        // A repository snapshot is as new as its collection, which ends after the telemetry it
-        // read: a window ending at the telemetry's hour would leave it out (and code_infill empty).
-        else if (r.kind === "code_file") see(Date.parse(r.collected_at));
-      }
+  for (const seg of [...all.values()].flat()) {
+    if (seg.day !== day && !(seg.source === "code" && seg.day === next)) continue;
+    let records: RecordOf<SourceName>[];
+    try {
+      records = (await readSegment(store, seg)).records;
+    } catch (err) {
+      if (err instanceof CorruptSegmentError) continue; // reported when the build reads it
+      throw err;
+    }
+    for (const r of records) {
+      if (r.kind === "log_entry") see("events", Number(BigInt(r.ts_ns) / 1_000_000n));
+      else if (r.kind === "trace") see("events", Number(BigInt(r.start_ns) / 1_000_000n) + r.duration_ms);
+      else if (r.kind === "metric_series") for (const [t] of r.points) see("events", t * 1000);
+      else if (r.kind === "code_file") see("code", Date.parse(r.collected_at));
     }
   }
-  return newest;
+  return out;
 }
 /** Segments a day either side of the window are read too: a segment's day need not be its records' day. */
 const MARGIN_DAYS = 1;
@@ -158,17 +158,27 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   for (const s of SOURCES) all.set(s, enabledSource(s) ? await listSegments(store, agent, s) : []);
   let end = opts.end;
   if (end === undefined) {
-    const days = [...all.values()].flat().map((r) => r.day);
+    // Telemetry decides the newest day; code alone only for an agent that collects nothing else.
+    const segs = [...all.values()].flat();
+    const telemetry = segs.filter((r) => r.source !== "code");
+    const days = (telemetry.length ? telemetry : segs).map((r) => r.day);
     if (!days.length)
       throw new WorkError(
         `no raw data for agent "${agent}": run \`trm-forge collect --agent ${agent}\` first`,
       );
     end = Date.parse(`${days.sort()[days.length - 1]}T00:00:00Z`) + DAY;
-    // A collection that ran today ends at its own time (its newest event or code snapshot), not
-    // at midnight: a window that ended at midnight would put the newest val_fraction of it in
-    // the future, empty.
-    const newest = await newestEventTime(store, all, dayOf(end - DAY));
-    if (newest !== undefined && newest < end) end = Math.ceil((newest + 1) / HOUR) * HOUR;
+    // A collection that ran today ends at its own time, not at midnight: a window that ended at
+    // midnight would put the newest val_fraction of it in the future, empty. The repository is
+    // read after the telemetry (its settle, the pulls), so its snapshot moves the end on, by an
+    // hour at most: a snapshot a rerun took days later must not carry the window past the data.
+    const newest = await newestTimes(store, all, dayOf(end - DAY));
+    if (newest.events !== undefined && newest.events < end) {
+      const last =
+        newest.code === undefined
+          ? newest.events
+          : Math.max(newest.events, Math.min(newest.code, newest.events + HOUR));
+      end = Math.ceil((last + 1) / HOUR) * HOUR;
+    }
   }
   const start = end - windowMs;
   const splitAt = end - config.val_fraction * windowMs;

@@ -488,9 +488,8 @@ describe("dataset build, collected today", () => {
     for (const t of ["log_triage", "trace_outcome"]) expect(m.counts.by_task[t].val, t).toBeGreaterThan(0);
   });
 
-  it("keeps the code snapshot a collection took after its newest event's hour inside the window", async () => {
-    // As the demo does at 20:00:40 with a homelab that ends at 20:00: the logs end before the
-    // hour, the repository is read 20 s after it, and it is this store's only code.
+  /** Logs to 02:00 on the day after END, and the repository read 20 s past that hour (its only copy). */
+  async function collectedPastTheHour() {
     const store = freshStore();
     await writeRawHomelab({ store, ...homelab, days: 4, files: 0 });
     const cut = END + 2 * 3_600_000;
@@ -503,31 +502,59 @@ describe("dataset build, collected today", () => {
       "homelab-0001",
       today.logs.filter((l) => Number(BigInt(l.ts_ns) / 1_000_000n) < cut),
     );
-    const code = Array.from({ length: 40 }, (_, i) => {
-      const content =
-        `export function step${i}(value: number) {\n  return value * ${i} + ${i % 7};\n}\n`.repeat(8);
-      return {
-        kind: "code_file" as const,
-        path: `src/mod${i % 4}/file${i}.ts`,
-        language: "typescript",
-        size: Buffer.byteLength(content),
-        sha256: i.toString(16).padStart(64, "0"),
-        commit: null,
-        content,
-        redactions: 0,
-        collected_at: new Date(cut + 20_000).toISOString(),
-      };
-    });
-    await writeSegment(store, "sre", "code", today.day, "repo-0001", code);
+    const snapshot = async (at: number, version: number) => {
+      const files = Array.from({ length: 40 }, (_, i) => {
+        const content =
+          `export function step${i}(value: number) {\n  return value * ${i} + ${version};\n}\n`.repeat(8);
+        return {
+          kind: "code_file" as const,
+          path: `src/mod${i % 4}/file${i}.ts`,
+          language: "typescript",
+          size: Buffer.byteLength(content),
+          sha256: (i * 1000 + version).toString(16).padStart(64, "0"),
+          commit: null,
+          content,
+          redactions: 0,
+          collected_at: new Date(at).toISOString(),
+        };
+      });
+      await writeSegment(
+        store,
+        "sre",
+        "code",
+        new Date(at).toISOString().slice(0, 10),
+        `repo-${version}`,
+        files,
+      );
+    };
+    await snapshot(cut + 20_000, 1);
+    const build = async () => {
+      const res = await buildDataset({
+        store,
+        agent: "sre",
+        config: config({ window: "2d", tasks: { metric_forecast: { enabled: false } } }),
+      });
+      return (await openDataset(store, "sre", res.id)).manifest;
+    };
+    return { snapshot, build, cut };
+  }
 
-    const res = await buildDataset({
-      store,
-      agent: "sre",
-      config: config({ window: "2d", tasks: { metric_forecast: { enabled: false } } }),
-    });
-    const m = (await openDataset(store, "sre", res.id)).manifest;
+  it("keeps the code snapshot a collection took after its newest event's hour inside the window", async () => {
+    // As a demo started at 20:00:40 does: its homelab ends at 20:00, its logs a settle earlier.
+    const { build } = await collectedPastTheHour();
+    const m = await build();
     expect(m.window.end).toBe("2026-02-01T03:00:00.000Z");
     const c = m.counts.by_task.code_infill;
     expect(c.train + c.val).toBeGreaterThan(0);
+  });
+
+  it("does not carry the window past the telemetry for a snapshot taken days later", async () => {
+    // A rerun of the collection a week on, with no new telemetry (the demo's homelab has ended).
+    const { snapshot, build, cut } = await collectedPastTheHour();
+    await snapshot(cut + 7 * DAY, 2);
+    const m = await build();
+    expect(m.window.end).toBe("2026-02-01T03:00:00.000Z");
+    for (const t of ["code_infill", "log_triage", "trace_outcome"])
+      expect(m.counts.by_task[t].val, t).toBeGreaterThan(0);
   });
 });
