@@ -1,6 +1,9 @@
 // The agent's code repository: a walk of the checkout that honours include/exclude globs and
 // .gitignore files, skips large and binary files, never follows a symlink out of the root, and
 // stores a file again only when its sha256 changed. Its "watermark" is the path → sha256 index.
+// Retention deletes raw days by age, code included, so the whole tree is stored again once its
+// last full snapshot is half a dataset window old: every file the repository holds keeps a copy
+// in the window, however long ago it last changed.
 import { createHash } from "node:crypto";
 import type { Dirent } from "node:fs";
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
@@ -22,6 +25,8 @@ const Index = z.object({
   version: z.literal(1),
   commit: z.string().nullable(),
   files: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)),
+  /** When the last full snapshot ended (absent in indexes from before it was recorded: none yet). */
+  snapshot_at: z.iso.datetime().optional(),
 });
 type Index = z.infer<typeof Index>;
 
@@ -215,7 +220,16 @@ async function collectRepo(ctx: CollectContext, cfg: CodeSourceConfig, report: Q
   }
   const commit = await headCommit(rootReal);
   const prev = await readWatermark(ctx.store, ctx.agent, "code", CODE_QUERY, Index);
-  const index: Index = { version: 1, commit, files: { ...(prev?.files ?? {}) } };
+  const lastSnapshot = prev?.snapshot_at ? Date.parse(prev.snapshot_at) : Number.NEGATIVE_INFINITY;
+  const full = ctx.now - lastSnapshot >= ctx.codeSnapshotEveryMs;
+  // Until a full snapshot ends, the index keeps the last one's time: a snapshot cut short by a
+  // crash or a cancel is taken again whole by the next run.
+  const index: Index = {
+    version: 1,
+    commit,
+    files: { ...(prev?.files ?? {}) },
+    ...(prev?.snapshot_at ? { snapshot_at: prev.snapshot_at } : {}),
+  };
   const redactor = new Redactor();
   report.redactions = redactor.counts;
   const collectedAt = new Date(ctx.now).toISOString();
@@ -280,7 +294,7 @@ async function collectRepo(ctx: CollectContext, cfg: CodeSourceConfig, report: Q
       continue;
     }
     const sha = createHash("sha256").update(buf).digest("hex");
-    if (prev?.files[c.rel] === sha) {
+    if (!full && prev?.files[c.rel] === sha) {
       bumpSkipped(report, "unchanged");
       continue;
     }
@@ -309,6 +323,7 @@ async function collectRepo(ctx: CollectContext, cfg: CodeSourceConfig, report: Q
     }
   }
   bumpSkipped(report, "removed_since_last_run", removed);
-  // The final index: the commit, and files deleted since the last run dropped.
+  if (full) index.snapshot_at = collectedAt;
+  // The final index: the commit, files deleted since the last run dropped, the snapshot's time.
   await writeWatermark(ctx.store, ctx.agent, "code", CODE_QUERY, index);
 }

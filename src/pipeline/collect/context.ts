@@ -18,6 +18,8 @@ export interface CollectContext {
   firstStart: number;
   settleMs: number;
   gapMinMs: number;
+  /** How old the code source's last full snapshot may get before it stores the whole tree again. */
+  codeSnapshotEveryMs: number;
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
   log: Logger;

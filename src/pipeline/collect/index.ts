@@ -126,6 +126,8 @@ export async function collect(config: Config, opts: CollectOptions): Promise<Col
     firstStart: now - lookbackMs,
     settleMs: config.collect.settle,
     gapMinMs: config.collect.gap_min,
+    // Half the window: a snapshot is refreshed well before retention's age rule reaches it.
+    codeSnapshotEveryMs: config.dataset.window / 2,
     signal,
     env: opts.env ?? process.env,
     log,
@@ -242,6 +244,7 @@ export async function checkSources(config: Config, opts: CheckOptions): Promise<
     firstStart: now,
     settleMs: 0,
     gapMinMs: 0,
+    codeSnapshotEveryMs: config.dataset.window / 2,
     signal: opts.signal ?? new AbortController().signal,
     env: opts.env ?? process.env,
     log: childLogger({ agent: opts.agent }),

@@ -7,6 +7,8 @@ import { describe, expect, it } from "vitest";
 import { headCommit, isBinary, languageOf } from "../../../src/pipeline/collect/code.js";
 import { collect } from "../../../src/pipeline/collect/index.js";
 import type { CodeFileRecord } from "../../../src/pipeline/collect/records.js";
+import { ModelRegistry } from "../../../src/pipeline/deploy/registry.js";
+import { runGc } from "../../../src/pipeline/retention/gc.js";
 import { FsStore } from "../../../src/store/index.js";
 import { canaryLines, labConfig, leakedCanaries, readAll, tempDir } from "./helpers.js";
 
@@ -134,6 +136,37 @@ describe("code repository collection", () => {
     expect(all.filter((r) => r.path === "src/handler.ts").map((r) => r.content)).toEqual(
       expect.arrayContaining(["export const handler = () => 1;\n", "export const handler = () => 2;\n"]),
     );
+  });
+
+  it("stores the whole tree again every half dataset window, so gc never takes a file's only copy", async () => {
+    const { root } = makeRepo();
+    const cfg = labConfig({ code: { path: root } }); // dataset.window: 30 days
+    const store = new FsStore(`${cfg.data_dir}/store`);
+    const DAY = 86_400_000;
+    const T0 = Date.parse("2026-11-02T03:00:00Z");
+    const code = async (days: number) =>
+      (await collect(cfg, { agent: "lab", now: T0 + days * DAY })).sources.find((s) => s.source === "code")!
+        .queries[0];
+    expect((await code(0)).records).toBe(14);
+    const unchanged = await code(14);
+    expect(unchanged.records).toBe(0);
+    expect(unchanged.skipped.unchanged).toBe(14);
+    expect((await code(15)).records).toBe(14); // the last full snapshot is 15 days old
+    expect((await code(16)).records).toBe(0);
+    // 45 days on, gc's age rule (the window and 14 days) takes the first snapshot's day...
+    const gc = await runGc({
+      store,
+      registry: new ModelRegistry(store, { dataDir: cfg.data_dir }),
+      config: cfg,
+      agent: "lab",
+      now: new Date(T0 + 45 * DAY),
+      actor: "test",
+    });
+    expect(gc.items.map((i) => i.id)).toContain("code/2026-11-02");
+    // ...and every file of the tree still has a copy, from the second snapshot.
+    const left = (await readAll(store, "lab", "code")) as CodeFileRecord[];
+    expect(new Set(left.map((r) => r.path)).size).toBe(14);
+    expect(new Set(left.map((r) => r.collected_at))).toEqual(new Set(["2026-11-17T03:00:00.000Z"]));
   });
 
   it("redacts secrets in files before storing them: canaries, a Kubernetes Secret, a PEM key", async () => {
