@@ -136,8 +136,21 @@ for (const kind of storesUnderTest()) {
         ["champion", "rollback", v2],
         ["champion", "rollback", v1],
       ]);
+      // gc keeps one rollback target: one further back may have been pruned. Rolling back to it
+      // is refused, and the champion stays.
+      const v4 = (await registerOne(reg, "agent-r", true, 4)).version;
+      await reg.promote("agent-r", v2, { actor: "t", reason: "again" });
+      await reg.promote("agent-r", v4, { actor: "t", reason: "newer" });
+      await reg.markPruned("agent-r", [{ version: v1, rule: "versions: older than the newest 4" }], "test");
+      expect(await reg.rollback("agent-r", { actor: "t", reason: "v4 misbehaves" })).toMatchObject({
+        to: v2,
+      });
+      await expect(reg.rollback("agent-r", { actor: "t", reason: "v2 too" })).rejects.toThrow(
+        /previous champion v\d{8}-\d{6}-\d{3}-[0-9a-f]{4} was pruned by retention .*promote a version that is kept/,
+      );
+      expect((await reg.read("agent-r")).aliases.champion).toBe(v2);
       // Promoting the current champion again is a no-op, not a new history entry.
-      expect(await reg.promote("agent-r", v1, { actor: "t", reason: "again" })).toEqual([]);
+      expect(await reg.promote("agent-r", v2, { actor: "t", reason: "again" })).toEqual([]);
       await expect(
         reg.promote("agent-r", "v20990101-000000-000-abcd", { actor: "t", reason: "x" }),
       ).rejects.toThrow(/no model version/);

@@ -25,6 +25,8 @@ import {
   emptyIndex,
   isMove,
   move,
+  PrunedVersionError,
+  prunedEntry,
   refusePruned,
   resolveIn,
   unknownVersionMessage,
@@ -320,6 +322,12 @@ export class ModelRegistry {
       if (stack.length < 2)
         throw new RegistryError(`agent ${agent} has no previous champion to roll back to`);
       const target = stack[stack.length - 2];
+      // gc keeps one rollback target; a second rollback may reach a version it has since deleted.
+      const pruned = prunedEntry(index, target);
+      if (pruned)
+        throw new PrunedVersionError(
+          `cannot roll back ${agent}: the previous champion ${target} was pruned by retention at ${pruned.at} (${pruned.rule}); promote a version that is kept instead`,
+        );
       return [move(index, "champion", target, "rollback", opts.actor, opts.reason, false, this.now())];
     });
     return moves[0];
