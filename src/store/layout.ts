@@ -4,7 +4,7 @@
 import { checkKey } from "./types.js";
 
 /** The areas that hold an agent's own data, under "<area>/<agent>/". */
-export const AGENT_AREAS = ["raw", "datasets", "runs", "models", "jobs", "state"] as const;
+export const AGENT_AREAS = ["raw", "datasets", "runs", "models", "deploy", "jobs", "state"] as const;
 
 export function agentAreaPrefix(area: (typeof AGENT_AREAS)[number], agent: string): string {
   return `${area}/${agent}`;

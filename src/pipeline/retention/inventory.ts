@@ -73,7 +73,7 @@ export async function readPlanInput(
   agent: string,
   journal: PlanItem[],
 ): Promise<PlanInput> {
-  const objects = (await listAgentObjects(store, agent)).filter((o) => !/^(jobs|state)\//.test(o.key));
+  const objects = (await listAgentObjects(store, agent)).filter((o) => !/^state\//.test(o.key));
   const index = await registry.read(agent);
   const runs = [];
   for (const id of await listRunIds(store, agent)) {
@@ -81,7 +81,11 @@ export async function readPlanInput(
     const r = await readRun(store, agent, id).catch(() => null);
     if (r) runs.push(summarizeRun(r));
   }
-  const datasets = (await listDatasets(store, agent)).map((m) => ({ id: m.id, window_end: m.window.end }));
+  const datasets = (await listDatasets(store, agent)).map((m) => ({
+    id: m.id,
+    window_start: m.window.start,
+    window_end: m.window.end,
+  }));
   const versionDatasets: Record<string, string | null> = {};
   for (const v of index.versions) {
     if (prunedEntry(index, v.version)) continue;

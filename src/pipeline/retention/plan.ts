@@ -4,10 +4,18 @@
 //
 // Never deleted, whatever the settings: the champion, the challenger, the previous champion, a
 // version an alias pointed to within protect_alias_days, a run that can still be resumed (with
-// its checkpoints and dataset), the dataset of a kept version, and the newest dataset.
+// its checkpoints, its dataset and the raw days of that dataset's window), the dataset of a kept
+// version, and the newest dataset.
 import type { RetentionSection } from "../../config/schema.js";
 import type { ObjectInfo } from "../../store/index.js";
-import { datasetPrefix, runPrefix, versionPrefix } from "../../store/layout.js";
+import {
+  datasetPrefix,
+  deployFileKey,
+  jobKey,
+  runPrefix,
+  versionPrefix,
+  vllmPrefix,
+} from "../../store/layout.js";
 import { dayOf } from "../collect/raw-store.js";
 import { timeOfId } from "../common/ids.js";
 import { championStack, prunedEntry, type RegistryIndex } from "../deploy/registry.js";
@@ -22,6 +30,7 @@ export const ITEM_KINDS = [
   "checkpoints",
   "dataset",
   "raw",
+  "job",
   "leftover",
 ] as const;
 export type ItemKind = (typeof ITEM_KINDS)[number];
@@ -41,6 +50,8 @@ export interface Kept {
   versions: Record<string, string[]>;
   datasets: Record<string, string[]>;
   runs: Record<string, string[]>;
+  /** Raw days past the age rule that stay (yyyy-mm-dd). */
+  raw: Record<string, string[]>;
 }
 
 export interface Plan {
@@ -59,12 +70,12 @@ export type RunSummary = Pick<RunRecord, "id" | "status" | "dataset_id" | "model
 
 export interface PlanInput {
   agent: string;
-  /** Every object under raw/<agent>/, datasets/<agent>/, runs/<agent>/ and models/<agent>/. */
+  /** Every object under raw/, datasets/, runs/, models/, deploy/ and jobs/ of the agent. */
   objects: ObjectInfo[];
   index: RegistryIndex;
   runs: RunSummary[];
   /** Complete datasets (with a manifest): id and window end (ISO). */
-  datasets: { id: string; window_end: string }[];
+  datasets: { id: string; window_start: string; window_end: string }[];
   latestDataset: string | null;
   /** The dataset each unpruned version was trained on (from its manifest's lineage). */
   versionDatasets: Record<string, string | null>;
@@ -112,7 +123,13 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
     items.push({ kind, id, rule, keys: own, bytes: own.reduce((n, k) => n + (size.get(k) ?? 0), 0) });
   };
   const under = (prefix: string) => input.objects.filter((o) => o.key.startsWith(prefix)).map((o) => o.key);
-  const kept: Kept = { versions: {}, datasets: {}, runs: {} };
+  // A version's files, then what deploy made for it (its knowledge card, its vLLM files).
+  const versionKeys = (v: string) => [
+    ...under(`${versionPrefix(agent, v)}/`),
+    ...under(`${deployFileKey(agent, v, "")}`),
+    ...under(`${vllmPrefix(agent, v)}/`),
+  ];
+  const kept: Kept = { versions: {}, datasets: {}, runs: {}, raw: {} };
   const keep = (m: Record<string, string[]>, id: string | null | undefined, why: string) => {
     if (!id) return;
     m[id] ??= [];
@@ -147,7 +164,7 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
   const gone = new Set([...(index.pruned ?? []).map((p) => p.version), ...pruneNow]);
   for (const v of pruneNow) {
     const prefix = `${versionPrefix(agent, v)}/`;
-    const keys = under(prefix);
+    const keys = versionKeys(v);
     // The manifest first: without it no reader takes the rest for a version.
     keys.sort((a, b) => Number(b === `${prefix}manifest.json`) - Number(a === `${prefix}manifest.json`));
     items.push({
@@ -160,12 +177,7 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
     for (const k of keys) claimed.add(k);
   }
   for (const p of index.pruned ?? []) {
-    add(
-      "leftover",
-      p.version,
-      `pruned at ${p.at}: finishing the delete`,
-      under(`${versionPrefix(agent, p.version)}/`),
-    );
+    add("leftover", p.version, `pruned at ${p.at}: finishing the delete`, versionKeys(p.version));
   }
   for (const o of input.objects) {
     const m = /^models\/[^/]+\/evaluations\/[^/]+-(v\d{8}-\d{6}-\d{3}-[0-9a-f]{4})\.json$/.exec(o.key);
@@ -190,7 +202,10 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
     if (!kept.runs[r.id]) {
       const keys = under(prefix);
       keys.sort((a, b) => Number(b === `${prefix}run.json`) - Number(a === `${prefix}run.json`));
-      add("run", r.id, `runs: older than the newest ${ret.runs} finished runs`, keys);
+      add("run", r.id, `runs: older than the newest ${ret.runs} finished runs`, [
+        ...keys,
+        jobKey(agent, r.id),
+      ]);
     } else {
       const keys = under(`${prefix}checkpoints/`);
       keys.sort((a, b) => Number(b.endsWith("/manifest.json")) - Number(a.endsWith("/manifest.json")));
@@ -218,19 +233,42 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
     );
   }
 
+  // ---- job records of runs that are gone (a server writes one per run it starts, scheduled
+  // collections included): one whose run has no object left, once a newer run has begun.
+  const runsWithObjects = new Set(
+    input.objects.map((o) => /^runs\/[^/]+\/([^/]+)\//.exec(o.key)?.[1]).filter((id) => id !== undefined),
+  );
+  const newestRun = newestFirst[0] ? timeOfId(newestFirst[0].id)?.getTime() : undefined;
+  for (const o of input.objects) {
+    const id = /^jobs\/[^/]+\/(r[^/]+)\.json$/.exec(o.key)?.[1];
+    if (!id || runsWithObjects.has(id)) continue;
+    const at = timeOfId(id)?.getTime();
+    if (at !== undefined && newestRun !== undefined && at < newestRun)
+      add("job", id, "jobs: the run is gone", [o.key]);
+  }
+
   // ---- raw segments and collection reports
   const windowDays = Math.round(settings.datasetWindowMs / DAY_MS);
   const horizon = dayOf(now - settings.datasetWindowMs - ret.raw_days_beyond_window * DAY_MS);
   const rule = `raw: before ${horizon} (dataset.window ${windowDays}d + ${ret.raw_days_beyond_window} days)`;
+  // A run that can be resumed keeps the raw days of its dataset's window, and a day either side:
+  // its deploy stage builds the version's knowledge card from them.
+  for (const r of input.runs) {
+    const d = resumable.has(r.id) ? input.datasets.find((x) => x.id === r.dataset_id) : undefined;
+    if (!d) continue;
+    for (let t = Date.parse(d.window_start) - DAY_MS; t < Date.parse(d.window_end) + DAY_MS; t += DAY_MS)
+      if (dayOf(t) < horizon) keep(kept.raw, dayOf(t), `window of ${d.id}, run ${r.id} can be resumed`);
+  }
   const rawGroups = new Map<string, string[]>();
   for (const o of input.objects) {
     const seg = /^raw\/[^/]+\/([^/]+)\/(\d{4}-\d{2}-\d{2})\/[^/]+$/.exec(o.key);
     const rep = /^raw\/[^/]+\/_reports\/([^/]+)\.json$/.exec(o.key);
     let group: string | null = null;
-    if (seg && seg[2] < horizon) group = `${seg[1]}/${seg[2]}`;
+    if (seg && seg[2] < horizon && !kept.raw[seg[2]]) group = `${seg[1]}/${seg[2]}`;
     else if (rep) {
       const at = timeOfId(rep[1]) ?? reportTime(rep[1]);
-      if (at && dayOf(at.getTime()) < horizon) group = `_reports/${dayOf(at.getTime())}`;
+      const day = at && dayOf(at.getTime());
+      if (day && day < horizon && !kept.raw[day]) group = `_reports/${day}`;
     }
     if (group) rawGroups.set(group, [...(rawGroups.get(group) ?? []), o.key]);
   }

@@ -1,5 +1,6 @@
 // Store usage per agent and prefix, from a listing: raw per source, datasets, runs (their
-// checkpoints apart), models, and the rest (job records, collector state).
+// checkpoints apart), models (with what deploy made for them), and the rest (job records,
+// collector state).
 import type { ObjectInfo } from "../../store/index.js";
 
 export interface PrefixUsage {
@@ -23,6 +24,7 @@ export function usagePrefix(key: string): { agent: string; prefix: string } | nu
   if (top === "raw") return { agent, prefix: `raw/${parts[2]}` };
   if (top === "runs" && parts[3] === "checkpoints") return { agent, prefix: "checkpoints" };
   if (top === "datasets" || top === "runs" || top === "models") return { agent, prefix: top };
+  if (top === "deploy") return { agent, prefix: "models" };
   if (top === "jobs" || top === "state") return { agent, prefix: "other" };
   return null;
 }

@@ -44,7 +44,9 @@ export interface Fixture {
   /** v[1]..v[7] (v[0] unused). */
   v: string[];
   ds: string[];
-  runs: Record<"a" | "b" | "c" | "d" | "e" | "f", string>;
+  runs: Record<"a" | "b" | "c" | "d" | "e" | "f" | "g", string>;
+  /** Job records with no run: one from before the newest run (its run is gone), one after it. */
+  jobs: { orphan: string; starting: string };
 }
 
 /** A valid run record of AGENT (extra may name another agent). */
@@ -141,6 +143,7 @@ export async function writeFixture(store: ObjectStore, config: Config): Promise<
   runs.d = timeId("r", runAt(170));
   runs.e = timeId("r", runAt(180));
   runs.f = timeId("r", runAt(190));
+  runs.g = timeId("r", runAt(192));
 
   const v: string[] = [""];
   const datasetOf = [null, ds[2], ds[2], ds[0], ds[2], ds[1], ds[3], ds[3]];
@@ -185,5 +188,17 @@ export async function writeFixture(store: ObjectStore, config: Config): Promise<
   await writeRun(store, runRecord(runs.e, "succeeded", false, runAt(180)));
   await writeRun(store, runRecord(runs.f, "running", true, runAt(190), { dataset_id: ds[3] }));
   await checkpoints(store, runs.f);
-  return { registry, v, ds, runs };
+  // The newest training run failed on an older dataset: it can be resumed, on that dataset's days.
+  await writeRun(store, runRecord(runs.g, "failed", true, runAt(192), { dataset_id: ds[1] }));
+  // A server's job records: one per run it started, and one whose run record is not written yet.
+  const jobs = { orphan: timeId("r", runAt(50)), starting: timeId("r", runAt(195)) };
+  for (const id of [...Object.values(runs), ...Object.values(jobs)])
+    await store.put(`jobs/${AGENT}/${id}.json`, `{"id":"${id}"}\n`);
+  // What deploy made: knowledge cards and vLLM files of a pruned and a kept version, a target's state.
+  for (const i of [1, 5]) {
+    await store.put(`deploy/${AGENT}/${v[i]}/knowledge.md`, `# v${i}\n`);
+    await store.put(`deploy/${AGENT}/vllm/${v[i]}/tokenizer_config.json`, "{}\n");
+  }
+  await store.put(`deploy/${AGENT}/ollama.json`, "{}\n");
+  return { registry, v, ds, runs, jobs };
 }

@@ -57,19 +57,41 @@ for (const kind of storesUnderTest()) {
       expect(ids("run")).toEqual([runs.b, runs.c].sort());
       expect(ids("checkpoints")).toEqual([runs.a, runs.d].sort());
       expect(plan.kept.runs[runs.f]).toEqual(["can be resumed"]);
+      expect(plan.kept.runs[runs.g]).toEqual(["can be resumed"]);
       expect(plan.kept.runs[runs.a]).toEqual(["made a kept version"]);
       expect(ids("evaluation")).toHaveLength(3);
-      // Raw: the dataset window (2d) plus one day before NOW is kept; the 7 days before go, per source.
+      // A deleted run's job record goes with it; a job record whose run is gone goes too, unless
+      // its run may still be starting (no run began after it).
+      const item = (kind: string, id: string) => plan.items.find((i) => i.kind === kind && i.id === id)!;
+      expect(item("run", runs.b).keys).toContain(`jobs/${AGENT}/${runs.b}.json`);
+      expect(ids("job")).toEqual([fx.jobs.orphan]);
+      // A pruned version's deploy files go with it; a kept one's and the target's state stay.
+      expect(item("version", v[1]).keys).toEqual(
+        expect.arrayContaining([
+          `deploy/${AGENT}/${v[1]}/knowledge.md`,
+          `deploy/${AGENT}/vllm/${v[1]}/tokenizer_config.json`,
+        ]),
+      );
+      const planned = plan.items.flatMap((i) => i.keys);
+      for (const k of [
+        `deploy/${AGENT}/${v[5]}/knowledge.md`,
+        `deploy/${AGENT}/ollama.json`,
+        `jobs/${AGENT}/${runs.e}.json`,
+        `jobs/${AGENT}/${runs.f}.json`,
+        `jobs/${AGENT}/${fx.jobs.starting}.json`,
+      ])
+        expect(planned).not.toContain(k);
+      // Raw: the dataset window (2d) plus one day before NOW is kept; so are the days of the
+      // resumable run g's dataset (07-14 and 07-15, and a day either side). The rest go, per source.
       const rawDays = new Set(ids("raw").map((g) => g.split("/")[1]));
-      expect([...rawDays].sort()).toEqual([
-        "2026-07-10",
-        "2026-07-11",
-        "2026-07-12",
+      expect([...rawDays].sort()).toEqual(["2026-07-10", "2026-07-11", "2026-07-12"]);
+      expect(Object.keys(plan.kept.raw).sort()).toEqual([
         "2026-07-13",
         "2026-07-14",
         "2026-07-15",
         "2026-07-16",
       ]);
+      expect(plan.kept.raw["2026-07-14"]).toEqual([`window of ${ds[1]}, run ${runs.g} can be resumed`]);
       for (const i of plan.items) {
         expect(i.rule.length).toBeGreaterThan(5);
         const sizes = new Map(before.map((o) => [o.key, o.size]));
@@ -120,7 +142,9 @@ for (const kind of storesUnderTest()) {
       expect((await listDatasets(s.store, AGENT)).map((d) => d.id).sort()).toEqual(
         [ds[0], ds[1], ds[3]].sort(),
       );
-      expect((await listRunIds(s.store, AGENT)).sort()).toEqual([runs.a, runs.d, runs.e, runs.f].sort());
+      expect((await listRunIds(s.store, AGENT)).sort()).toEqual(
+        [runs.a, runs.d, runs.e, runs.f, runs.g].sort(),
+      );
       const keys = (await listAgentObjects(s.store, AGENT)).map((o) => o.key);
       for (const id of [runs.a, runs.d]) {
         expect(keys.filter((k) => k.startsWith(`runs/${AGENT}/${id}/checkpoints/`))).toEqual([]);
@@ -128,8 +152,8 @@ for (const kind of storesUnderTest()) {
           expect(keys).toContain(`runs/${AGENT}/${id}/${f}`);
       }
       expect(keys.filter((k) => k.startsWith(`runs/${AGENT}/${runs.f}/checkpoints/`))).toHaveLength(4);
-      expect(keys.filter((k) => /^raw\/[^/]+\/[^/]+\/2026-07-1[0-6]\//.test(k))).toEqual([]);
-      expect(keys.filter((k) => /^raw\/[^/]+\/[^/]+\/2026-07-1[7-9]\//.test(k)).length).toBeGreaterThan(0);
+      expect(keys.filter((k) => /^raw\/[^/]+\/[^/]+\/2026-07-1[0-2]\//.test(k))).toEqual([]);
+      expect(keys.filter((k) => /^raw\/[^/]+\/[^/]+\/2026-07-1[3-9]\//.test(k)).length).toBeGreaterThan(0);
 
       const state = await readGcState(s.store, AGENT);
       expect(state.pending).toEqual([]);
