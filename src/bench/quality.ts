@@ -255,133 +255,148 @@ async function measure(args: Args, dir: string) {
   const sim = earlier
     ? null
     : await createSimulator({ seed: args.seed, days: args.days, tracesPerDay: homelab.traces_per_day });
-  const valExamples = Math.round((FULL.valExamples * args.examples) / FULL.examples);
-  const base = demoConfig({
-    dataDir: join(dir, "data"),
-    simulatorUrl: sim?.url ?? "http://127.0.0.1:9",
-    // The held-out cap scales with --examples at the demo's ratio (2,400 per 3,000).
-    settings: {
-      ...FULL,
+  let simOpen = sim !== null;
+  // Closed once the dataset is built (training needs no simulator), or on any failure before.
+  const closeSim = async () => {
+    if (simOpen) await sim?.close();
+    simOpen = false;
+  };
+  try {
+    const valExamples = Math.round((FULL.valExamples * args.examples) / FULL.examples);
+    const base = demoConfig({
+      dataDir: join(dir, "data"),
+      simulatorUrl: sim?.url ?? "http://127.0.0.1:9",
+      // The held-out cap scales with --examples at the demo's ratio (2,400 per 3,000).
+      settings: {
+        ...FULL,
+        days: args.days,
+        seed: args.seed,
+        examples: args.examples,
+        valExamples,
+      },
+      tokenFile,
+      serverPort: 8750,
+    });
+    const store = new FsStore(join(dir, "data", "store"));
+    const runTrain = {
+      matmul: args.matmul,
+      ...(args.trainSeed !== undefined ? { seed: args.trainSeed } : {}),
+    };
+    const first = configFor(base, args.configs[0], args.steps[0], dir, runTrain);
+    // Read off the dataset config the build uses (log_triage keeps its val_fraction share).
+    const heldOut = Object.fromEntries(
+      Object.entries(first.dataset.tasks).map(([t, c]) => [t, splitCaps(c, first.dataset.val_fraction).val]),
+    );
+    const backend = await initBackend(first.model.backend);
+    const stage = async (
+      config: Config,
+      stages: StageName[],
+      datasetId?: string,
+      onEvent?: (e: RunEvent) => void,
+    ) => {
+      const pipeline = createPipeline(config, { store, report: false, deployHooks: [] });
+      const started = await pipeline.startRun({
+        agent: DEMO_AGENT,
+        stages,
+        datasetId,
+        fromScratch: true,
+        onEvent,
+        trigger: { kind: "api", actor: "bench", reason: "quality bench" },
+      });
+      // Another process (a second bench on the same --keep) holds the agent: its run is not ours.
+      if (!started.started)
+        throw new Error(
+          `run ${started.runId} of ${DEMO_AGENT} holds ${dir}; let it end or use another --keep`,
+        );
+      const rec = await started.done;
+      if (rec.status !== "succeeded") throw new Error(`${stages.join("+")} ${rec.status}: ${rec.error}`);
+      return { rec, pipeline };
+    };
+    let datasetId: string;
+    try {
+      if (sim) {
+        log(`collecting ${args.days} simulated days (seed ${args.seed})`);
+        await stage(first, ["collect"]);
+        await writeFile(
+          collected,
+          `${JSON.stringify({ ...homelab, collected_at: new Date().toISOString() })}\n`,
+        );
+      }
+      const built = await stage(first, ["build"]);
+      datasetId = built.rec.dataset_id!;
+      log(`dataset ${datasetId}, backend ${backend.backend}`);
+    } finally {
+      await closeSim();
+    }
+    const runs: QualityRun[] = [];
+    for (const c of args.configs) {
+      for (const steps of args.steps) {
+        const config = configFor(base, c, steps, dir, runTrain);
+        // Each stage's own time: both clocks read when it starts and when it ends.
+        const clocks: Partial<
+          Record<StageName, { t0: number; c0: NodeJS.CpuUsage; wall_s: number; cpu_s: number }>
+        > = {};
+        const onEvent = (e: RunEvent) => {
+          if (e.type !== "stage") return;
+          if (e.status === "running") {
+            clocks[e.stage] = { t0: performance.now(), c0: process.cpuUsage(), wall_s: 0, cpu_s: 0 };
+            return;
+          }
+          const c = clocks[e.stage];
+          if (!c) return;
+          const u = process.cpuUsage(c.c0);
+          c.wall_s = (performance.now() - c.t0) / 1000;
+          c.cpu_s = (u.user + u.system) / 1e6;
+        };
+        const { rec, pipeline } = await stage(config, ["train", "evaluate"], datasetId, onEvent);
+        const ev = JSON.parse(
+          (await pipeline.store.get(evaluationRunKey(DEMO_AGENT, rec.id))).toString("utf8"),
+        ) as EvaluationResult;
+        const out = rec.stages.find((s) => s.name === "train")?.output as
+          | { steps?: number; samples_per_s?: number; params?: number; matmul?: MatmulPrecision }
+          | undefined;
+        const r: QualityRun = {
+          config: c,
+          steps,
+          steps_done: out?.steps ?? steps,
+          wall_s: round(clocks.train?.wall_s ?? 0, 1),
+          cpu_s: round(clocks.train?.cpu_s ?? 0, 1),
+          samples_per_s: typeof out?.samples_per_s === "number" ? round(out.samples_per_s, 1) : null,
+          params: out?.params ?? null,
+          gate_passed: ev.gate.passed,
+          tasks: taskPoints(ev),
+          dataset: datasetId,
+          held_out_caps: heldOut,
+          traces_per_day: homelab.traces_per_day,
+          matmul: out?.matmul ?? "float32",
+          train_seed: config.train.seed,
+          eval_wall_s: round(clocks.evaluate?.wall_s ?? 0, 1),
+          eval_cpu_s: round(clocks.evaluate?.cpu_s ?? 0, 1),
+          eval_halt_steps: round(ev.halting.candidate.mean, 2),
+        };
+        runs.push(r);
+        log(
+          `${label(c, r.matmul)} ${steps} steps: ${r.wall_s} s wall, ${r.cpu_s} s CPU; evaluation ${r.eval_wall_s} s wall, ${r.eval_halt_steps} supervision steps an answer; ${Object.entries(
+            r.tasks,
+          )
+            .map(([t, p]) => `${t} ${p.score} (${p.best_baseline} ${p.baseline_score})`)
+            .join(", ")}; gate ${r.gate_passed ? "passed" : "failed"}`,
+        );
+        // Redrawn after every run: a long bench stopped early still leaves its chart so far.
+        if (args.svg) await drawChart(args.svg, runs);
+      }
+    }
+    return {
+      backend: activeBackend(),
+      dataset: datasetId,
       days: args.days,
       seed: args.seed,
-      examples: args.examples,
-      valExamples,
-    },
-    tokenFile,
-    serverPort: 8750,
-  });
-  const store = new FsStore(join(dir, "data", "store"));
-  const runTrain = { matmul: args.matmul, ...(args.trainSeed !== undefined ? { seed: args.trainSeed } : {}) };
-  const first = configFor(base, args.configs[0], args.steps[0], dir, runTrain);
-  // Read off the dataset config the build uses (log_triage keeps its val_fraction share).
-  const heldOut = Object.fromEntries(
-    Object.entries(first.dataset.tasks).map(([t, c]) => [t, splitCaps(c, first.dataset.val_fraction).val]),
-  );
-  const backend = await initBackend(first.model.backend);
-  const stage = async (
-    config: Config,
-    stages: StageName[],
-    datasetId?: string,
-    onEvent?: (e: RunEvent) => void,
-  ) => {
-    const pipeline = createPipeline(config, { store, report: false, deployHooks: [] });
-    const started = await pipeline.startRun({
-      agent: DEMO_AGENT,
-      stages,
-      datasetId,
-      fromScratch: true,
-      onEvent,
-      trigger: { kind: "api", actor: "bench", reason: "quality bench" },
-    });
-    // Another process (a second bench on the same --keep) holds the agent: its run is not ours.
-    if (!started.started)
-      throw new Error(`run ${started.runId} of ${DEMO_AGENT} holds ${dir}; let it end or use another --keep`);
-    const rec = await started.done;
-    if (rec.status !== "succeeded") throw new Error(`${stages.join("+")} ${rec.status}: ${rec.error}`);
-    return { rec, pipeline };
-  };
-  let datasetId: string;
-  try {
-    if (sim) {
-      log(`collecting ${args.days} simulated days (seed ${args.seed})`);
-      await stage(first, ["collect"]);
-      await writeFile(
-        collected,
-        `${JSON.stringify({ ...homelab, collected_at: new Date().toISOString() })}\n`,
-      );
-    }
-    const built = await stage(first, ["build"]);
-    datasetId = built.rec.dataset_id!;
-    log(`dataset ${datasetId}, backend ${backend.backend}`);
+      examples_per_task: args.examples,
+      held_out_caps: heldOut,
+      traces_per_day: homelab.traces_per_day,
+      runs,
+    };
   } finally {
-    await sim?.close();
+    await closeSim();
   }
-  const runs: QualityRun[] = [];
-  for (const c of args.configs) {
-    for (const steps of args.steps) {
-      const config = configFor(base, c, steps, dir, runTrain);
-      // Each stage's own time: both clocks read when it starts and when it ends.
-      const clocks: Partial<
-        Record<StageName, { t0: number; c0: NodeJS.CpuUsage; wall_s: number; cpu_s: number }>
-      > = {};
-      const onEvent = (e: RunEvent) => {
-        if (e.type !== "stage") return;
-        if (e.status === "running") {
-          clocks[e.stage] = { t0: performance.now(), c0: process.cpuUsage(), wall_s: 0, cpu_s: 0 };
-          return;
-        }
-        const c = clocks[e.stage];
-        if (!c) return;
-        const u = process.cpuUsage(c.c0);
-        c.wall_s = (performance.now() - c.t0) / 1000;
-        c.cpu_s = (u.user + u.system) / 1e6;
-      };
-      const { rec, pipeline } = await stage(config, ["train", "evaluate"], datasetId, onEvent);
-      const ev = JSON.parse(
-        (await pipeline.store.get(evaluationRunKey(DEMO_AGENT, rec.id))).toString("utf8"),
-      ) as EvaluationResult;
-      const out = rec.stages.find((s) => s.name === "train")?.output as
-        | { steps?: number; samples_per_s?: number; params?: number; matmul?: MatmulPrecision }
-        | undefined;
-      const r: QualityRun = {
-        config: c,
-        steps,
-        steps_done: out?.steps ?? steps,
-        wall_s: round(clocks.train?.wall_s ?? 0, 1),
-        cpu_s: round(clocks.train?.cpu_s ?? 0, 1),
-        samples_per_s: typeof out?.samples_per_s === "number" ? round(out.samples_per_s, 1) : null,
-        params: out?.params ?? null,
-        gate_passed: ev.gate.passed,
-        tasks: taskPoints(ev),
-        dataset: datasetId,
-        held_out_caps: heldOut,
-        traces_per_day: homelab.traces_per_day,
-        matmul: out?.matmul ?? "float32",
-        train_seed: config.train.seed,
-        eval_wall_s: round(clocks.evaluate?.wall_s ?? 0, 1),
-        eval_cpu_s: round(clocks.evaluate?.cpu_s ?? 0, 1),
-        eval_halt_steps: round(ev.halting.candidate.mean, 2),
-      };
-      runs.push(r);
-      log(
-        `${label(c, r.matmul)} ${steps} steps: ${r.wall_s} s wall, ${r.cpu_s} s CPU; evaluation ${r.eval_wall_s} s wall, ${r.eval_halt_steps} supervision steps an answer; ${Object.entries(
-          r.tasks,
-        )
-          .map(([t, p]) => `${t} ${p.score} (${p.best_baseline} ${p.baseline_score})`)
-          .join(", ")}; gate ${r.gate_passed ? "passed" : "failed"}`,
-      );
-      // Redrawn after every run: a long bench stopped early still leaves its chart so far.
-      if (args.svg) await drawChart(args.svg, runs);
-    }
-  }
-  return {
-    backend: activeBackend(),
-    dataset: datasetId,
-    days: args.days,
-    seed: args.seed,
-    examples_per_task: args.examples,
-    held_out_caps: heldOut,
-    traces_per_day: homelab.traces_per_day,
-    runs,
-  };
 }

@@ -71,14 +71,15 @@ function rssMeter() {
 
 export async function run(argv: string[]): Promise<unknown> {
   const args = parseArgs(argv);
-  const dir = args.keep ? resolve(args.keep) : mkdtempSync(join(tmpdir(), "trm-bench-run-"));
   const sim = await createSimulator({ seed: 11, days: args.days, logsPerDay: 1500, tracesPerDay: 500 });
+  let dir: string | undefined;
   try {
+    dir = args.keep ? resolve(args.keep) : mkdtempSync(join(tmpdir(), "trm-bench-run-"));
     return await measure(args, dir, sim.url);
   } finally {
     await sim.close();
     // A failed bench leaves no temporary directory behind either; --keep's is the caller's.
-    if (!args.keep) rmSync(dir, { recursive: true, force: true });
+    if (dir && !args.keep) rmSync(dir, { recursive: true, force: true });
   }
 }
 

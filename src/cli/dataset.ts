@@ -110,7 +110,7 @@ export function registerDatasetCommands(program: Command): void {
     .requiredOption("--agent <name>", "agent whose raw data to read")
     .option(
       "--window <duration>",
-      "how much raw data to read, ending at the newest collected day (default: dataset.window)",
+      "how much raw data to read, ending at the newest collection (default: dataset.window)",
     )
     .option("--json", "print the result as JSON")
     .action(

@@ -1,6 +1,6 @@
 // The quality bench: its options, how it reads an evaluation, the chart it draws, and one whole
 // run on a short collection (the real bench trains for minutes: `npm run bench -- quality`).
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -174,6 +174,7 @@ describe("quality bench results", () => {
       else process.env.TMPDIR = before;
     }
     expect(readdirSync(root)).toEqual([]);
+    rmSync(root, { recursive: true, force: true });
   }, 120_000);
 });
 

@@ -146,7 +146,7 @@ for (const kind of storesUnderTest()) {
         to: v2,
       });
       await expect(reg.rollback("agent-r", { actor: "t", reason: "v2 too" })).rejects.toThrow(
-        /previous champion v\d{8}-\d{6}-\d{3}-[0-9a-f]{4} was pruned by retention .*promote a version that is kept/,
+        /previous champion: version v\d{8}-\d{6}-\d{3}-[0-9a-f]{4} of agent-r was pruned by retention .*promote a version that is kept/,
       );
       expect((await reg.read("agent-r")).aliases.champion).toBe(v2);
       // Promoting the current champion again is a no-op, not a new history entry.

@@ -45,18 +45,20 @@ const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
 /**
- * The newest telemetry event (ms) in the segments of `day`, and the newest code snapshot (ms, its
- * collection) in the code segments of `day` and the day after (a collection may cross midnight).
+ * The newest telemetry event (ms) in the segments of `day`, and when the code snapshots in the
+ * code segments of `day` and the day after were taken (a collection just after midnight files
+ * the day before's telemetry under that day, and its snapshot under its own).
  */
 async function newestTimes(
   store: ObjectStore,
   all: Map<SourceName, SegmentRef[]>,
   day: string,
-): Promise<{ events?: number; code?: number }> {
+): Promise<{ events?: number; snapshots: number[] }> {
   const next = dayOf(Date.parse(`${day}T00:00:00Z`) + DAY);
-  const out: { events?: number; code?: number } = {};
-  const see = (k: "events" | "code", ms: number) => {
-    if (Number.isFinite(ms) && !((out[k] ?? Number.NEGATIVE_INFINITY) >= ms)) out[k] = ms;
+  let events: number | undefined;
+  const snapshots = new Set<number>();
+  const see = (ms: number) => {
+    if (Number.isFinite(ms) && !((events ?? Number.NEGATIVE_INFINITY) >= ms)) events = ms;
   };
   for (const seg of [...all.values()].flat()) {
     if (seg.day !== day && !(seg.source === "code" && seg.day === next)) continue;
@@ -68,13 +70,16 @@ async function newestTimes(
       throw err;
     }
     for (const r of records) {
-      if (r.kind === "log_entry") see("events", Number(BigInt(r.ts_ns) / 1_000_000n));
-      else if (r.kind === "trace") see("events", Number(BigInt(r.start_ns) / 1_000_000n) + r.duration_ms);
-      else if (r.kind === "metric_series") for (const [t] of r.points) see("events", t * 1000);
-      else if (r.kind === "code_file") see("code", Date.parse(r.collected_at));
+      if (r.kind === "log_entry") see(Number(BigInt(r.ts_ns) / 1_000_000n));
+      else if (r.kind === "trace") see(Number(BigInt(r.start_ns) / 1_000_000n) + r.duration_ms);
+      else if (r.kind === "metric_series") for (const [t] of r.points) see(t * 1000);
+      else if (r.kind === "code_file") {
+        const t = Date.parse(r.collected_at);
+        if (Number.isFinite(t)) snapshots.add(t);
+      }
     }
   }
-  return out;
+  return { events, snapshots: [...snapshots] };
 }
 /** Segments a day either side of the window are read too: a segment's day need not be its records' day. */
 const MARGIN_DAYS = 1;
@@ -168,15 +173,14 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
       );
     end = Date.parse(`${days.sort()[days.length - 1]}T00:00:00Z`) + DAY;
     // A collection that ran today ends at its own time, not at midnight: a window that ended at
-    // midnight would put the newest val_fraction of it in the future, empty. The repository is
-    // read after the telemetry (its settle, the pulls), so its snapshot moves the end on, by an
-    // hour at most: a snapshot a rerun took days later must not carry the window past the data.
+    // midnight would put the newest val_fraction of it in the future, empty. Its code snapshot
+    // is stamped with the collection's start, after the newest event it read (by the settle, or
+    // more where the sources were quiet): the window takes in the first snapshot after that
+    // event, the one of the same collection, and no later one (a rerun's, days on).
     const newest = await newestTimes(store, all, dayOf(end - DAY));
     if (newest.events !== undefined && newest.events < end) {
-      const last =
-        newest.code === undefined
-          ? newest.events
-          : Math.max(newest.events, Math.min(newest.code, newest.events + HOUR));
+      const after = newest.snapshots.filter((t) => t > newest.events!);
+      const last = after.length ? Math.min(...after) : newest.events;
       end = Math.ceil((last + 1) / HOUR) * HOUR;
     }
   }

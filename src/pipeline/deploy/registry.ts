@@ -26,7 +26,6 @@ import {
   isMove,
   move,
   PrunedVersionError,
-  prunedEntry,
   refusePruned,
   resolveIn,
   unknownVersionMessage,
@@ -323,11 +322,14 @@ export class ModelRegistry {
         throw new RegistryError(`agent ${agent} has no previous champion to roll back to`);
       const target = stack[stack.length - 2];
       // gc keeps one rollback target; a second rollback may reach a version it has since deleted.
-      const pruned = prunedEntry(index, target);
-      if (pruned)
+      try {
+        refusePruned(index, target);
+      } catch (err) {
+        if (!(err instanceof PrunedVersionError)) throw err;
         throw new PrunedVersionError(
-          `cannot roll back ${agent}: the previous champion ${target} was pruned by retention at ${pruned.at} (${pruned.rule}); promote a version that is kept instead`,
+          `cannot roll back to the previous champion: ${err.message}; promote a version that is kept instead`,
         );
+      }
       return [move(index, "champion", target, "rollback", opts.actor, opts.reason, false, this.now())];
     });
     return moves[0];

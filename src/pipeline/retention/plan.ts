@@ -74,7 +74,7 @@ export interface PlanInput {
   objects: ObjectInfo[];
   index: RegistryIndex;
   runs: RunSummary[];
-  /** Complete datasets (with a manifest): id and window end (ISO). */
+  /** Complete datasets (with a manifest): id and window (ISO). */
   datasets: { id: string; window_start: string; window_end: string }[];
   latestDataset: string | null;
   /** The dataset each unpruned version was trained on (from its manifest's lineage). */
@@ -256,7 +256,12 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
   for (const r of input.runs) {
     const d = resumable.has(r.id) ? input.datasets.find((x) => x.id === r.dataset_id) : undefined;
     if (!d) continue;
-    for (let t = Date.parse(d.window_start) - DAY_MS; t < Date.parse(d.window_end) + DAY_MS; t += DAY_MS)
+    const last = dayOf(Date.parse(d.window_end) - 1 + DAY_MS);
+    for (
+      let t = Date.parse(`${dayOf(Date.parse(d.window_start) - DAY_MS)}T00:00:00Z`);
+      dayOf(t) <= last;
+      t += DAY_MS
+    )
       if (dayOf(t) < horizon) keep(kept.raw, dayOf(t), `window of ${d.id}, run ${r.id} can be resumed`);
   }
   const rawGroups = new Map<string, string[]>();

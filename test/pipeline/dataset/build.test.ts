@@ -488,8 +488,8 @@ describe("dataset build, collected today", () => {
     for (const t of ["log_triage", "trace_outcome"]) expect(m.counts.by_task[t].val, t).toBeGreaterThan(0);
   });
 
-  /** Logs to 02:00 on the day after END, and the repository read 20 s past that hour (its only copy). */
-  async function collectedPastTheHour() {
+  /** The repository read 20 s past 02:00 on the day after END (its only copy), logs until `logsUntil`. */
+  async function collectedPastTheHour(logsUntil = END + 2 * 3_600_000) {
     const store = freshStore();
     await writeRawHomelab({ store, ...homelab, days: 4, files: 0 });
     const cut = END + 2 * 3_600_000;
@@ -500,7 +500,7 @@ describe("dataset build, collected today", () => {
       "loki",
       today.day,
       "homelab-0001",
-      today.logs.filter((l) => Number(BigInt(l.ts_ns) / 1_000_000n) < cut),
+      today.logs.filter((l) => Number(BigInt(l.ts_ns) / 1_000_000n) < logsUntil),
     );
     const snapshot = async (at: number, version: number) => {
       const files = Array.from({ length: 40 }, (_, i) => {
@@ -548,10 +548,18 @@ describe("dataset build, collected today", () => {
     expect(c.train + c.val).toBeGreaterThan(0);
   });
 
-  it("does not carry the window past the telemetry for a snapshot taken days later", async () => {
-    // A rerun of the collection a week on, with no new telemetry (the demo's homelab has ended).
+  it("keeps it too when the sources were quiet for hours before the collection", async () => {
+    const { build } = await collectedPastTheHour(END + 30 * 60_000);
+    const m = await build();
+    expect(m.window.end).toBe("2026-02-01T03:00:00.000Z");
+    const c = m.counts.by_task.code_infill;
+    expect(c.train + c.val).toBeGreaterThan(0);
+  });
+
+  it("does not carry the window past the telemetry for a later collection's snapshot", async () => {
+    // A rerun of the collection 23 hours on, with no new telemetry (the demo's homelab has ended).
     const { snapshot, build, cut } = await collectedPastTheHour();
-    await snapshot(cut + 7 * DAY, 2);
+    await snapshot(cut + 23 * 3_600_000, 2);
     const m = await build();
     expect(m.window.end).toBe("2026-02-01T03:00:00.000Z");
     for (const t of ["code_infill", "log_triage", "trace_outcome"])
