@@ -144,10 +144,8 @@ export function registerScanCommand(program: Command): void {
           });
           // A scan of a past window is not the agent's newest state: only a scan up to now is "latest".
           if (end === undefined) await saveScan(store, out.result);
-          if (run) {
-            await addRunScan(store, run.id, out.result);
-            await writeRunReport(store, run);
-          }
+          const kept = run ? await addRunScan(store, run.id, out.result) : false;
+          if (run && kept) await writeRunReport(store, run);
           const rows =
             keep === null
               ? null
@@ -155,7 +153,11 @@ export function registerScanCommand(program: Command): void {
                   .sort((a, b) => b.score - a.score || a.time - b.time)
                   .slice(0, keep)
                   .map(recordRow);
-          const stored = run ? `\nstored with run ${run.id}: its report.html shows it` : "";
+          const stored = !run
+            ? ""
+            : kept
+              ? `\nstored with run ${run.id}: its report.html shows it`
+              : `\nnot stored: the window holds no records any more (retention deleted its raw days); run ${run.id} keeps its earlier scan of it`;
           emit(
             opts.json,
             rows ? { ...out.result, records: rows } : out.result,

@@ -539,6 +539,11 @@ describe("report.html: the anomaly scan of the validation days", () => {
       ["2026-11-28T06:00:00.000Z", 1],
       ["2026-11-28T20:00:00.000Z", 1],
     ]);
+    // Scanned again once retention has deleted the window's raw days: it read nothing, and the
+    // scan that did read them stays.
+    const gone = { ...early, scanned: { logs: 0, traces: 0, series: 0 }, findings: [] };
+    expect(await addRunScan(store, id, gone)).toBe(false);
+    expect((await readRunScans(store, "sre", id)).map((s) => s.findings.length)).toEqual([1, 1]);
   });
 });
 

@@ -30,15 +30,23 @@ export async function readRunScans(store: ObjectStore, agent: string, runId: str
   }
 }
 
-/** Adds a scan to the run's (one put); a scan of the same window replaces the older one. */
-export async function addRunScan(store: ObjectStore, runId: string, scan: ScanResult): Promise<void> {
+/**
+ * Adds a scan to the run's (one put); a scan of the same window replaces the older one, except
+ * one that read nothing (retention has deleted the window's raw days since): then the earlier
+ * scan stays, and this returns false.
+ */
+export async function addRunScan(store: ObjectStore, runId: string, scan: ScanResult): Promise<boolean> {
   const same = (a: ScanResult) => a.window.start === scan.window.start && a.window.end === scan.window.end;
-  const scans = [...(await readRunScans(store, scan.agent, runId)).filter((s) => !same(s)), scan]
+  const read = (a: ScanResult) => a.scanned.logs + a.scanned.traces + a.scanned.series;
+  const earlier = await readRunScans(store, scan.agent, runId);
+  if (read(scan) === 0 && earlier.some((s) => same(s) && read(s) > 0)) return false;
+  const scans = [...earlier.filter((s) => !same(s)), scan]
     .sort((a, b) => (a.window.start < b.window.start ? -1 : a.window.start > b.window.start ? 1 : 0))
     .slice(-MAX_RUN_SCANS);
   await store.put(runScansKey(scan.agent, runId), `${JSON.stringify({ schema: 1, scans }, null, 1)}\n`, {
     contentType: "application/json",
   });
+  return true;
 }
 
 /** The scans whose window lies in [start, end), the validation days. */
