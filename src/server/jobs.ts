@@ -20,6 +20,7 @@ import {
   type StartRunOptions,
 } from "../pipeline/run.js";
 import type { ObjectStore } from "../store/index.js";
+import { within } from "../util/turn.js";
 import {
   isJobId,
   type JobKind,
@@ -130,14 +131,11 @@ export class JobManager {
     const reason = new ShutdownError("the server is shutting down; the job resumes when it starts again");
     this.halt.abort(reason);
     const all = Promise.allSettled([...[...this.runs.values()].map((r) => r.done), ...this.pending]);
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
+    const timedOut = await within(
       all.then(() => false),
-      new Promise<boolean>((r) => {
-        timer = setTimeout(() => r(true), graceMs);
-      }),
-    ]);
-    clearTimeout(timer);
+      graceMs,
+      true,
+    );
     if (timedOut) this.log.warn({ graceMs }, "jobs did not stop within the shutdown grace");
   }
 

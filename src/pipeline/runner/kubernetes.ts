@@ -9,6 +9,7 @@ import type { V1Job, V1Pod } from "@kubernetes/client-node";
 import type { Config } from "../../config/schema.js";
 import { ConfigError, WorkError } from "../../errors.js";
 import { log } from "../../log.js";
+import { within } from "../../util/turn.js";
 import { TransientError } from "../common/retry.js";
 import {
   ANNOTATION,
@@ -286,9 +287,7 @@ async function follow(
   const stopFollowers = async (drainMs: number) => {
     const all = [...st.followers.values()];
     const drained = Promise.all(all.map((f) => f.done));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, drainMs)))]);
-    clearTimeout(timer);
+    await within(drained, drainMs, undefined);
     for (const f of all) f.stop();
     await drained;
   };
