@@ -39,6 +39,12 @@ function answerText(r: PredictResult): string {
   };
   walk(r.answer, "");
   lines.push(`  overall: weakest label ${pct(r.confidence)}, halting head ${pct(r.halt_confidence)}`);
+  if (r.seen_in_training !== undefined)
+    lines.push(
+      r.seen_in_training
+        ? `  this input was seen ${r.seen_in_training} time(s) in training; those outcomes weigh in`
+        : "  this input was not seen in training: the model generalises",
+    );
   return lines.join("\n");
 }
 

@@ -134,10 +134,16 @@ export async function traceExample(ctx: ExampleContext, server: ModelServer): Pr
     lines: [
       `A request traced at ${clock(pick.time)} UTC (its call path only, ${facts.path.length} hops):`,
       `    ${clip(hops.join(" → "), 110)}`,
-      `  The model says: ${said(a.status)}, latency ${said(a.latency)}, culprit ${said(a.culprit)}`,
+      `  The model says: ${said(a.status)}, latency ${said(a.latency)}, culprit ${said(a.culprit)}${seenText(r.seen_in_training)}`,
       `  What happened:  ${facts.status}, ${Math.round(facts.durationMs)} ms (${latencyBucket(facts.durationMs)}), culprit ${facts.culprit}${inc ? `, during the ${incidentText(inc)}` : ""}`,
     ],
   };
+}
+
+/** What the version's memory added to a trace answer. */
+function seenText(seen: number | undefined): string {
+  if (seen === undefined) return "";
+  return seen ? ` (this path: ${seen} in training)` : " (a path not seen in training)";
 }
 
 /** The newest sample in each step of [from, from + n * step) (what the dataset build keeps). */

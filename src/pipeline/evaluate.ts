@@ -17,7 +17,7 @@ import type { GateVerdict, TaskEvaluation } from "./evaluate/gate.js";
 import { runGate } from "./evaluate/gate.js";
 import { buildProbe, type ProbeResult, scoreProbe } from "./evaluate/probe.js";
 import { hashText } from "./tasks/hash.js";
-import { answerTokens, getTask, scoreBaselines, scoreTask } from "./tasks/index.js";
+import { answerTokens, getTask, type ModelMemory, scoreBaselines, scoreTask } from "./tasks/index.js";
 import { type Example, PUZZLE_IDS, TASK_NAMES, type TaskName } from "./tasks/types.js";
 
 export {
@@ -61,6 +61,8 @@ export interface ModelUnderTest {
   version: string | null;
   /** A model safetensors file (EMA weights + config in the metadata). */
   weights: Uint8Array;
+  /** What it remembers of its training split (memory.json); null for versions from before it. */
+  memory: ModelMemory | null;
 }
 
 export interface EvaluateInput {
@@ -104,7 +106,7 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
       const t = getTask(task);
       const idx = dataset.val.indicesOf(task);
       const examples = idx.map((i) => dataset.val.example(i));
-      const predict = async (model: TRM, stats: HaltingStats) => {
+      const predict = async (model: TRM, memory: ModelMemory | null, stats: HaltingStats) => {
         const preds: Int32Array[] = [];
         for (let i = 0; i < idx.length; i += B) {
           // Pause between batches: a cancel arrives as a message, which a busy loop never reads.
@@ -115,7 +117,7 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
           const L = model.cfg.seq_len;
           for (let j = 0; j < p.steps.length; j++) {
             const inputs = b.inputs.subarray(j * L, (j + 1) * L);
-            preds.push(answerTokens(task, model.cfg, inputs, p, j, dataset.vocab));
+            preds.push(answerTokens(task, model.cfg, inputs, p, j, dataset.vocab, memory));
             stats.histogram[p.steps[j] - 1]++;
           }
           done += p.steps.length;
@@ -131,8 +133,11 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
         const s = scoreTask(task, examples, preds, dataset.vocab);
         return { metrics: s.metrics, score: s.metrics[s.primary] };
       };
-      const candPreds = idx.length ? await predict(candidate, halting.candidate) : null;
-      const champPreds = champion && idx.length ? await predict(champion, halting.champion!) : null;
+      const candPreds = idx.length
+        ? await predict(candidate, input.candidate.memory, halting.candidate)
+        : null;
+      const champPreds =
+        champion && idx.length ? await predict(champion, input.champion!.memory, halting.champion!) : null;
       const cand = candPreds ? score(candPreds) : { metrics: {}, score: Number.NaN };
       const champ = champPreds ? score(champPreds) : null;
       const baselines: TaskEvaluation["baselines"] = {};

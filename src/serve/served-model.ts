@@ -3,6 +3,8 @@
 // tensors once the last lease is returned, so a swap never pulls weights from under a request.
 import type { TRMConfig } from "../model/config.js";
 import type { ModelRegistry, VersionManifest } from "../pipeline/deploy/registry.js";
+import { versionMemory } from "../pipeline/deploy/version-memory.js";
+import { getTask, type ModelMemory, recall } from "../pipeline/tasks/index.js";
 import type { Encoded } from "../pipeline/tasks/types.js";
 import { Vocab } from "../pipeline/tasks/vocab.js";
 import { artifactKey } from "../store/layout.js";
@@ -10,6 +12,9 @@ import { Batcher } from "./batcher.js";
 import type { InferenceWorker, SampleOutput } from "./worker.js";
 
 export type { SampleOutput };
+
+/** A sample's output, and how many training examples had its input (0 where nothing is remembered). */
+export type RecalledOutput = SampleOutput & { seen: number };
 
 /** Artifact names of a model version that serving reads. */
 export const WEIGHTS_ARTIFACT = "model.safetensors";
@@ -37,6 +42,8 @@ export class ServedModel {
     readonly vocab: Vocab,
     readonly manifest: VersionManifest | null,
     batching: BatchingOptions,
+    /** What the version remembers of its training split (memory.json), applied to every answer. */
+    readonly memory: ModelMemory | null = null,
   ) {
     if (cfg.vocab_size < vocab.size)
       throw new Error(
@@ -65,14 +72,18 @@ export class ServedModel {
     if (this.leases === 0 && this.retiring) this.dispose();
   }
 
-  /** Runs one encoded query through the batcher; the caller holds a lease. */
-  predict(encoded: Encoded): Promise<SampleOutput> {
-    if (this.disposed) return Promise.reject(new Error(`${this.agent} ${this.version} was unloaded`));
+  /** Runs one encoded query through the batcher, then recalls the version's memory; the caller holds a lease. */
+  async predict(encoded: Encoded): Promise<RecalledOutput> {
+    if (this.disposed) throw new Error(`${this.agent} ${this.version} was unloaded`);
     if (encoded.inputs.length !== this.cfg.seq_len)
-      return Promise.reject(
-        new Error(`encoded input has ${encoded.inputs.length} tokens; the model takes ${this.cfg.seq_len}`),
+      throw new Error(
+        `encoded input has ${encoded.inputs.length} tokens; the model takes ${this.cfg.seq_len}`,
       );
-    return this.batcher.submit(encoded);
+    const out = await this.batcher.submit(encoded);
+    return {
+      ...out,
+      seen: recall(this.memory, getTask(encoded.task), encoded.inputs, out.probs, this.vocab),
+    };
   }
 
   /**
@@ -119,10 +130,11 @@ export async function loadServedModel(
 ): Promise<ServedModel> {
   const loaded = await registry.load(agent, version, [WEIGHTS_ARTIFACT, VOCAB_ARTIFACT]);
   const vocab = Vocab.parse(loaded.files.get(VOCAB_ARTIFACT)!);
+  const memory = await versionMemory(registry, agent, version, loaded.manifest);
   const source = artifactKey(agent, version, WEIGHTS_ARTIFACT);
   const { id, cfg } = await worker.load(loaded.files.get(WEIGHTS_ARTIFACT)!, source);
   try {
-    return new ServedModel(agent, version, worker, id, cfg, vocab, loaded.manifest, batching);
+    return new ServedModel(agent, version, worker, id, cfg, vocab, loaded.manifest, batching, memory);
   } catch (err) {
     await worker.unload(id);
     throw err;

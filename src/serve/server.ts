@@ -17,7 +17,7 @@ import { type Alias, ModelRegistry, registryEvents } from "../pipeline/deploy/re
 import { getTask } from "../pipeline/tasks/index.js";
 import { type Encoded, TASK_NAMES, type TaskName } from "../pipeline/tasks/types.js";
 import type { ObjectStore } from "../store/index.js";
-import { loadServedModel, type SampleOutput, type ServedModel } from "./served-model.js";
+import { loadServedModel, type RecalledOutput, type ServedModel } from "./served-model.js";
 import { readShadowFile, ShadowRecorder, type ShadowReport } from "./shadow.js";
 import { type SmokeResult, smokeTest } from "./smoke.js";
 import { InferenceWorker } from "./worker.js";
@@ -37,6 +37,11 @@ export interface PredictResult {
   confidence: number;
   /** sigmoid(q_halt) at the step the recursion stopped. */
   halt_confidence: number;
+  /**
+   * For a task the version remembers (trace_outcome): how many training examples had this very
+   * input. Their outcomes weigh in the answer; 0 means the model answered alone.
+   */
+  seen_in_training?: number;
   /** Supervision steps used (stops early once q_halt > 0). */
   steps: number;
   max_steps: number;
@@ -220,7 +225,7 @@ export class ModelServer {
         );
       const model = this.lease(s, "champion");
       if (!model) throw new ServeError(`agent "${agent}" has no champion model loaded${failureNote(s)}`);
-      let out: { encoded: Encoded; sample: SampleOutput; answer: unknown };
+      let out: { encoded: Encoded; sample: RecalledOutput; answer: unknown };
       try {
         out = await runOne(model, taskName, query);
       } finally {
@@ -234,6 +239,7 @@ export class ModelServer {
         answer: out.answer,
         confidence: minConfidence(out.answer),
         halt_confidence: out.sample.haltConfidence,
+        ...(getTask(taskName).memoryKey ? { seen_in_training: out.sample.seen } : {}),
         steps: out.sample.steps,
         max_steps: model.cfg.halt_max_steps,
         latency_ms: Math.round(latency * 100) / 100,
@@ -491,7 +497,7 @@ async function runOne(
   model: ServedModel,
   task: TaskName,
   query: unknown,
-): Promise<{ encoded: Encoded; sample: SampleOutput; answer: unknown }> {
+): Promise<{ encoded: Encoded; sample: RecalledOutput; answer: unknown }> {
   const mod = getTask(task);
   const encoded = mod.encode(query, model.vocab);
   const sample = await model.predict(encoded);

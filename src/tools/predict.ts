@@ -44,7 +44,7 @@ export function modelPredict(config: Config) {
       "Asks the agent's champion TRM, trained on its own homelab's data. Tasks: log_triage (a log line → level, service, incident-linked?), " +
       "trace_outcome (a call path → status, latency bucket, culprit service), metric_forecast (a series' recent points → its next points), " +
       "code_infill (code with byte spans → the missing bytes). Returns the typed answer, each label with a confidence, the overall (weakest) confidence " +
-      "and the recursion steps used. Treat it as evidence to check against logs, metrics and traces, not as truth; low confidence means the model does not know.",
+      "and the recursion steps used. For trace_outcome, seen_in_training says how many training traces had this exact path: their outcomes weigh in the answer (0: the model generalises alone). Treat it as evidence to check against logs, metrics and traces, not as truth; low confidence means the model does not know.",
     scope: "read",
     input: z
       .object({
@@ -61,6 +61,7 @@ export function modelPredict(config: Config) {
         answer: z.record(z.string(), z.unknown()),
         confidence: z.number(),
         halt_confidence: z.number(),
+        seen_in_training: z.number().int().optional(),
         steps: z.number().int(),
         max_steps: z.number().int(),
         latency_ms: z.number(),
@@ -81,8 +82,15 @@ export function modelPredict(config: Config) {
         .join("\n  ");
       return {
         data: { ...r, answer },
-        text: `${agent} ${r.task} by ${r.version} in ${r.steps}/${r.max_steps} steps, confidence ${pct(r.confidence)}:\n  ${labels}`,
+        text: `${agent} ${r.task} by ${r.version} in ${r.steps}/${r.max_steps} steps, confidence ${pct(r.confidence)}:\n  ${labels}${seenNote(r.seen_in_training)}`,
       };
     },
   });
+}
+
+function seenNote(seen: number | undefined): string {
+  if (seen === undefined) return "";
+  return seen
+    ? `\n  (this input was seen ${seen} time${seen === 1 ? "" : "s"} in training; those outcomes weigh in)`
+    : "\n  (this input was not seen in training: the model generalises)";
 }

@@ -143,8 +143,8 @@ describe("evaluateModels on a dataset", () => {
       agent: "sre",
       config,
       dataset: ds,
-      candidate: { label: "candidate", version: null, weights: w },
-      champion: { label: "v-champ", version: "v-champ", weights: w },
+      candidate: { label: "candidate", version: null, weights: w, memory: null },
+      champion: { label: "v-champ", version: "v-champ", weights: w, memory: null },
     });
     expect(Object.keys(r.tasks).sort()).toEqual(["log_triage", "trace_outcome"]);
     for (const [name, t] of Object.entries(r.tasks)) {
@@ -203,8 +203,13 @@ describe("evaluateModels on a dataset", () => {
       agent: "sre",
       config,
       dataset: ds,
-      candidate: { label: "candidate", version: null, weights: weights(1) },
-      champion: { label: "v-old", version: "v-old", weights: weights(2, { vocab: ds.vocab.size - 3 }) },
+      candidate: { label: "candidate", version: null, weights: weights(1), memory: null },
+      champion: {
+        label: "v-old",
+        version: "v-old",
+        weights: weights(2, { vocab: ds.vocab.size - 3 }),
+        memory: null,
+      },
     });
     expect(grown.champion_note).toBeNull();
     expect(grown.tasks.trace_outcome.champion).not.toBeNull();
@@ -212,8 +217,8 @@ describe("evaluateModels on a dataset", () => {
       agent: "sre",
       config,
       dataset: ds,
-      candidate: { label: "candidate", version: null, weights: weights(1) },
-      champion: { label: "v-wide", version: "v-wide", weights: weights(2, { seq: 80 }) },
+      candidate: { label: "candidate", version: null, weights: weights(1), memory: null },
+      champion: { label: "v-wide", version: "v-wide", weights: weights(2, { seq: 80 }), memory: null },
     });
     expect(other.champion_note).toMatch(
       /v-wide cannot answer this dataset: its sequence length is 80, the dataset's 64/,
@@ -317,11 +322,12 @@ describe("evaluateModels on a dataset", () => {
       agent: "sre",
       config,
       dataset: ds,
-      candidate: { label: "candidate", version: null, weights: weights(8) },
+      candidate: { label: "candidate", version: null, weights: weights(8), memory: null },
       champion: {
         label: champion,
         version: champion,
         weights: await registry.readArtifact("sre", champion, "model.safetensors"),
+        memory: null,
       },
       runId,
     });

@@ -13,6 +13,7 @@ import { smokeArtifact } from "../deploy/smoke-example.js";
 import { deployStageHook } from "../deploy/targets.js";
 import { evaluationRunKey, readEvaluation } from "../evaluate/stage.js";
 import type { EvaluationResult } from "../evaluate.js";
+import { MEMORY_ARTIFACT, memoryOf, serializeMemory } from "../tasks/index.js";
 import { trainedModel } from "../train/stage.js";
 
 /** What a deploy target sees. */
@@ -190,6 +191,11 @@ export async function deployStage(ctx: StageContext, hooks: DeployHook[]): Promi
         {
           name: "metrics.json",
           data: `${JSON.stringify({ evaluation, training: trainOut }, null, 2)}\n`,
+        },
+        // What the evaluation's candidate remembered: the same training split, built the same way.
+        {
+          name: MEMORY_ARTIFACT,
+          data: serializeMemory(memoryOf((t) => ds.train.examples(t), ds.vocab)),
         },
         // One validation example, for the server's smoke test before it switches to this version.
         ...(ds.val.size > 0 ? [smokeArtifact(ds.val.example(0))] : []),

@@ -2,13 +2,17 @@ import { initBackend } from "../../model/backend.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import { runEvaluationKey } from "../../store/layout.js";
 import type { EvaluateOutput, StageContext } from "../contract.js";
+import type { Dataset } from "../dataset/index.js";
 import { runDataset } from "../dataset/stage.js";
+import type { ModelRegistry } from "../deploy/registry.js";
+import { versionMemory } from "../deploy/version-memory.js";
 import {
   type EvaluationResult,
   evaluateModels,
   type ModelUnderTest,
   publishValidationScores,
 } from "../evaluate.js";
+import { asMemory, type ModelMemory, memoryOf } from "../tasks/index.js";
 import { trainedModel } from "../train/stage.js";
 import type { PairedInterval } from "./bootstrap.js";
 
@@ -27,7 +31,9 @@ export async function evaluateStage(ctx: StageContext): Promise<EvaluateOutput> 
   await initBackend(ctx.config.model.backend);
   const ds = await runDataset(ctx);
   const asked = ctx.record.options.evaluate;
-  const { candidate, champion } = asked ? await versionsUnderTest(ctx, asked) : await candidateUnderTest(ctx);
+  const { candidate, champion } = asked
+    ? await versionsUnderTest(ctx, asked)
+    : await candidateUnderTest(ctx, candidateMemory(ds));
   if (asked)
     ctx.log(
       "info",
@@ -85,13 +91,18 @@ function diffOf(iv: PairedInterval | null) {
 }
 
 /** A training run's candidate, and the champion when there is one. */
-async function candidateUnderTest(ctx: StageContext): Promise<Models> {
+async function candidateUnderTest(ctx: StageContext, memory: ModelMemory): Promise<Models> {
   const cand = await trainedModel(ctx);
   const championVersion = (await ctx.registry.read(ctx.agent)).aliases.champion;
   return {
-    candidate: { label: CANDIDATE, version: null, weights: cand.model },
-    champion: championVersion ? await registered(ctx, championVersion) : null,
+    candidate: { label: CANDIDATE, version: null, weights: cand.model, memory },
+    champion: championVersion ? await registeredModel(ctx.registry, ctx.agent, championVersion) : null,
   };
+}
+
+/** What a model trained on this dataset remembers: deploy registers the same as memory.json. */
+export function candidateMemory(ds: Dataset): ModelMemory {
+  return asMemory(memoryOf((t) => ds.train.examples(t), ds.vocab));
 }
 
 /** An evaluation run's version, and the one it is scored against (resolved when the run started). */
@@ -102,8 +113,8 @@ async function versionsUnderTest(
   const version = await ctx.registry.resolve(ctx.agent, asked.version);
   const against = asked.against ? await ctx.registry.resolve(ctx.agent, asked.against) : null;
   return {
-    candidate: await registered(ctx, version),
-    champion: against && against !== version ? await registered(ctx, against) : null,
+    candidate: await registeredModel(ctx.registry, ctx.agent, version),
+    champion: against && against !== version ? await registeredModel(ctx.registry, ctx.agent, against) : null,
   };
 }
 
@@ -112,11 +123,18 @@ interface Models {
   champion: ModelUnderTest | null;
 }
 
-async function registered(ctx: StageContext, version: string): Promise<ModelUnderTest> {
+/** A registered version as evaluation scores it: its weights and its memory. */
+export async function registeredModel(
+  registry: ModelRegistry,
+  agent: string,
+  version: string,
+): Promise<ModelUnderTest> {
+  const manifest = await registry.getManifest(agent, version);
   return {
     label: version,
     version,
-    weights: await ctx.registry.readArtifact(ctx.agent, version, "model.safetensors"),
+    weights: await registry.readArtifact(agent, version, "model.safetensors", manifest),
+    memory: await versionMemory(registry, agent, version, manifest),
   };
 }
 

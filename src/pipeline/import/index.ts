@@ -10,8 +10,10 @@ import { type Dataset, openDataset } from "../dataset/index.js";
 import { cardDataset, renderModelCard } from "../deploy/card.js";
 import type { Alias, ModelRegistry } from "../deploy/registry.js";
 import { smokeArtifact } from "../deploy/smoke-example.js";
+import { registeredModel } from "../evaluate/stage.js";
 import { evaluateModels, type ModelUnderTest } from "../evaluate.js";
 import { codeVersion } from "../run/code-version.js";
+import { asMemory, MEMORY_ARTIFACT, memoryOf, serializeMemory } from "../tasks/index.js";
 import { type ImportFormat, readImportWeights, type WeightsOrigin } from "./weights.js";
 
 export {
@@ -70,17 +72,14 @@ export async function importModel(o: ImportOptions): Promise<ImportResult> {
   const index = await o.registry.read(o.agent);
   const championBefore = index.aliases.champion;
   const champion: ModelUnderTest | null = championBefore
-    ? {
-        label: championBefore,
-        version: championBefore,
-        weights: await o.registry.readArtifact(o.agent, championBefore, "model.safetensors"),
-      }
+    ? await registeredModel(o.registry, o.agent, championBefore)
     : null;
+  const memory = memoryOf((t) => ds.train.examples(t), ds.vocab);
   const evaluation = await evaluateModels({
     agent: o.agent,
     config: o.config,
     dataset: ds,
-    candidate: { label: "imported", version: null, weights: checked.model },
+    candidate: { label: "imported", version: null, weights: checked.model, memory: asMemory(memory) },
     champion,
     signal: o.signal,
     onProgress: o.onProgress,
@@ -129,6 +128,7 @@ export async function importModel(o: ImportOptions): Promise<ImportResult> {
         name: "metrics.json",
         data: `${JSON.stringify({ evaluation, import: checked.origin }, null, 2)}\n`,
       },
+      { name: MEMORY_ARTIFACT, data: serializeMemory(memory) },
       ...(ds.val.size > 0 ? [smokeArtifact(ds.val.example(0))] : []),
     ],
     versioned: (v) => [{ name: "card.md", data: card(v) }],

@@ -3,7 +3,9 @@
 import { outputProbs } from "../../model/act.js";
 import type { TRMConfig } from "../../model/config.js";
 import { codeInfill } from "./code-infill.js";
+import { argmaxTokens } from "./common.js";
 import { logTriage } from "./log-triage.js";
+import { buildMemory, type MemoryFile, type ModelMemory, recall } from "./memory.js";
 import { metricForecast } from "./metric-forecast.js";
 import { traceOutcome } from "./trace-outcome.js";
 import { type Example, TASK_NAMES, type TaskModule, type TaskName, type TaskScore } from "./types.js";
@@ -16,16 +18,21 @@ export const TASKS: Record<TaskName, TaskModule<any, any>> = {
   trace_outcome: traceOutcome,
 };
 
+/** The memory of a training split for every task that keeps one (memory.ts). */
+export function memoryOf(train: (task: TaskName) => readonly Example[], vocab: Vocab): MemoryFile {
+  return buildMemory(Object.values(TASKS), train, vocab);
+}
+
 export function getTask(name: string): TaskModule<any, any> {
   const t = TASKS[name as TaskName];
   if (!t) throw new Error(`unknown task "${name}" (tasks: ${TASK_NAMES.join(", ")})`);
   return t;
 }
 
-/** Scores predictions (argmax token ids per position) of one task's examples. */
 /**
  * One sample's answer tokens from the model's output (logits of the batch, the sample's at
- * `offset`): the task's own decision where it has one, as serving answers, else the arg-max.
+ * `offset`): recalled against the version's memory where it has one for the task, then the task's
+ * own decision where it has one, as serving answers, else the arg-max.
  */
 export function answerTokens(
   task: string,
@@ -34,13 +41,28 @@ export function answerTokens(
   out: { predictions: Int32Array; logits: Float32Array },
   j: number,
   vocab: Vocab,
+  memory: ModelMemory | null = null,
 ): Int32Array {
   const L = cfg.seq_len;
   const t = getTask(task);
-  if (!t.choose) return out.predictions.slice(j * L, (j + 1) * L);
-  return t.choose(inputs, outputProbs(cfg, out.logits, j * L * cfg.vocab_size, vocab.size), vocab);
+  const offset = j * L * cfg.vocab_size;
+  if (t.choose) {
+    const probs = outputProbs(cfg, out.logits, offset, vocab.size);
+    recall(memory, t, inputs, probs, vocab);
+    return t.choose(inputs, probs, vocab);
+  }
+  const tokens = out.predictions.slice(j * L, (j + 1) * L);
+  if (!t.memoryKey || !memory?.tasks.has(task)) return tokens;
+  // Only the slot rows change: normalise those alone.
+  const rows = Math.max(...t.slots.map((s) => s.position)) + 1;
+  const probs = outputProbs({ ...cfg, seq_len: rows }, out.logits, offset, vocab.size);
+  if (!recall(memory, t, inputs, probs, vocab)) return tokens;
+  for (const s of t.slots)
+    tokens[s.position] = argmaxTokens(probs.subarray(s.position * vocab.size), 1, vocab.size)[0];
+  return tokens;
 }
 
+/** Scores predictions (argmax token ids per position) of one task's examples. */
 export function scoreTask(
   task: TaskName,
   examples: readonly Example[],
@@ -109,6 +131,17 @@ export {
   logTriage,
   nsToMs,
 } from "./log-triage.js";
+export {
+  asMemory,
+  buildMemory,
+  MEMORY_ARTIFACT,
+  MemoryError,
+  type MemoryFile,
+  type ModelMemory,
+  parseMemory,
+  recall,
+  serializeMemory,
+} from "./memory.js";
 export {
   fromBin,
   identityText,

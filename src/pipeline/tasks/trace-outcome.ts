@@ -320,8 +320,8 @@ function rootOf(ex: Example): string {
 }
 
 /** A hash of the whole encoded path: the path signature (operations, order, repeat counts). */
-function signatureOf(ex: Example): number {
-  return hash53(ex.inputs.subarray(TEXT_FROM), 0x9a7);
+function signatureOf(inputs: Int32Array): number {
+  return hash53(inputs.subarray(TEXT_FROM), 0x9a7);
 }
 
 /** The trace baselines: the majority per root operation and per path signature. */
@@ -332,7 +332,7 @@ export function traceBaselines(train: readonly Example[]): Baseline[] {
   const slotCounts = () => SLOTS.map(() => new Map<number, number>());
   for (const ex of train) {
     const r = getOrAdd(byRoot, rootOf(ex), slotCounts);
-    const p = getOrAdd(byPath, signatureOf(ex), slotCounts);
+    const p = getOrAdd(byPath, signatureOf(ex.inputs), slotCounts);
     SLOTS.forEach((s, j) => {
       bump(r[j], ex.labels[s.position]);
       bump(p[j], ex.labels[s.position]);
@@ -361,7 +361,7 @@ export function traceBaselines(train: readonly Example[]): Baseline[] {
       // A path never seen in train backs off to its root operation, then to the overall majority.
       name: "majority_per_path",
       predict: (ex) =>
-        answer(ex, byPathPicks.get(signatureOf(ex)) ?? byRootPicks.get(rootOf(ex)) ?? fallback),
+        answer(ex, byPathPicks.get(signatureOf(ex.inputs)) ?? byRootPicks.get(rootOf(ex)) ?? fallback),
     },
   ];
 }
@@ -380,6 +380,8 @@ export const traceOutcome: TaskModule<TraceOutcomeQuery, TraceOutcomeAnswer> = {
   },
   primary: "mean_accuracy",
   builder: builder as TaskModule["builder"],
+  // The same signature the per-path baseline groups by: a path answers from its training outcomes.
+  memoryKey: (inputs) => signatureOf(inputs).toString(36),
   encode(query, vocab) {
     if (!Array.isArray(query?.path) || !query.path.length || query.path.some((p) => typeof p !== "string"))
       throw new TaskInputError('trace_outcome needs { path: ["service:operation", ...] } (root first)');

@@ -165,6 +165,11 @@ export interface TaskModule<Q = unknown, A = unknown> {
    * and serving both answer through it.
    */
   choose?(inputs: Int32Array, probs: Float32Array, vocab: Vocab): Int32Array;
+  /**
+   * The part of an input whose training outcomes a version remembers, per slot (memory.ts):
+   * trace_outcome's path signature. Tasks without it answer from the model alone.
+   */
+  memoryKey?(inputs: Int32Array): string;
   /** Reads the typed answer from the model's output. */
   decode(output: ModelOutput, encoded: Encoded, vocab: Vocab): A;
   /** The baselines to beat, fitted on train. */
