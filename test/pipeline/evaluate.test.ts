@@ -11,10 +11,10 @@ import { stageOutput } from "../../src/pipeline/contract.js";
 import { createPipeline } from "../../src/pipeline/create.js";
 import { buildDataset, type Dataset, openDataset } from "../../src/pipeline/dataset/index.js";
 import { compareVersions } from "../../src/pipeline/evaluate/compare.js";
-import { evaluationRunKey } from "../../src/pipeline/evaluate/stage.js";
+import { candidateMemory, evaluationRunKey } from "../../src/pipeline/evaluate/stage.js";
 import { evaluateVersion, evaluationTarget } from "../../src/pipeline/evaluate/version.js";
 import { evaluateModels, runGate, type TaskEvaluation } from "../../src/pipeline/evaluate.js";
-import { scoreBaselines } from "../../src/pipeline/tasks/index.js";
+import { scoreBaselines, traceOutcome } from "../../src/pipeline/tasks/index.js";
 import { FsStore } from "../../src/store/index.js";
 import { logTraceDataset, tinyModel } from "../helpers/tiny-config.js";
 
@@ -196,6 +196,33 @@ describe("evaluateModels on a dataset", () => {
     expect(r.gate.checks.filter((c) => c.check === "regression").every((c) => c.passed)).toBe(true);
     expect(r.tasks.log_triage.floor).toBe(0.5);
     expect(r.gate.checks.some((c) => c.check === "floor" && c.task === "log_triage")).toBe(true);
+  });
+
+  it("recalls the candidate's path memory on trace_outcome, and nothing changes elsewhere", async () => {
+    const w = weights(3);
+    const memory = candidateMemory(ds);
+    const r = await evaluateModels({
+      agent: "sre",
+      config,
+      dataset: ds,
+      candidate: { label: "candidate", version: null, weights: w, memory },
+      champion: { label: "v-plain", version: "v-plain", weights: w, memory: null },
+    });
+    const trace = r.tasks.trace_outcome;
+    // An untrained model alone is below the per-path majority. Recalling the training outcomes
+    // answers every seen path as that baseline does (ties aside), so it falls short of it by at
+    // most the share of paths not seen in train.
+    const path = trace.baselines.majority_per_path.score;
+    expect(trace.champion!.score).toBeLessThan(path);
+    const val = ds.val.examples("trace_outcome");
+    const key = (ex: (typeof val)[number]) => traceOutcome.memoryKey!(ex.inputs);
+    const seen = val.filter((ex) => memory.tasks.get("trace_outcome")!.has(key(ex))).length;
+    expect(seen).toBeGreaterThan(val.length / 2);
+    expect(trace.candidate.score).toBeGreaterThan(trace.champion!.score);
+    expect(trace.candidate.score).toBeGreaterThanOrEqual(path - (val.length - seen) / val.length - 1e-9);
+    expect(trace.intervals!.champion!.low).toBeGreaterThan(0);
+    // log_triage keeps no memory: the same weights answer the same.
+    expect(r.tasks.log_triage.candidate.metrics).toEqual(r.tasks.log_triage.champion!.metrics);
   });
 
   it("lets a champion with an older, smaller vocabulary answer, and refuses one of another shape", async () => {

@@ -8,10 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Config, parseConfig } from "../../src/config/index.js";
 import { registry as metrics } from "../../src/metrics.js";
 import { createPipeline } from "../../src/pipeline/create.js";
-import { readDatasetManifest } from "../../src/pipeline/dataset/index.js";
+import { openDataset, readDatasetManifest } from "../../src/pipeline/dataset/index.js";
 import type { DeployHook } from "../../src/pipeline/deploy/stage.js";
 import { reportKey } from "../../src/pipeline/report.js";
 import type { Pipeline, RunRecord } from "../../src/pipeline/run.js";
+import { parseMemory } from "../../src/pipeline/tasks/index.js";
 import { agentConfigFor, createSimulator, type Simulator } from "../../src/simulator/index.js";
 import { tinyModel } from "../helpers/tiny-config.js";
 
@@ -110,6 +111,7 @@ describe("the pipeline end to end", () => {
         "card.md",
         "config.json",
         "extra.txt",
+        "memory.json",
         "metrics.json",
         "model.safetensors",
         "raw.safetensors",
@@ -125,6 +127,14 @@ describe("the pipeline end to end", () => {
       code_version: first.code_version.id,
       parent_version: null,
     });
+    // The path memory holds every training trace of the dataset, once.
+    const memory = parseMemory(await pipeline.registry.readArtifact("sre", version, "memory.json"));
+    const trained = await openDataset(pipeline.store, "sre", ds.id);
+    const paths = [...memory.tasks.get("trace_outcome")!.values()];
+    expect(paths.reduce((n, slots) => n + [...slots[0].values()].reduce((a, b) => a + b, 0), 0)).toBe(
+      trained.train.examples("trace_outcome").length,
+    );
+    expect([...memory.tasks.keys()]).toEqual(["trace_outcome"]);
     const gate = (evaluate as { gate: { passed: boolean; reasons: string[] } }).gate;
     expect(manifest.gate).toEqual(gate);
     const index = await pipeline.registry.read("sre");
@@ -207,6 +217,6 @@ describe("the pipeline end to end", () => {
     expect(v2.lineage.parent_version).toBe(v1);
     expect(second.model_version! > v1).toBe(true);
     // A version never moves: v1's files still verify.
-    expect((await pipeline.registry.load("sre", v1)).files.size).toBe(8);
+    expect((await pipeline.registry.load("sre", v1)).files.size).toBe(9);
   });
 });

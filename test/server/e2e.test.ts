@@ -231,6 +231,8 @@ describe("end to end over HTTP, with the simulated homelab", () => {
       await call(sre, "model_predict", { task: "trace_outcome", input: "gateway:GET /api -> orders:query" })
     ).structuredContent as any;
     expect(["ok", "error", null]).toContain(trace.answer.status.value);
+    // The version remembers its training traces per path; this made-up path is not among them.
+    expect(trace.seen_in_training).toBe(0);
 
     const rb = (await call(sre, "model_rollback", { reason: "checking the way back" }))
       .structuredContent as any;

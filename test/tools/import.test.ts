@@ -68,6 +68,8 @@ describe("model_import", () => {
     expect(index.aliases.champion).toBe(s.gate.passed ? s.version : null);
     const m = await t.ctx.registry.getManifest(SRE, s.version);
     expect(m.created_by).toBe(`import:mcp:${SRE}`);
+    // Imported weights get the dataset's path memory, as a trained version does.
+    expect(m.artifacts.map((a) => a.name)).toContain("memory.json");
     const card = await call(sre, "model_card", { version: s.version, max_chars: 50_000 });
     expect(textOf(card)).toContain("Imported, not trained by trm-forge: `model.safetensors`");
     expect(textOf(card)).not.toContain(importDir);

@@ -4,12 +4,17 @@ import {
   analyseTrace,
   BYTE_BASE,
   buildExamples,
+  buildMemory,
   IGNORE,
   latencyBucket,
   latencyDrivers,
+  MemoryError,
+  parseMemory,
   pathText,
+  recall,
   SEP,
   scoreTask,
+  serializeMemory,
   TaskInputError,
   traceOutcome,
   tracePath,
@@ -256,5 +261,105 @@ describe("trace_outcome", () => {
     expect(s.metrics.mean_accuracy).toBeCloseTo(5 / 9);
     expect(s.metrics.exact_all).toBeCloseTo(1 / 3);
     expect(s.primary).toBe("mean_accuracy");
+  });
+});
+
+describe("trace_outcome: the path memory", () => {
+  const mk = (leaf: string, status: "ok" | "error", minute: number) =>
+    trace([span("1", null, "api", "GET", 0, 50), span("2", "1", leaf, "q", 1, 5, status)], 50, minute);
+  const built = buildExamples(
+    traceOutcome,
+    [
+      // train: through db once (failed), through cache twice (once each), through mq three times
+      mk("db", "error", 1),
+      mk("cache", "ok", 2),
+      mk("cache", "error", 3),
+      mk("mq", "ok", 4),
+      mk("mq", "ok", 5),
+      mk("mq", "ok", 6),
+      // asked: db, cache, and a path never seen in train
+      mk("db", "ok", 7),
+      mk("cache", "ok", 8),
+      mk("s3", "ok", 9),
+    ],
+    { window, seqLen: 48 },
+  );
+  const v = built.vocab;
+  const train = built.examples.slice(0, 6);
+  const [db, cache, unseen] = built.examples.slice(6);
+  const memory = parseMemory(serializeMemory(buildMemory([traceOutcome], () => train, v)));
+  const V = v.size;
+  const L = 48;
+  /** A model that says "ok" at 0.9 and spreads the rest over every other id. */
+  const modelSaysOk = () => {
+    const probs = new Float32Array(L * V).fill(0.1 / (V - 1));
+    probs[v.classId("status:ok")!] = 0.9;
+    return probs;
+  };
+  const statusOf = (probs: Float32Array, ex: typeof db) =>
+    traceOutcome.decode({ probs }, traceOutcome.encode({ path: pathOf(ex) }, v), v).status;
+  const pathOf = (ex: typeof db) => {
+    const text = String.fromCharCode(
+      ...Array.from(ex.inputs)
+        .filter((t) => t >= BYTE_BASE)
+        .map((t) => t - BYTE_BASE),
+    );
+    return text.slice(text.indexOf("api:")).split(";");
+  };
+
+  it("answers a path seen in train by its outcomes, weighing the model as one example", () => {
+    const p = modelSaysOk();
+    expect(recall(memory, traceOutcome, db.inputs, p, v)).toBe(1);
+    // (1 + 0.1 x model) / 2 for error against (0 + 0.9 x model) / 2 for ok: the one example wins.
+    const st = statusOf(p, db);
+    expect(st.value).toBe("error");
+    const okShare = 0.9 / (0.9 + 0.1 / (V - 1));
+    expect(st.confidence).toBeCloseTo((1 + (1 - okShare)) / 2, 5);
+    // Only the slot's classes keep mass, and they sum to 1.
+    const row = p.subarray(0, V);
+    const ids = v.namespaceIds("status");
+    expect(ids.reduce((a, id) => a + row[id], 0)).toBeCloseTo(1, 6);
+    expect(row.reduce((a, x) => a + x, 0)).toBeCloseTo(1, 6);
+  });
+
+  it("lets the model decide where the examples disagree, and leaves an unseen path to it", () => {
+    const p = modelSaysOk();
+    expect(recall(memory, traceOutcome, cache.inputs, p, v)).toBe(2);
+    expect(statusOf(p, cache).value).toBe("ok");
+    const q = modelSaysOk();
+    const before = q.slice();
+    expect(recall(memory, traceOutcome, unseen.inputs, q, v)).toBe(0);
+    expect(q).toEqual(before);
+    // A version without a memory answers from the model alone.
+    expect(recall(null, traceOutcome, db.inputs, q, v)).toBe(0);
+    expect(q).toEqual(before);
+  });
+
+  it("matches the per-path majority wherever a path was seen, since both group by its signature", () => {
+    const [, path] = traceOutcome.baselines(train, v);
+    let checked = 0;
+    for (const ex of built.examples) {
+      const p = new Float32Array(L * V).fill(1 / V);
+      if (!recall(memory, traceOutcome, ex.inputs, p, v)) continue;
+      const mine = traceOutcome.decode({ probs: p }, traceOutcome.encode({ path: pathOf(ex) }, v), v);
+      const base = path.predict(ex);
+      expect(v.classId(`status:${mine.status.value}`)).toBe(base[0]);
+      expect(v.classId(`service:${mine.culprit.value}`)).toBe(base[2]);
+      checked++;
+    }
+    // db twice, cache three times (a 1:1 tie a uniform model leaves to the lower id, as the
+    // baseline does), mq three times; the unseen path is the model's alone.
+    expect(checked).toBe(8);
+  });
+
+  it("refuses a memory.json that is not one, naming what is wrong", () => {
+    expect(() => parseMemory("{", "m.json")).toThrow(MemoryError);
+    expect(() => parseMemory("{", "m.json")).toThrow(/m.json: not JSON/);
+    expect(() => parseMemory(JSON.stringify({ schema: 2, strength: 1, tasks: {} }))).toThrow(/schema/);
+    expect(() =>
+      parseMemory(
+        JSON.stringify({ schema: 1, strength: 1, tasks: { trace_outcome: { k: [{ "status:ok": -1 }] } } }),
+      ),
+    ).toThrow(/tasks\.trace_outcome\.k\.0/);
   });
 });
