@@ -16,6 +16,7 @@ export {
   type Batch,
   type Dataset,
   DatasetSplit,
+  datasetMemory,
   latestDatasetId,
   listDatasets,
   openDataset,

@@ -5,6 +5,7 @@ import { decodeSafetensors } from "../../model/safetensors.js";
 import { configFromMetadata } from "../../model/trm.js";
 import type { ObjectStore } from "../../store/index.js";
 import type { DeployOutput, StageContext } from "../contract.js";
+import { datasetMemory } from "../dataset/index.js";
 import { runDataset } from "../dataset/stage.js";
 import { cardDataset, renderModelCard } from "../deploy/card.js";
 import { knowledgeArtifact } from "../deploy/knowledge.js";
@@ -13,7 +14,7 @@ import { smokeArtifact } from "../deploy/smoke-example.js";
 import { deployStageHook } from "../deploy/targets.js";
 import { evaluationRunKey, readEvaluation } from "../evaluate/stage.js";
 import type { EvaluationResult } from "../evaluate.js";
-import { MEMORY_ARTIFACT, memoryOf, serializeMemory } from "../tasks/index.js";
+import { MEMORY_ARTIFACT, serializeMemory } from "../tasks/index.js";
 import { trainedModel } from "../train/stage.js";
 
 /** What a deploy target sees. */
@@ -193,10 +194,7 @@ export async function deployStage(ctx: StageContext, hooks: DeployHook[]): Promi
           data: `${JSON.stringify({ evaluation, training: trainOut }, null, 2)}\n`,
         },
         // What the evaluation's candidate remembered: the same training split, built the same way.
-        {
-          name: MEMORY_ARTIFACT,
-          data: serializeMemory(memoryOf((t) => ds.train.examples(t), ds.vocab)),
-        },
+        { name: MEMORY_ARTIFACT, data: serializeMemory(datasetMemory(ds)) },
         // One validation example, for the server's smoke test before it switches to this version.
         ...(ds.val.size > 0 ? [smokeArtifact(ds.val.example(0))] : []),
         ...extra,

@@ -2,7 +2,7 @@ import { initBackend } from "../../model/backend.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import { runEvaluationKey } from "../../store/layout.js";
 import type { EvaluateOutput, StageContext } from "../contract.js";
-import type { Dataset } from "../dataset/index.js";
+import { type Dataset, datasetMemory } from "../dataset/index.js";
 import { runDataset } from "../dataset/stage.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { versionMemory } from "../deploy/version-memory.js";
@@ -12,7 +12,7 @@ import {
   type ModelUnderTest,
   publishValidationScores,
 } from "../evaluate.js";
-import { asMemory, type ModelMemory, memoryOf } from "../tasks/index.js";
+import { asMemory, type ModelMemory } from "../tasks/index.js";
 import { trainedModel } from "../train/stage.js";
 import type { PairedInterval } from "./bootstrap.js";
 
@@ -100,9 +100,9 @@ async function candidateUnderTest(ctx: StageContext, memory: ModelMemory): Promi
   };
 }
 
-/** What a model trained on this dataset remembers: deploy registers the same as memory.json. */
+/** What the candidate trained on this dataset remembers (deploy registers the same). */
 export function candidateMemory(ds: Dataset): ModelMemory {
-  return asMemory(memoryOf((t) => ds.train.examples(t), ds.vocab));
+  return asMemory(datasetMemory(ds));
 }
 
 /** An evaluation run's version, and the one it is scored against (resolved when the run started). */

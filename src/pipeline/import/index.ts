@@ -6,14 +6,14 @@ import type { Config } from "../../config/index.js";
 import { initBackend } from "../../model/backend.js";
 import { countParams, resolveModelConfig } from "../../model/config.js";
 import type { ObjectStore } from "../../store/index.js";
-import { type Dataset, openDataset } from "../dataset/index.js";
+import { type Dataset, datasetMemory, openDataset } from "../dataset/index.js";
 import { cardDataset, renderModelCard } from "../deploy/card.js";
 import type { Alias, ModelRegistry } from "../deploy/registry.js";
 import { smokeArtifact } from "../deploy/smoke-example.js";
 import { registeredModel } from "../evaluate/stage.js";
 import { evaluateModels, type ModelUnderTest } from "../evaluate.js";
 import { codeVersion } from "../run/code-version.js";
-import { asMemory, MEMORY_ARTIFACT, memoryOf, serializeMemory } from "../tasks/index.js";
+import { asMemory, MEMORY_ARTIFACT, serializeMemory } from "../tasks/index.js";
 import { type ImportFormat, readImportWeights, type WeightsOrigin } from "./weights.js";
 
 export {
@@ -74,7 +74,7 @@ export async function importModel(o: ImportOptions): Promise<ImportResult> {
   const champion: ModelUnderTest | null = championBefore
     ? await registeredModel(o.registry, o.agent, championBefore)
     : null;
-  const memory = memoryOf((t) => ds.train.examples(t), ds.vocab);
+  const memory = datasetMemory(ds);
   const evaluation = await evaluateModels({
     agent: o.agent,
     config: o.config,

@@ -5,7 +5,7 @@ import type { TRMConfig } from "../../model/config.js";
 import { codeInfill } from "./code-infill.js";
 import { argmaxTokens } from "./common.js";
 import { logTriage } from "./log-triage.js";
-import { buildMemory, type MemoryFile, type ModelMemory, recall } from "./memory.js";
+import { type ModelMemory, recall } from "./memory.js";
 import { metricForecast } from "./metric-forecast.js";
 import { traceOutcome } from "./trace-outcome.js";
 import { type Example, TASK_NAMES, type TaskModule, type TaskName, type TaskScore } from "./types.js";
@@ -17,11 +17,6 @@ export const TASKS: Record<TaskName, TaskModule<any, any>> = {
   metric_forecast: metricForecast,
   trace_outcome: traceOutcome,
 };
-
-/** The memory of a training split for every task that keeps one (memory.ts). */
-export function memoryOf(train: (task: TaskName) => readonly Example[], vocab: Vocab): MemoryFile {
-  return buildMemory(Object.values(TASKS), train, vocab);
-}
 
 export function getTask(name: string): TaskModule<any, any> {
   const t = TASKS[name as TaskName];
