@@ -114,17 +114,18 @@ export function recall(
     const counts = entry[j];
     if (!counts?.size) return;
     const ids = vocab.namespaceIds(s.namespace);
+    // Classes this vocabulary lacks (a memory from another version) count for nothing.
+    const n = ids.map((id) => counts.get(vocab.className(id)!) ?? 0);
+    const N = n.reduce((a, c) => a + c, 0);
+    if (!N) return;
+    seen = Math.max(seen, N);
     const row = probs.subarray(s.position * V, (s.position + 1) * V);
     let total = 0;
     for (const id of ids) total += row[id];
-    let n = 0;
-    for (const c of counts.values()) n += c;
-    seen = Math.max(seen, n);
     const k = memory.strength;
-    const posterior = ids.map((id) => {
-      const model = total > 0 ? row[id] / total : 1 / ids.length;
-      return ((counts.get(vocab.className(id)!) ?? 0) + k * model) / (n + k);
-    });
+    const posterior = ids.map(
+      (id, i) => (n[i] + k * (total > 0 ? row[id] / total : 1 / ids.length)) / (N + k),
+    );
     row.fill(0);
     ids.forEach((id, i) => {
       row[id] = posterior[i];

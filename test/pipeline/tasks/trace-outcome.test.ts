@@ -352,6 +352,20 @@ describe("trace_outcome: the path memory", () => {
     expect(checked).toBe(8);
   });
 
+  it("ignores remembered classes the vocabulary lacks", () => {
+    const file = buildMemory([traceOutcome], () => train, v);
+    const key = traceOutcome.memoryKey!(db.inputs);
+    // Another version's culprit, "ghost", outnumbers db's own: it must not take the mass.
+    file.tasks.trace_outcome[key][2]["service:ghost"] = 5;
+    const p = modelSaysOk();
+    expect(recall(parseMemory(serializeMemory(file)), traceOutcome, db.inputs, p, v)).toBe(1);
+    const culprits = v.namespaceIds("service").map((id) => p[2 * V + id]);
+    expect(culprits.reduce((a, x) => a + x, 0)).toBeCloseTo(1, 6);
+    expect(v.className(v.namespaceIds("service")[culprits.indexOf(Math.max(...culprits))])).toBe(
+      "service:db",
+    );
+  });
+
   it("refuses a memory.json that is not one, naming what is wrong", () => {
     expect(() => parseMemory("{", "m.json")).toThrow(MemoryError);
     expect(() => parseMemory("{", "m.json")).toThrow(/m.json: not JSON/);
