@@ -17,6 +17,7 @@ import {
   vllmPrefix,
 } from "../../store/layout.js";
 import { dayOf } from "../collect/raw-store.js";
+import { getOrAdd } from "../tasks/facts.js";
 import { timeOfId } from "../common/ids.js";
 import { championStack, prunedEntry, type RegistryIndex } from "../deploy/registry.js";
 import type { RunRecord } from "../record.js";
@@ -230,6 +231,26 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
       d.id,
       `datasets: older than the newest ${ret.datasets} and not used by a kept version`,
       keys,
+    );
+  }
+
+  // ---- a build stopped before its manifest: no reader takes its objects for a dataset, and the
+  // same build run again writes them anew. They go once the newest is a day old (a build takes
+  // minutes; `dataset build` from the CLI holds no lease that would tell it is still going).
+  const complete = new Set(input.datasets.map((d) => d.id));
+  const partial = new Map<string, ObjectInfo[]>();
+  for (const o of input.objects) {
+    const id = /^datasets\/[^/]+\/([^/]+)\//.exec(o.key)?.[1];
+    if (id && !complete.has(id) && id !== input.latestDataset) getOrAdd(partial, id, () => []).push(o);
+  }
+  for (const [id, objs] of partial) {
+    if (objs.some((o) => o.key.endsWith("/manifest.json"))) continue; // unreadable, not partial: left alone
+    if (Math.max(...objs.map((o) => o.mtimeMs)) >= now - DAY_MS) continue;
+    add(
+      "dataset",
+      id,
+      "datasets: a build that never finished (no manifest), untouched for a day",
+      objs.map((o) => o.key),
     );
   }
 

@@ -47,6 +47,8 @@ export interface Fixture {
   runs: Record<"a" | "b" | "c" | "d" | "e" | "f" | "g", string>;
   /** Job records with no run: one from before the newest run (its run is gone), one after it. */
   jobs: { orphan: string; starting: string };
+  /** A dataset build stopped before its manifest: split files, no manifest.json. */
+  partial: string;
 }
 
 /** A valid run record of AGENT (extra may name another agent). */
@@ -200,5 +202,8 @@ export async function writeFixture(store: ObjectStore, config: Config): Promise<
     await store.put(`deploy/${AGENT}/vllm/${v[i]}/tokenizer_config.json`, "{}\n");
   }
   await store.put(`deploy/${AGENT}/ollama.json`, "{}\n");
-  return { registry, v, ds, runs, jobs };
+  const partial = "ds-20260712-0123456789ab";
+  for (const f of ["train.bin", "val.bin"])
+    await store.put(`datasets/${AGENT}/${partial}/${f}`, "half a build\n");
+  return { registry, v, ds, runs, jobs, partial };
 }

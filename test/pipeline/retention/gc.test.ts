@@ -176,5 +176,28 @@ for (const kind of storesUnderTest()) {
       });
       expect(again.items).toEqual([]);
     });
+
+    it("deletes a dataset build that never wrote its manifest once it is a day old, not before", async () => {
+      const at = (ms: number) =>
+        runGc({
+          store: s.store,
+          registry: fx.registry,
+          config,
+          agent: AGENT,
+          dryRun: true,
+          now: new Date(ms),
+          actor: "test",
+        });
+      const partialItem = (plan: Awaited<ReturnType<typeof at>>) =>
+        plan.items.find((i) => i.kind === "dataset" && i.id === fx.partial);
+      // Written moments ago: it may be a build still going.
+      expect(partialItem(await at(Date.now()))).toBeUndefined();
+      const later = partialItem(await at(Date.now() + 2 * 86_400_000));
+      expect(later?.rule).toMatch(/never finished \(no manifest\)/);
+      expect(later?.keys.sort()).toEqual([
+        `datasets/${AGENT}/${fx.partial}/train.bin`,
+        `datasets/${AGENT}/${fx.partial}/val.bin`,
+      ]);
+    });
   });
 }
