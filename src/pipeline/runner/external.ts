@@ -12,7 +12,7 @@
 // run re-attaches to it by its pid, or imports what it wrote while no server watched.
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import * as z from "zod";
 import type { Config } from "../../config/index.js";
@@ -21,6 +21,7 @@ import { initBackend } from "../../model/backend.js";
 import { countParams } from "../../model/config.js";
 import { atomicWriteJson } from "../../util/fs.js";
 import { pidAlive } from "../../util/process.js";
+import { timeOfId } from "../common/ids.js";
 import { CancelledError } from "../common/retry.js";
 import type { StageContext, StageFn, TrainOutput } from "../contract.js";
 import { exportTrmNpy } from "../dataset/index.js";
@@ -83,6 +84,25 @@ async function readState(path: string): Promise<TrainerState | null> {
   }
 }
 
+/**
+ * Removes the folders earlier runs of the agent left (a failed trainer's stays for a person to look
+ * at): once a newer training run has begun none of them can be resumed, so nothing else would ever
+ * remove them. A folder whose trainer still runs is left to it.
+ */
+async function removeEarlierFolders(ctx: StageContext): Promise<void> {
+  const parent = resolve(ctx.config.data_dir, "external", ctx.agent);
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    if (name >= ctx.runId || !timeOfId(name)) continue;
+    const state = await readState(join(parent, name, "trainer.json"));
+    if (state && state.exit_code === undefined && pidAlive(state.pid)) {
+      ctx.log("warn", `the trainer of run ${name} still runs (pid ${state.pid}); its folder stays`);
+      continue;
+    }
+    await rm(join(parent, name), { recursive: true, force: true });
+    ctx.log("info", `removed the external folder of the earlier run ${name}`);
+  }
+}
+
 export function externalTrainStage(): StageFn {
   return async (ctx: StageContext): Promise<TrainOutput> => {
     const ext = ctx.config.external;
@@ -98,6 +118,7 @@ export function externalTrainStage(): StageFn {
       state: join(dir, "trainer.json"),
     };
     const output = join(paths.outputDir, ext.output);
+    await removeEarlierFolders(ctx);
     const argv = externalArgv(ctx.config, { ...paths, runId: ctx.runId, agent: ctx.agent });
 
     const before = await readState(paths.state);

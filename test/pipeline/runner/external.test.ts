@@ -2,7 +2,7 @@
 // its progress lines and log, and imports its weights as the run's best checkpoint. The runner's own
 // behaviour (progress, crash, cancel, shutdown, re-attach) is driven by a Node stand-in trainer;
 // the whole train -> evaluate -> deploy path by the project's PyTorch trainer, when torch is there.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -156,6 +156,30 @@ describe("runner: external", () => {
     expect(best?.manifest.step).toBe(5);
     // The work folder (export, log) goes once the weights are in the store.
     expect(existsSync(externalWorkDir(config(), AGENT, run.runId))).toBe(false);
+  }, 120_000);
+
+  it("a new run removes the folders earlier runs left, but not one whose trainer still runs", async () => {
+    const parent = join(dir, "data", "external", AGENT);
+    const failed = "r20200101-000000-000-aaaa";
+    const running = "r20200101-000001-000-bbbb";
+    const state = (pid: number, extra = {}) =>
+      JSON.stringify({ pid, started_at: "2020-01-01T00:00:00Z", argv: ["x"], ...extra });
+    mkdirSync(join(parent, failed, "export"), { recursive: true });
+    writeFileSync(join(parent, failed, "trainer.json"), state(process.pid, { exit_code: 3 }));
+    mkdirSync(join(parent, running), { recursive: true });
+    // This test process stands in for a trainer that outlived its server.
+    writeFileSync(join(parent, running, "trainer.json"), state(process.pid));
+    mkdirSync(join(parent, "notes"), { recursive: true });
+    const run = await pipeline(config()).startRun({ agent: AGENT, stages: ["train"], datasetId: ds.id });
+    const record = await run.done;
+    expect(record.status).toBe("succeeded");
+    expect(existsSync(join(parent, failed))).toBe(false);
+    expect(existsSync(join(parent, running, "trainer.json"))).toBe(true);
+    expect(existsSync(join(parent, "notes"))).toBe(true);
+    const msgs = record.log.map((l) => l.msg);
+    expect(msgs).toContain(`removed the external folder of the earlier run ${failed}`);
+    expect(msgs.some((m) => m.startsWith(`the trainer of run ${running} still runs`))).toBe(true);
+    rmSync(join(parent, running), { recursive: true });
   }, 120_000);
 
   it("fails the stage with the trainer's last log lines when it crashes", async () => {
