@@ -52,6 +52,11 @@ export class ServedModel {
     this.batcher = new Batcher((inputs) => this.infer(inputs), batching.maxBatchSize, batching.maxWaitMs);
   }
 
+  /** Whether the version remembers its training outcomes for the task (its memory.json has it). */
+  remembers(task: string): boolean {
+    return this.memory?.tasks.has(task) ?? false;
+  }
+
   get isDisposed(): boolean {
     return this.disposed;
   }

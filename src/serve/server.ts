@@ -239,7 +239,7 @@ export class ModelServer {
         answer: out.answer,
         confidence: minConfidence(out.answer),
         halt_confidence: out.sample.haltConfidence,
-        ...(getTask(taskName).memoryKey ? { seen_in_training: out.sample.seen } : {}),
+        ...(model.remembers(taskName) ? { seen_in_training: out.sample.seen } : {}),
         steps: out.sample.steps,
         max_steps: model.cfg.halt_max_steps,
         latency_ms: Math.round(latency * 100) / 100,

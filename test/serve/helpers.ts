@@ -11,7 +11,12 @@ import { encodeSafetensors, type TensorToWrite } from "../../src/model/safetenso
 import { TRM } from "../../src/model/trm.js";
 import { type ArtifactInput, ModelRegistry } from "../../src/pipeline/deploy/registry.js";
 import { smokeArtifact } from "../../src/pipeline/deploy/smoke-example.js";
-import { getTask } from "../../src/pipeline/tasks/index.js";
+import {
+  getTask,
+  MEMORY_ARTIFACT,
+  type MemoryFile,
+  serializeMemory,
+} from "../../src/pipeline/tasks/index.js";
 import { IGNORE, Vocab } from "../../src/pipeline/tasks/vocab.js";
 import { FsStore } from "../../src/store/index.js";
 
@@ -44,6 +49,8 @@ export interface VersionOptions {
   /** A vocabulary bigger than the model's token table: the load fails. */
   vocab?: Vocab;
   halt?: number;
+  /** A memory.json to register with the version (tasks/memory.ts). */
+  memory?: MemoryFile;
 }
 
 /** The tiny TRM's weights and vocabulary, plus its smoke example (one encoded log line). */
@@ -94,6 +101,7 @@ export function tinyArtifacts(o: VersionOptions = {}): ArtifactInput[] {
     { name: "model.safetensors", data: weights },
     { name: "vocab.json", data: (o.vocab ?? vocab).serialize() },
     smoke,
+    ...(o.memory ? [{ name: MEMORY_ARTIFACT, data: serializeMemory(o.memory) }] : []),
   ];
 }
 

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { registry as metrics } from "../../src/metrics.js";
+import { type MemoryFile, traceOutcome } from "../../src/pipeline/tasks/index.js";
 import { ModelServer, readShadowReport } from "../../src/serve/index.js";
-import { registerVersion, sleep, testServeEnv } from "./helpers.js";
+import { registerVersion, sleep, testServeEnv, testVocab } from "./helpers.js";
 
 const AGENT = "agent-sre";
 const LINES = [
@@ -68,6 +69,50 @@ describe("predict", () => {
         expect(x[k].confidence).toBeCloseTo(y[k].confidence, 5);
       }
     });
+  });
+
+  it("answers a trace path the version remembers by its training outcomes, and says how often it saw it", async () => {
+    const env = testServeEnv();
+    const path = ["api:GET /x", "db:query"];
+    const key = traceOutcome.memoryKey!(traceOutcome.encode({ path }, testVocab()).inputs);
+    const memory: MemoryFile = {
+      schema: 1,
+      strength: 1,
+      tasks: {
+        trace_outcome: {
+          [key]: [{ "status:error": 3 }, { "latency:>=5s": 3 }, { "service:db": 2, "service:api": 1 }],
+        },
+      },
+    };
+    const v = await registerVersion(env.registry, AGENT, { seed: 3, memory });
+    await env.registry.promote(AGENT, v, { actor: "test", reason: "with memory" });
+    server = new ModelServer({
+      config: env.config,
+      store: env.store,
+      registry: env.registry,
+      agents: [AGENT],
+    });
+    await server.start();
+    const seen = await server.predict(AGENT, "trace_outcome", { path });
+    const a = seen.answer as Record<string, { value: unknown; confidence: number }>;
+    // (count + model) / (seen + 1): three of three outvote any model.
+    expect(a.status.value).toBe("error");
+    expect(a.status.confidence).toBeGreaterThanOrEqual(0.75);
+    expect(a.latency.value).toBe(">=5s");
+    expect(a.culprit.value).toBe("db");
+    expect(seen.seen_in_training).toBe(3);
+    // 16 tokens hold the drivers' start only: a path with a repeated call differs there.
+    const other = await server.predict(AGENT, "trace_outcome", "api:GET /x -> api:GET /x -> db:query");
+    expect(other.seen_in_training).toBe(0);
+    // Tasks it keeps no memory for say nothing about it.
+    expect((await server.predict(AGENT, "log_triage", LINES[0])).seen_in_training).toBeUndefined();
+  });
+
+  it("says nothing of a memory for a version registered without one", async () => {
+    const env = await started();
+    server = env.server;
+    const r = await server.predict(AGENT, "trace_outcome", "api:GET /x -> db:query");
+    expect(r.seen_in_training).toBeUndefined();
   });
 
   it("refuses bad input with clear errors", async () => {

@@ -5,7 +5,8 @@ import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import { datasetsPrefix, latestDatasetKey } from "../../store/layout.js";
 import { sha256 } from "../../util/fs.js";
 import type { IncidentWindow } from "../incidents.js";
-import { buildMemory, type MemoryFile, TASKS } from "../tasks/index.js";
+import { buildMemory, type MemoryFile } from "../tasks/memory.js";
+import { TASKS } from "../tasks/modules.js";
 import { type Example, PUZZLE_IDS, TASK_NAMES, type TaskName } from "../tasks/types.js";
 import { Vocab } from "../tasks/vocab.js";
 import { datasetPrefix } from "./build.js";
@@ -121,7 +122,6 @@ export interface Dataset {
   incidents: IncidentWindow[];
 }
 
-/** The id of the newest dataset built for the agent, or null when none was. */
 /**
  * What a model trained on this dataset remembers of it (tasks/memory.ts): deploy registers it as
  * the version's memory.json; training's validation and the evaluation recall it for the candidate.
@@ -130,6 +130,7 @@ export function datasetMemory(ds: Dataset): MemoryFile {
   return buildMemory(Object.values(TASKS), (t) => ds.train.examples(t), ds.vocab);
 }
 
+/** The id of the newest dataset built for the agent, or null when none was. */
 export async function latestDatasetId(store: ObjectStore, agent: string): Promise<string | null> {
   try {
     const v = JSON.parse((await store.get(latestDatasetKey(agent))).toString("utf8")) as {

@@ -41,11 +41,15 @@ export async function applyPlan(
   let bytes = 0;
   let objects = 0;
   for (const item of plan.items) {
+    // A build that finished since the plan keeps every file.
+    if (item.guard && (await store.stat(item.guard.absent))) continue;
     for (const key of item.keys) {
       // A missing key is fine: it went in an earlier, interrupted gc.
       opts.signal?.throwIfAborted();
       const info = await store.stat(key);
       if (!info) continue;
+      // Written again since the plan (the same build, run again): it stays.
+      if (item.guard && info.mtimeMs >= item.guard.before) continue;
       await store.delete(key);
       bytes += info.size;
       objects += 1;

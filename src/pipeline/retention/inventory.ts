@@ -21,6 +21,7 @@ const JournalItem = z
     rule: z.string(),
     keys: z.array(z.string()),
     bytes: z.number(),
+    guard: z.object({ before: z.number(), absent: z.string() }).strict().optional(),
   })
   .strict();
 

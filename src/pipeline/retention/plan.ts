@@ -17,10 +17,10 @@ import {
   vllmPrefix,
 } from "../../store/layout.js";
 import { dayOf } from "../collect/raw-store.js";
-import { getOrAdd } from "../tasks/facts.js";
 import { timeOfId } from "../common/ids.js";
 import { championStack, prunedEntry, type RegistryIndex } from "../deploy/registry.js";
 import type { RunRecord } from "../record.js";
+import { getOrAdd } from "../tasks/facts.js";
 
 const DAY_MS = 86_400_000;
 
@@ -44,6 +44,11 @@ export interface PlanItem {
   /** In deletion order: the object that makes the rest readable (manifest, run.json) first. */
   keys: string[];
   bytes: number;
+  /**
+   * A dataset build that never finished may be run again between plan and delete: then a key goes
+   * only if unchanged since `before` (ms), and none goes once `absent` (its manifest) exists.
+   */
+  guard?: { before: number; absent: string };
 }
 
 /** What the plan keeps on purpose, and why (for --dry-run readers and the tests). */
@@ -117,11 +122,12 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
   const size = new Map(input.objects.map((o) => [o.key, o.size]));
   const items: PlanItem[] = [];
   const claimed = new Set<string>();
-  const add = (kind: ItemKind, id: string, rule: string, keys: string[]) => {
+  const add = (kind: ItemKind, id: string, rule: string, keys: string[], guard?: PlanItem["guard"]) => {
     const own = keys.filter((k) => size.has(k) && !claimed.has(k));
     if (!own.length) return;
     for (const k of own) claimed.add(k);
-    items.push({ kind, id, rule, keys: own, bytes: own.reduce((n, k) => n + (size.get(k) ?? 0), 0) });
+    const bytes = own.reduce((n, k) => n + (size.get(k) ?? 0), 0);
+    items.push({ kind, id, rule, keys: own, bytes, ...(guard ? { guard } : {}) });
   };
   const under = (prefix: string) => input.objects.filter((o) => o.key.startsWith(prefix)).map((o) => o.key);
   // A version's files, then what deploy made for it (its knowledge card, its vLLM files).
@@ -140,7 +146,7 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
   // An interrupted gc: an item whose reference is already gone is unreadable, so it is finished.
   for (const j of input.journal) {
     if (j.keys.length && !size.has(j.keys[0]))
-      add("leftover", j.id, `finishing an interrupted gc (${j.rule})`, j.keys.slice(1));
+      add("leftover", j.id, `finishing an interrupted gc (${j.rule})`, j.keys.slice(1), j.guard);
   }
 
   // ---- versions
@@ -245,12 +251,14 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
   }
   for (const [id, objs] of partial) {
     if (objs.some((o) => o.key.endsWith("/manifest.json"))) continue; // unreadable, not partial: left alone
-    if (Math.max(...objs.map((o) => o.mtimeMs)) >= now - DAY_MS) continue;
+    const before = now - DAY_MS;
+    if (Math.max(...objs.map((o) => o.mtimeMs)) >= before) continue;
     add(
       "dataset",
       id,
       "datasets: a build that never finished (no manifest), untouched for a day",
       objs.map((o) => o.key),
+      { before, absent: `${datasetPrefix(agent, id)}manifest.json` },
     );
   }
 

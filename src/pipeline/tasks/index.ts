@@ -2,27 +2,13 @@
 // model and the baselines alike.
 import { outputProbs } from "../../model/act.js";
 import type { TRMConfig } from "../../model/config.js";
-import { codeInfill } from "./code-infill.js";
 import { argmaxTokens } from "./common.js";
-import { logTriage } from "./log-triage.js";
 import { type ModelMemory, recall } from "./memory.js";
-import { metricForecast } from "./metric-forecast.js";
-import { traceOutcome } from "./trace-outcome.js";
-import { type Example, TASK_NAMES, type TaskModule, type TaskName, type TaskScore } from "./types.js";
+import { getTask } from "./modules.js";
+import type { Example, TaskName, TaskScore } from "./types.js";
 import type { Vocab } from "./vocab.js";
 
-export const TASKS: Record<TaskName, TaskModule<any, any>> = {
-  code_infill: codeInfill,
-  log_triage: logTriage,
-  metric_forecast: metricForecast,
-  trace_outcome: traceOutcome,
-};
-
-export function getTask(name: string): TaskModule<any, any> {
-  const t = TASKS[name as TaskName];
-  if (!t) throw new Error(`unknown task "${name}" (tasks: ${TASK_NAMES.join(", ")})`);
-  return t;
-}
+export { getTask, TASKS } from "./modules.js";
 
 /**
  * One sample's answer tokens from the model's output (logits of the batch, the sample's at

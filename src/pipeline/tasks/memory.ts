@@ -19,7 +19,9 @@ export const MEMORY_ARTIFACT = "memory.json";
  */
 export const STRENGTH = 1;
 
-const Counts = z.record(z.string().max(200), z.number().int().positive());
+// Class names are the vocabulary's, which bounds neither their length nor their number: the
+// artifact is bounded by the training split it counts (one entry per example at most).
+const Counts = z.record(z.string(), z.number().int().positive());
 export const MemoryFile = z.object({
   schema: z.literal(1),
   strength: z.number().positive().max(1e6),

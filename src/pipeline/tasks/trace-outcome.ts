@@ -84,10 +84,31 @@ function cmpNs(a: string, b: string): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
+// The separator and control characters inside names would blur hop boundaries.
+const clean = (v: string) => v.replace(/[;\p{Cc}]/gu, " ").trim();
+
 function entryOf(s: Pick<SpanRecord, "service" | "name">): string {
-  // The separator and control characters inside names would blur hop boundaries.
-  const clean = (v: string) => v.replace(/[;\p{Cc}]/gu, " ").trim();
   return `${clean(s.service) || "unknown"}:${clean(s.name) || "?"}`;
+}
+
+/**
+ * A path as a query states it, written as the build writes a trace's: each part trimmed, and
+ * consecutive repeats of a hop ("a:x", "a:x" or "a:x*2", "a:x") collapsed into "a:x*N".
+ */
+export function normalisePath(path: readonly string[]): string[] {
+  const out: { entry: string; n: number }[] = [];
+  for (const raw of path) {
+    const star = /^(.*)\*(\d+)$/s.exec(raw);
+    const base = star ? star[1] : raw;
+    const n = star ? Math.max(1, Number(star[2])) : 1;
+    const i = base.indexOf(":");
+    const entry =
+      i < 0 ? clean(base) : `${clean(base.slice(0, i)) || "unknown"}:${clean(base.slice(i + 1)) || "?"}`;
+    const last = out.at(-1);
+    if (last?.entry === entry) last.n += n;
+    else out.push({ entry, n });
+  }
+  return out.map((e) => (e.n > 1 ? `${e.entry}*${e.n}` : e.entry));
 }
 
 /** The call path of spans, root first then start order, repeats collapsed. */
@@ -388,10 +409,7 @@ export const traceOutcome: TaskModule<TraceOutcomeQuery, TraceOutcomeAnswer> = {
     return {
       task: "trace_outcome",
       puzzleId: PUZZLE_IDS.trace_outcome,
-      inputs: encodePath(
-        query.path.map((p) => p.replace(/[;\p{Cc}]/gu, " ")),
-        vocab.encoding.seq_len,
-      ),
+      inputs: encodePath(normalisePath(query.path), vocab.encoding.seq_len),
       readouts: slotReadouts(SLOTS),
       aux: new Float64Array(0),
     };

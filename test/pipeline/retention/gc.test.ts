@@ -9,8 +9,10 @@ import { registry as metrics } from "../../../src/metrics.js";
 import { listDatasets } from "../../../src/pipeline/dataset/reader.js";
 import { PrunedVersionError } from "../../../src/pipeline/deploy/registry.js";
 import { listRunIds } from "../../../src/pipeline/record.js";
+import { applyPlan } from "../../../src/pipeline/retention/apply.js";
 import { runGc, storeUsage } from "../../../src/pipeline/retention/gc.js";
-import { listAgentObjects, readGcState } from "../../../src/pipeline/retention/inventory.js";
+import { listAgentObjects, readGcState, readPlanInput } from "../../../src/pipeline/retention/inventory.js";
+import { planGc } from "../../../src/pipeline/retention/plan.js";
 import { type StoreUnderTest, storesUnderTest } from "../helpers/stores.js";
 import { AGENT, type Fixture, gcConfig, NOW, writeFixture } from "./fixture.js";
 
@@ -198,6 +200,36 @@ for (const kind of storesUnderTest()) {
         `datasets/${AGENT}/${fx.partial}/train.bin`,
         `datasets/${AGENT}/${fx.partial}/val.bin`,
       ]);
+    });
+
+    it("leaves a partial build's file that was written again between plan and delete, and all of it once it finished", async () => {
+      const prefix = `datasets/${AGENT}/${fx.partial}/`;
+      const t0 = Date.now();
+      const plan = planGc(await readPlanInput(s.store, fx.registry, AGENT, []), {
+        retention: config.retention,
+        datasetWindowMs: config.dataset.window,
+        now: new Date(t0 + 86_400_000),
+      });
+      const item = plan.items.find((i) => i.kind === "dataset" && i.id === fx.partial)!;
+      expect(item.guard).toEqual({ before: t0, absent: `${prefix}manifest.json` });
+      // The same build runs again from the CLI (no lease) and rewrites train.bin after the plan.
+      await new Promise((r) => setTimeout(r, 1500)); // S3 times are whole seconds
+      await s.store.put(`${prefix}train.bin`, "the build again\n");
+      await applyPlan(s.store, fx.registry, { ...plan, items: [item] }, { actor: "test" });
+      expect(await s.store.stat(`${prefix}train.bin`)).not.toBeNull();
+      expect(await s.store.stat(`${prefix}val.bin`)).toBeNull();
+      // It finishes (its manifest appears): an item planned before that deletes nothing.
+      await s.store.put(`${prefix}val.bin`, "the build again\n");
+      await s.store.put(`${prefix}manifest.json`, "{}\n");
+      await applyPlan(
+        s.store,
+        fx.registry,
+        { ...plan, items: [{ ...item, guard: { ...item.guard!, before: Date.now() + 60_000 } }] },
+        { actor: "test" },
+      );
+      for (const f of ["train.bin", "val.bin", "manifest.json"])
+        expect(await s.store.stat(`${prefix}${f}`)).not.toBeNull();
+      await s.store.delete(`${prefix}manifest.json`); // listDatasets would refuse this stand-in manifest
     });
   });
 }

@@ -352,6 +352,15 @@ describe("trace_outcome: the path memory", () => {
     expect(checked).toBe(8);
   });
 
+  it("encodes a queried path as the build writes a trace's: parts trimmed, repeats collapsed", () => {
+    const enc = (path: string[]) => Array.from(traceOutcome.encode({ path }, v).inputs);
+    expect(enc([" api : GET ", "db:q"])).toEqual(enc(["api:GET", "db:q"]));
+    expect(enc(["api:GET", "db:q", "db:q*2"])).toEqual(enc(["api:GET", "db:q*3"]));
+    expect(enc(["api:GET", "db:q", "db:q"])).not.toEqual(enc(["api:GET", "db:q"]));
+    // What the build wrote for the db trace is what the query encodes.
+    expect(enc(["api:GET", "db:q"])).toEqual(Array.from(db.inputs));
+  });
+
   it("ignores remembered classes the vocabulary lacks", () => {
     const file = buildMemory([traceOutcome], () => train, v);
     const key = traceOutcome.memoryKey!(db.inputs);
