@@ -48,6 +48,8 @@ export interface EvaluationResult {
   champion: { version: string } | null;
   /** Why the champion was not scored, when there is one. */
   champion_note: string | null;
+  /** How a model answered other than as it serves (a memory set aside), when it did. */
+  notes?: string[];
   tasks: Record<string, TaskEvaluation>;
   halting: { candidate: HaltingStats; champion: HaltingStats | null };
   gate: GateVerdict;
@@ -99,6 +101,7 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
     }
   }
   const halting = { candidate: newHalting(candidate), champion: champion ? newHalting(champion) : null };
+  const notes: string[] = [];
   const out: Record<string, TaskEvaluation> = {};
   let probe: ProbeResult | null = null;
   try {
@@ -133,11 +136,22 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
         const s = scoreTask(task, examples, preds, dataset.vocab);
         return { metrics: s.metrics, score: s.metrics[s.primary] };
       };
+      // A memory that counts validation days (a version trained on newer data than this dataset's
+      // validation split) would answer those very traces: that model answers from its weights.
+      const firstVal = examples.reduce((m, ex) => Math.min(m, ex.time), Number.POSITIVE_INFINITY);
+      const usable = (m: ModelUnderTest) => {
+        if (!m.memory || m.memory.until === null || m.memory.until < firstVal || !getTask(task).memoryKey)
+          return m.memory;
+        notes.push(
+          `${m.label}'s path memory counts traces up to ${new Date(m.memory.until).toISOString()}, inside these validation days: it answered ${task} from its weights alone`,
+        );
+        return null;
+      };
       const candPreds = idx.length
-        ? await predict(candidate, input.candidate.memory, halting.candidate)
+        ? await predict(candidate, usable(input.candidate), halting.candidate)
         : null;
       const champPreds =
-        champion && idx.length ? await predict(champion, input.champion!.memory, halting.champion!) : null;
+        champion && idx.length ? await predict(champion, usable(input.champion!), halting.champion!) : null;
       const cand = candPreds ? score(candPreds) : { metrics: {}, score: Number.NaN };
       const champ = champPreds ? score(champPreds) : null;
       const baselines: TaskEvaluation["baselines"] = {};
@@ -222,6 +236,7 @@ export async function evaluateModels(input: EvaluateInput): Promise<EvaluationRe
     },
     champion: input.champion?.version ? { version: input.champion.version } : null,
     champion_note: championNote,
+    ...(notes.length ? { notes } : {}),
     tasks: out,
     halting,
     gate,

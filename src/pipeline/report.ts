@@ -249,7 +249,7 @@ function verdict(e: EvaluationResult | null, promoted: string | null, run: RunRe
         `<li class="${c.passed ? "ok" : "bad"}"><span class="mark">${c.passed ? "✓" : "✗"}</span> <span class="check">${esc(c.check)}</span> ${esc(c.detail)}</li>`,
     )
     .join("");
-  return `${head}<ul class="checks">${items}</ul>${e.champion_note ? `<p class="muted">${esc(e.champion_note)}</p>` : ""}`;
+  return `${head}<ul class="checks">${items}</ul>${e.champion_note ? `<p class="muted">${esc(e.champion_note)}</p>` : ""}${(e.notes ?? []).map((n) => `<p class="muted">${esc(n)}</p>`).join("")}`;
 }
 
 function curves(train: TrainLogLine[], val: ValLogLine[]): string {

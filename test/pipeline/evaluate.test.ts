@@ -223,6 +223,25 @@ describe("evaluateModels on a dataset", () => {
     expect(trace.intervals!.champion!.low).toBeGreaterThan(0);
     // log_triage keeps no memory: the same weights answer the same.
     expect(r.tasks.log_triage.candidate.metrics).toEqual(r.tasks.log_triage.champion!.metrics);
+    expect(r.notes).toBeUndefined();
+    // A memory that counts validation days (a version trained on newer data) would answer those
+    // very traces: it is set aside, and the evaluation says so.
+    const late = await evaluateModels({
+      agent: "sre",
+      config,
+      dataset: ds,
+      candidate: {
+        label: "candidate",
+        version: null,
+        weights: w,
+        memory: { ...memory, until: Date.parse("2030-01-01") },
+      },
+      champion: null,
+    });
+    expect(late.tasks.trace_outcome.candidate.metrics).toEqual(trace.champion!.metrics);
+    expect(late.notes).toEqual([
+      "candidate's path memory counts traces up to 2030-01-01T00:00:00.000Z, inside these validation days: it answered trace_outcome from its weights alone",
+    ]);
   });
 
   it("lets a champion with an older, smaller vocabulary answer, and refuses one of another shape", async () => {

@@ -125,6 +125,7 @@ export function renderModelCard(c: CardInput): string {
         );
     }
     if (e.champion_note) lines.push("", `Note: ${e.champion_note}.`);
+    for (const n of e.notes ?? []) lines.push("", `Note: ${n}.`);
     lines.push("");
   }
   lines.push("## Data", "");

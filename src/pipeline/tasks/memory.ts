@@ -25,6 +25,8 @@ const Counts = z.record(z.string(), z.number().int().positive());
 export const MemoryFile = z.object({
   schema: z.literal(1),
   strength: z.number().positive().max(1e6),
+  /** The newest event time of the examples it counts (ISO); null when it counts none. */
+  until: z.string().datetime().nullable().optional(),
   /** Task → key → one {class name: count} per slot, in the task's slot order. */
   tasks: z.record(z.string(), z.record(z.string().max(64), z.array(Counts).max(16))),
 });
@@ -33,6 +35,8 @@ export type MemoryFile = z.infer<typeof MemoryFile>;
 /** A parsed memory: per task and key, the counts per slot. */
 export interface ModelMemory {
   strength: number;
+  /** The newest event time it counts (ms since the epoch), or null. */
+  until: number | null;
   tasks: Map<string, Map<string, Map<string, number>[]>>;
 }
 
@@ -43,10 +47,12 @@ export function buildMemory(
   vocab: Vocab,
 ): MemoryFile {
   const tasks: MemoryFile["tasks"] = {};
+  let until = Number.NEGATIVE_INFINITY;
   for (const t of modules) {
     if (!t.memoryKey) continue;
     const byKey = new Map<string, Record<string, number>[]>();
     for (const ex of train(t.name)) {
+      until = Math.max(until, ex.time);
       const counts = getOrAdd(byKey, t.memoryKey(ex.inputs), () =>
         t.slots.map((): Record<string, number> => ({})),
       );
@@ -57,7 +63,12 @@ export function buildMemory(
     }
     tasks[t.name] = Object.fromEntries(byKey);
   }
-  return { schema: 1, strength: STRENGTH, tasks };
+  return {
+    schema: 1,
+    strength: STRENGTH,
+    until: Number.isFinite(until) ? new Date(until).toISOString() : null,
+    tasks,
+  };
 }
 
 export function serializeMemory(m: MemoryFile): string {
@@ -92,7 +103,7 @@ export function asMemory(m: MemoryFile): ModelMemory {
       task,
       new Map(Object.entries(byKey).map(([k, slots]) => [k, slots.map((c) => new Map(Object.entries(c)))])),
     );
-  return { strength: m.strength, tasks };
+  return { strength: m.strength, until: m.until ? Date.parse(m.until) : null, tasks };
 }
 
 /**

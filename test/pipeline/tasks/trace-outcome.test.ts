@@ -361,6 +361,13 @@ describe("trace_outcome: the path memory", () => {
     expect(enc(["api:GET", "db:q"])).toEqual(Array.from(db.inputs));
   });
 
+  it("records the newest training time it counts", () => {
+    const file = buildMemory([traceOutcome], () => train, v);
+    expect(file.until).toBe(new Date(Math.max(...train.map((ex) => ex.time))).toISOString());
+    expect(memory.until).toBe(Math.max(...train.map((ex) => ex.time)));
+    expect(buildMemory([traceOutcome], () => [], v).until).toBeNull();
+  });
+
   it("ignores remembered classes the vocabulary lacks", () => {
     const file = buildMemory([traceOutcome], () => train, v);
     const key = traceOutcome.memoryKey!(db.inputs);
