@@ -54,7 +54,7 @@ export class ServedModel {
 
   /** Whether the version remembers its training outcomes for the task (its memory.json has it). */
   remembers(task: string): boolean {
-    return this.memory?.tasks.has(task) ?? false;
+    return Boolean(getTask(task).memoryKey) && (this.memory?.tasks.has(task) ?? false);
   }
 
   get isDisposed(): boolean {

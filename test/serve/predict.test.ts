@@ -78,6 +78,7 @@ describe("predict", () => {
     const memory: MemoryFile = {
       schema: 1,
       strength: 1,
+      until: "2026-01-01T00:00:00.000Z",
       tasks: {
         trace_outcome: {
           [key]: [{ "status:error": 3 }, { "latency:>=5s": 3 }, { "service:db": 2, "service:api": 1 }],

@@ -145,6 +145,8 @@ export function planGc(input: PlanInput, settings: PlanSettings): Plan {
 
   // An interrupted gc: an item whose reference is already gone is unreadable, so it is finished.
   for (const j of input.journal) {
+    // A partial build that finished since (its manifest is there) is no longer gc's.
+    if (j.guard && size.has(j.guard.absent)) continue;
     if (j.keys.length && !size.has(j.keys[0]))
       add("leftover", j.id, `finishing an interrupted gc (${j.rule})`, j.keys.slice(1), j.guard);
   }

@@ -140,6 +140,7 @@ export {
   type LatencyBucket,
   latencyBucket,
   latencyDrivers,
+  normalisePath,
   pathText,
   type TraceFacts,
   type TraceOutcomeAnswer,

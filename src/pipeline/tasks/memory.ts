@@ -26,7 +26,7 @@ export const MemoryFile = z.object({
   schema: z.literal(1),
   strength: z.number().positive().max(1e6),
   /** The newest event time of the examples it counts (ISO); null when it counts none. */
-  until: z.string().datetime().nullable().optional(),
+  until: z.string().datetime().nullable(),
   /** Task → key → one {class name: count} per slot, in the task's slot order. */
   tasks: z.record(z.string(), z.record(z.string().max(64), z.array(Counts).max(16))),
 });

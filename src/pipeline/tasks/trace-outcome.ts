@@ -97,8 +97,10 @@ function entryOf(s: Pick<SpanRecord, "service" | "name">): string {
  */
 export function normalisePath(path: readonly string[]): string[] {
   const out: { entry: string; n: number }[] = [];
-  for (const raw of path) {
-    const star = /^(.*)\*(\d+)$/s.exec(raw);
+  for (const part of path) {
+    const raw = clean(part);
+    // A count of more than 9 digits is no count the build writes: it stays part of the name.
+    const star = /^(.*)\*(\d{1,9})$/s.exec(raw);
     const base = star ? star[1] : raw;
     const n = star ? Math.max(1, Number(star[2])) : 1;
     const i = base.indexOf(":");

@@ -220,6 +220,19 @@ for (const kind of storesUnderTest()) {
       expect(await s.store.stat(`${prefix}val.bin`)).toBeNull();
       // It finishes (its manifest appears): an item planned before that deletes nothing.
       await s.store.put(`${prefix}val.bin`, "the build again\n");
+      // Nor does an interrupted gc's journal finish it once the manifest is there.
+      const settings = {
+        retention: config.retention,
+        datasetWindowMs: config.dataset.window,
+        now: new Date(t0),
+      };
+      const journal = [{ ...item, keys: [`${prefix}gone.bin`, `${prefix}val.bin`] }];
+      const input = await readPlanInput(s.store, fx.registry, AGENT, journal);
+      const leftover = (p: ReturnType<typeof planGc>) =>
+        p.items.some((i) => i.kind === "leftover" && i.id === fx.partial);
+      expect(leftover(planGc(input, settings))).toBe(true);
+      input.objects.push({ key: `${prefix}manifest.json`, size: 3, mtimeMs: Date.now() });
+      expect(leftover(planGc(input, settings))).toBe(false);
       await s.store.put(`${prefix}manifest.json`, "{}\n");
       await applyPlan(
         s.store,

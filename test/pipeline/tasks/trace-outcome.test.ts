@@ -9,6 +9,7 @@ import {
   latencyBucket,
   latencyDrivers,
   MemoryError,
+  normalisePath,
   parseMemory,
   pathText,
   recall,
@@ -357,6 +358,9 @@ describe("trace_outcome: the path memory", () => {
     expect(enc([" api : GET ", "db:q"])).toEqual(enc(["api:GET", "db:q"]));
     expect(enc(["api:GET", "db:q", "db:q*2"])).toEqual(enc(["api:GET", "db:q*3"]));
     expect(enc(["api:GET", "db:q", "db:q"])).not.toEqual(enc(["api:GET", "db:q"]));
+    expect(enc(["api:GET", "db:q", "db:q*2 "])).toEqual(enc(["api:GET", "db:q*3"]));
+    // A count no build writes stays part of the name.
+    expect(normalisePath(["db:q*99999999999", "db:q"])).toEqual(["db:q*99999999999", "db:q"]);
     // What the build wrote for the db trace is what the query encodes.
     expect(enc(["api:GET", "db:q"])).toEqual(Array.from(db.inputs));
   });
@@ -388,7 +392,12 @@ describe("trace_outcome: the path memory", () => {
     expect(() => parseMemory(JSON.stringify({ schema: 2, strength: 1, tasks: {} }))).toThrow(/schema/);
     expect(() =>
       parseMemory(
-        JSON.stringify({ schema: 1, strength: 1, tasks: { trace_outcome: { k: [{ "status:ok": -1 }] } } }),
+        JSON.stringify({
+          schema: 1,
+          strength: 1,
+          until: null,
+          tasks: { trace_outcome: { k: [{ "status:ok": -1 }] } },
+        }),
       ),
     ).toThrow(/tasks\.trace_outcome\.k\.0/);
   });
