@@ -9,9 +9,14 @@ import { resolveModelConfig } from "../../src/model/config.js";
 import { Trainer } from "../../src/model/trainer.js";
 import { stageOutput } from "../../src/pipeline/contract.js";
 import { createPipeline } from "../../src/pipeline/create.js";
-import { buildDataset, type Dataset, openDataset } from "../../src/pipeline/dataset/index.js";
+import {
+  buildDataset,
+  candidateMemory,
+  type Dataset,
+  openDataset,
+} from "../../src/pipeline/dataset/index.js";
 import { compareVersions } from "../../src/pipeline/evaluate/compare.js";
-import { candidateMemory, evaluationRunKey } from "../../src/pipeline/evaluate/stage.js";
+import { evaluationRunKey } from "../../src/pipeline/evaluate/stage.js";
 import { evaluateVersion, evaluationTarget } from "../../src/pipeline/evaluate/version.js";
 import { evaluateModels, runGate, type TaskEvaluation } from "../../src/pipeline/evaluate.js";
 import { scoreBaselines, traceOutcome } from "../../src/pipeline/tasks/index.js";

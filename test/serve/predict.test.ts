@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { registry as metrics } from "../../src/metrics.js";
 import { type MemoryFile, traceOutcome } from "../../src/pipeline/tasks/index.js";
 import { ModelServer, readShadowReport } from "../../src/serve/index.js";
-import { registerVersion, sleep, testServeEnv, testVocab } from "./helpers.js";
+import { registerVersion, sleep, testServeEnv, testVocab, type VersionOptions } from "./helpers.js";
 
 const AGENT = "agent-sre";
 const LINES = [
@@ -14,9 +14,13 @@ const LINES = [
   "INFO checkout completed order=981",
 ];
 
-async function started(serve: Record<string, unknown> = {}, random?: () => number) {
+async function started(
+  serve: Record<string, unknown> = {},
+  random?: () => number,
+  version: VersionOptions = { seed: 1 },
+) {
   const env = testServeEnv(serve);
-  const v1 = await registerVersion(env.registry, AGENT, { seed: 1 });
+  const v1 = await registerVersion(env.registry, AGENT, version);
   await env.registry.promote(AGENT, v1, { actor: "test", reason: "first" });
   const server = new ModelServer({
     config: env.config,
@@ -72,7 +76,6 @@ describe("predict", () => {
   });
 
   it("answers a trace path the version remembers by its training outcomes, and says how often it saw it", async () => {
-    const env = testServeEnv();
     const path = ["api:GET /x", "db:query"];
     const key = traceOutcome.memoryKey!(traceOutcome.encode({ path }, testVocab()).inputs);
     const memory: MemoryFile = {
@@ -85,15 +88,7 @@ describe("predict", () => {
         },
       },
     };
-    const v = await registerVersion(env.registry, AGENT, { seed: 3, memory });
-    await env.registry.promote(AGENT, v, { actor: "test", reason: "with memory" });
-    server = new ModelServer({
-      config: env.config,
-      store: env.store,
-      registry: env.registry,
-      agents: [AGENT],
-    });
-    await server.start();
+    server = (await started({}, undefined, { seed: 3, memory })).server;
     const seen = await server.predict(AGENT, "trace_outcome", { path });
     const a = seen.answer as Record<string, { value: unknown; confidence: number }>;
     // (count + model) / (seen + 1): three of three outvote any model.

@@ -14,6 +14,7 @@ export { DatasetFormatError, decodeSplit, encodeSplit } from "./format.js";
 export { DATASET_FORMAT, DATASET_VERSION, Manifest, QualityReport, TaskQuality } from "./manifest.js";
 export {
   type Batch,
+  candidateMemory,
   type Dataset,
   DatasetSplit,
   datasetMemory,

@@ -5,7 +5,7 @@ import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import { datasetsPrefix, latestDatasetKey } from "../../store/layout.js";
 import { sha256 } from "../../util/fs.js";
 import type { IncidentWindow } from "../incidents.js";
-import { buildMemory, type MemoryFile } from "../tasks/memory.js";
+import { asMemory, buildMemory, type MemoryFile, type ModelMemory } from "../tasks/memory.js";
 import { TASKS } from "../tasks/modules.js";
 import { type Example, PUZZLE_IDS, TASK_NAMES, type TaskName } from "../tasks/types.js";
 import { Vocab } from "../tasks/vocab.js";
@@ -128,6 +128,11 @@ export interface Dataset {
  */
 export function datasetMemory(ds: Dataset): MemoryFile {
   return buildMemory(Object.values(TASKS), (t) => ds.train.examples(t), ds.vocab);
+}
+
+/** datasetMemory as the candidate trained on this dataset recalls it. */
+export function candidateMemory(ds: Dataset): ModelMemory {
+  return asMemory(datasetMemory(ds));
 }
 
 /** The id of the newest dataset built for the agent, or null when none was. */

@@ -2,7 +2,7 @@ import { initBackend } from "../../model/backend.js";
 import { NotFoundError, type ObjectStore } from "../../store/index.js";
 import { runEvaluationKey } from "../../store/layout.js";
 import type { EvaluateOutput, StageContext } from "../contract.js";
-import { type Dataset, datasetMemory } from "../dataset/index.js";
+import { candidateMemory } from "../dataset/index.js";
 import { runDataset } from "../dataset/stage.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { versionMemory } from "../deploy/version-memory.js";
@@ -12,7 +12,7 @@ import {
   type ModelUnderTest,
   publishValidationScores,
 } from "../evaluate.js";
-import { asMemory, type ModelMemory } from "../tasks/index.js";
+import type { ModelMemory } from "../tasks/index.js";
 import { trainedModel } from "../train/stage.js";
 import type { PairedInterval } from "./bootstrap.js";
 
@@ -98,11 +98,6 @@ async function candidateUnderTest(ctx: StageContext, memory: ModelMemory): Promi
     candidate: { label: CANDIDATE, version: null, weights: cand.model, memory },
     champion: championVersion ? await registeredModel(ctx.registry, ctx.agent, championVersion) : null,
   };
-}
-
-/** What the candidate trained on this dataset remembers (deploy registers the same). */
-export function candidateMemory(ds: Dataset): ModelMemory {
-  return asMemory(datasetMemory(ds));
 }
 
 /** An evaluation run's version, and the one it is scored against (resolved when the run started). */

@@ -4,18 +4,18 @@ import { resolveModelConfig, type TRMConfig } from "../../model/config.js";
 import { decodeSafetensors } from "../../model/safetensors.js";
 import { configFromMetadata } from "../../model/trm.js";
 import type { StageContext, TrainOutput } from "../contract.js";
-import { type Dataset, datasetMemory } from "../dataset/index.js";
+import { candidateMemory, type Dataset } from "../dataset/index.js";
 import { runDataset } from "../dataset/stage.js";
 import type { ModelRegistry } from "../deploy/registry.js";
 import { runPrefix } from "../record.js";
-import { answerTokens, asMemory, scoreTask } from "../tasks/index.js";
+import { answerTokens, scoreTask } from "../tasks/index.js";
 import { latestCheckpoint, readCheckpointFile } from "../train/checkpoint.js";
 import { type TrainResult, train as trainLoop } from "../train.js";
 
 export async function trainStage(ctx: StageContext): Promise<TrainOutput> {
   await initBackend(ctx.config.model.backend);
   const ds = await runDataset(ctx);
-  const memory = asMemory(datasetMemory(ds));
+  const memory = candidateMemory(ds);
   const model = resolveModelConfig(ctx.config.model, {
     vocab_size: ds.vocab.size,
     seq_len: ds.manifest.seq_len,
